@@ -1,0 +1,74 @@
+//! [`JwtAuthLayer`]: verify the bearer token, put [`CurrentUser`](crate::claims::CurrentUser)
+//! into request extensions, or answer the RFC 6750 error.
+//!
+//! - No credentials: 401 `WWW-Authenticate: Bearer realm="…"` (no error code). In optional mode
+//!   (for use with authorization rules) the request passes with
+//!   [`Authentication::Anonymous`](crate::claims::Authentication::Anonymous).
+//! - Malformed or multiple credentials: 400 `error="invalid_request"`.
+//! - A bad token: 401 `error="invalid_token"`, in optional mode too.
+//! - Keys not loadable yet: 503 with `Retry-After` (or 401, if configured).
+//! - gRPC requests (`content-type: application/grpc*`) get a trailers-only gRPC status instead:
+//!   `UNAUTHENTICATED` (16), `PERMISSION_DENIED` (7) or `UNAVAILABLE` (14).
+//!
+//! The [`AuthError`](crate::error::AuthError) goes into the response extensions. The response
+//! is pluggable through [`ResponseForRejection`]. The layer is generic over request and response
+//! bodies (`ResBody: Default`), so it drops into axum, tonic and plain hyper services unchanged.
+//!
+//! # Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response, StatusCode};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_bearer::authn::JwtAuthLayer;
+//! use tower_bearer::claims::CurrentUser;
+//! use tower_bearer::jwks::{Algorithm, KeySet};
+//! use tower_bearer::signing::SigningKey;
+//! use tower_bearer::verify::{IssuerConfig, Verifier};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+//! # let keys = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
+//! let verifier = Verifier::builder()
+//!     .issuer(IssuerConfig::static_keys("https://auth.example", keys))
+//!     .audience("orders")
+//!     .build()
+//!     .unwrap();
+//! let svc = ServiceBuilder::new()
+//!     .layer(JwtAuthLayer::new(verifier))
+//!     .service(service_fn(|req: Request<String>| async move {
+//!         let user = req.extensions().get::<CurrentUser>().unwrap();
+//!         Ok::<_, Infallible>(Response::new(user.subject().unwrap_or_default().to_owned()))
+//!     }));
+//!
+//! let res = svc.clone().oneshot(Request::new(String::new())).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(res.headers()["www-authenticate"], r#"Bearer realm="api""#);
+//!
+//! # let now = tower_bearer::clock::Clock::now_unix(&tower_bearer::clock::SystemClock);
+//! # let token = key.sign(&serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+//! #     "sub": "alice", "exp": now + 60})).unwrap();
+//! let req = Request::builder()
+//!     .header("authorization", format!("Bearer {token}"))
+//!     .body(String::new())
+//!     .unwrap();
+//! let res = svc.oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::OK);
+//! assert_eq!(res.into_body(), "alice");
+//! # }
+//! ```
+
+mod future;
+mod layer;
+mod rejection;
+mod service;
+
+#[doc(inline)]
+pub use future::ResponseFuture;
+#[doc(inline)]
+pub use layer::JwtAuthLayer;
+#[doc(inline)]
+pub use rejection::{is_grpc, DefaultRejection, ResponseForRejection};
+#[doc(inline)]
+pub use service::JwtAuth;

@@ -1,0 +1,172 @@
+//! Building the response for a rejection.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, Response};
+
+use crate::error::AuthError;
+
+/// Turns a rejection into a response. Implemented by [`DefaultRejection`] and by any
+/// `Fn(&AuthError, bool) -> Response<B>` closure (the `bool` says the request is gRPC).
+pub trait ResponseForRejection<B>: Clone + Send + Sync + 'static {
+    /// The response for `error`; `grpc` is true for `content-type: application/grpc*` requests.
+    fn response(&self, error: &AuthError, grpc: bool) -> Response<B>;
+}
+
+impl<B, F> ResponseForRejection<B> for F
+where
+    F: Fn(&AuthError, bool) -> Response<B> + Clone + Send + Sync + 'static,
+{
+    fn response(&self, error: &AuthError, grpc: bool) -> Response<B> {
+        self(error, grpc)
+    }
+}
+
+/// The RFC 6750 response: status, `WWW-Authenticate`, `Retry-After` for 503,
+/// `Cache-Control: no-store`; for gRPC a trailers-only status. The [`AuthError`] is put into the
+/// response extensions.
+#[derive(Clone)]
+pub struct DefaultRejection {
+    realm: Option<Arc<str>>,
+    describe: bool,
+    keys_unavailable_401: bool,
+}
+
+impl Default for DefaultRejection {
+    fn default() -> Self {
+        Self {
+            realm: Some("api".into()),
+            describe: false,
+            keys_unavailable_401: false,
+        }
+    }
+}
+
+impl fmt::Debug for DefaultRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DefaultRejection")
+            .field("realm", &self.realm)
+            .field("describe", &self.describe)
+            .field("keys_unavailable_401", &self.keys_unavailable_401)
+            .finish()
+    }
+}
+
+impl DefaultRejection {
+    /// The `realm` of challenges (default `api`; `None` omits it).
+    #[must_use]
+    pub fn with_realm(mut self, realm: Option<&str>) -> Self {
+        self.realm = realm.map(Into::into);
+        self
+    }
+    /// Add a terse `error_description` (off by default).
+    #[must_use]
+    pub fn with_error_description(mut self, describe: bool) -> Self {
+        self.describe = describe;
+        self
+    }
+    /// Answer 401 `invalid_token` instead of 503 when keys are unavailable.
+    #[must_use]
+    pub fn with_keys_unavailable_as_401(mut self, yes: bool) -> Self {
+        self.keys_unavailable_401 = yes;
+        self
+    }
+
+    /// Builds the response for `error`.
+    pub fn build<B: Default>(&self, error: &AuthError, grpc: bool) -> Response<B> {
+        let shown = match error {
+            AuthError::KeysUnavailable { .. } if self.keys_unavailable_401 => {
+                AuthError::InvalidToken(crate::error::TokenError::UnknownKey)
+            }
+            other => other.clone(),
+        };
+        let mut res = Response::new(B::default());
+        let headers = res.headers_mut();
+        if let Some(challenge) = shown.www_authenticate(self.realm.as_deref(), self.describe) {
+            headers.insert(WWW_AUTHENTICATE, challenge);
+        }
+        if let AuthError::KeysUnavailable { retry_after } = &shown {
+            headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+        }
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if grpc {
+            grpc_status(headers, &shown);
+        } else {
+            *res.status_mut() = shown.status();
+        }
+        res.extensions_mut().insert(error.clone());
+        res
+    }
+}
+
+impl<B: Default> ResponseForRejection<B> for DefaultRejection {
+    fn response(&self, error: &AuthError, grpc: bool) -> Response<B> {
+        self.build(error, grpc)
+    }
+}
+
+/// Whether the request is gRPC (`content-type: application/grpc*`).
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.get(..16)
+                .is_some_and(|p| p.eq_ignore_ascii_case("application/grpc"))
+        })
+}
+
+/// Trailers-only gRPC answer: HTTP 200, `grpc-status`, `grpc-message` (percent-encoded).
+fn grpc_status(headers: &mut HeaderMap, error: &AuthError) {
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from(error.grpc_code().as_i32()));
+    let msg: String = error
+        .description()
+        .bytes()
+        .map(|b| {
+            if (0x20..0x7f).contains(&b) && b != b'%' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    if let Ok(v) = HeaderValue::from_str(&msg) {
+        headers.insert("grpc-message", v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::TokenError;
+    use http::StatusCode;
+
+    #[test]
+    fn grpc_and_http() {
+        let r = DefaultRejection::default();
+        let err = AuthError::InvalidToken(TokenError::Expired);
+        let res: Response<()> = r.build(&err, true);
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["grpc-status"], "16");
+        assert_eq!(res.headers()["grpc-message"], "expired");
+        let res: Response<()> = r.build(&err, false);
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(res.extensions().get::<AuthError>(), Some(&err));
+        let unavailable = AuthError::KeysUnavailable {
+            retry_after: std::time::Duration::from_secs(3),
+        };
+        let res: Response<()> = r.build(&unavailable, false);
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[RETRY_AFTER], "3");
+        let res: Response<()> = r
+            .clone()
+            .with_keys_unavailable_as_401(true)
+            .build(&unavailable, false);
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let res: Response<()> = r.build(&unavailable, true);
+        assert_eq!(res.headers()["grpc-status"], "14");
+    }
+}

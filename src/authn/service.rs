@@ -1,0 +1,116 @@
+use std::fmt;
+use std::task::{Context, Poll};
+
+use http::header::{Entry, AUTHORIZATION};
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::layer::JwtAuthLayer;
+use super::rejection::{is_grpc, DefaultRejection, ResponseForRejection};
+use crate::bearer::extract_bearer;
+use crate::claims::{Authentication, CurrentUser};
+use crate::error::AuthError;
+use crate::verify::Step;
+
+/// Verifies the bearer token of every request. See the [module docs](crate::authn).
+#[derive(Clone)]
+pub struct JwtAuth<S, R = DefaultRejection> {
+    pub(crate) inner: S,
+    pub(crate) layer: JwtAuthLayer<R>,
+}
+
+impl<S: fmt::Debug, R> fmt::Debug for JwtAuth<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtAuth")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+crate::macros::define_inner_service_accessors!(JwtAuth<S, R>);
+
+impl<S> JwtAuth<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, layer: JwtAuthLayer) -> Self {
+        Self { inner, layer }
+    }
+
+    /// The layer (same as [`JwtAuthLayer::new`]).
+    pub fn layer(verifier: crate::verify::Verifier) -> JwtAuthLayer {
+        JwtAuthLayer::new(verifier)
+    }
+}
+
+enum Outcome {
+    Reject(AuthError),
+    Anonymous,
+    User(CurrentUser),
+    Pending(String, Step),
+}
+
+pub(crate) fn insert_user<B>(req: &mut Request<B>, user: CurrentUser) {
+    req.extensions_mut()
+        .insert(Authentication::User(user.clone()));
+    req.extensions_mut().insert(user);
+}
+
+impl<ReqBody, ResBody, S, R> Service<Request<ReqBody>> for JwtAuth<S, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    ReqBody: Send + 'static,
+    R: ResponseForRejection<ResBody>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, S, ReqBody, ResBody, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        if let Entry::Occupied(mut e) = req.headers_mut().entry(AUTHORIZATION) {
+            for v in e.iter_mut() {
+                v.set_sensitive(true);
+            }
+        }
+        let grpc = is_grpc(req.headers());
+        let layer = &self.layer;
+        let outcome = match extract_bearer(req.headers(), req.uri(), &layer.bearer) {
+            Err(e) => Outcome::Reject(e),
+            Ok(None) if layer.optional => Outcome::Anonymous,
+            Ok(None) => Outcome::Reject(AuthError::MissingCredentials),
+            Ok(Some(token)) => match layer.verifier.verify_now(&token) {
+                Step::Done(Ok(user)) => Outcome::User(user),
+                Step::Done(Err(e)) => Outcome::Reject(e),
+                step => Outcome::Pending(token.into_owned(), step),
+            },
+        };
+        match outcome {
+            Outcome::Reject(e) => {
+                crate::telemetry::rejection(&e);
+                ResponseFuture::rejected(layer.rejection.response(&e, grpc))
+            }
+            Outcome::Anonymous => {
+                req.extensions_mut().insert(Authentication::Anonymous);
+                ResponseFuture::future(self.inner.call(req))
+            }
+            Outcome::User(user) => {
+                insert_user(&mut req, user);
+                ResponseFuture::future(self.inner.call(req))
+            }
+            Outcome::Pending(token, step) => {
+                let verifier = layer.verifier.clone();
+                let verify = Box::pin(async move { verifier.finish(&token, step).await });
+                // The instance made ready by `poll_ready` goes into the future; a fresh clone
+                // stays here. See tower's "Be careful when cloning inner services":
+                // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::verifying(verify, inner, req, layer.rejection.clone(), grpc)
+            }
+        }
+    }
+}

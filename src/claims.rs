@@ -1,0 +1,432 @@
+//! What handlers read: [`CurrentUser`], built once from verified claims, and the
+//! [`Authentication`] marker the layers put into request extensions.
+//!
+//! Scopes, roles, permissions and the token's own `authorities` are separate typed sets: a
+//! scope check reads only scopes, a role check only roles. [`CurrentUser::has_authority`] sees
+//! Spring-style names: `SCOPE_<scope>`, `ROLE_<role>`, permissions, and the `authorities` claim
+//! when merging is configured (never a value of it starting with `SCOPE_` or `ROLE_`).
+//!
+//! # Example
+//!
+//! ```
+//! use tower_bearer::claims::{ClaimMapping, CurrentUser};
+//!
+//! let claims = serde_json::json!({
+//!     "iss": "https://auth.example", "sub": "alice", "uid": 42, "tenant": "t1", "pv": 3,
+//!     "scope": "orders.read orders.write", "roles": ["admin"],
+//!     "permissions": ["order:delete"], "exp": 2000000000, "aud": "api"
+//! });
+//! let user = CurrentUser::from_claims(
+//!     claims.as_object().unwrap().clone(),
+//!     &ClaimMapping::default().compile(),
+//! )
+//! .unwrap();
+//! assert_eq!(user.user_id(), Some("42"));
+//! assert!(user.has_scope("orders.read"));
+//! assert!(user.has_authority("SCOPE_orders.write"));
+//! assert!(user.has_authority("ROLE_admin"));
+//! assert!(user.has_authority("order:delete"));
+//! assert!(!user.has_role("orders.read"));
+//! assert_eq!(user.policy_version(), Some(3));
+//! ```
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use serde_json::{Map, Value};
+
+use crate::error::TokenError;
+
+/// Which claims hold the user id, roles, permissions and tenant (`security.resource-server.claims`).
+///
+/// Names may be dotted paths into nested objects, e.g. Keycloak's `realm_access.roles`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimMapping {
+    /// The user id claim; falls back to `sub`. Default `uid`.
+    pub user_id: String,
+    /// The roles claim. Default `roles`.
+    pub roles: String,
+    /// The permissions claim. Default `permissions`.
+    pub permissions: String,
+    /// The tenant claim. Default `tenant`.
+    pub tenant: String,
+    /// Merge the token's `authorities` claim into [`CurrentUser::has_authority`]. Default `false`.
+    pub merge_authorities_claim: bool,
+}
+
+impl Default for ClaimMapping {
+    fn default() -> Self {
+        Self {
+            user_id: "uid".into(),
+            roles: "roles".into(),
+            permissions: "permissions".into(),
+            tenant: "tenant".into(),
+            merge_authorities_claim: false,
+        }
+    }
+}
+
+impl ClaimMapping {
+    /// Splits the dotted paths once.
+    pub fn compile(&self) -> CompiledMapping {
+        let split = |s: &str| s.split('.').map(str::to_owned).collect::<Vec<_>>();
+        CompiledMapping {
+            user_id: split(&self.user_id),
+            roles: split(&self.roles),
+            permissions: split(&self.permissions),
+            tenant: split(&self.tenant),
+            merge_authorities: self.merge_authorities_claim,
+        }
+    }
+}
+
+/// A [`ClaimMapping`] with its paths split, ready for every request.
+#[derive(Debug, Clone)]
+pub struct CompiledMapping {
+    user_id: Vec<String>,
+    roles: Vec<String>,
+    permissions: Vec<String>,
+    tenant: Vec<String>,
+    merge_authorities: bool,
+}
+
+/// The authenticated caller, built from verified claims. Cheap to clone.
+///
+/// See the [module docs](crate::claims) for an example.
+#[derive(Clone)]
+pub struct CurrentUser(Arc<UserInner>);
+
+struct UserInner {
+    subject: Option<String>,
+    user_id: Option<String>,
+    tenant: Option<String>,
+    policy_version: Option<i64>,
+    client_id: Option<String>,
+    issuer: String,
+    audiences: Vec<String>,
+    expires_at: u64,
+    scopes: Vec<String>,
+    roles: Vec<String>,
+    permissions: Vec<String>,
+    token_authorities: Vec<String>,
+    claims: Map<String, Value>,
+    all_authorities: OnceLock<Vec<String>>,
+}
+
+/// What the authentication layer decided for a request (in request extensions).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Authentication {
+    /// A verified token.
+    User(CurrentUser),
+    /// No credentials (optional mode only).
+    Anonymous,
+}
+
+impl Authentication {
+    /// The user, if authenticated.
+    pub fn user(&self) -> Option<&CurrentUser> {
+        match self {
+            Self::User(u) => Some(u),
+            Self::Anonymous => None,
+        }
+    }
+}
+
+fn path<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    let mut cur = claims.get(first)?;
+    for seg in rest {
+        cur = cur.as_object()?.get(seg)?;
+    }
+    Some(cur)
+}
+
+/// A string, or a number rendered as a string (ids are often numeric).
+fn string_like(v: Option<&Value>) -> Result<Option<String>, TokenError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
+        Some(_) => Err(TokenError::InvalidClaim),
+    }
+}
+
+/// An array of strings, or one space-delimited string; sorted and deduplicated.
+fn string_set(v: Option<&Value>) -> Result<Vec<String>, TokenError> {
+    let mut out: Vec<String> = match v {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => s
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_owned)
+                    .ok_or(TokenError::InvalidClaim)
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(TokenError::InvalidClaim),
+    };
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+fn contains(set: &[String], item: &str) -> bool {
+    set.binary_search_by(|s| s.as_str().cmp(item)).is_ok()
+}
+
+impl CurrentUser {
+    /// Builds the user from verified claims.
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::InvalidClaim`] when a well-known claim has the wrong JSON type,
+    /// [`TokenError::InvalidIssuer`] when `iss` is not a string.
+    pub fn from_claims(
+        claims: Map<String, Value>,
+        mapping: &CompiledMapping,
+    ) -> Result<Self, TokenError> {
+        let subject = string_like(claims.get("sub"))?;
+        let user_id = string_like(path(&claims, &mapping.user_id))?.or_else(|| subject.clone());
+        let tenant = string_like(path(&claims, &mapping.tenant))?;
+        let policy_version = match claims.get("pv") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(n.as_i64().ok_or(TokenError::InvalidClaim)?),
+            Some(Value::String(s)) => Some(s.parse().map_err(|_| TokenError::InvalidClaim)?),
+            Some(_) => return Err(TokenError::InvalidClaim),
+        };
+        let client_id = string_like(claims.get("client_id"))?;
+        let issuer = match claims.get("iss") {
+            Some(Value::String(s)) => s.clone(),
+            None => String::new(),
+            Some(_) => return Err(TokenError::InvalidIssuer),
+        };
+        let audiences = match claims.get("aud") {
+            Some(Value::String(s)) => vec![s.clone()],
+            other => string_set(other).map_err(|_| TokenError::InvalidAudience)?,
+        };
+        let expires_at = claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .map_or(0, |f| f.max(0.0) as u64);
+        // `scope` wins over `scp` when both are present.
+        let scopes = match claims.get("scope") {
+            Some(v) if !v.is_null() => string_set(Some(v))?,
+            _ => string_set(claims.get("scp"))?,
+        };
+        let roles = string_set(path(&claims, &mapping.roles))?;
+        let permissions = string_set(path(&claims, &mapping.permissions))?;
+        let token_authorities = if mapping.merge_authorities {
+            let mut a = string_set(claims.get("authorities"))?;
+            // A token cannot grant itself scopes or roles through `authorities`.
+            a.retain(|s| !s.starts_with("SCOPE_") && !s.starts_with("ROLE_"));
+            a
+        } else {
+            Vec::new()
+        };
+        Ok(Self(Arc::new(UserInner {
+            subject,
+            user_id,
+            tenant,
+            policy_version,
+            client_id,
+            issuer,
+            audiences,
+            expires_at,
+            scopes,
+            roles,
+            permissions,
+            token_authorities,
+            claims,
+            all_authorities: OnceLock::new(),
+        })))
+    }
+
+    /// The `sub` claim.
+    pub fn subject(&self) -> Option<&str> {
+        self.0.subject.as_deref()
+    }
+    /// The user id claim (default `uid`), else `sub`.
+    pub fn user_id(&self) -> Option<&str> {
+        self.0.user_id.as_deref()
+    }
+    /// The tenant claim.
+    pub fn tenant(&self) -> Option<&str> {
+        self.0.tenant.as_deref()
+    }
+    /// The policy version claim `pv`.
+    pub fn policy_version(&self) -> Option<i64> {
+        self.0.policy_version
+    }
+    /// The `client_id` claim.
+    pub fn client_id(&self) -> Option<&str> {
+        self.0.client_id.as_deref()
+    }
+    /// The `iss` claim.
+    pub fn issuer(&self) -> &str {
+        &self.0.issuer
+    }
+    /// The `aud` claim as a list.
+    pub fn audiences(&self) -> &[String] {
+        &self.0.audiences
+    }
+    /// The `exp` claim (Unix seconds).
+    pub fn expires_at(&self) -> u64 {
+        self.0.expires_at
+    }
+    /// Scopes from `scope` (or `scp`), sorted.
+    pub fn scopes(&self) -> &[String] {
+        &self.0.scopes
+    }
+    /// Roles, sorted.
+    pub fn roles(&self) -> &[String] {
+        &self.0.roles
+    }
+    /// Permissions, sorted.
+    pub fn permissions(&self) -> &[String] {
+        &self.0.permissions
+    }
+    /// Whether the token has this scope (reads scopes only).
+    pub fn has_scope(&self, scope: &str) -> bool {
+        contains(&self.0.scopes, scope)
+    }
+    /// Whether the user has this role (reads roles only; no `ROLE_` prefix).
+    pub fn has_role(&self, role: &str) -> bool {
+        contains(&self.0.roles, role)
+    }
+    /// Whether the user has this permission (reads permissions only).
+    pub fn has_permission(&self, permission: &str) -> bool {
+        contains(&self.0.permissions, permission)
+    }
+    /// Spring-style authority check: `SCOPE_x` reads scopes, `ROLE_x` reads roles, anything
+    /// else reads permissions and the merged `authorities` claim.
+    pub fn has_authority(&self, authority: &str) -> bool {
+        if let Some(scope) = authority.strip_prefix("SCOPE_") {
+            return self.has_scope(scope);
+        }
+        if let Some(role) = authority.strip_prefix("ROLE_") {
+            return self.has_role(role);
+        }
+        contains(&self.0.permissions, authority) || contains(&self.0.token_authorities, authority)
+    }
+    /// Every authority, Spring-style (`SCOPE_…`, `ROLE_…`, permissions, merged authorities),
+    /// built on first use.
+    pub fn authorities(&self) -> &[String] {
+        self.0.all_authorities.get_or_init(|| {
+            let mut all: Vec<String> = self
+                .0
+                .scopes
+                .iter()
+                .map(|s| format!("SCOPE_{s}"))
+                .chain(self.0.roles.iter().map(|r| format!("ROLE_{r}")))
+                .chain(self.0.permissions.iter().cloned())
+                .chain(self.0.token_authorities.iter().cloned())
+                .collect();
+            all.sort_unstable();
+            all.dedup();
+            all
+        })
+    }
+    /// All verified claims, as sent.
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.0.claims
+    }
+    /// One verified claim.
+    pub fn claim(&self, name: &str) -> Option<&Value> {
+        self.0.claims.get(name)
+    }
+}
+
+impl fmt::Debug for CurrentUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CurrentUser")
+            .field("subject", &self.0.subject)
+            .field("user_id", &self.0.user_id)
+            .field("tenant", &self.0.tenant)
+            .field("client_id", &self.0.client_id)
+            .field("scopes", &self.0.scopes)
+            .field("roles", &self.0.roles)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn user(v: Value, m: &ClaimMapping) -> Result<CurrentUser, TokenError> {
+        CurrentUser::from_claims(v.as_object().unwrap().clone(), &m.compile())
+    }
+
+    #[test]
+    fn scope_wins_over_scp_and_sets_are_separate() {
+        let u = user(
+            json!({"sub":"s","scope":"a b","scp":["c"],"roles":"r1 r2",
+                   "authorities":["SCOPE_internal-service","ROLE_admin","x:y"]}),
+            &ClaimMapping::default(),
+        )
+        .unwrap();
+        assert_eq!(u.scopes(), ["a", "b"]);
+        assert!(!u.has_scope("c"));
+        assert_eq!(u.roles(), ["r1", "r2"]);
+        assert!(!u.has_authority("SCOPE_internal-service"));
+        assert!(!u.has_authority("ROLE_admin"));
+        assert!(!u.has_authority("x:y"), "authorities not merged by default");
+        assert_eq!(u.user_id(), Some("s"));
+    }
+
+    #[test]
+    fn merged_authorities_never_grant_scopes_or_roles() {
+        let m = ClaimMapping {
+            merge_authorities_claim: true,
+            ..Default::default()
+        };
+        let u = user(
+            json!({"sub":"s","authorities":["SCOPE_internal-service","ROLE_admin","x:y"]}),
+            &m,
+        )
+        .unwrap();
+        assert!(!u.has_authority("SCOPE_internal-service"));
+        assert!(!u.has_authority("ROLE_admin"));
+        assert!(u.has_authority("x:y"));
+        assert_eq!(u.authorities(), ["x:y"]);
+    }
+
+    #[test]
+    fn keycloak_roles_path() {
+        let m = ClaimMapping {
+            roles: "realm_access.roles".into(),
+            ..Default::default()
+        };
+        let u = user(json!({"sub":"s","realm_access":{"roles":["admin"]}}), &m).unwrap();
+        assert!(u.has_role("admin"));
+        assert_eq!(u.authorities(), ["ROLE_admin"]);
+    }
+
+    #[test]
+    fn wrong_types_are_refused() {
+        let m = ClaimMapping::default();
+        assert_eq!(
+            user(json!({"roles": 5}), &m).unwrap_err(),
+            TokenError::InvalidClaim
+        );
+        assert_eq!(
+            user(json!({"scope": {"a":1}}), &m).unwrap_err(),
+            TokenError::InvalidClaim
+        );
+        assert_eq!(
+            user(json!({"pv": "x"}), &m).unwrap_err(),
+            TokenError::InvalidClaim
+        );
+        assert_eq!(
+            user(json!({"sub": true}), &m).unwrap_err(),
+            TokenError::InvalidClaim
+        );
+    }
+}

@@ -1,0 +1,101 @@
+//! axum: [`CurrentUser`] and `Option<CurrentUser>` extractors, and `IntoResponse` for
+//! [`AuthError`].
+//!
+//! Both extractors answer 500 naming the layer when no
+//! [`Authentication`] marker is present: a router that forgot the layer must not look
+//! anonymous. `CurrentUser` on an anonymous request (optional mode) answers 401.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use tower_bearer::claims::CurrentUser;
+//!
+//! async fn me(user: CurrentUser) -> String {
+//!     user.subject().unwrap_or_default().to_owned()
+//! }
+//! async fn greet(user: Option<CurrentUser>) -> String {
+//!     match user {
+//!         Some(u) => format!("hello {}", u.subject().unwrap_or("?")),
+//!         None => "hello stranger".into(),
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use tower::ServiceExt;
+//! let app: Router = Router::new().route("/me", get(me)).route("/greet", get(greet));
+//! // No JwtAuthLayer in front: the extractor refuses to guess.
+//! let res = app
+//!     .oneshot(http::Request::get("/greet").body(axum::body::Body::empty()).unwrap())
+//!     .await
+//!     .unwrap();
+//! assert_eq!(res.status(), 500);
+//! # }
+//! ```
+
+use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum_core::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::StatusCode;
+
+use crate::authn::DefaultRejection;
+use crate::claims::{Authentication, CurrentUser};
+use crate::error::AuthError;
+
+/// Why the [`CurrentUser`] extractor refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CurrentUserRejection {
+    /// No `Authentication` marker: `JwtAuthLayer` is not in front of this route.
+    #[error("JwtAuthLayer is missing in front of this route: no authentication was performed")]
+    MissingLayer,
+    /// The request is anonymous (optional mode) and this handler needs a user.
+    #[error("authentication required")]
+    Unauthenticated,
+}
+
+impl IntoResponse for CurrentUserRejection {
+    fn into_response(self) -> Response {
+        match self {
+            Self::MissingLayer => {
+                tracing::error!("CurrentUser extractor used without JwtAuthLayer");
+                (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+            }
+            Self::Unauthenticated => AuthError::AuthenticationRequired.into_response(),
+        }
+    }
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        DefaultRejection::default().build(&self, false)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+    type Rejection = CurrentUserRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Authentication>() {
+            Some(Authentication::User(user)) => Ok(user.clone()),
+            Some(Authentication::Anonymous) => Err(CurrentUserRejection::Unauthenticated),
+            None => Err(CurrentUserRejection::MissingLayer),
+        }
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for CurrentUser {
+    type Rejection = CurrentUserRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        match parts.extensions.get::<Authentication>() {
+            Some(Authentication::User(user)) => Ok(Some(user.clone())),
+            Some(Authentication::Anonymous) => Ok(None),
+            None => Err(CurrentUserRejection::MissingLayer),
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Strict JSON for JOSE headers and claims: one parse, duplicate member names refused at any
+//! depth (RFC 7515 §5.2 and RFC 7519 §7.2 let a parser reject them; a parser that keeps the last
+//! one and another that keeps the first would disagree about what a token says).
+
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::Deserializer;
+use serde_json::{Map, Value};
+
+use crate::error::TokenError;
+
+const DUPLICATE: &str = "duplicate member";
+
+/// Decodes canonical unpadded base64url (no padding, no stray bits, no other alphabet).
+pub(crate) fn b64url(part: &str) -> Result<Vec<u8>, TokenError> {
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenError::InvalidBase64)
+}
+
+/// Parses a JSON object, refusing duplicate member names anywhere inside it.
+pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, TokenError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = StrictSeed.deserialize(&mut de).map_err(classify)?;
+    de.end().map_err(|_| TokenError::InvalidJson)?;
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(TokenError::InvalidJson),
+    }
+}
+
+fn classify(e: serde_json::Error) -> TokenError {
+    if e.is_data() && e.to_string().starts_with(DUPLICATE) {
+        TokenError::DuplicateMember
+    } else {
+        TokenError::InvalidJson
+    }
+}
+
+struct StrictSeed;
+
+impl<'de> DeserializeSeed<'de> for StrictSeed {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("non-finite number"))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(v) = seq.next_element_seed(StrictSeed)? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(de::Error::custom(DUPLICATE));
+            }
+            let value = map.next_value_seed(StrictSeed)?;
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_at_any_depth() {
+        assert_eq!(
+            parse_object(br#"{"a":1,"a":2}"#),
+            Err(TokenError::DuplicateMember)
+        );
+        assert_eq!(
+            parse_object(br#"{"a":{"b":[{"c":1,"c":1}]}}"#),
+            Err(TokenError::DuplicateMember)
+        );
+        // Escaped spelling of the same name is the same member.
+        assert_eq!(
+            parse_object(br#"{"alg":"RS256","\u0061lg":"none"}"#),
+            Err(TokenError::DuplicateMember)
+        );
+        assert!(parse_object(br#"{"a":{"a":1}}"#).is_ok());
+    }
+
+    #[test]
+    fn only_objects_and_no_trailing_data() {
+        assert_eq!(parse_object(b"[1]"), Err(TokenError::InvalidJson));
+        assert_eq!(parse_object(b"{} x"), Err(TokenError::InvalidJson));
+        assert_eq!(parse_object(b"{\"a\":1"), Err(TokenError::InvalidJson));
+    }
+
+    #[test]
+    fn strict_base64url() {
+        assert!(b64url("eyJ9").is_ok());
+        assert_eq!(b64url("eyJ9=="), Err(TokenError::InvalidBase64));
+        assert_eq!(b64url("ey+/"), Err(TokenError::InvalidBase64));
+        // Non-zero trailing bits are not canonical.
+        assert_eq!(b64url("QR"), Err(TokenError::InvalidBase64));
+        assert!(b64url("QQ").is_ok());
+    }
+}

@@ -1,0 +1,455 @@
+//! One issuer's keys: the `ArcSwap` snapshot and the single fetch task that refreshes it.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, Guard};
+use bytes::Bytes;
+use http::{header, Method, Request, StatusCode, Uri};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::{AlgSet, KeySet};
+use crate::http_client::HttpClient;
+use crate::telemetry;
+
+/// Timing of remote key sets (JWKS URL or discovery).
+#[derive(Debug, Clone)]
+pub struct RemoteOptions {
+    /// Refresh interval when the JWKS answer has no `Cache-Control: max-age`. Default 5 min.
+    pub refresh_interval: Duration,
+    /// Lower bound applied to `max-age`. Default 30 s.
+    pub min_refresh_interval: Duration,
+    /// Upper bound applied to `max-age`. Default 1 h.
+    pub max_refresh_interval: Duration,
+    /// At most one on-demand fetch (unknown `kid`) per cooldown. Default 30 s.
+    pub unknown_kid_cooldown: Duration,
+    /// The last good keys serve for at most this long while fetches fail. Default 24 h.
+    pub max_staleness: Duration,
+    /// First retry delay after a failed fetch (doubling). Default 1 s.
+    pub retry_min: Duration,
+    /// Longest retry delay after failed fetches. Default 60 s.
+    pub retry_max: Duration,
+    /// How long a request waits for the very first fetch before answering 503. Default 5 s.
+    pub first_fetch_wait: Duration,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        Self {
+            refresh_interval: Duration::from_secs(300),
+            min_refresh_interval: Duration::from_secs(30),
+            max_refresh_interval: Duration::from_secs(3600),
+            unknown_kid_cooldown: Duration::from_secs(30),
+            max_staleness: Duration::from_secs(24 * 3600),
+            retry_min: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+            first_fetch_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Where a remote key set is fetched from.
+#[derive(Debug, Clone)]
+pub(crate) enum RemoteSource {
+    Jwks(Uri),
+    Discovery,
+}
+
+/// What the verifier finds when it looks for keys.
+pub(crate) enum Lookup {
+    /// Keys loaded and not older than the staleness bound.
+    Ready(Guard<Arc<KeySet>>),
+    /// No usable keys (never loaded, or too stale): answer 503 after `retry_after`.
+    Unavailable { first_pending: bool },
+}
+
+/// The keys of one issuer. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct KeyProvider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    issuer: Arc<str>,
+    snapshot: ArcSwap<KeySet>,
+    loaded_at: ArcSwap<Option<Instant>>,
+    remote: Option<Remote>,
+}
+
+struct Remote {
+    source: RemoteSource,
+    client: Arc<dyn HttpClient>,
+    opts: RemoteOptions,
+    allowed: AlgSet,
+    ctl: Mutex<Control>,
+    trigger: mpsc::Sender<()>,
+    trigger_rx: Mutex<Option<mpsc::Receiver<()>>>,
+    started: AtomicBool,
+    /// Number of the last completed fetch attempt (successful or not).
+    completed: watch::Sender<u64>,
+    /// JWKS URL found by discovery.
+    discovered: Mutex<Option<Uri>>,
+    next_attempt: Mutex<Instant>,
+}
+
+#[derive(Default)]
+struct Control {
+    started: u64,
+    on_demand_target: Option<u64>,
+    last_on_demand: Option<Instant>,
+}
+
+impl fmt::Debug for KeyProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyProvider")
+            .field("issuer", &self.inner.issuer)
+            .field("keys", &self.inner.snapshot.load().len())
+            .field("source", &self.inner.remote.as_ref().map(|r| &r.source))
+            .finish()
+    }
+}
+
+impl KeyProvider {
+    /// Fixed keys, never refreshed.
+    pub(crate) fn fixed(issuer: Arc<str>, keys: Arc<KeySet>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                issuer,
+                snapshot: ArcSwap::new(keys),
+                loaded_at: ArcSwap::from_pointee(None),
+                remote: None,
+            }),
+        }
+    }
+
+    /// Keys fetched from `source`; the fetch task starts now if a Tokio runtime is running,
+    /// else at the first lookup.
+    pub(crate) fn remote(
+        issuer: Arc<str>,
+        source: RemoteSource,
+        client: Arc<dyn HttpClient>,
+        opts: RemoteOptions,
+        allowed: AlgSet,
+    ) -> Self {
+        let (trigger, rx) = mpsc::channel(1);
+        let this = Self {
+            inner: Arc::new(Inner {
+                issuer,
+                snapshot: ArcSwap::from_pointee(KeySet::empty()),
+                loaded_at: ArcSwap::from_pointee(None),
+                remote: Some(Remote {
+                    source,
+                    client,
+                    opts,
+                    allowed,
+                    ctl: Mutex::new(Control::default()),
+                    trigger,
+                    trigger_rx: Mutex::new(Some(rx)),
+                    started: AtomicBool::new(false),
+                    completed: watch::Sender::new(0),
+                    discovered: Mutex::new(None),
+                    next_attempt: Mutex::new(Instant::now()),
+                }),
+            }),
+        };
+        this.ensure_started();
+        this
+    }
+
+    fn ensure_started(&self) {
+        let Some(remote) = &self.inner.remote else {
+            return;
+        };
+        if remote.started.load(Ordering::Acquire) {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if remote.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let rx = lock(&remote.trigger_rx).take();
+        if let Some(rx) = rx {
+            handle.spawn(run(Arc::downgrade(&self.inner), rx));
+        }
+    }
+
+    /// The current keys: one `ArcSwap` load, no lock.
+    pub(crate) fn lookup(&self) -> Lookup {
+        let keys = self.inner.snapshot.load();
+        let Some(remote) = &self.inner.remote else {
+            return Lookup::Ready(keys);
+        };
+        self.ensure_started();
+        let fresh = match **self.inner.loaded_at.load() {
+            Some(at) => at.elapsed() <= remote.opts.max_staleness,
+            None => false,
+        };
+        if fresh && !keys.is_empty() {
+            Lookup::Ready(keys)
+        } else {
+            Lookup::Unavailable {
+                first_pending: *remote.completed.borrow() == 0,
+            }
+        }
+    }
+
+    /// How long until the next fetch attempt (for `Retry-After`), at least one second.
+    pub(crate) fn retry_after(&self) -> Duration {
+        let Some(remote) = &self.inner.remote else {
+            return Duration::from_secs(1);
+        };
+        let next = *lock(&remote.next_attempt);
+        let secs = next
+            .saturating_duration_since(Instant::now())
+            .as_secs_f64()
+            .ceil()
+            .max(1.0);
+        Duration::from_secs(secs as u64)
+    }
+
+    /// Waits (bounded) for the first fetch attempt to complete.
+    pub(crate) async fn wait_first(&self) {
+        let Some(remote) = &self.inner.remote else {
+            return;
+        };
+        self.ensure_started();
+        let mut rx = remote.completed.subscribe();
+        let _ = tokio::time::timeout(remote.opts.first_fetch_wait, rx.wait_for(|v| *v >= 1)).await;
+    }
+
+    /// Asks for an on-demand fetch because a `kid` is unknown, and waits for it.
+    ///
+    /// At most one fetch is in flight (every caller waits on the same one) and at most one
+    /// starts per cooldown; within the cooldown this returns `false` at once.
+    pub(crate) async fn refetch(&self) -> bool {
+        let Some(remote) = &self.inner.remote else {
+            return false;
+        };
+        self.ensure_started();
+        let mut rx = remote.completed.subscribe();
+        let target = {
+            let mut c = lock(&remote.ctl);
+            if let Some(t) = c.on_demand_target {
+                t
+            } else if c
+                .last_on_demand
+                .is_some_and(|t| t.elapsed() < remote.opts.unknown_kid_cooldown)
+            {
+                telemetry::counter("tower_bearer_jwks_refetch_suppressed_total", &[]);
+                return false;
+            } else {
+                c.last_on_demand = Some(Instant::now());
+                let t = c.started + 1;
+                c.on_demand_target = Some(t);
+                let _ = remote.trigger.try_send(());
+                t
+            }
+        };
+        let wait = remote.client_timeout_hint();
+        tokio::time::timeout(wait, rx.wait_for(|v| *v >= target))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+impl Remote {
+    fn client_timeout_hint(&self) -> Duration {
+        // Discovery plus JWKS, each bounded by the client's own timeout.
+        self.opts.first_fetch_wait.max(Duration::from_secs(1)) * 2
+    }
+
+    async fn fetch(&self, issuer: &str) -> Result<(KeySet, Option<Duration>), String> {
+        let uri = match &self.source {
+            RemoteSource::Jwks(uri) => uri.clone(),
+            RemoteSource::Discovery => self.discover(issuer).await?,
+        };
+        let resp = self.get(&uri).await?;
+        if resp.status() != StatusCode::OK {
+            if matches!(self.source, RemoteSource::Discovery) {
+                *lock(&self.discovered) = None;
+            }
+            return Err(format!("JWKS answered {}", resp.status()));
+        }
+        let max_age = cache_max_age(resp.headers());
+        let set =
+            KeySet::parse_jwks(resp.body(), self.allowed, false).map_err(|e| e.to_string())?;
+        Ok((set, max_age))
+    }
+
+    async fn get(&self, uri: &Uri) -> Result<http::Response<Bytes>, String> {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(uri.clone())
+            .header(header::ACCEPT, "application/json, application/jwk-set+json")
+            .body(Bytes::new())
+            .map_err(|e| e.to_string())?;
+        self.client.send(req).await.map_err(|e| e.to_string())
+    }
+
+    async fn discover(&self, issuer: &str) -> Result<Uri, String> {
+        if let Some(uri) = lock(&self.discovered).clone() {
+            return Ok(uri);
+        }
+        let base = issuer.trim_end_matches('/');
+        let oidc = format!("{base}/.well-known/openid-configuration");
+        let oidc_uri = self.client.check_url(&oidc).map_err(|e| e.to_string())?;
+        let mut resp = self.get(&oidc_uri).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            // RFC 8414 §3: the well-known segment goes between the host and the path.
+            let issuer_uri: Uri = issuer.parse().map_err(|_| "issuer is not a URL")?;
+            let path = issuer_uri.path().trim_end_matches('/');
+            let url = format!(
+                "{}://{}/.well-known/oauth-authorization-server{}",
+                issuer_uri.scheme_str().unwrap_or("https"),
+                issuer_uri.authority().map_or("", |a| a.as_str()),
+                path
+            );
+            let uri = self.client.check_url(&url).map_err(|e| e.to_string())?;
+            resp = self.get(&uri).await?;
+        }
+        if resp.status() != StatusCode::OK {
+            return Err(format!("discovery answered {}", resp.status()));
+        }
+        #[derive(serde::Deserialize)]
+        struct Metadata {
+            issuer: String,
+            jwks_uri: String,
+        }
+        let meta: Metadata =
+            serde_json::from_slice(resp.body()).map_err(|e| format!("discovery document: {e}"))?;
+        if meta.issuer != issuer {
+            return Err("discovery document names another issuer".into());
+        }
+        let uri = self
+            .client
+            .check_url(&meta.jwks_uri)
+            .map_err(|e| format!("discovered jwks_uri refused: {e}"))?;
+        *lock(&self.discovered) = Some(uri.clone());
+        Ok(uri)
+    }
+
+    fn backoff(&self, failures: u32) -> Duration {
+        let exp = failures.saturating_sub(1).min(16);
+        (self.opts.retry_min * 2u32.pow(exp)).min(self.opts.retry_max)
+    }
+}
+
+/// The fetch task: scheduled refreshes and on-demand refetches, one at a time.
+async fn run(weak: Weak<Inner>, mut rx: mpsc::Receiver<()>) {
+    let mut delay = Duration::ZERO;
+    let mut failures = 0u32;
+    loop {
+        if !delay.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                msg = rx.recv() => if msg.is_none() { return },
+            }
+        }
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let Some(remote) = &inner.remote else {
+            return;
+        };
+        let attempt = {
+            let mut c = lock(&remote.ctl);
+            c.started += 1;
+            c.started
+        };
+        telemetry::counter("tower_bearer_jwks_fetches_total", &[]);
+        match remote.fetch(&inner.issuer).await {
+            Ok((mut set, max_age)) => {
+                failures = 0;
+                set.generation = attempt;
+                let keys = set.len();
+                let skipped = set.skipped;
+                let new = Arc::new(set);
+                // A newer answer is never overwritten by an older one.
+                inner.snapshot.rcu(|cur| {
+                    if cur.generation < attempt {
+                        new.clone()
+                    } else {
+                        cur.clone()
+                    }
+                });
+                inner.loaded_at.store(Arc::new(Some(Instant::now())));
+                delay = max_age.unwrap_or(remote.opts.refresh_interval).clamp(
+                    remote.opts.min_refresh_interval,
+                    remote.opts.max_refresh_interval,
+                );
+                tracing::debug!(issuer = %inner.issuer, keys, skipped, next_in = ?delay, "signing keys loaded");
+            }
+            Err(reason) => {
+                failures += 1;
+                delay = remote.backoff(failures);
+                telemetry::counter("tower_bearer_jwks_fetch_failures_total", &[]);
+                tracing::warn!(
+                    issuer = %inner.issuer,
+                    %reason,
+                    consecutive = failures,
+                    retry_in = ?delay,
+                    kept_keys = inner.snapshot.load().len(),
+                    "signing key fetch failed; keeping the last good keys"
+                );
+            }
+        }
+        *lock(&remote.next_attempt) = Instant::now() + delay;
+        {
+            let mut c = lock(&remote.ctl);
+            if c.on_demand_target.is_some_and(|t| attempt >= t) {
+                c.on_demand_target = None;
+            }
+        }
+        remote.completed.send_replace(attempt);
+    }
+}
+
+/// `Cache-Control: max-age=N`; `no-cache`/`no-store` count as zero (clamped to the minimum).
+fn cache_max_age(headers: &http::HeaderMap) -> Option<Duration> {
+    let mut out = None;
+    for value in headers.get_all(header::CACHE_CONTROL) {
+        let Ok(v) = value.to_str() else { continue };
+        for directive in v.split(',') {
+            let d = directive.trim();
+            if d.eq_ignore_ascii_case("no-cache") || d.eq_ignore_ascii_case("no-store") {
+                return Some(Duration::ZERO);
+            }
+            if let Some((name, val)) = d.split_once('=') {
+                if name.trim().eq_ignore_ascii_case("max-age") {
+                    if let Ok(secs) = val.trim().trim_matches('"').parse::<u64>() {
+                        out = Some(Duration::from_secs(secs));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Locks a mutex, recovering from poisoning (the guarded data stays consistent: plain values).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(cache_max_age(&h), None);
+        h.insert(
+            header::CACHE_CONTROL,
+            "public, max-age=600".parse().unwrap(),
+        );
+        assert_eq!(cache_max_age(&h), Some(Duration::from_secs(600)));
+        h.insert(header::CACHE_CONTROL, "no-store".parse().unwrap());
+        assert_eq!(cache_max_age(&h), Some(Duration::ZERO));
+    }
+}

@@ -1,0 +1,88 @@
+//! # tower-bearer
+//!
+//! OAuth2 / JWT bearer security for [`tower`](https://docs.rs/tower) services — axum, tonic and
+//! hyper — as composable layers.
+//!
+//! - [`authn::JwtAuthLayer`]: reads `Authorization: Bearer` (RFC 6750, strict), verifies the JWT
+//!   (remote JWKS cached lock-free behind `arc-swap`, `iss`, `aud`, `exp`/`nbf`/`iat` with leeway,
+//!   algorithm allow-list bound to each key) and inserts [`claims::CurrentUser`], or answers
+//!   the RFC 6750 error (gRPC status for gRPC requests).
+//! - [`verify::Verifier`]: the verification engine, with a verified-token cache.
+//! - [`jwks`]: key sets from a JWKS URL, OIDC / RFC 8414 discovery, or static keys; background
+//!   refresh honouring `Cache-Control`, rate-limited refetch for unknown `kid`s, stale keys kept
+//!   while the identity provider is down.
+//! - [`signing`]: signing keys with RFC 7638 `kid`s, for issuers, demos and tests.
+//!
+//! # Example: an axum service
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use tower_bearer::{authn::JwtAuthLayer, claims::CurrentUser, verify::{IssuerConfig, Verifier}};
+//!
+//! async fn me(user: CurrentUser) -> String {
+//!     format!("hello {}", user.user_id().unwrap_or("?"))
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let verifier = Verifier::builder()
+//!     .issuer(IssuerConfig::jwks_uri("https://auth.example", "https://auth.example/oauth2/jwks"))
+//!     .audience("orders")
+//!     .build()?;
+//! let app: Router = Router::new()
+//!     .route("/me", get(me))
+//!     .layer(JwtAuthLayer::new(verifier));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Example: a client
+//!
+//! Calling a protected service only needs the header; outbound token management
+//! (client credentials, refresh-ahead) is planned in the `outbound` module.
+//!
+//! ```
+//! let req = http::Request::get("http://127.0.0.1:9002/internal/ping")
+//!     .header("authorization", "Bearer eyJ...")
+//!     .body(())
+//!     .unwrap();
+//! assert!(req.headers().contains_key("authorization"));
+//! ```
+//!
+//! # Features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `axum` | yes | `CurrentUser` / `Option<CurrentUser>` extractors, `IntoResponse` for `AuthError` |
+//! | `metrics` | no | counters through the `metrics` facade |
+//! | `full` | no | everything |
+//!
+//! # MSRV
+//!
+//! Rust 1.85.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod authn;
+pub mod bearer;
+pub mod claims;
+pub mod clock;
+pub mod error;
+pub mod http_client;
+pub mod integrations;
+pub mod jwks;
+pub mod signing;
+pub mod verify;
+
+mod json;
+mod macros;
+mod telemetry;
+
+#[doc(inline)]
+pub use authn::{JwtAuth, JwtAuthLayer};
+#[doc(inline)]
+pub use claims::{Authentication, CurrentUser};
+#[doc(inline)]
+pub use error::AuthError;
+#[doc(inline)]
+pub use verify::{IssuerConfig, Verifier};

@@ -1,0 +1,811 @@
+//! [`Verifier`]: token → [`CurrentUser`].
+//!
+//! The header and claims checks are our own, on an injectable [`Clock`], with one parse of each
+//! part (jsonwebtoken's `Validation` accepts tokens without `iss`/`aud`, ignores `nbf` by
+//! default, never checks `iat`, `typ`, `crit` or `b64`, and reads the system clock). Signatures
+//! are checked with keys parsed once when the key set loads; the algorithm is bound to the key.
+//!
+//! Checks, in order: size; compact form (JWE and JSON serialization refused); the verified-token
+//! cache; header (`alg` allow-list, `none` in any casing, `b64`, `crit`, embedded keys in strict
+//! mode, `typ`); claims parsed with duplicate members refused; `iss` picks the issuer (and its
+//! keys) before any crypto; the signature; `aud`, `exp`, `nbf`, `iat`, required claims.
+//!
+//! # Example
+//!
+//! ```
+//! use tower_bearer::jwks::{Algorithm, KeySet};
+//! use tower_bearer::signing::SigningKey;
+//! use tower_bearer::verify::{IssuerConfig, Verifier};
+//! use tower_bearer::error::{AuthError, TokenError};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let key = SigningKey::generate(Algorithm::ES256).unwrap();
+//! let keys = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::ES256]).unwrap();
+//! let verifier = Verifier::builder()
+//!     .issuer(IssuerConfig::static_keys("https://auth.example", keys))
+//!     .audience("orders")
+//!     .build()
+//!     .unwrap();
+//!
+//! let now = tower_bearer::clock::Clock::now_unix(&tower_bearer::clock::SystemClock);
+//! let token = key
+//!     .sign(&serde_json::json!({
+//!         "iss": "https://auth.example", "aud": "orders", "sub": "alice", "exp": now + 60
+//!     }))
+//!     .unwrap();
+//! let user = verifier.verify(&token).await.unwrap();
+//! assert_eq!(user.subject(), Some("alice"));
+//!
+//! let expired = key
+//!     .sign(&serde_json::json!({
+//!         "iss": "https://auth.example", "aud": "orders", "sub": "alice", "exp": now - 600
+//!     }))
+//!     .unwrap();
+//! assert_eq!(
+//!     verifier.verify(&expired).await.unwrap_err(),
+//!     AuthError::InvalidToken(TokenError::Expired)
+//! );
+//! # }
+//! ```
+
+mod cache;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::bearer::DEFAULT_MAX_TOKEN_LEN;
+use crate::claims::{ClaimMapping, CompiledMapping, CurrentUser};
+use crate::clock::{Clock, SystemClock};
+use crate::error::{AuthError, ConfigError, TokenError};
+use crate::http_client::{HttpClient, HttpClientConfig, HyperClient};
+use crate::json::{b64url, parse_object};
+use crate::jwks::{
+    sha256, AlgSet, Algorithm, KeyProvider, KeySet, KeySource, Lookup, RemoteOptions, RemoteSource,
+};
+use cache::{Entry, TokenCache};
+
+/// Default leeway for `exp`, `nbf` and `iat`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+/// Default size of the verified-token cache.
+pub const DEFAULT_TOKEN_CACHE_ENTRIES: usize = 100_000;
+/// Latest accepted NumericDate (9999-12-31T23:59:59Z): anything later is absurd.
+const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
+
+/// One trusted issuer and where its keys come from.
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    issuer: String,
+    source: KeySource,
+}
+
+impl IssuerConfig {
+    /// An issuer with an explicit key source.
+    pub fn new(issuer: impl Into<String>, source: KeySource) -> Self {
+        Self {
+            issuer: issuer.into(),
+            source,
+        }
+    }
+    /// Keys from a JWKS URL.
+    pub fn jwks_uri(issuer: impl Into<String>, url: impl Into<String>) -> Self {
+        Self::new(issuer, KeySource::JwksUri(url.into()))
+    }
+    /// Keys found through OIDC / RFC 8414 discovery of the issuer URL.
+    pub fn discovery(issuer: impl Into<String>) -> Self {
+        Self::new(issuer, KeySource::Discovery)
+    }
+    /// Fixed keys.
+    pub fn static_keys(issuer: impl Into<String>, keys: KeySet) -> Self {
+        Self::new(issuer, KeySource::Static(Arc::new(keys)))
+    }
+}
+
+/// Builds a [`Verifier`]. See the [module docs](crate::verify) for an example.
+#[must_use]
+pub struct VerifierBuilder {
+    issuers: Vec<IssuerConfig>,
+    audiences: Vec<String>,
+    algorithms: Vec<Algorithm>,
+    leeway: Duration,
+    typ: Option<String>,
+    required_claims: Vec<String>,
+    mapping: ClaimMapping,
+    cache_entries: usize,
+    http_client: Option<Arc<dyn HttpClient>>,
+    http_config: HttpClientConfig,
+    remote: RemoteOptions,
+    clock: Arc<dyn Clock>,
+    reject_embedded_keys: bool,
+    max_token_len: usize,
+}
+
+impl fmt::Debug for VerifierBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifierBuilder")
+            .field("issuers", &self.issuers)
+            .field("audiences", &self.audiences)
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for VerifierBuilder {
+    fn default() -> Self {
+        Self {
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            algorithms: Algorithm::ASYMMETRIC.to_vec(),
+            leeway: DEFAULT_LEEWAY,
+            typ: None,
+            required_claims: Vec::new(),
+            mapping: ClaimMapping::default(),
+            cache_entries: DEFAULT_TOKEN_CACHE_ENTRIES,
+            http_client: None,
+            http_config: HttpClientConfig::default(),
+            remote: RemoteOptions::default(),
+            clock: Arc::new(SystemClock),
+            reject_embedded_keys: false,
+            max_token_len: DEFAULT_MAX_TOKEN_LEN,
+        }
+    }
+}
+
+impl VerifierBuilder {
+    /// Trusts an issuer (call once per issuer; the token's `iss` picks one).
+    pub fn issuer(mut self, issuer: IssuerConfig) -> Self {
+        self.issuers.push(issuer);
+        self
+    }
+    /// Accepts tokens whose `aud` contains this audience (call again for more).
+    pub fn audience(mut self, aud: impl Into<String>) -> Self {
+        self.audiences.push(aud.into());
+        self
+    }
+    /// The algorithm allow-list (default: every asymmetric algorithm).
+    pub fn algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = algs.into_iter().collect();
+        self
+    }
+    /// Clock skew tolerated for `exp`, `nbf` and `iat` (default 60 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+    /// Requires the JOSE `typ` header (e.g. `at+jwt`; `application/` prefix and case ignored).
+    pub fn typ(mut self, typ: impl Into<String>) -> Self {
+        self.typ = Some(normalize_typ(&typ.into()));
+        self
+    }
+    /// Claims that must be present, beyond `iss`, `aud` and `exp`.
+    pub fn required_claims<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.required_claims = names.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Where the user id, roles, permissions and tenant are read from.
+    pub fn claim_mapping(mut self, mapping: ClaimMapping) -> Self {
+        self.mapping = mapping;
+        self
+    }
+    /// Size of the verified-token cache; `0` turns it off.
+    pub fn token_cache(mut self, max_entries: usize) -> Self {
+        self.cache_entries = max_entries;
+        self
+    }
+    /// Replaces the HTTP client used for JWKS and discovery.
+    pub fn http_client(mut self, client: Arc<dyn HttpClient>) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+    /// Settings for the default HTTP client.
+    pub fn http_client_config(mut self, config: HttpClientConfig) -> Self {
+        self.http_config = config;
+        self
+    }
+    /// Refresh, cooldown and staleness timing of remote keys.
+    pub fn remote_options(mut self, opts: RemoteOptions) -> Self {
+        self.remote = opts;
+        self
+    }
+    /// The clock for `exp`/`nbf`/`iat` (default: system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// Refuse tokens whose header carries `jwk`, `jku`, `x5u` or `x5c` (they are never used
+    /// either way).
+    pub fn reject_embedded_keys(mut self, reject: bool) -> Self {
+        self.reject_embedded_keys = reject;
+        self
+    }
+    /// Longest accepted token (default 8 KiB).
+    pub fn max_token_len(mut self, len: usize) -> Self {
+        self.max_token_len = len;
+        self
+    }
+
+    /// Builds the verifier; remote key fetching starts now when a Tokio runtime is running,
+    /// else at the first verification.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when no issuer or audience is configured, a URL is refused, or the crypto
+    /// backend fails its known-answer self test.
+    pub fn build(self) -> Result<Verifier, ConfigError> {
+        self_test()?;
+        if self.issuers.is_empty() {
+            return Err(ConfigError::Missing("issuer"));
+        }
+        if self.audiences.is_empty() {
+            return Err(ConfigError::Missing("audience"));
+        }
+        if self.algorithms.is_empty() {
+            return Err(ConfigError::Missing("algorithms"));
+        }
+        let allowed = AlgSet::from_slice(&self.algorithms);
+        let mut client = self.http_client.clone();
+        let mut issuers = Vec::new();
+        let mut by_name = HashMap::new();
+        for cfg in self.issuers {
+            if cfg.issuer.is_empty() {
+                return Err(ConfigError::Missing("issuer"));
+            }
+            if by_name.contains_key(&cfg.issuer) {
+                return Err(ConfigError::Invalid {
+                    name: "issuer",
+                    reason: format!("`{}` configured twice", cfg.issuer),
+                });
+            }
+            let name: Arc<str> = cfg.issuer.as_str().into();
+            let provider = match cfg.source {
+                KeySource::Static(keys) => KeyProvider::fixed(name, keys),
+                remote => {
+                    let client = match &client {
+                        Some(c) => c.clone(),
+                        None => {
+                            let c: Arc<dyn HttpClient> =
+                                Arc::new(HyperClient::new(self.http_config.clone())?);
+                            client = Some(c.clone());
+                            c
+                        }
+                    };
+                    let source = match remote {
+                        KeySource::JwksUri(url) => RemoteSource::Jwks(client.check_url(&url)?),
+                        _ => {
+                            client.check_url(&cfg.issuer)?;
+                            RemoteSource::Discovery
+                        }
+                    };
+                    KeyProvider::remote(name, source, client, self.remote.clone(), allowed)
+                }
+            };
+            by_name.insert(cfg.issuer, issuers.len());
+            issuers.push(provider);
+        }
+        Ok(Verifier {
+            inner: Arc::new(Inner {
+                issuers,
+                by_name,
+                audiences: self.audiences,
+                allowed,
+                leeway: self.leeway.as_secs(),
+                typ: self.typ,
+                required_claims: self.required_claims,
+                mapping: self.mapping.compile(),
+                cache: (self.cache_entries > 0).then(|| TokenCache::new(self.cache_entries)),
+                clock: self.clock,
+                reject_embedded_keys: self.reject_embedded_keys,
+                max_token_len: self.max_token_len,
+            }),
+        })
+    }
+}
+
+/// Verifies bearer tokens. Cheap to clone (shared state behind `Arc`).
+///
+/// See the [module docs](crate::verify) for an example.
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    issuers: Vec<KeyProvider>,
+    by_name: HashMap<String, usize>,
+    audiences: Vec<String>,
+    allowed: AlgSet,
+    leeway: u64,
+    typ: Option<String>,
+    required_claims: Vec<String>,
+    mapping: CompiledMapping,
+    cache: Option<TokenCache>,
+    clock: Arc<dyn Clock>,
+    reject_embedded_keys: bool,
+    max_token_len: usize,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuers", &self.inner.issuers)
+            .field("audiences", &self.inner.audiences)
+            .field("leeway", &self.inner.leeway)
+            .field("cache", &self.inner.cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of the synchronous part of verification.
+pub(crate) enum Step {
+    Done(Result<CurrentUser, AuthError>),
+    /// The issuer's keys are not loaded (or too stale).
+    NeedKeys {
+        issuer: usize,
+        first_pending: bool,
+    },
+    /// The `kid` (or, without `kid`, any key for the algorithm) is unknown: refetch may help.
+    UnknownKey {
+        issuer: usize,
+    },
+}
+
+struct Header<'a> {
+    alg: Algorithm,
+    kid: Option<&'a str>,
+}
+
+impl Verifier {
+    /// A builder with strict defaults.
+    pub fn builder() -> VerifierBuilder {
+        VerifierBuilder::default()
+    }
+
+    /// The longest token this verifier accepts.
+    pub fn max_token_len(&self) -> usize {
+        self.inner.max_token_len
+    }
+
+    /// Verifies a token; may wait for the first key fetch or one rate-limited refetch.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::InvalidToken`] with the precise [`TokenError`], or
+    /// [`AuthError::KeysUnavailable`] when the issuer's keys cannot be had.
+    pub async fn verify(&self, token: &str) -> Result<CurrentUser, AuthError> {
+        match self.verify_now(token) {
+            Step::Done(r) => r,
+            step => self.finish(token, step).await,
+        }
+    }
+
+    /// Verifies with the keys already loaded, without any I/O: where [`Verifier::verify`]
+    /// would wait for a fetch, this answers [`AuthError::KeysUnavailable`] or
+    /// [`TokenError::UnknownKey`] instead. The layer's fast path is exactly this.
+    ///
+    /// # Errors
+    ///
+    /// As [`Verifier::verify`].
+    pub fn try_verify(&self, token: &str) -> Result<CurrentUser, AuthError> {
+        match self.verify_now(token) {
+            Step::Done(r) => r,
+            Step::NeedKeys { issuer, .. } => Err(AuthError::KeysUnavailable {
+                retry_after: self.inner.issuers[issuer].retry_after(),
+            }),
+            Step::UnknownKey { .. } => Err(AuthError::InvalidToken(TokenError::UnknownKey)),
+        }
+    }
+
+    /// Completes a verification that needs key I/O: waits for the first fetch or an on-demand
+    /// refetch, then verifies again without further I/O.
+    pub(crate) async fn finish(&self, token: &str, step: Step) -> Result<CurrentUser, AuthError> {
+        match step {
+            Step::Done(r) => return r,
+            Step::NeedKeys {
+                issuer,
+                first_pending,
+            } => {
+                if first_pending {
+                    self.inner.issuers[issuer].wait_first().await;
+                }
+            }
+            Step::UnknownKey { issuer } => {
+                self.inner.issuers[issuer].refetch().await;
+            }
+        }
+        match self.verify_now(token) {
+            Step::Done(r) => r,
+            Step::NeedKeys { issuer, .. } => Err(AuthError::KeysUnavailable {
+                retry_after: self.inner.issuers[issuer].retry_after(),
+            }),
+            Step::UnknownKey { .. } => Err(AuthError::InvalidToken(TokenError::UnknownKey)),
+        }
+    }
+
+    /// Everything that needs no I/O: on the fast path this is the whole verification.
+    pub(crate) fn verify_now(&self, token: &str) -> Step {
+        match self.verify_inner(token) {
+            Ok(user) => Step::Done(Ok(user)),
+            Err(Fail::Token(t)) => Step::Done(Err(AuthError::InvalidToken(t))),
+            Err(Fail::NeedKeys(issuer, first_pending)) => Step::NeedKeys {
+                issuer,
+                first_pending,
+            },
+            Err(Fail::UnknownKey(issuer)) => Step::UnknownKey { issuer },
+        }
+    }
+
+    fn verify_inner(&self, token: &str) -> Result<CurrentUser, Fail> {
+        let inner = &*self.inner;
+        if token.len() > inner.max_token_len {
+            return Err(TokenError::TooLarge.into());
+        }
+        if token.starts_with('{') {
+            return Err(TokenError::JsonSerialization.into());
+        }
+        let (h64, p64, s64) = split_compact(token)?;
+        let now = inner.clock.now_unix();
+
+        let cache_key = inner.cache.as_ref().map(|_| sha256(&[token.as_bytes()]));
+        if let (Some(cache), Some(key)) = (&inner.cache, &cache_key) {
+            if let Some(hit) = cache.get(key) {
+                if let Some(user) = self.check_hit(&hit, now)? {
+                    return Ok(user);
+                }
+                cache.remove(key);
+            }
+        }
+
+        let header_map = parse_object(&b64url(h64)?)?;
+        let header = self.check_header(&header_map)?;
+        let claims = parse_object(&b64url(p64)?)?;
+        let issuer = match claims.get("iss") {
+            Some(Value::String(iss)) => *inner
+                .by_name
+                .get(iss.as_str())
+                .ok_or(TokenError::UntrustedIssuer)?,
+            Some(_) => return Err(TokenError::InvalidIssuer.into()),
+            None => return Err(TokenError::MissingIssuer.into()),
+        };
+        let signature = b64url(s64)?;
+        if signature.is_empty() {
+            return Err(TokenError::InvalidSignature.into());
+        }
+        let keys = match inner.issuers[issuer].lookup() {
+            Lookup::Ready(keys) => keys,
+            Lookup::Unavailable { first_pending } => {
+                return Err(Fail::NeedKeys(issuer, first_pending))
+            }
+        };
+        let candidates = match keys.candidates(header.kid, header.alg) {
+            Ok(c) => c,
+            Err(TokenError::UnknownKey) => return Err(Fail::UnknownKey(issuer)),
+            Err(e) => return Err(e.into()),
+        };
+        let message = &token.as_bytes()[..h64.len() + 1 + p64.len()];
+        let key = candidates
+            .into_iter()
+            .find(|k| k.verify(header.alg, message, &signature))
+            .ok_or(TokenError::InvalidSignature)?;
+        let fingerprint = key.fingerprint;
+        let kid: Option<Arc<str>> = key.kid.as_deref().map(Into::into);
+        drop(keys);
+
+        let (exp, nbf) = self.check_claims(&claims, now)?;
+        let user = CurrentUser::from_claims(claims, &inner.mapping)?;
+        if let (Some(cache), Some(key)) = (&inner.cache, cache_key) {
+            let entry = Entry {
+                user: user.clone(),
+                exp,
+                nbf,
+                issuer,
+                kid,
+                fingerprint,
+            };
+            cache.insert(key, entry, now.saturating_sub(inner.leeway));
+        }
+        Ok(user)
+    }
+
+    /// A cache hit is good while `exp`/`nbf` hold and its key is still published.
+    fn check_hit(&self, hit: &Entry, now: u64) -> Result<Option<CurrentUser>, Fail> {
+        let leeway = self.inner.leeway;
+        if now >= hit.exp.saturating_add(leeway) {
+            return Err(TokenError::Expired.into());
+        }
+        if hit.nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf) {
+            return Err(TokenError::NotYetValid.into());
+        }
+        match self.inner.issuers[hit.issuer].lookup() {
+            Lookup::Ready(keys) if keys.contains(hit.kid.as_deref(), &hit.fingerprint) => {
+                Ok(Some(hit.user.clone()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn check_header<'a>(&self, h: &'a Map<String, Value>) -> Result<Header<'a>, TokenError> {
+        let alg = match h.get("alg") {
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("none") => {
+                return Err(TokenError::AlgNone)
+            }
+            Some(Value::String(s)) => s
+                .parse::<Algorithm>()
+                .map_err(|_| TokenError::UnsupportedAlgorithm)?,
+            _ => return Err(TokenError::UnsupportedAlgorithm),
+        };
+        if !self.inner.allowed.contains(alg) {
+            return Err(TokenError::AlgorithmNotAllowed);
+        }
+        match h.get("b64") {
+            None | Some(Value::Bool(true)) => {}
+            Some(_) => return Err(TokenError::UnencodedPayload),
+        }
+        if let Some(crit) = h.get("crit") {
+            check_crit(crit, h)?;
+        }
+        if self.inner.reject_embedded_keys
+            && ["jwk", "jku", "x5u", "x5c"]
+                .iter()
+                .any(|k| h.contains_key(*k))
+        {
+            return Err(TokenError::EmbeddedKey);
+        }
+        if let Some(want) = &self.inner.typ {
+            match h.get("typ") {
+                Some(Value::String(t)) if normalize_typ(t) == *want => {}
+                _ => return Err(TokenError::WrongType),
+            }
+        }
+        let kid = match h.get("kid") {
+            None => None,
+            Some(Value::String(k)) => Some(k.as_str()),
+            Some(_) => return Err(TokenError::InvalidKid),
+        };
+        Ok(Header { alg, kid })
+    }
+
+    /// `aud`, `exp`, `nbf`, `iat` and required claims. Returns `(exp, nbf)`.
+    fn check_claims(
+        &self,
+        c: &Map<String, Value>,
+        now: u64,
+    ) -> Result<(u64, Option<u64>), TokenError> {
+        let inner = &*self.inner;
+        let accepted = |a: &str| inner.audiences.iter().any(|x| x == a);
+        match c.get("aud") {
+            None => return Err(TokenError::MissingAudience),
+            Some(Value::String(a)) => {
+                if !accepted(a) {
+                    return Err(TokenError::AudienceMismatch);
+                }
+            }
+            Some(Value::Array(items)) => {
+                let mut any = false;
+                for item in items {
+                    let a = item.as_str().ok_or(TokenError::InvalidAudience)?;
+                    any |= accepted(a);
+                }
+                if !any {
+                    return Err(TokenError::AudienceMismatch);
+                }
+            }
+            Some(_) => return Err(TokenError::InvalidAudience),
+        }
+        let exp = numeric_date(c.get("exp"))?.ok_or(TokenError::MissingExpiry)?;
+        let nbf = numeric_date(c.get("nbf"))?;
+        let iat = numeric_date(c.get("iat"))?;
+        let leeway = inner.leeway;
+        if now >= exp.saturating_add(leeway) {
+            return Err(TokenError::Expired);
+        }
+        if nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf) {
+            return Err(TokenError::NotYetValid);
+        }
+        if iat.is_some_and(|iat| now.saturating_add(leeway) < iat) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        for name in &inner.required_claims {
+            if c.get(name).is_none_or(Value::is_null) {
+                tracing::debug!(claim = %name, "required claim missing");
+                return Err(TokenError::MissingRequiredClaim);
+            }
+        }
+        Ok((exp, nbf))
+    }
+}
+
+enum Fail {
+    Token(TokenError),
+    NeedKeys(usize, bool),
+    UnknownKey(usize),
+}
+
+impl From<TokenError> for Fail {
+    fn from(e: TokenError) -> Self {
+        Fail::Token(e)
+    }
+}
+
+fn split_compact(token: &str) -> Result<(&str, &str, &str), TokenError> {
+    let mut parts = token.splitn(6, '.');
+    let (h, p, s) = (parts.next(), parts.next(), parts.next());
+    match (h, p, s, parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(p), Some(s), None, None, None) if !h.is_empty() && !p.is_empty() => {
+            Ok((h, p, s))
+        }
+        (Some(_), Some(_), Some(_), Some(_), Some(_), None) => Err(TokenError::Encrypted),
+        _ => Err(TokenError::Malformed),
+    }
+}
+
+/// RFC 7515 §4.1.11: `crit` must be a non-empty array of distinct names of extension header
+/// parameters present in the header. We implement no extension, so a well-formed `crit` is
+/// still refused, as "unsupported".
+fn check_crit(crit: &Value, h: &Map<String, Value>) -> Result<(), TokenError> {
+    const REGISTERED: [&str; 11] = [
+        "alg", "jku", "jwk", "kid", "x5u", "x5c", "x5t", "x5t#S256", "typ", "cty", "crit",
+    ];
+    let Value::Array(items) = crit else {
+        return Err(TokenError::MalformedCrit);
+    };
+    if items.is_empty() {
+        return Err(TokenError::MalformedCrit);
+    }
+    let mut seen: Vec<&str> = Vec::with_capacity(items.len());
+    for item in items {
+        let name = item.as_str().ok_or(TokenError::MalformedCrit)?;
+        if REGISTERED.contains(&name) || !h.contains_key(name) || seen.contains(&name) {
+            return Err(TokenError::MalformedCrit);
+        }
+        seen.push(name);
+    }
+    if seen.contains(&"b64") {
+        return Err(TokenError::UnencodedPayload);
+    }
+    Err(TokenError::UnsupportedCrit)
+}
+
+/// A NumericDate: a non-negative JSON number (fractions floored) not beyond year 9999.
+fn numeric_date(v: Option<&Value>) -> Result<Option<u64>, TokenError> {
+    match v {
+        None => Ok(None),
+        Some(Value::Number(n)) => {
+            if let Some(u) = n.as_u64() {
+                return if u as f64 <= MAX_NUMERIC_DATE {
+                    Ok(Some(u))
+                } else {
+                    Err(TokenError::InvalidTimeClaim)
+                };
+            }
+            match n.as_f64() {
+                Some(f) if f.is_finite() && (0.0..=MAX_NUMERIC_DATE).contains(&f) => {
+                    Ok(Some(f as u64))
+                }
+                _ => Err(TokenError::InvalidTimeClaim),
+            }
+        }
+        Some(_) => Err(TokenError::InvalidTimeClaim),
+    }
+}
+
+fn normalize_typ(t: &str) -> String {
+    let t = t.to_ascii_lowercase();
+    match t.strip_prefix("application/") {
+        Some(rest) => rest.to_owned(),
+        None => t,
+    }
+}
+
+/// Installs jsonwebtoken's aws-lc provider (so jsonwebtoken never panics on an ambiguous
+/// backend in this process) and runs a known-answer verification (RFC 8037 §A.4, Ed25519) both
+/// through our pre-parsed keys and through jsonwebtoken. Runs once per process.
+fn self_test() -> Result<(), ConfigError> {
+    static RESULT: OnceLock<Result<(), &'static str>> = OnceLock::new();
+    RESULT
+        .get_or_init(|| {
+            // "Already installed" is fine: any provider installed before us was chosen on purpose.
+            let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+            const X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+            const MSG: &str = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc";
+            const SIG: &str = "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
+            let jwks = format!(r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","x":"{X}"}}]}}"#);
+            let set = KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA])
+                .map_err(|_| "Ed25519 key rejected")?;
+            let sig = b64url(SIG).map_err(|_| "bad vector")?;
+            let key = set
+                .candidates(None, Algorithm::EdDSA)
+                .map_err(|_| "no key")?
+                .remove(0);
+            if !key.verify(Algorithm::EdDSA, MSG.as_bytes(), &sig) {
+                return Err("aws-lc-rs rejected the RFC 8037 signature");
+            }
+            let jkey = jsonwebtoken::DecodingKey::from_ed_components(X).map_err(|_| "jsonwebtoken key")?;
+            // jsonwebtoken panics here if its provider is ambiguous: catch that at build time.
+            let ok = std::panic::catch_unwind(|| {
+                jsonwebtoken::crypto::verify(SIG, MSG.as_bytes(), &jkey, jsonwebtoken::Algorithm::EdDSA)
+            })
+            .map_err(|_| "jsonwebtoken has no usable crypto provider")?;
+            match ok {
+                Ok(true) => Ok(()),
+                _ => Err("jsonwebtoken rejected the RFC 8037 signature"),
+            }
+        })
+        .map_err(ConfigError::Crypto)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_test_passes() {
+        self_test().unwrap();
+    }
+
+    #[test]
+    fn compact_form() {
+        assert!(split_compact("a.b.c").is_ok());
+        assert!(split_compact("a.b.").is_ok());
+        assert_eq!(split_compact("a.b"), Err(TokenError::Malformed));
+        assert_eq!(split_compact(".b.c"), Err(TokenError::Malformed));
+        assert_eq!(split_compact("a.b.c.d"), Err(TokenError::Malformed));
+        assert_eq!(split_compact("a.b.c.d.e"), Err(TokenError::Encrypted));
+        assert_eq!(split_compact("a.b.c.d.e.f"), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn numeric_dates() {
+        use serde_json::json;
+        assert_eq!(numeric_date(Some(&json!(10))), Ok(Some(10)));
+        assert_eq!(numeric_date(Some(&json!(10.9))), Ok(Some(10)));
+        assert!(numeric_date(Some(&json!(-1))).is_err());
+        assert!(numeric_date(Some(&json!("10"))).is_err());
+        assert!(numeric_date(Some(&json!(1e300))).is_err());
+        assert!(numeric_date(Some(&json!(u64::MAX))).is_err());
+    }
+
+    #[test]
+    fn crit_rules() {
+        use serde_json::json;
+        let h = |v: Value| v.as_object().unwrap().clone();
+        let hdr = h(json!({"alg":"RS256","exp":1,"crit":["exp"]}));
+        assert_eq!(
+            check_crit(&hdr["crit"], &hdr),
+            Err(TokenError::UnsupportedCrit)
+        );
+        let hdr = h(json!({"alg":"RS256","crit":[]}));
+        assert_eq!(
+            check_crit(&hdr["crit"], &hdr),
+            Err(TokenError::MalformedCrit)
+        );
+        let hdr = h(json!({"alg":"RS256","crit":["alg"]}));
+        assert_eq!(
+            check_crit(&hdr["crit"], &hdr),
+            Err(TokenError::MalformedCrit)
+        );
+        let hdr = h(json!({"alg":"RS256","crit":["x"]}));
+        assert_eq!(
+            check_crit(&hdr["crit"], &hdr),
+            Err(TokenError::MalformedCrit)
+        );
+        let hdr = h(json!({"alg":"RS256","crit":"x","x":1}));
+        assert_eq!(
+            check_crit(&hdr["crit"], &hdr),
+            Err(TokenError::MalformedCrit)
+        );
+    }
+
+    #[test]
+    fn typ_normalization() {
+        assert_eq!(normalize_typ("Application/AT+JWT"), "at+jwt");
+        assert_eq!(normalize_typ("at+jwt"), "at+jwt");
+    }
+}

@@ -99,6 +99,7 @@ pub struct CurrentUser(Arc<UserInner>);
 struct UserInner {
     subject: Option<String>,
     user_id: Option<String>,
+    user_id_claim: bool,
     tenant: Option<String>,
     policy_version: Option<i64>,
     client_id: Option<String>,
@@ -192,7 +193,9 @@ impl CurrentUser {
         mapping: &CompiledMapping,
     ) -> Result<Self, TokenError> {
         let subject = string_like(claims.get("sub"))?;
-        let user_id = string_like(path(&claims, &mapping.user_id))?.or_else(|| subject.clone());
+        let claimed_user_id = string_like(path(&claims, &mapping.user_id))?;
+        let user_id_claim = claimed_user_id.is_some();
+        let user_id = claimed_user_id.or_else(|| subject.clone());
         let tenant = string_like(path(&claims, &mapping.tenant))?;
         let policy_version = match claims.get("pv") {
             None | Some(Value::Null) => None,
@@ -232,6 +235,7 @@ impl CurrentUser {
         Ok(Self(Arc::new(UserInner {
             subject,
             user_id,
+            user_id_claim,
             tenant,
             policy_version,
             client_id,
@@ -254,6 +258,10 @@ impl CurrentUser {
     /// The user id claim (default `uid`), else `sub`.
     pub fn user_id(&self) -> Option<&str> {
         self.0.user_id.as_deref()
+    }
+    /// Whether the token carries the user id claim itself (not only `sub`).
+    pub fn has_user_id_claim(&self) -> bool {
+        self.0.user_id_claim
     }
     /// The tenant claim.
     pub fn tenant(&self) -> Option<&str> {
@@ -352,6 +360,41 @@ impl fmt::Debug for CurrentUser {
             .field("scopes", &self.0.scopes)
             .field("roles", &self.0.roles)
             .finish_non_exhaustive()
+    }
+}
+
+/// What makes a token a *service* token (client credentials, no end user).
+///
+/// Default (RFC 9068 §2.2): `sub` equals `client_id` and there is no user id claim. Or a
+/// configured claim with a configured string value, e.g. `gty: client-credentials`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServiceTokenRule {
+    /// `sub == client_id` and no user id claim.
+    #[default]
+    SubjectIsClient,
+    /// This claim holds this string value.
+    Claim {
+        /// Claim name.
+        name: String,
+        /// Required value.
+        value: String,
+    },
+}
+
+impl ServiceTokenRule {
+    /// Whether `user` is a service token under this rule.
+    pub fn matches(&self, user: &CurrentUser) -> bool {
+        match self {
+            Self::SubjectIsClient => {
+                !user.has_user_id_claim()
+                    && user.subject().is_some()
+                    && user.subject() == user.client_id()
+            }
+            Self::Claim { name, value } => {
+                user.claim(name).and_then(Value::as_str) == Some(value.as_str())
+            }
+        }
     }
 }
 

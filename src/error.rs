@@ -190,6 +190,10 @@ pub enum RequestError {
     /// The `Authorization` header is not visible ASCII.
     #[error("malformed authorization header")]
     MalformedHeader,
+    /// `Connection` names an identity header (a trick to make a proxy drop it after checks), or
+    /// is not readable.
+    #[error("connection header names an identity header")]
+    HopByHopIdentityHeader,
 }
 
 impl RequestError {
@@ -199,6 +203,7 @@ impl RequestError {
             Self::MultipleCredentials => "multiple_credentials",
             Self::MalformedCredentials => "malformed_credentials",
             Self::MalformedHeader => "malformed_header",
+            Self::HopByHopIdentityHeader => "hop_by_hop_identity_header",
         }
     }
 }
@@ -236,6 +241,13 @@ pub enum AuthError {
     /// The user lacks a role, authority or permission the rule needs, or the rule denies: 403.
     #[error("access denied")]
     AccessDenied,
+    /// The request path is not canonical (`//`, dot segments, encoded `/`, `;`, ...): 400,
+    /// refused rather than rewritten behind the router's back.
+    #[error("non-canonical path: {0}")]
+    NonCanonicalPath(&'static str),
+    /// The policy-version source cannot be reached beyond the staleness bound: 503.
+    #[error("policy version source unavailable")]
+    PolicyUnavailable,
 }
 
 /// The gRPC status codes the layers answer with.
@@ -272,8 +284,11 @@ impl AuthError {
                 StatusCode::UNAUTHORIZED
             }
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::KeysUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::KeysUnavailable { .. } | Self::PolicyUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::InsufficientScope { .. } | Self::AccessDenied => StatusCode::FORBIDDEN,
+            Self::NonCanonicalPath(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -284,8 +299,9 @@ impl AuthError {
                 GrpcCode::Unauthenticated
             }
             Self::InvalidRequest(_) => GrpcCode::Unauthenticated,
-            Self::KeysUnavailable { .. } => GrpcCode::Unavailable,
+            Self::KeysUnavailable { .. } | Self::PolicyUnavailable => GrpcCode::Unavailable,
             Self::InsufficientScope { .. } | Self::AccessDenied => GrpcCode::PermissionDenied,
+            Self::NonCanonicalPath(_) => GrpcCode::InvalidArgument,
         }
     }
 
@@ -294,7 +310,9 @@ impl AuthError {
         match self {
             Self::MissingCredentials
             | Self::AuthenticationRequired
-            | Self::KeysUnavailable { .. } => None,
+            | Self::KeysUnavailable { .. }
+            | Self::PolicyUnavailable
+            | Self::NonCanonicalPath(_) => None,
             Self::InvalidRequest(_) => Some("invalid_request"),
             Self::InvalidToken(_) => Some("invalid_token"),
             Self::InsufficientScope { .. } | Self::AccessDenied => Some("insufficient_scope"),
@@ -311,6 +329,8 @@ impl AuthError {
             Self::AuthenticationRequired => "authentication_required",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::AccessDenied => "access_denied",
+            Self::NonCanonicalPath(reason) => reason,
+            Self::PolicyUnavailable => "policy_unavailable",
         }
     }
 
@@ -320,7 +340,10 @@ impl AuthError {
     /// `realm` is quoted as given (characters outside RFC 6750's set are dropped);
     /// `describe` adds an `error_description` with the terse reason.
     pub fn www_authenticate(&self, realm: Option<&str>, describe: bool) -> Option<HeaderValue> {
-        if matches!(self, Self::KeysUnavailable { .. }) {
+        if matches!(
+            self,
+            Self::KeysUnavailable { .. } | Self::PolicyUnavailable | Self::NonCanonicalPath(_)
+        ) {
             return None;
         }
         let mut out = String::from("Bearer");

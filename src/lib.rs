@@ -68,12 +68,15 @@ pub mod bearer;
 pub mod claims;
 pub mod clock;
 pub mod error;
+pub mod gateway;
 pub mod http_client;
 pub mod integrations;
 pub mod jwks;
+pub mod policy;
 pub mod signing;
 pub mod verify;
 
+mod future;
 mod json;
 mod macros;
 mod telemetry;

@@ -59,16 +59,17 @@
 //! # }
 //! ```
 
-mod future;
 mod layer;
 mod rejection;
 mod service;
 
 #[doc(inline)]
-pub use future::ResponseFuture;
+pub use crate::future::ResponseFuture;
 #[doc(inline)]
 pub use layer::JwtAuthLayer;
 #[doc(inline)]
 pub use rejection::{is_grpc, DefaultRejection, ResponseForRejection};
 #[doc(inline)]
 pub use service::JwtAuth;
+
+pub(crate) use service::insert_user;

@@ -87,8 +87,14 @@ impl DefaultRejection {
         if let Some(challenge) = shown.www_authenticate(self.realm.as_deref(), self.describe) {
             headers.insert(WWW_AUTHENTICATE, challenge);
         }
-        if let AuthError::KeysUnavailable { retry_after } = &shown {
-            headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+        match &shown {
+            AuthError::KeysUnavailable { retry_after } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+            }
+            AuthError::PolicyUnavailable => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(1u64));
+            }
+            _ => {}
         }
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if grpc {

@@ -5,12 +5,12 @@ use http::header::{Entry, AUTHORIZATION};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::future::ResponseFuture;
 use super::layer::JwtAuthLayer;
 use super::rejection::{is_grpc, DefaultRejection, ResponseForRejection};
 use crate::bearer::extract_bearer;
 use crate::claims::{Authentication, CurrentUser};
 use crate::error::AuthError;
+use crate::future::ResponseFuture;
 use crate::verify::Step;
 
 /// Verifies the bearer token of every request. See the [module docs](crate::authn).
@@ -103,13 +103,17 @@ where
             }
             Outcome::Pending(token, step) => {
                 let verifier = layer.verifier.clone();
-                let verify = Box::pin(async move { verifier.finish(&token, step).await });
+                let check = Box::pin(async move {
+                    let user = verifier.finish(&token, step).await?;
+                    insert_user(&mut req, user);
+                    Ok(req)
+                });
                 // The instance made ready by `poll_ready` goes into the future; a fresh clone
                 // stays here. See tower's "Be careful when cloning inner services":
                 // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::verifying(verify, inner, req, layer.rejection.clone(), grpc)
+                ResponseFuture::checking(check, inner, layer.rejection.clone(), grpc)
             }
         }
     }

@@ -7,14 +7,18 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use super::rejection::ResponseForRejection;
-use super::service::insert_user;
-use crate::claims::CurrentUser;
+use crate::authn::ResponseForRejection;
 use crate::error::AuthError;
 use crate::http_client::BoxFuture;
 
+/// An asynchronous check that hands the request back (possibly with extensions added) or refuses.
+pub(crate) type Check<ReqBody> = BoxFuture<'static, Result<Request<ReqBody>, AuthError>>;
+
 pin_project! {
-    /// Response future of [`JwtAuth`](super::JwtAuth).
+    /// Response future of the security layers ([`JwtAuth`](crate::authn::JwtAuth),
+    /// [`Authorize`](crate::authz::Authorize), the gateway and policy layers): the inner
+    /// service's future, a rejection response, or an asynchronous check (key fetch, policy
+    /// lookup) that runs before the inner service is called.
     pub struct ResponseFuture<F, S, ReqBody, ResBody, R> {
         #[pin]
         kind: Kind<F, S, ReqBody, ResBody, R>,
@@ -26,11 +30,11 @@ pin_project! {
     enum Kind<F, S, ReqBody, ResBody, R> {
         Future { #[pin] future: F },
         Rejected { response: Option<Response<ResBody>> },
-        Verifying {
-            // Boxed: key fetching is async and `Send + 'static` (it owns the token and verifier).
-            verify: BoxFuture<'static, Result<CurrentUser, AuthError>>,
+        Checking {
+            // Boxed: key fetching and policy lookups are async and `Send + 'static` (they own
+            // the request, the token and a handle on shared state).
+            check: Check<ReqBody>,
             inner: Option<S>,
-            request: Option<Request<ReqBody>>,
             rejection: R,
             grpc: bool,
         },
@@ -42,7 +46,7 @@ impl<F, S, ReqBody, ResBody, R> fmt::Debug for ResponseFuture<F, S, ReqBody, Res
         let state = match &self.kind {
             Kind::Future { .. } => "Future",
             Kind::Rejected { .. } => "Rejected",
-            Kind::Verifying { .. } => "Verifying",
+            Kind::Checking { .. } => "Checking",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
@@ -63,18 +67,11 @@ impl<F, S, ReqBody, ResBody, R> ResponseFuture<F, S, ReqBody, ResBody, R> {
             },
         }
     }
-    pub(crate) fn verifying(
-        verify: BoxFuture<'static, Result<CurrentUser, AuthError>>,
-        inner: S,
-        request: Request<ReqBody>,
-        rejection: R,
-        grpc: bool,
-    ) -> Self {
+    pub(crate) fn checking(check: Check<ReqBody>, inner: S, rejection: R, grpc: bool) -> Self {
         Self {
-            kind: Kind::Verifying {
-                verify,
+            kind: Kind::Checking {
+                check,
                 inner: Some(inner),
-                request: Some(request),
                 rejection,
                 grpc,
             },
@@ -99,16 +96,13 @@ where
                     let response = response.take().expect("future polled after completion");
                     return Poll::Ready(Ok(response));
                 }
-                KindProj::Verifying {
-                    verify,
+                KindProj::Checking {
+                    check,
                     inner,
-                    request,
                     rejection,
                     grpc,
-                } => match ready!(verify.as_mut().poll(cx)) {
-                    Ok(user) => {
-                        let mut req = request.take().expect("future polled after completion");
-                        insert_user(&mut req, user);
+                } => match ready!(check.as_mut().poll(cx)) {
+                    Ok(req) => {
                         let mut svc = inner.take().expect("future polled after completion");
                         Kind::Future {
                             future: svc.call(req),

@@ -1,0 +1,630 @@
+//! Gateway mode: identity headers forwarded to upstream services, and never spoofed.
+//!
+//! - [`StripIdentityHeadersLayer`] runs outermost on every request: hop-by-hop headers are
+//!   removed first (400 if `Connection` names an identity header, a trick to have a later proxy
+//!   drop the header *after* checks), then every configured identity header, compared
+//!   case-insensitively with `_` and `-` alike (`X_User_Id` is `x-user-id`).
+//! - [`SetIdentityHeadersLayer`] runs after authorization and sets the headers from the
+//!   verified [`CurrentUser`]: `X-User-Id` (user id claim, else `sub`), `X-Roles`,
+//!   `X-Permissions` (comma-joined), `X-Tenant-Id`, `X-Client-Id`. An item holding `,`, `%` or
+//!   a character outside visible ASCII is percent-encoded (UTF-8), so a role named `a,b` can
+//!   never become two roles.
+//! - [`TrustedIdentityHeadersLayer`] is for services *behind* the gateway that choose to trust
+//!   it (opt-in): it turns the headers back into a [`CurrentUser`]. Only use it where the
+//!   network guarantees requests come through the gateway (e.g. mTLS or a private network);
+//!   anywhere else it lets any caller claim any identity.
+//!
+//! # Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_bearer::gateway::StripIdentityHeadersLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let svc = ServiceBuilder::new()
+//!     .layer(StripIdentityHeadersLayer::new())
+//!     .service(service_fn(|req: Request<()>| async move {
+//!         let spoofed = req.headers().contains_key("x-user-id")
+//!             || req.headers().contains_key("x_user_id");
+//!         Ok::<_, Infallible>(Response::new(spoofed.to_string()))
+//!     }));
+//! let req = Request::builder()
+//!     .header("X-User-Id", "admin")
+//!     .header("x_user_id", "admin")
+//!     .body(())
+//!     .unwrap();
+//! assert_eq!(svc.clone().oneshot(req).await.unwrap().into_body(), "false");
+//!
+//! let req = Request::builder()
+//!     .header("connection", "close, X-User-Id")
+//!     .body(())
+//!     .unwrap();
+//! assert_eq!(svc.oneshot(req).await.unwrap().status(), 400);
+//! # }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use http::header::{AUTHORIZATION, CONNECTION};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use serde_json::{Map, Value};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::authn::{is_grpc, DefaultRejection, ResponseForRejection};
+use crate::claims::{Authentication, ClaimMapping, CurrentUser};
+use crate::error::{AuthError, RequestError};
+use crate::future::ResponseFuture;
+
+/// The identity header names (defaults: `x-user-id`, `x-roles`, `x-tenant-id`,
+/// `x-permissions`, `x-client-id`).
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    /// The user id (user id claim, else `sub`).
+    pub user_id: HeaderName,
+    /// Roles, comma-joined.
+    pub roles: HeaderName,
+    /// Tenant.
+    pub tenant: HeaderName,
+    /// Permissions, comma-joined.
+    pub permissions: HeaderName,
+    /// OAuth2 client id.
+    pub client_id: HeaderName,
+    /// More headers to strip (never set), e.g. `x-forwarded-user`.
+    pub extra: Vec<HeaderName>,
+}
+
+impl Default for IdentityHeaders {
+    fn default() -> Self {
+        Self {
+            user_id: HeaderName::from_static("x-user-id"),
+            roles: HeaderName::from_static("x-roles"),
+            tenant: HeaderName::from_static("x-tenant-id"),
+            permissions: HeaderName::from_static("x-permissions"),
+            client_id: HeaderName::from_static("x-client-id"),
+            extra: Vec::new(),
+        }
+    }
+}
+
+impl IdentityHeaders {
+    fn all(&self) -> impl Iterator<Item = &HeaderName> {
+        [
+            &self.user_id,
+            &self.roles,
+            &self.tenant,
+            &self.permissions,
+            &self.client_id,
+        ]
+        .into_iter()
+        .chain(self.extra.iter())
+    }
+
+    /// Whether `name` is an identity header (case-insensitive, `_` and `-` alike).
+    pub fn is_identity(&self, name: &str) -> bool {
+        self.all().any(|h| same_header(h.as_str(), name))
+    }
+}
+
+/// Case-insensitive comparison with `_` and `-` alike.
+fn same_header(a: &str, b: &str) -> bool {
+    let norm = |c: u8| match c {
+        b'_' => b'-',
+        c => c.to_ascii_lowercase(),
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| norm(x) == norm(y))
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1 and the usual legacy ones).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// Removes hop-by-hop headers (and the ones `Connection` names), then identity headers.
+///
+/// # Errors
+///
+/// [`RequestError::HopByHopIdentityHeader`] when `Connection` names an identity header or is
+/// not readable.
+pub fn strip_identity_headers(
+    headers: &mut HeaderMap,
+    identity: &IdentityHeaders,
+    hop_by_hop: bool,
+) -> Result<(), AuthError> {
+    let bad = AuthError::InvalidRequest(RequestError::HopByHopIdentityHeader);
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(CONNECTION) {
+        let value = value.to_str().map_err(|_| bad.clone())?;
+        for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            if identity.is_identity(token) {
+                return Err(bad);
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                named.push(name);
+            }
+        }
+    }
+    if hop_by_hop {
+        for name in named {
+            headers.remove(name);
+        }
+        for name in HOP_BY_HOP {
+            headers.remove(name);
+        }
+    }
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| identity.is_identity(k.as_str()))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        tracing::debug!(header = %name, "stripped identity header from incoming request");
+        crate::telemetry::counter("tower_bearer_identity_headers_stripped_total", &[]);
+        headers.remove(name);
+    }
+    Ok(())
+}
+
+/// Strips spoofed identity headers from every request. See the [module docs](crate::gateway).
+#[must_use]
+#[derive(Clone)]
+pub struct StripIdentityHeadersLayer<R = DefaultRejection> {
+    identity: Arc<IdentityHeaders>,
+    hop_by_hop: bool,
+    rejection: R,
+}
+
+impl<R> fmt::Debug for StripIdentityHeadersLayer<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StripIdentityHeadersLayer")
+            .field("identity", &self.identity)
+            .field("hop_by_hop", &self.hop_by_hop)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for StripIdentityHeadersLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StripIdentityHeadersLayer {
+    /// Strips the default identity headers and hop-by-hop headers.
+    pub fn new() -> Self {
+        Self {
+            identity: Arc::new(IdentityHeaders::default()),
+            hop_by_hop: true,
+            rejection: DefaultRejection::default(),
+        }
+    }
+}
+
+impl<R> StripIdentityHeadersLayer<R> {
+    /// Uses these identity header names.
+    pub fn with_headers(mut self, identity: IdentityHeaders) -> Self {
+        self.identity = Arc::new(identity);
+        self
+    }
+    /// Whether hop-by-hop headers are removed (default `true`; a service that accepts
+    /// WebSocket upgrades directly needs `false`, the `Connection` check still applies).
+    pub fn with_hop_by_hop_removal(mut self, remove: bool) -> Self {
+        self.hop_by_hop = remove;
+        self
+    }
+    /// Replaces how the 400 for a `Connection` trick is answered.
+    pub fn with_rejection<R2>(self, rejection: R2) -> StripIdentityHeadersLayer<R2> {
+        StripIdentityHeadersLayer {
+            identity: self.identity,
+            hop_by_hop: self.hop_by_hop,
+            rejection,
+        }
+    }
+}
+
+impl<S, R: Clone> Layer<S> for StripIdentityHeadersLayer<R> {
+    type Service = StripIdentityHeaders<S, R>;
+    fn layer(&self, inner: S) -> Self::Service {
+        StripIdentityHeaders {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service of [`StripIdentityHeadersLayer`].
+#[derive(Clone)]
+pub struct StripIdentityHeaders<S, R = DefaultRejection> {
+    inner: S,
+    layer: StripIdentityHeadersLayer<R>,
+}
+
+impl<S: fmt::Debug, R> fmt::Debug for StripIdentityHeaders<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StripIdentityHeaders")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+crate::macros::define_inner_service_accessors!(StripIdentityHeaders<S, R>);
+
+impl<S> StripIdentityHeaders<S> {
+    /// Wraps `inner` with the default settings.
+    pub fn new(inner: S) -> Self {
+        StripIdentityHeadersLayer::new().layer(inner)
+    }
+    /// The default layer.
+    pub fn layer() -> StripIdentityHeadersLayer {
+        StripIdentityHeadersLayer::new()
+    }
+}
+
+impl<ReqBody, ResBody, S, R> Service<Request<ReqBody>> for StripIdentityHeaders<S, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    R: ResponseForRejection<ResBody>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, S, ReqBody, ResBody, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let layer = &self.layer;
+        match strip_identity_headers(req.headers_mut(), &layer.identity, layer.hop_by_hop) {
+            Ok(()) => ResponseFuture::future(self.inner.call(req)),
+            Err(e) => {
+                crate::telemetry::rejection(&e);
+                let grpc = is_grpc(req.headers());
+                ResponseFuture::rejected(layer.rejection.response(&e, grpc))
+            }
+        }
+    }
+}
+
+/// Percent-encodes `,`, `%` and anything outside visible ASCII (as UTF-8 bytes).
+pub fn encode_item(item: &str) -> String {
+    let mut out = String::with_capacity(item.len());
+    for b in item.bytes() {
+        if (0x21..=0x7e).contains(&b) && b != b',' && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn decode_item(item: &str) -> Option<String> {
+    let bytes = item.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn join(items: &[String]) -> String {
+    items
+        .iter()
+        .map(|i| encode_item(i))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Sets identity headers from the verified user. See the [module docs](crate::gateway).
+#[must_use]
+#[derive(Debug, Clone)]
+pub struct SetIdentityHeadersLayer {
+    identity: Arc<IdentityHeaders>,
+    strip_authorization: bool,
+    claims_header: Option<HeaderName>,
+}
+
+impl Default for SetIdentityHeadersLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SetIdentityHeadersLayer {
+    /// Sets the default headers; the bearer token is forwarded unchanged.
+    pub fn new() -> Self {
+        Self {
+            identity: Arc::new(IdentityHeaders::default()),
+            strip_authorization: false,
+            claims_header: None,
+        }
+    }
+    /// Uses these identity header names.
+    pub fn with_headers(mut self, identity: IdentityHeaders) -> Self {
+        self.identity = Arc::new(identity);
+        self
+    }
+    /// Do not forward the bearer token upstream (default: forwarded, so upstream services can
+    /// verify it themselves).
+    pub fn with_strip_authorization(mut self, strip: bool) -> Self {
+        self.strip_authorization = strip;
+        self
+    }
+    /// Also forward all verified claims as base64url JSON in this header.
+    pub fn with_claims_header(mut self, name: HeaderName) -> Self {
+        self.claims_header = Some(name);
+        self
+    }
+
+    /// Sets the headers on `headers` for `user`.
+    pub fn apply(&self, headers: &mut HeaderMap, user: &CurrentUser) {
+        let id = &self.identity;
+        let mut set = |name: &HeaderName, value: Option<String>| {
+            if let Some(v) = value.filter(|v| !v.is_empty()) {
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    headers.insert(name.clone(), v);
+                }
+            }
+        };
+        set(&id.user_id, user.user_id().map(encode_item));
+        set(&id.roles, Some(join(user.roles())));
+        set(&id.permissions, Some(join(user.permissions())));
+        set(&id.tenant, user.tenant().map(encode_item));
+        set(&id.client_id, user.client_id().map(encode_item));
+        if let Some(name) = &self.claims_header {
+            let json = Value::Object(user.claims().clone()).to_string();
+            set(name, Some(URL_SAFE_NO_PAD.encode(json)));
+        }
+        if self.strip_authorization {
+            headers.remove(AUTHORIZATION);
+        }
+    }
+}
+
+impl<S> Layer<S> for SetIdentityHeadersLayer {
+    type Service = SetIdentityHeaders<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        SetIdentityHeaders {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service of [`SetIdentityHeadersLayer`].
+#[derive(Debug, Clone)]
+pub struct SetIdentityHeaders<S> {
+    inner: S,
+    layer: SetIdentityHeadersLayer,
+}
+
+crate::macros::define_inner_service_accessors!(SetIdentityHeaders<S>);
+
+impl<S> SetIdentityHeaders<S> {
+    /// Wraps `inner` with the default settings.
+    pub fn new(inner: S) -> Self {
+        SetIdentityHeadersLayer::new().layer(inner)
+    }
+    /// The default layer.
+    pub fn layer() -> SetIdentityHeadersLayer {
+        SetIdentityHeadersLayer::new()
+    }
+}
+
+impl<B, S: Service<Request<B>>> Service<Request<B>> for SetIdentityHeaders<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let user = match req.extensions().get::<Authentication>() {
+            Some(Authentication::User(u)) => Some(u.clone()),
+            _ => None,
+        };
+        if let Some(user) = user {
+            self.layer.apply(req.headers_mut(), &user);
+        }
+        self.inner.call(req)
+    }
+}
+
+/// Trusts identity headers set by a gateway in front (opt-in; see the trust boundary in the
+/// [module docs](crate::gateway)).
+///
+/// Builds a [`CurrentUser`] from the headers (`sub` and user id from `X-User-Id`, roles and
+/// permissions split on `,` and percent-decoded) and inserts
+/// [`Authentication::User`]; without `X-User-Id` the request is
+/// [`Authentication::Anonymous`].
+#[must_use]
+#[derive(Debug, Clone, Default)]
+pub struct TrustedIdentityHeadersLayer {
+    identity: Arc<IdentityHeaders>,
+}
+
+impl TrustedIdentityHeadersLayer {
+    /// Trusts the default header names.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Trusts these header names.
+    pub fn with_headers(mut self, identity: IdentityHeaders) -> Self {
+        self.identity = Arc::new(identity);
+        self
+    }
+
+    /// The user the headers describe, if any.
+    pub fn user_from(&self, headers: &HeaderMap) -> Option<CurrentUser> {
+        let id = &self.identity;
+        let one = |name: &HeaderName| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(decode_item)
+        };
+        let many = |name: &HeaderName| -> Vec<Value> {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| {
+                    v.split(',')
+                        .filter(|s| !s.is_empty())
+                        .filter_map(decode_item)
+                        .map(Value::String)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let user_id = one(&id.user_id)?;
+        let mut claims = Map::new();
+        claims.insert("sub".into(), Value::String(user_id.clone()));
+        claims.insert("uid".into(), Value::String(user_id));
+        claims.insert("roles".into(), Value::Array(many(&id.roles)));
+        claims.insert("permissions".into(), Value::Array(many(&id.permissions)));
+        if let Some(t) = one(&id.tenant) {
+            claims.insert("tenant".into(), Value::String(t));
+        }
+        if let Some(c) = one(&id.client_id) {
+            claims.insert("client_id".into(), Value::String(c));
+        }
+        CurrentUser::from_claims(claims, &ClaimMapping::default().compile()).ok()
+    }
+}
+
+impl<S> Layer<S> for TrustedIdentityHeadersLayer {
+    type Service = TrustedIdentityHeaders<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        TrustedIdentityHeaders {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service of [`TrustedIdentityHeadersLayer`].
+#[derive(Debug, Clone)]
+pub struct TrustedIdentityHeaders<S> {
+    inner: S,
+    layer: TrustedIdentityHeadersLayer,
+}
+
+crate::macros::define_inner_service_accessors!(TrustedIdentityHeaders<S>);
+
+impl<B, S: Service<Request<B>>> Service<Request<B>> for TrustedIdentityHeaders<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        match self.layer.user_from(req.headers()) {
+            Some(user) => crate::authn::insert_user(&mut req, user),
+            None => {
+                req.extensions_mut().insert(Authentication::Anonymous);
+            }
+        }
+        self.inner.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_every_spelling() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "x-user-id",
+            "X_USER_ID",
+            "x-Roles",
+            "x_tenant-id",
+            "x-permissions",
+            "x-client_id",
+        ] {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "spoof".parse().unwrap(),
+            );
+        }
+        h.insert("x-other", "keep".parse().unwrap());
+        strip_identity_headers(&mut h, &IdentityHeaders::default(), true).unwrap();
+        assert_eq!(h.len(), 1, "{h:?}");
+    }
+
+    #[test]
+    fn connection_tricks() {
+        let id = IdentityHeaders::default();
+        for v in ["x-user-id", "close, X_Roles", " keep-alive ,x-tenant-id"] {
+            let mut h = HeaderMap::new();
+            h.insert(CONNECTION, v.parse().unwrap());
+            assert!(strip_identity_headers(&mut h, &id, true).is_err(), "{v}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, "close, x-debug".parse().unwrap());
+        h.insert("x-debug", "1".parse().unwrap());
+        h.insert("keep-alive", "5".parse().unwrap());
+        strip_identity_headers(&mut h, &id, true).unwrap();
+        assert!(h.is_empty(), "{h:?}");
+    }
+
+    #[test]
+    fn items_are_encoded_and_round_trip() {
+        assert_eq!(encode_item("admin"), "admin");
+        assert_eq!(encode_item("a,b"), "a%2Cb");
+        assert_eq!(encode_item("50%"), "50%25");
+        assert_eq!(encode_item("é x"), "%C3%A9%20x");
+        for s in ["a,b", "50%", "é x", "plain"] {
+            assert_eq!(decode_item(&encode_item(s)).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn set_then_trust_round_trip() {
+        let claims = serde_json::json!({"sub":"s","uid":"u,1","roles":["a,b","c"],"tenant":"t","client_id":"web"});
+        let user = CurrentUser::from_claims(
+            claims.as_object().unwrap().clone(),
+            &ClaimMapping::default().compile(),
+        )
+        .unwrap();
+        let mut h = HeaderMap::new();
+        SetIdentityHeadersLayer::new().apply(&mut h, &user);
+        assert_eq!(h["x-user-id"], "u%2C1");
+        assert_eq!(h["x-roles"], "a%2Cb,c");
+        let back = TrustedIdentityHeadersLayer::new().user_from(&h).unwrap();
+        assert_eq!(back.user_id(), Some("u,1"));
+        assert_eq!(back.roles(), ["a,b", "c"]);
+        assert_eq!(back.tenant(), Some("t"));
+    }
+}

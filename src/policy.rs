@@ -1,0 +1,329 @@
+//! Policy-version freshness: refuse tokens minted before the user's permissions changed.
+//!
+//! Each user has a current policy version (the `pv` the issuer puts into new tokens). When an
+//! administrator changes a user's roles, the version is bumped, and every token carrying an older
+//! `pv` is refused with 401 `invalid_token` ("policy version outdated, refresh the token") even
+//! though it has not expired. A token without `pv` for a user the source knows is refused; an
+//! unknown user or a service token is not checked.
+//!
+//! Versions come from a [`PolicyVersions`] source (in memory here; Redis with the `redis`
+//! feature), cached locally for at most `max_staleness` (default 5 s). If the source cannot be
+//! reached and the cached answer is older than that bound, requests fail closed (503).
+//! [`PolicyVersionLayer`] goes after `JwtAuth` (it reads the verified user, so it runs after the
+//! verified-token cache).
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
+//!
+//! let versions = Arc::new(MemoryPolicyVersions::new());
+//! versions.set("u-1", 3);
+//! assert_eq!(versions.bump("u-1"), 4);
+//! let layer = PolicyVersionLayer::new(versions.clone());
+//! # let _ = layer;
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::authn::{is_grpc, DefaultRejection, ResponseForRejection};
+use crate::claims::{Authentication, CurrentUser, ServiceTokenRule};
+use crate::error::{AuthError, BoxError, TokenError};
+use crate::future::ResponseFuture;
+use crate::http_client::BoxFuture;
+
+/// Where current policy versions come from.
+pub trait PolicyVersions: Send + Sync + fmt::Debug + 'static {
+    /// The current version for `user_id`, or `None` when the user is unknown.
+    fn current(&self, user_id: &str) -> BoxFuture<'static, Result<Option<i64>, BoxError>>;
+}
+
+/// In-process policy versions (tests, single replica, or fed by your own admin events).
+#[derive(Debug, Default)]
+pub struct MemoryPolicyVersions {
+    map: RwLock<HashMap<String, i64>>,
+}
+
+impl MemoryPolicyVersions {
+    /// An empty source: every user unknown.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets a user's version.
+    pub fn set(&self, user_id: &str, version: i64) {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user_id.to_owned(), version);
+    }
+    /// Increments a user's version (from 0 when unknown) and returns the new one.
+    pub fn bump(&self, user_id: &str) -> i64 {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        let v = map.entry(user_id.to_owned()).or_insert(0);
+        *v += 1;
+        *v
+    }
+    /// Forgets a user.
+    pub fn remove(&self, user_id: &str) {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(user_id);
+    }
+}
+
+impl PolicyVersions for MemoryPolicyVersions {
+    fn current(&self, user_id: &str) -> BoxFuture<'static, Result<Option<i64>, BoxError>> {
+        let v = self
+            .map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user_id)
+            .copied();
+        Box::pin(async move { Ok(v) })
+    }
+}
+
+const MAX_CACHED_USERS: usize = 100_000;
+
+struct Checker {
+    source: Arc<dyn PolicyVersions>,
+    max_staleness: Duration,
+    lookup_timeout: Duration,
+    service_token: ServiceTokenRule,
+    cache: Mutex<HashMap<String, (Option<i64>, Instant)>>,
+}
+
+impl Checker {
+    fn cached(&self, user: &str) -> Option<Option<i64>> {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(user)
+            .filter(|(_, at)| at.elapsed() <= self.max_staleness)
+            .map(|(v, _)| *v)
+    }
+
+    fn store(&self, user: &str, v: Option<i64>) {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED_USERS {
+            let bound = self.max_staleness;
+            cache.retain(|_, (_, at)| at.elapsed() <= bound);
+            if cache.len() >= MAX_CACHED_USERS {
+                cache.clear();
+            }
+        }
+        cache.insert(user.to_owned(), (v, Instant::now()));
+    }
+
+    async fn fetch(&self, user: &str) -> Result<Option<i64>, AuthError> {
+        match tokio::time::timeout(self.lookup_timeout, self.source.current(user)).await {
+            Ok(Ok(v)) => {
+                self.store(user, v);
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "policy version source failed; failing closed");
+                crate::telemetry::counter("tower_bearer_policy_source_failures_total", &[]);
+                Err(AuthError::PolicyUnavailable)
+            }
+            Err(_) => {
+                tracing::warn!("policy version lookup timed out; failing closed");
+                crate::telemetry::counter("tower_bearer_policy_source_failures_total", &[]);
+                Err(AuthError::PolicyUnavailable)
+            }
+        }
+    }
+}
+
+/// Compares the token's `pv` with the current version.
+fn decide(user: &CurrentUser, current: Option<i64>) -> Result<(), AuthError> {
+    match (current, user.policy_version()) {
+        (None, _) => Ok(()),
+        (Some(cur), Some(pv)) if pv >= cur => Ok(()),
+        _ => Err(AuthError::InvalidToken(TokenError::PolicyVersionStale)),
+    }
+}
+
+/// Refuses tokens with an outdated `pv`. See the [module docs](crate::policy).
+#[must_use]
+#[derive(Clone)]
+pub struct PolicyVersionLayer<R = DefaultRejection> {
+    checker: Arc<Checker>,
+    rejection: R,
+}
+
+impl<R> fmt::Debug for PolicyVersionLayer<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PolicyVersionLayer")
+            .field("source", &self.checker.source)
+            .field("max_staleness", &self.checker.max_staleness)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyVersionLayer {
+    /// Checks against `source` with a 5 s staleness bound.
+    pub fn new(source: Arc<dyn PolicyVersions>) -> Self {
+        Self {
+            checker: Arc::new(Checker {
+                source,
+                max_staleness: Duration::from_secs(5),
+                lookup_timeout: Duration::from_secs(2),
+                service_token: ServiceTokenRule::default(),
+                cache: Mutex::new(HashMap::new()),
+            }),
+            rejection: DefaultRejection::default(),
+        }
+    }
+}
+
+impl<R> PolicyVersionLayer<R> {
+    fn checker_mut(&mut self) -> &mut Checker {
+        Arc::get_mut(&mut self.checker).expect("configured before the layer is cloned")
+    }
+    /// How long a looked-up version may be used (`policy-version.max-staleness-seconds`).
+    ///
+    /// # Panics
+    ///
+    /// If called after the layer was cloned (configure it first).
+    pub fn with_max_staleness(mut self, d: Duration) -> Self {
+        self.checker_mut().max_staleness = d;
+        self
+    }
+    /// Timeout of one lookup (default 2 s).
+    ///
+    /// # Panics
+    ///
+    /// If called after the layer was cloned.
+    pub fn with_lookup_timeout(mut self, d: Duration) -> Self {
+        self.checker_mut().lookup_timeout = d;
+        self
+    }
+    /// Which tokens are service tokens (never checked).
+    ///
+    /// # Panics
+    ///
+    /// If called after the layer was cloned.
+    pub fn with_service_token_rule(mut self, rule: ServiceTokenRule) -> Self {
+        self.checker_mut().service_token = rule;
+        self
+    }
+    /// Replaces how rejections become responses.
+    pub fn with_rejection<R2>(self, rejection: R2) -> PolicyVersionLayer<R2> {
+        PolicyVersionLayer {
+            checker: self.checker,
+            rejection,
+        }
+    }
+}
+
+impl<S, R: Clone> Layer<S> for PolicyVersionLayer<R> {
+    type Service = PolicyVersion<S, R>;
+    fn layer(&self, inner: S) -> Self::Service {
+        PolicyVersion {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service of [`PolicyVersionLayer`].
+#[derive(Clone)]
+pub struct PolicyVersion<S, R = DefaultRejection> {
+    inner: S,
+    layer: PolicyVersionLayer<R>,
+}
+
+impl<S: fmt::Debug, R> fmt::Debug for PolicyVersion<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PolicyVersion")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+crate::macros::define_inner_service_accessors!(PolicyVersion<S, R>);
+
+impl<ReqBody, ResBody, S, R> Service<Request<ReqBody>> for PolicyVersion<S, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    ReqBody: Send + 'static,
+    R: ResponseForRejection<ResBody>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, S, ReqBody, ResBody, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let checker = &self.layer.checker;
+        let user = match req.extensions().get::<Authentication>() {
+            Some(Authentication::User(u)) if !checker.service_token.matches(u) => u.clone(),
+            _ => return ResponseFuture::future(self.inner.call(req)),
+        };
+        let Some(key) = user.user_id().map(str::to_owned) else {
+            return ResponseFuture::future(self.inner.call(req));
+        };
+        let grpc = is_grpc(req.headers());
+        match checker.cached(&key) {
+            Some(current) => match decide(&user, current) {
+                Ok(()) => ResponseFuture::future(self.inner.call(req)),
+                Err(e) => {
+                    crate::telemetry::rejection(&e);
+                    ResponseFuture::rejected(self.layer.rejection.response(&e, grpc))
+                }
+            },
+            None => {
+                let checker = checker.clone();
+                let check = Box::pin(async move {
+                    let current = checker.fetch(&key).await?;
+                    decide(&user, current)?;
+                    Ok(req)
+                });
+                // See tower's "Be careful when cloning inner services".
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::checking(check, inner, self.layer.rejection.clone(), grpc)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::ClaimMapping;
+
+    fn user(v: serde_json::Value) -> CurrentUser {
+        CurrentUser::from_claims(
+            v.as_object().unwrap().clone(),
+            &ClaimMapping::default().compile(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn decisions() {
+        let with_pv = user(serde_json::json!({"sub": "a", "pv": 3}));
+        let without = user(serde_json::json!({"sub": "a"}));
+        assert!(decide(&with_pv, None).is_ok());
+        assert!(decide(&with_pv, Some(3)).is_ok());
+        assert!(decide(&with_pv, Some(2)).is_ok());
+        assert!(decide(&with_pv, Some(4)).is_err());
+        assert!(decide(&without, Some(1)).is_err());
+        assert!(decide(&without, None).is_ok());
+    }
+}

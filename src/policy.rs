@@ -95,6 +95,12 @@ impl PolicyVersions for MemoryPolicyVersions {
 
 const MAX_CACHED_USERS: usize = 100_000;
 
+/// A local cache answer: a fresh version (`None` = unknown user), or a miss.
+enum Cached {
+    Fresh(Option<i64>),
+    Miss,
+}
+
 struct Checker {
     source: Arc<dyn PolicyVersions>,
     max_staleness: Duration,
@@ -104,12 +110,12 @@ struct Checker {
 }
 
 impl Checker {
-    fn cached(&self, user: &str) -> Option<Option<i64>> {
+    fn cached(&self, user: &str) -> Cached {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache
-            .get(user)
-            .filter(|(_, at)| at.elapsed() <= self.max_staleness)
-            .map(|(v, _)| *v)
+        match cache.get(user) {
+            Some((v, at)) if at.elapsed() <= self.max_staleness => Cached::Fresh(*v),
+            _ => Cached::Miss,
+        }
     }
 
     fn store(&self, user: &str, v: Option<i64>) {
@@ -279,14 +285,14 @@ where
         };
         let grpc = is_grpc(req.headers());
         match checker.cached(&key) {
-            Some(current) => match decide(&user, current) {
+            Cached::Fresh(current) => match decide(&user, current) {
                 Ok(()) => ResponseFuture::future(self.inner.call(req)),
                 Err(e) => {
                     crate::telemetry::rejection(&e);
                     ResponseFuture::rejected(self.layer.rejection.response(&e, grpc))
                 }
             },
-            None => {
+            Cached::Miss => {
                 let checker = checker.clone();
                 let check = Box::pin(async move {
                     let current = checker.fetch(&key).await?;

@@ -67,6 +67,9 @@ pub mod authn;
 pub mod bearer;
 pub mod claims;
 pub mod clock;
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod http_client;

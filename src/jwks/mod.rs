@@ -577,6 +577,11 @@ fn parse_jwk(jwk: &RawJwk, allowed: AlgSet, allow_oct: bool) -> Result<KeyEntry,
             if bits(&n) < 2048 {
                 return Err(format!("RSA key of {} bits (< 2048)", bits(&n)));
             }
+            // Exponents must be odd and at least 3 (Wycheproof JWK tcId 9 uses e = 1).
+            let e_stripped = strip_zeros(&e);
+            if e_stripped.last().is_none_or(|b| b % 2 == 0) || e_stripped == [1] {
+                return Err("RSA public exponent must be odd and at least 3".into());
+            }
             let comps = RsaPublicKeyComponents {
                 n: strip_zeros(&n),
                 e: strip_zeros(&e),
@@ -652,6 +657,9 @@ pub enum KeySource {
     /// OIDC discovery (`/.well-known/openid-configuration`, then RFC 8414
     /// `/.well-known/oauth-authorization-server`) from the issuer URL itself.
     Discovery,
+    /// Discovery documents fetched under another base URL (e.g. an internal address of the
+    /// identity provider); the metadata `issuer` must still equal the configured issuer.
+    DiscoveryAt(String),
     /// Fixed keys; never refreshed.
     Static(std::sync::Arc<KeySet>),
 }
@@ -661,6 +669,7 @@ impl fmt::Debug for KeySource {
         match self {
             Self::JwksUri(u) => f.debug_tuple("JwksUri").field(u).finish(),
             Self::Discovery => f.write_str("Discovery"),
+            Self::DiscoveryAt(u) => f.debug_tuple("DiscoveryAt").field(u).finish(),
             Self::Static(s) => f.debug_tuple("Static").field(&s.len()).finish(),
         }
     }

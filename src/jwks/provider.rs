@@ -55,7 +55,8 @@ impl Default for RemoteOptions {
 #[derive(Debug, Clone)]
 pub(crate) enum RemoteSource {
     Jwks(Uri),
-    Discovery,
+    /// Discovery documents under this base URL (normally the issuer itself).
+    Discovery(String),
 }
 
 /// What the verifier finds when it looks for keys.
@@ -266,11 +267,11 @@ impl Remote {
     async fn fetch(&self, issuer: &str) -> Result<(KeySet, Option<Duration>), String> {
         let uri = match &self.source {
             RemoteSource::Jwks(uri) => uri.clone(),
-            RemoteSource::Discovery => self.discover(issuer).await?,
+            RemoteSource::Discovery(base) => self.discover(base, issuer).await?,
         };
         let resp = self.get(&uri).await?;
         if resp.status() != StatusCode::OK {
-            if matches!(self.source, RemoteSource::Discovery) {
+            if matches!(self.source, RemoteSource::Discovery(_)) {
                 *lock(&self.discovered) = None;
             }
             return Err(format!("JWKS answered {}", resp.status()));
@@ -291,17 +292,19 @@ impl Remote {
         self.client.send(req).await.map_err(|e| e.to_string())
     }
 
-    async fn discover(&self, issuer: &str) -> Result<Uri, String> {
+    async fn discover(&self, base_url: &str, issuer: &str) -> Result<Uri, String> {
         if let Some(uri) = lock(&self.discovered).clone() {
             return Ok(uri);
         }
-        let base = issuer.trim_end_matches('/');
+        let base = base_url.trim_end_matches('/');
         let oidc = format!("{base}/.well-known/openid-configuration");
         let oidc_uri = self.client.check_url(&oidc).map_err(|e| e.to_string())?;
         let mut resp = self.get(&oidc_uri).await?;
         if resp.status() == StatusCode::NOT_FOUND {
             // RFC 8414 §3: the well-known segment goes between the host and the path.
-            let issuer_uri: Uri = issuer.parse().map_err(|_| "issuer is not a URL")?;
+            let issuer_uri: Uri = base_url
+                .parse()
+                .map_err(|_| "discovery base is not a URL")?;
             let path = issuer_uri.path().trim_end_matches('/');
             let url = format!(
                 "{}://{}/.well-known/oauth-authorization-server{}",

@@ -279,9 +279,13 @@ impl VerifierBuilder {
                     };
                     let source = match remote {
                         KeySource::JwksUri(url) => RemoteSource::Jwks(client.check_url(&url)?),
+                        KeySource::DiscoveryAt(base) => {
+                            client.check_url(&base)?;
+                            RemoteSource::Discovery(base)
+                        }
                         _ => {
                             client.check_url(&cfg.issuer)?;
-                            RemoteSource::Discovery
+                            RemoteSource::Discovery(cfg.issuer.clone())
                         }
                     };
                     KeyProvider::remote(name, source, client, self.remote.clone(), allowed)

@@ -50,6 +50,8 @@
 //! ```
 
 mod cache;
+#[cfg(test)]
+mod vectors_tests;
 
 use std::collections::HashMap;
 use std::fmt;

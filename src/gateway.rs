@@ -344,6 +344,7 @@ fn join(items: &[String]) -> String {
 #[must_use]
 #[derive(Debug, Clone)]
 pub struct SetIdentityHeadersLayer {
+    enabled: bool,
     identity: Arc<IdentityHeaders>,
     strip_authorization: bool,
     claims_header: Option<HeaderName>,
@@ -359,9 +360,17 @@ impl SetIdentityHeadersLayer {
     /// Sets the default headers; the bearer token is forwarded unchanged.
     pub fn new() -> Self {
         Self {
+            enabled: true,
             identity: Arc::new(IdentityHeaders::default()),
             strip_authorization: false,
             claims_header: None,
+        }
+    }
+    /// A layer that sets nothing (services that are not gateways).
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            ..Self::new()
         }
     }
     /// Uses these identity header names.
@@ -447,7 +456,7 @@ impl<B, S: Service<Request<B>>> Service<Request<B>> for SetIdentityHeaders<S> {
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let user = match req.extensions().get::<Authentication>() {
-            Some(Authentication::User(u)) => Some(u.clone()),
+            Some(Authentication::User(u)) if self.layer.enabled => Some(u.clone()),
             _ => None,
         };
         if let Some(user) = user {

@@ -64,6 +64,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod authn;
+pub mod authz;
 pub mod bearer;
 pub mod claims;
 pub mod clock;
@@ -77,6 +78,7 @@ pub mod integrations;
 pub mod jwks;
 pub mod policy;
 pub mod signing;
+pub mod stack;
 pub mod verify;
 
 mod future;

@@ -163,16 +163,20 @@ fn decide(user: &CurrentUser, current: Option<i64>) -> Result<(), AuthError> {
 #[must_use]
 #[derive(Clone)]
 pub struct PolicyVersionLayer<R = DefaultRejection> {
-    checker: Arc<Checker>,
+    checker: Option<Arc<Checker>>,
     rejection: R,
 }
 
 impl<R> fmt::Debug for PolicyVersionLayer<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PolicyVersionLayer")
-            .field("source", &self.checker.source)
-            .field("max_staleness", &self.checker.max_staleness)
-            .finish_non_exhaustive()
+        match &self.checker {
+            Some(c) => f
+                .debug_struct("PolicyVersionLayer")
+                .field("source", &c.source)
+                .field("max_staleness", &c.max_staleness)
+                .finish_non_exhaustive(),
+            None => f.write_str("PolicyVersionLayer(disabled)"),
+        }
     }
 }
 
@@ -180,13 +184,21 @@ impl PolicyVersionLayer {
     /// Checks against `source` with a 5 s staleness bound.
     pub fn new(source: Arc<dyn PolicyVersions>) -> Self {
         Self {
-            checker: Arc::new(Checker {
+            checker: Some(Arc::new(Checker {
                 source,
                 max_staleness: Duration::from_secs(5),
                 lookup_timeout: Duration::from_secs(2),
                 service_token: ServiceTokenRule::default(),
                 cache: Mutex::new(HashMap::new()),
-            }),
+            })),
+            rejection: DefaultRejection::default(),
+        }
+    }
+
+    /// A layer that checks nothing (used where the policy check is not configured).
+    pub fn disabled() -> Self {
+        Self {
+            checker: None,
             rejection: DefaultRejection::default(),
         }
     }
@@ -194,13 +206,16 @@ impl PolicyVersionLayer {
 
 impl<R> PolicyVersionLayer<R> {
     fn checker_mut(&mut self) -> &mut Checker {
-        Arc::get_mut(&mut self.checker).expect("configured before the layer is cloned")
+        self.checker
+            .as_mut()
+            .and_then(Arc::get_mut)
+            .expect("configured on an enabled layer before it is cloned")
     }
     /// How long a looked-up version may be used (`policy-version.max-staleness-seconds`).
     ///
     /// # Panics
     ///
-    /// If called after the layer was cloned (configure it first).
+    /// If called after the layer was cloned (configure it first) or on a disabled layer.
     pub fn with_max_staleness(mut self, d: Duration) -> Self {
         self.checker_mut().max_staleness = d;
         self
@@ -275,7 +290,9 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let checker = &self.layer.checker;
+        let Some(checker) = &self.layer.checker else {
+            return ResponseFuture::future(self.inner.call(req));
+        };
         let user = match req.extensions().get::<Authentication>() {
             Some(Authentication::User(u)) if !checker.service_token.matches(u) => u.clone(),
             _ => return ResponseFuture::future(self.inner.call(req)),

@@ -1,0 +1,260 @@
+//! [`AuthorizeLayer`] and [`InternalOnlyLayer`].
+
+use std::fmt;
+use std::task::{Context, Poll};
+
+use http::header::{ACCESS_CONTROL_REQUEST_METHOD, ORIGIN};
+use http::{Method, Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::rules::{AccessRules, InternalOnly};
+use crate::authn::{is_grpc, DefaultRejection, ResponseForRejection};
+use crate::claims::{Authentication, CurrentUser};
+use crate::error::AuthError;
+use crate::future::ResponseFuture;
+
+/// The opt-in value of [`INSECURE_DEV_ENV`] (feature `insecure-dev` only).
+pub const INSECURE_DEV_VALUE: &str = "i-understand-this-disables-authorization";
+/// The environment variable that, with feature `insecure-dev`, turns authorization off.
+pub const INSECURE_DEV_ENV: &str = "TOWER_BEARER_INSECURE_DEV_PERMIT_ALL";
+
+fn dev_permit_all() -> bool {
+    cfg!(feature = "insecure-dev")
+        && std::env::var(INSECURE_DEV_ENV).is_ok_and(|v| v == INSECURE_DEV_VALUE)
+}
+
+/// The user of a request, as decided by `JwtAuth` (optional mode) in front.
+fn user_of<B>(req: &Request<B>) -> Option<&CurrentUser> {
+    match req.extensions().get::<Authentication>() {
+        Some(Authentication::User(u)) => Some(u),
+        Some(Authentication::Anonymous) => None,
+        None => {
+            tracing::warn!("authorization without JwtAuth in front: request treated as anonymous");
+            None
+        }
+    }
+}
+
+fn is_preflight<B>(req: &Request<B>) -> bool {
+    req.method() == Method::OPTIONS
+        && req.headers().contains_key(ORIGIN)
+        && req.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// Applies [`AccessRules`] after authentication. See the [module docs](crate::authz).
+#[must_use]
+#[derive(Clone)]
+pub struct AuthorizeLayer<R = DefaultRejection> {
+    rules: AccessRules,
+    rejection: R,
+    preflight: bool,
+    dev_permit_all: bool,
+}
+
+impl<R> fmt::Debug for AuthorizeLayer<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizeLayer")
+            .field("rules", &self.rules)
+            .field("preflight", &self.preflight)
+            .field("dev_permit_all", &self.dev_permit_all)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthorizeLayer {
+    /// Enforces `rules`.
+    ///
+    /// With the compile-time feature `insecure-dev` **and** the environment variable
+    /// [`INSECURE_DEV_ENV`] set to [`INSECURE_DEV_VALUE`], every request is let through (for
+    /// local work only); a warning is logged now and for every request.
+    pub fn new(rules: AccessRules) -> Self {
+        let dev = dev_permit_all();
+        if dev {
+            tracing::warn!(
+                "INSECURE DEV MODE: authorization is disabled ({INSECURE_DEV_ENV} is set); never use this in production"
+            );
+        }
+        Self {
+            rules,
+            rejection: DefaultRejection::default(),
+            preflight: false,
+            dev_permit_all: dev,
+        }
+    }
+}
+
+impl<R> AuthorizeLayer<R> {
+    /// Let CORS preflight requests (`OPTIONS` with `Origin` and
+    /// `Access-Control-Request-Method`) through without authorization, so a CORS layer behind
+    /// can answer them. Off by default; a preflight carries no credentials.
+    pub fn with_cors_preflight(mut self, allow: bool) -> Self {
+        self.preflight = allow;
+        self
+    }
+    /// Replaces how rejections become responses.
+    pub fn with_rejection<R2>(self, rejection: R2) -> AuthorizeLayer<R2> {
+        AuthorizeLayer {
+            rules: self.rules,
+            rejection,
+            preflight: self.preflight,
+            dev_permit_all: self.dev_permit_all,
+        }
+    }
+    /// The rules.
+    pub fn rules(&self) -> &AccessRules {
+        &self.rules
+    }
+}
+
+impl<S, R: Clone> Layer<S> for AuthorizeLayer<R> {
+    type Service = Authorize<S, R>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Authorize {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service of [`AuthorizeLayer`].
+#[derive(Clone)]
+pub struct Authorize<S, R = DefaultRejection> {
+    inner: S,
+    layer: AuthorizeLayer<R>,
+}
+
+impl<S: fmt::Debug, R> fmt::Debug for Authorize<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authorize")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+crate::macros::define_inner_service_accessors!(Authorize<S, R>);
+
+impl<S> Authorize<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, rules: AccessRules) -> Self {
+        AuthorizeLayer::new(rules).layer(inner)
+    }
+    /// The layer (same as [`AuthorizeLayer::new`]).
+    pub fn layer(rules: AccessRules) -> AuthorizeLayer {
+        AuthorizeLayer::new(rules)
+    }
+}
+
+impl<ReqBody, ResBody, S, R> Service<Request<ReqBody>> for Authorize<S, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    R: ResponseForRejection<ResBody>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, S, ReqBody, ResBody, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let layer = &self.layer;
+        if layer.dev_permit_all {
+            tracing::warn!(path = req.uri().path(), "INSECURE DEV MODE: authorization skipped");
+            return ResponseFuture::future(self.inner.call(req));
+        }
+        if layer.preflight && is_preflight(&req) {
+            return ResponseFuture::future(self.inner.call(req));
+        }
+        match layer
+            .rules
+            .check(req.method(), req.uri().path(), user_of(&req))
+        {
+            Ok(()) => ResponseFuture::future(self.inner.call(req)),
+            Err(e) => reject(&layer.rejection, &e, &req),
+        }
+    }
+}
+
+fn reject<F, S, ReqBody, ResBody, R: ResponseForRejection<ResBody>>(
+    rejection: &R,
+    e: &AuthError,
+    req: &Request<ReqBody>,
+) -> ResponseFuture<F, S, ReqBody, ResBody, R> {
+    crate::telemetry::rejection(e);
+    ResponseFuture::rejected(rejection.response(e, is_grpc(req.headers())))
+}
+
+/// A per-route internal-only check (the seeds' `@InternalOnly`), e.g. as an axum
+/// `route_layer`: the internal scope **and** a service token.
+#[must_use]
+#[derive(Debug, Clone)]
+pub struct InternalOnlyLayer<R = DefaultRejection> {
+    internal: InternalOnly,
+    rejection: R,
+}
+
+impl InternalOnlyLayer {
+    /// Requires `internal-service` and a service token (`sub == client_id`, no user id).
+    pub fn new() -> Self {
+        Self {
+            internal: InternalOnly::default(),
+            rejection: DefaultRejection::default(),
+        }
+    }
+    /// Uses this scope and service-token rule (its paths are ignored: the route decides).
+    pub fn with(internal: InternalOnly) -> Self {
+        Self {
+            internal,
+            rejection: DefaultRejection::default(),
+        }
+    }
+}
+
+impl Default for InternalOnlyLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S, R: Clone> Layer<S> for InternalOnlyLayer<R> {
+    type Service = InternalOnlyService<S, R>;
+    fn layer(&self, inner: S) -> Self::Service {
+        InternalOnlyService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service of [`InternalOnlyLayer`].
+#[derive(Debug, Clone)]
+pub struct InternalOnlyService<S, R = DefaultRejection> {
+    inner: S,
+    layer: InternalOnlyLayer<R>,
+}
+
+crate::macros::define_inner_service_accessors!(InternalOnlyService<S, R>);
+
+impl<ReqBody, ResBody, S, R> Service<Request<ReqBody>> for InternalOnlyService<S, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    R: ResponseForRejection<ResBody>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, S, ReqBody, ResBody, R>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        match self.layer.internal.check(user_of(&req)) {
+            Ok(()) => ResponseFuture::future(self.inner.call(req)),
+            Err(e) => reject(&self.layer.rejection, &e, &req),
+        }
+    }
+}

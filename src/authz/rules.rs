@@ -1,0 +1,410 @@
+//! Requirements and ordered access rules.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::Method;
+
+use super::path::check_canonical;
+use super::pattern::{method_bit, CompiledPatterns, ALL_METHODS};
+use crate::claims::{CurrentUser, ServiceTokenRule};
+use crate::error::{AuthError, ConfigError};
+
+/// What a rule needs. Several requirements in one rule must all hold ([`Requirement::AllOf`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Requirement {
+    /// Anyone, with or without a token (a *bad* token is still refused by authentication).
+    PermitAll,
+    /// Any valid token.
+    Authenticated,
+    /// Nobody.
+    Deny,
+    /// This scope (reads scopes only).
+    Scope(String),
+    /// At least one of these scopes.
+    AnyScope(Vec<String>),
+    /// All of these scopes.
+    AllScopes(Vec<String>),
+    /// This role (reads roles only, no `ROLE_` prefix).
+    Role(String),
+    /// At least one of these roles.
+    AnyRole(Vec<String>),
+    /// This Spring-style authority (`SCOPE_x`, `ROLE_x`, a permission, or a merged authority).
+    Authority(String),
+    /// At least one of these authorities.
+    AnyAuthority(Vec<String>),
+    /// This permission.
+    Permission(String),
+    /// At least one of these permissions.
+    AnyPermission(Vec<String>),
+    /// Every one of these.
+    AllOf(Vec<Requirement>),
+}
+
+impl Requirement {
+    /// Checks the requirement for `user` (`None` = anonymous).
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::AuthenticationRequired`] (401) when anonymous and a user is needed,
+    /// [`AuthError::InsufficientScope`] (403 with the scope) or [`AuthError::AccessDenied`] (403).
+    pub fn check(&self, user: Option<&CurrentUser>) -> Result<(), AuthError> {
+        if matches!(self, Self::PermitAll) {
+            return Ok(());
+        }
+        let Some(user) = user else {
+            return Err(AuthError::AuthenticationRequired);
+        };
+        let scope_err = |scopes: &[String]| AuthError::InsufficientScope {
+            scope: Some(Arc::from(scopes.join(" "))),
+        };
+        let ok = match self {
+            Self::PermitAll | Self::Authenticated => true,
+            Self::Deny => return Err(AuthError::AccessDenied),
+            Self::Scope(s) => {
+                return if user.has_scope(s) {
+                    Ok(())
+                } else {
+                    Err(scope_err(std::slice::from_ref(s)))
+                }
+            }
+            Self::AnyScope(v) => {
+                return if v.iter().any(|s| user.has_scope(s)) {
+                    Ok(())
+                } else {
+                    Err(scope_err(v))
+                }
+            }
+            Self::AllScopes(v) => {
+                return if v.iter().all(|s| user.has_scope(s)) {
+                    Ok(())
+                } else {
+                    Err(scope_err(v))
+                }
+            }
+            Self::Role(r) => user.has_role(r),
+            Self::AnyRole(v) => v.iter().any(|r| user.has_role(r)),
+            Self::Authority(a) => {
+                if user.has_authority(a) {
+                    true
+                } else if let Some(scope) = a.strip_prefix("SCOPE_") {
+                    return Err(scope_err(&[scope.to_owned()]));
+                } else {
+                    false
+                }
+            }
+            Self::AnyAuthority(v) => v.iter().any(|a| user.has_authority(a)),
+            Self::Permission(p) => user.has_permission(p),
+            Self::AnyPermission(v) => v.iter().any(|p| user.has_permission(p)),
+            Self::AllOf(all) => {
+                for r in all {
+                    r.check(Some(user))?;
+                }
+                true
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(AuthError::AccessDenied)
+        }
+    }
+}
+
+/// One rule: methods (all when none given), a path pattern, a requirement.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    path: String,
+    methods: u16,
+    requirement: Requirement,
+}
+
+impl Rule {
+    /// A rule for every method on `path` (exact, `*` one segment, `**` any depth, `{name}`).
+    pub fn new(path: impl Into<String>, requirement: Requirement) -> Self {
+        Self {
+            path: path.into(),
+            methods: ALL_METHODS,
+            requirement,
+        }
+    }
+    /// Restricts the rule to these methods.
+    #[must_use]
+    pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
+        self.methods = methods.into_iter().fold(0, |m, x| m | method_bit(&x));
+        self
+    }
+}
+
+/// What unmatched requests need (`resource-server.default`: `deny` or `authenticated`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum DefaultAction {
+    /// Refused: 403 for a user, 401 when anonymous.
+    #[default]
+    Deny,
+    /// Any valid token.
+    Authenticated,
+}
+
+/// Internal-only endpoints: `SCOPE_<scope>` **and** a service token, before any rule.
+#[derive(Debug, Clone)]
+pub struct InternalOnly {
+    scope: String,
+    paths: Vec<String>,
+    service_token: ServiceTokenRule,
+}
+
+impl Default for InternalOnly {
+    fn default() -> Self {
+        Self {
+            scope: "internal-service".into(),
+            paths: Vec::new(),
+            service_token: ServiceTokenRule::default(),
+        }
+    }
+}
+
+impl InternalOnly {
+    /// Internal-only `paths` needing the `internal-service` scope and a service token.
+    pub fn new<I, S>(paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            paths: paths.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+    /// The scope (default `internal-service`).
+    #[must_use]
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = scope.into();
+        self
+    }
+    /// What makes a service token.
+    #[must_use]
+    pub fn service_token(mut self, rule: ServiceTokenRule) -> Self {
+        self.service_token = rule;
+        self
+    }
+
+    /// Checks `user` against the internal-only requirement.
+    ///
+    /// # Errors
+    ///
+    /// 401 when anonymous, 403 `insufficient_scope` without the scope, 403 for a user token.
+    pub fn check(&self, user: Option<&CurrentUser>) -> Result<(), AuthError> {
+        let user = user.ok_or(AuthError::AuthenticationRequired)?;
+        if !user.has_scope(&self.scope) {
+            return Err(AuthError::InsufficientScope {
+                scope: Some(Arc::from(self.scope.as_str())),
+            });
+        }
+        if !self.service_token.matches(user) {
+            tracing::debug!("user token with the internal scope refused on an internal-only path");
+            return Err(AuthError::AccessDenied);
+        }
+        Ok(())
+    }
+}
+
+/// Ordered rules compiled once: canonical path check, internal-only paths, first matching rule,
+/// then the default. Cheap to clone.
+#[derive(Clone)]
+pub struct AccessRules(Arc<Compiled>);
+
+struct Compiled {
+    patterns: CompiledPatterns,
+    requirements: Vec<Requirement>,
+    default: DefaultAction,
+    internal: Option<(InternalOnly, CompiledPatterns)>,
+}
+
+impl fmt::Debug for AccessRules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessRules")
+            .field("rules", &self.0.requirements.len())
+            .field("default", &self.0.default)
+            .field("internal", &self.0.internal.as_ref().map(|(i, _)| i))
+            .finish()
+    }
+}
+
+/// Builds [`AccessRules`].
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct AccessRulesBuilder {
+    rules: Vec<Rule>,
+    default: DefaultAction,
+    internal: Option<InternalOnly>,
+}
+
+impl AccessRulesBuilder {
+    /// Appends a rule (first match wins).
+    pub fn rule(mut self, rule: Rule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+    /// What unmatched requests need (default [`DefaultAction::Deny`]).
+    pub fn default_action(mut self, default: DefaultAction) -> Self {
+        self.default = default;
+        self
+    }
+    /// Internal-only endpoints, checked before the rules and not overridable by them.
+    pub fn internal_only(mut self, internal: InternalOnly) -> Self {
+        self.internal = Some(internal);
+        self
+    }
+    /// Compiles the patterns.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the bad pattern.
+    pub fn build(self) -> Result<AccessRules, ConfigError> {
+        let patterns =
+            CompiledPatterns::new(self.rules.iter().map(|r| (r.path.as_str(), r.methods)))?;
+        let internal = match self.internal {
+            Some(i) if !i.paths.is_empty() => {
+                let p = CompiledPatterns::new(i.paths.iter().map(|p| (p.as_str(), ALL_METHODS)))?;
+                Some((i, p))
+            }
+            _ => None,
+        };
+        Ok(AccessRules(Arc::new(Compiled {
+            patterns,
+            requirements: self.rules.into_iter().map(|r| r.requirement).collect(),
+            default: self.default,
+            internal,
+        })))
+    }
+}
+
+impl AccessRules {
+    /// A builder.
+    pub fn builder() -> AccessRulesBuilder {
+        AccessRulesBuilder::default()
+    }
+
+    /// Decides a request: `path` is the raw (still percent-encoded) request path.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::NonCanonicalPath`] (400), or the requirement's error.
+    pub fn check(&self, method: &Method, path: &str, user: Option<&CurrentUser>) -> Result<(), AuthError> {
+        check_canonical(path).map_err(|e| AuthError::NonCanonicalPath(e.reason()))?;
+        let c = &*self.0;
+        let bit = method_bit(method);
+        let mut internal_passed = false;
+        if let Some((internal, paths)) = &c.internal {
+            if paths.first_match(path, ALL_METHODS).is_some() {
+                internal.check(user)?;
+                internal_passed = true;
+            }
+        }
+        match c.patterns.first_match(path, bit) {
+            Some(i) => c.requirements[i].check(user),
+            // An internal-only path that no rule names is decided by the internal check alone.
+            None if internal_passed => Ok(()),
+            None => match c.default {
+                DefaultAction::Deny => Requirement::Deny.check(user),
+                DefaultAction::Authenticated => Requirement::Authenticated.check(user),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::ClaimMapping;
+    use serde_json::json;
+
+    fn user(v: serde_json::Value) -> CurrentUser {
+        CurrentUser::from_claims(v.as_object().unwrap().clone(), &ClaimMapping::default().compile())
+            .unwrap()
+    }
+
+    fn rules() -> AccessRules {
+        AccessRules::builder()
+            .rule(Rule::new("/public/**", Requirement::PermitAll))
+            .rule(Rule::new("/admin/**", Requirement::AnyRole(vec!["admin".into()])).methods([Method::POST, Method::DELETE]))
+            .rule(Rule::new("/reports/**", Requirement::Scope("reports.read".into())))
+            .rule(Rule::new("/orders/{id}", Requirement::Authority("order:read".into())))
+            .rule(Rule::new("/api/**", Requirement::Authenticated))
+            .internal_only(InternalOnly::new(["/internal/**"]))
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn first_match_wins_and_defaults() {
+        let r = rules();
+        let alice = user(json!({"sub": "alice", "uid": "1", "roles": ["user"], "scope": "reports.read"}));
+        let admin = user(json!({"sub": "bob", "uid": "2", "roles": ["admin"]}));
+        assert!(r.check(&Method::GET, "/public/x", None).is_ok());
+        assert_eq!(r.check(&Method::GET, "/api/x", None), Err(AuthError::AuthenticationRequired));
+        assert!(r.check(&Method::GET, "/api/x", Some(&alice)).is_ok());
+        assert_eq!(r.check(&Method::POST, "/admin/x", Some(&alice)), Err(AuthError::AccessDenied));
+        assert!(r.check(&Method::POST, "/admin/x", Some(&admin)).is_ok());
+        // GET /admin/x matches no rule: default deny.
+        assert_eq!(r.check(&Method::GET, "/admin/x", Some(&admin)), Err(AuthError::AccessDenied));
+        assert_eq!(r.check(&Method::GET, "/admin/x", None), Err(AuthError::AuthenticationRequired));
+        assert!(r.check(&Method::GET, "/reports/1", Some(&alice)).is_ok());
+        assert_eq!(
+            r.check(&Method::GET, "/reports/1", Some(&admin)),
+            Err(AuthError::InsufficientScope { scope: Some("reports.read".into()) })
+        );
+    }
+
+    #[test]
+    fn escalation_through_authorities_and_permissions_fails() {
+        let r = rules();
+        let m = ClaimMapping { merge_authorities_claim: true, ..Default::default() }.compile();
+        let sneaky = CurrentUser::from_claims(
+            json!({"sub": "eve", "uid": "9", "authorities": ["SCOPE_reports.read", "ROLE_admin", "SCOPE_internal-service"],
+                   "permissions": ["SCOPE_reports.read", "ROLE_admin"]})
+                .as_object().unwrap().clone(),
+            &m,
+        )
+        .unwrap();
+        assert!(r.check(&Method::GET, "/reports/1", Some(&sneaky)).is_err());
+        assert!(r.check(&Method::POST, "/admin/1", Some(&sneaky)).is_err());
+        assert!(r.check(&Method::GET, "/internal/ping", Some(&sneaky)).is_err());
+    }
+
+    #[test]
+    fn internal_only_needs_scope_and_service_token() {
+        let r = rules();
+        let service = user(json!({"sub": "orders", "client_id": "orders", "scope": "internal-service"}));
+        let user_with_scope = user(json!({"sub": "alice", "uid": "1", "client_id": "web", "scope": "internal-service"}));
+        let service_no_scope = user(json!({"sub": "orders", "client_id": "orders"}));
+        assert!(r.check(&Method::GET, "/internal/ping", Some(&service)).is_ok());
+        assert_eq!(r.check(&Method::GET, "/internal/ping", Some(&user_with_scope)), Err(AuthError::AccessDenied));
+        assert!(matches!(
+            r.check(&Method::GET, "/internal/ping", Some(&service_no_scope)),
+            Err(AuthError::InsufficientScope { .. })
+        ));
+        assert_eq!(r.check(&Method::GET, "/internal/ping", None), Err(AuthError::AuthenticationRequired));
+        // Claim-based rule.
+        let gty = InternalOnly::new(["/internal/**"]).service_token(ServiceTokenRule::Claim {
+            name: "gty".into(),
+            value: "client-credentials".into(),
+        });
+        let r = AccessRules::builder().internal_only(gty).build().unwrap();
+        let cc = user(json!({"sub": "x", "uid": "1", "gty": "client-credentials", "scope": "internal-service"}));
+        assert!(r.check(&Method::GET, "/internal/ping", Some(&cc)).is_ok());
+        assert!(r.check(&Method::GET, "/internal/ping", Some(&service)).is_err());
+    }
+
+    #[test]
+    fn non_canonical_paths_are_refused_before_matching() {
+        let r = rules();
+        for p in ["/public/../admin/x", "//admin/x", "/admin/%2e%2e/x", "/public/..%2fadmin", "/admin;x=1/y", "/ADMIN/%61"] {
+            assert!(matches!(r.check(&Method::POST, p, None), Err(AuthError::NonCanonicalPath(_))), "{p}");
+        }
+    }
+}

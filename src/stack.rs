@@ -1,0 +1,136 @@
+//! The one layer order, built by one helper:
+//!
+//! ```text
+//! SetSensitiveHeaders(Authorization) → Trace → StripIdentityHeaders → JwtAuth (optional mode)
+//!   → PolicyVersion → Authorize → SetIdentityHeaders → service
+//! ```
+//!
+//! - `Authorization` is marked sensitive before anything logs the request.
+//! - Identity headers are stripped on every request before anything else looks at them, and
+//!   set (gateway mode) only after authorization.
+//! - `JwtAuth` runs in optional mode: a request without a token reaches `Authorize` as
+//!   anonymous (401 where a rule needs a user); a present but bad token is 401 everywhere.
+//!
+//! # Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response, StatusCode};
+//! use tower::{Layer, ServiceExt, service_fn};
+//! use tower_bearer::authz::{AccessRules, Requirement, Rule};
+//! use tower_bearer::jwks::{Algorithm, KeySet};
+//! use tower_bearer::signing::SigningKey;
+//! use tower_bearer::stack::SecurityLayer;
+//! use tower_bearer::{IssuerConfig, Verifier};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+//! # let keys = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
+//! let verifier = Verifier::builder()
+//!     .issuer(IssuerConfig::static_keys("https://auth.example", keys))
+//!     .audience("orders")
+//!     .build()
+//!     .unwrap();
+//! let rules = AccessRules::builder()
+//!     .rule(Rule::new("/public/**", Requirement::PermitAll))
+//!     .rule(Rule::new("/**", Requirement::Authenticated))
+//!     .build()
+//!     .unwrap();
+//! let svc = SecurityLayer::new(verifier, rules).layer(service_fn(|_req: Request<String>| async {
+//!     Ok::<_, Infallible>(Response::new(String::new()))
+//! }));
+//! let res = svc.clone().oneshot(Request::get("/public/x").body(String::new()).unwrap()).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::OK);
+//! let res = svc.oneshot(Request::get("/orders").body(String::new()).unwrap()).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+//! # }
+//! ```
+
+use std::iter;
+
+use http::header::AUTHORIZATION;
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequestHeadersLayer};
+use tower_http::trace::{Trace, TraceLayer};
+use tower_layer::Layer;
+
+use crate::authn::{JwtAuth, JwtAuthLayer};
+use crate::authz::{AccessRules, Authorize, AuthorizeLayer};
+use crate::gateway::{
+    SetIdentityHeaders, SetIdentityHeadersLayer, StripIdentityHeaders, StripIdentityHeadersLayer,
+};
+use crate::policy::{PolicyVersion, PolicyVersionLayer};
+use crate::verify::Verifier;
+
+/// All security layers in the one documented order. The layer is the builder.
+#[must_use]
+#[derive(Debug, Clone)]
+pub struct SecurityLayer {
+    strip: StripIdentityHeadersLayer,
+    jwt: JwtAuthLayer,
+    policy: PolicyVersionLayer,
+    authorize: AuthorizeLayer,
+    set: SetIdentityHeadersLayer,
+}
+
+impl SecurityLayer {
+    /// Verification with `verifier`, authorization with `rules`; identity headers stripped;
+    /// no policy check; identity headers not set (see [`SecurityLayer::gateway`]).
+    pub fn new(verifier: Verifier, rules: AccessRules) -> Self {
+        Self {
+            strip: StripIdentityHeadersLayer::new(),
+            jwt: JwtAuthLayer::new(verifier).optional(true),
+            policy: PolicyVersionLayer::disabled(),
+            authorize: AuthorizeLayer::new(rules),
+            set: SetIdentityHeadersLayer::disabled(),
+        }
+    }
+    /// Replaces the authentication layer (it is put in optional mode).
+    pub fn with_jwt(mut self, jwt: JwtAuthLayer) -> Self {
+        self.jwt = jwt.optional(true);
+        self
+    }
+    /// Replaces the strip layer (header names, hop-by-hop removal).
+    pub fn with_strip(mut self, strip: StripIdentityHeadersLayer) -> Self {
+        self.strip = strip;
+        self
+    }
+    /// Adds the policy-version check.
+    pub fn with_policy(mut self, policy: PolicyVersionLayer) -> Self {
+        self.policy = policy;
+        self
+    }
+    /// Replaces the authorization layer.
+    pub fn with_authorize(mut self, authorize: AuthorizeLayer) -> Self {
+        self.authorize = authorize;
+        self
+    }
+    /// Gateway mode: set identity headers from the verified user for the upstream.
+    pub fn gateway(mut self, set: SetIdentityHeadersLayer) -> Self {
+        self.set = set;
+        self
+    }
+}
+
+/// The service [`SecurityLayer`] builds.
+pub type SecurityService<S> = SetSensitiveRequestHeaders<
+    Trace<
+        StripIdentityHeaders<JwtAuth<PolicyVersion<Authorize<SetIdentityHeaders<S>>>>>,
+        SharedClassifier<ServerErrorsAsFailures>,
+    >,
+>;
+
+impl<S> Layer<S> for SecurityLayer {
+    type Service = SecurityService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let svc = self.set.layer(inner);
+        let svc = self.authorize.layer(svc);
+        let svc = self.policy.layer(svc);
+        let svc = self.jwt.layer(svc);
+        let svc = self.strip.layer(svc);
+        let svc = TraceLayer::new_for_http().layer(svc);
+        SetSensitiveRequestHeadersLayer::new(iter::once(AUTHORIZATION)).layer(svc)
+    }
+}

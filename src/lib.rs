@@ -74,12 +74,16 @@ pub mod jwks;
 pub mod signing;
 pub mod verify;
 
+#[allow(dead_code)]
+mod authz;
 mod json;
 mod macros;
 mod telemetry;
 
 #[doc(inline)]
 pub use authn::{JwtAuth, JwtAuthLayer};
+#[doc(hidden)]
+pub use authz::__bench as __authz_bench;
 #[doc(inline)]
 pub use claims::{Authentication, CurrentUser};
 #[doc(inline)]

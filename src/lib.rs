@@ -88,9 +88,14 @@ mod telemetry;
 
 #[doc(inline)]
 pub use authn::{JwtAuth, JwtAuthLayer};
+
 #[doc(inline)]
 pub use claims::{Authentication, CurrentUser};
 #[doc(inline)]
 pub use error::AuthError;
 #[doc(inline)]
 pub use verify::{IssuerConfig, Verifier};
+
+/// Crate internals for `benches/authz.rs` only: not a stable API.
+#[doc(hidden)]
+pub use authz::__bench as __authz_bench;

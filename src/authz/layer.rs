@@ -162,7 +162,10 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let layer = &self.layer;
         if layer.dev_permit_all {
-            tracing::warn!(path = req.uri().path(), "INSECURE DEV MODE: authorization skipped");
+            tracing::warn!(
+                path = req.uri().path(),
+                "INSECURE DEV MODE: authorization skipped"
+            );
             return ResponseFuture::future(self.inner.call(req));
         }
         if layer.preflight && is_preflight(&req) {

@@ -64,3 +64,10 @@ pub use layer::{
 };
 #[doc(inline)]
 pub use rules::{AccessRules, AccessRulesBuilder, DefaultAction, InternalOnly, Requirement, Rule};
+
+/// The pure matching functions, for `benches/authz.rs` only: not a stable API.
+#[doc(hidden)]
+pub mod __bench {
+    pub use super::path::{check_canonical, PathError};
+    pub use super::pattern::{method_bit, CompiledPatterns, ALL_METHODS};
+}

@@ -294,7 +294,12 @@ impl AccessRules {
     /// # Errors
     ///
     /// [`AuthError::NonCanonicalPath`] (400), or the requirement's error.
-    pub fn check(&self, method: &Method, path: &str, user: Option<&CurrentUser>) -> Result<(), AuthError> {
+    pub fn check(
+        &self,
+        method: &Method,
+        path: &str,
+        user: Option<&CurrentUser>,
+    ) -> Result<(), AuthError> {
         check_canonical(path).map_err(|e| AuthError::NonCanonicalPath(e.reason()))?;
         let c = &*self.0;
         let bit = method_bit(method);
@@ -324,16 +329,28 @@ mod tests {
     use serde_json::json;
 
     fn user(v: serde_json::Value) -> CurrentUser {
-        CurrentUser::from_claims(v.as_object().unwrap().clone(), &ClaimMapping::default().compile())
-            .unwrap()
+        CurrentUser::from_claims(
+            v.as_object().unwrap().clone(),
+            &ClaimMapping::default().compile(),
+        )
+        .unwrap()
     }
 
     fn rules() -> AccessRules {
         AccessRules::builder()
             .rule(Rule::new("/public/**", Requirement::PermitAll))
-            .rule(Rule::new("/admin/**", Requirement::AnyRole(vec!["admin".into()])).methods([Method::POST, Method::DELETE]))
-            .rule(Rule::new("/reports/**", Requirement::Scope("reports.read".into())))
-            .rule(Rule::new("/orders/{id}", Requirement::Authority("order:read".into())))
+            .rule(
+                Rule::new("/admin/**", Requirement::AnyRole(vec!["admin".into()]))
+                    .methods([Method::POST, Method::DELETE]),
+            )
+            .rule(Rule::new(
+                "/reports/**",
+                Requirement::Scope("reports.read".into()),
+            ))
+            .rule(Rule::new(
+                "/orders/{id}",
+                Requirement::Authority("order:read".into()),
+            ))
             .rule(Rule::new("/api/**", Requirement::Authenticated))
             .internal_only(InternalOnly::new(["/internal/**"]))
             .build()
@@ -343,27 +360,46 @@ mod tests {
     #[test]
     fn first_match_wins_and_defaults() {
         let r = rules();
-        let alice = user(json!({"sub": "alice", "uid": "1", "roles": ["user"], "scope": "reports.read"}));
+        let alice =
+            user(json!({"sub": "alice", "uid": "1", "roles": ["user"], "scope": "reports.read"}));
         let admin = user(json!({"sub": "bob", "uid": "2", "roles": ["admin"]}));
         assert!(r.check(&Method::GET, "/public/x", None).is_ok());
-        assert_eq!(r.check(&Method::GET, "/api/x", None), Err(AuthError::AuthenticationRequired));
+        assert_eq!(
+            r.check(&Method::GET, "/api/x", None),
+            Err(AuthError::AuthenticationRequired)
+        );
         assert!(r.check(&Method::GET, "/api/x", Some(&alice)).is_ok());
-        assert_eq!(r.check(&Method::POST, "/admin/x", Some(&alice)), Err(AuthError::AccessDenied));
+        assert_eq!(
+            r.check(&Method::POST, "/admin/x", Some(&alice)),
+            Err(AuthError::AccessDenied)
+        );
         assert!(r.check(&Method::POST, "/admin/x", Some(&admin)).is_ok());
         // GET /admin/x matches no rule: default deny.
-        assert_eq!(r.check(&Method::GET, "/admin/x", Some(&admin)), Err(AuthError::AccessDenied));
-        assert_eq!(r.check(&Method::GET, "/admin/x", None), Err(AuthError::AuthenticationRequired));
+        assert_eq!(
+            r.check(&Method::GET, "/admin/x", Some(&admin)),
+            Err(AuthError::AccessDenied)
+        );
+        assert_eq!(
+            r.check(&Method::GET, "/admin/x", None),
+            Err(AuthError::AuthenticationRequired)
+        );
         assert!(r.check(&Method::GET, "/reports/1", Some(&alice)).is_ok());
         assert_eq!(
             r.check(&Method::GET, "/reports/1", Some(&admin)),
-            Err(AuthError::InsufficientScope { scope: Some("reports.read".into()) })
+            Err(AuthError::InsufficientScope {
+                scope: Some("reports.read".into())
+            })
         );
     }
 
     #[test]
     fn escalation_through_authorities_and_permissions_fails() {
         let r = rules();
-        let m = ClaimMapping { merge_authorities_claim: true, ..Default::default() }.compile();
+        let m = ClaimMapping {
+            merge_authorities_claim: true,
+            ..Default::default()
+        }
+        .compile();
         let sneaky = CurrentUser::from_claims(
             json!({"sub": "eve", "uid": "9", "authorities": ["SCOPE_reports.read", "ROLE_admin", "SCOPE_internal-service"],
                    "permissions": ["SCOPE_reports.read", "ROLE_admin"]})
@@ -373,38 +409,68 @@ mod tests {
         .unwrap();
         assert!(r.check(&Method::GET, "/reports/1", Some(&sneaky)).is_err());
         assert!(r.check(&Method::POST, "/admin/1", Some(&sneaky)).is_err());
-        assert!(r.check(&Method::GET, "/internal/ping", Some(&sneaky)).is_err());
+        assert!(r
+            .check(&Method::GET, "/internal/ping", Some(&sneaky))
+            .is_err());
     }
 
     #[test]
     fn internal_only_needs_scope_and_service_token() {
         let r = rules();
-        let service = user(json!({"sub": "orders", "client_id": "orders", "scope": "internal-service"}));
-        let user_with_scope = user(json!({"sub": "alice", "uid": "1", "client_id": "web", "scope": "internal-service"}));
+        let service =
+            user(json!({"sub": "orders", "client_id": "orders", "scope": "internal-service"}));
+        let user_with_scope = user(
+            json!({"sub": "alice", "uid": "1", "client_id": "web", "scope": "internal-service"}),
+        );
         let service_no_scope = user(json!({"sub": "orders", "client_id": "orders"}));
-        assert!(r.check(&Method::GET, "/internal/ping", Some(&service)).is_ok());
-        assert_eq!(r.check(&Method::GET, "/internal/ping", Some(&user_with_scope)), Err(AuthError::AccessDenied));
+        assert!(r
+            .check(&Method::GET, "/internal/ping", Some(&service))
+            .is_ok());
+        assert_eq!(
+            r.check(&Method::GET, "/internal/ping", Some(&user_with_scope)),
+            Err(AuthError::AccessDenied)
+        );
         assert!(matches!(
             r.check(&Method::GET, "/internal/ping", Some(&service_no_scope)),
             Err(AuthError::InsufficientScope { .. })
         ));
-        assert_eq!(r.check(&Method::GET, "/internal/ping", None), Err(AuthError::AuthenticationRequired));
+        assert_eq!(
+            r.check(&Method::GET, "/internal/ping", None),
+            Err(AuthError::AuthenticationRequired)
+        );
         // Claim-based rule.
         let gty = InternalOnly::new(["/internal/**"]).service_token(ServiceTokenRule::Claim {
             name: "gty".into(),
             value: "client-credentials".into(),
         });
         let r = AccessRules::builder().internal_only(gty).build().unwrap();
-        let cc = user(json!({"sub": "x", "uid": "1", "gty": "client-credentials", "scope": "internal-service"}));
+        let cc = user(
+            json!({"sub": "x", "uid": "1", "gty": "client-credentials", "scope": "internal-service"}),
+        );
         assert!(r.check(&Method::GET, "/internal/ping", Some(&cc)).is_ok());
-        assert!(r.check(&Method::GET, "/internal/ping", Some(&service)).is_err());
+        assert!(r
+            .check(&Method::GET, "/internal/ping", Some(&service))
+            .is_err());
     }
 
     #[test]
     fn non_canonical_paths_are_refused_before_matching() {
         let r = rules();
-        for p in ["/public/../admin/x", "//admin/x", "/admin/%2e%2e/x", "/public/..%2fadmin", "/admin;x=1/y", "/ADMIN/%61"] {
-            assert!(matches!(r.check(&Method::POST, p, None), Err(AuthError::NonCanonicalPath(_))), "{p}");
+        for p in [
+            "/public/../admin/x",
+            "//admin/x",
+            "/admin/%2e%2e/x",
+            "/public/..%2fadmin",
+            "/admin;x=1/y",
+            "/ADMIN/%61",
+        ] {
+            assert!(
+                matches!(
+                    r.check(&Method::POST, p, None),
+                    Err(AuthError::NonCanonicalPath(_))
+                ),
+                "{p}"
+            );
         }
     }
 }

@@ -37,10 +37,12 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
+use crate::authz::{AccessRules, InternalOnly, Requirement, Rule};
 use crate::claims::{ClaimMapping, ServiceTokenRule};
 use crate::error::ConfigError;
 use crate::http_client::HttpClientConfig;
 use crate::jwks::{Algorithm, KeySource};
+use crate::policy::{PolicyVersionLayer, PolicyVersions};
 use crate::verify::{IssuerConfig, Verifier, VerifierBuilder};
 
 /// The `security` subtree.
@@ -107,7 +109,7 @@ pub struct ResourceServerConfig {
     /// `rules`: first match wins.
     pub rules: Option<Vec<RuleConfig>>,
     /// `default`: what unmatched requests need (`deny` or `authenticated`).
-    pub default: Option<DefaultAction>,
+    pub default: Option<crate::authz::DefaultAction>,
 }
 
 /// `resource-server.claims`.
@@ -211,16 +213,95 @@ pub struct RuleConfig {
     pub any_permission: Option<Vec<String>>,
 }
 
-/// `resource-server.default`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum DefaultAction {
-    /// Unmatched requests are refused (403, or 401 when anonymous).
-    #[default]
-    Deny,
-    /// Unmatched requests need a valid token.
-    Authenticated,
+impl RuleConfig {
+    /// The rule this entry describes.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the path when the entry is inconsistent.
+    pub fn to_rule(&self) -> Result<Rule, ConfigError> {
+        let err = |reason: String| ConfigError::Invalid {
+            name: "rules",
+            reason: format!("rule `{}`: {reason}", self.path),
+        };
+        let mut reqs = Vec::new();
+        let permit = self.permit_all == Some(true);
+        let deny = self.deny == Some(true);
+        if self.authenticated == Some(true) {
+            reqs.push(Requirement::Authenticated);
+        }
+        if let Some(s) = &self.scope {
+            reqs.push(Requirement::Scope(s.clone()));
+        }
+        if let Some(v) = &self.any_scope {
+            reqs.push(Requirement::AnyScope(v.clone()));
+        }
+        if let Some(v) = &self.all_scopes {
+            reqs.push(Requirement::AllScopes(v.clone()));
+        }
+        if let Some(s) = &self.role {
+            reqs.push(Requirement::Role(s.clone()));
+        }
+        if let Some(v) = &self.any_role {
+            reqs.push(Requirement::AnyRole(v.clone()));
+        }
+        if let Some(s) = &self.authority {
+            reqs.push(Requirement::Authority(s.clone()));
+        }
+        if let Some(v) = &self.any_authority {
+            reqs.push(Requirement::AnyAuthority(v.clone()));
+        }
+        if let Some(s) = &self.permission {
+            reqs.push(Requirement::Permission(s.clone()));
+        }
+        if let Some(v) = &self.any_permission {
+            reqs.push(Requirement::AnyPermission(v.clone()));
+        }
+        if [
+            &self.any_scope,
+            &self.all_scopes,
+            &self.any_role,
+            &self.any_authority,
+            &self.any_permission,
+        ]
+        .iter()
+        .any(|v| v.as_ref().is_some_and(Vec::is_empty))
+        {
+            return Err(err("an empty list can never be satisfied".into()));
+        }
+        let requirement = match (permit, deny, reqs.len()) {
+            (true, true, _) => return Err(err("`permit-all` and `deny` together".into())),
+            (true, false, 0) => Requirement::PermitAll,
+            (false, true, 0) => Requirement::Deny,
+            (true, _, _) | (_, true, _) => {
+                return Err(err(
+                    "`permit-all`/`deny` cannot be combined with other requirements".into(),
+                ))
+            }
+            (false, false, 0) => {
+                return Err(err(
+                    "no requirement (permit-all, authenticated, deny, scope, role, ...)".into(),
+                ))
+            }
+            (false, false, 1) => reqs.remove(0),
+            _ => Requirement::AllOf(reqs),
+        };
+        let mut rule = Rule::new(self.path.clone(), requirement);
+        if let Some(methods) = &self.methods {
+            let methods = methods
+                .iter()
+                .map(|m| {
+                    http::Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                        .map_err(|_| err(format!("invalid method `{m}`")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if methods.is_empty() {
+                return Err(err("empty `methods`".into()));
+            }
+            rule = rule.methods(methods);
+        }
+        Ok(rule)
+    }
 }
 
 /// `security.internal-token`: one outbound client, or several under `clients`.
@@ -505,6 +586,47 @@ impl SecurityConfig {
         m
     }
 
+    /// The access rules from `resource-server.rules`, `default` and `internal-only`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the rule: a bad pattern or method, no requirement, or
+    /// `permit-all`/`deny` mixed with other requirements.
+    pub fn access_rules(&self) -> Result<AccessRules, ConfigError> {
+        let rs = self
+            .resource_server
+            .as_ref()
+            .ok_or(ConfigError::Missing("security.resource-server"))?;
+        let mut b = AccessRules::builder().default_action(rs.default.unwrap_or_default());
+        for rule in rs.rules.iter().flatten() {
+            b = b.rule(rule.to_rule()?);
+        }
+        if let Some(io) = &rs.internal_only {
+            let mut internal = InternalOnly::new(io.paths.iter().cloned())
+                .service_token(self.service_token_rule());
+            if let Some(scope) = &io.scope {
+                internal = internal.scope(scope.clone());
+            }
+            b = b.internal_only(internal);
+        }
+        b.build()
+    }
+
+    /// The policy-version layer from `resource-server.policy-version` over `source`, or a
+    /// disabled layer when the section is absent.
+    pub fn policy_layer(&self, source: std::sync::Arc<dyn PolicyVersions>) -> PolicyVersionLayer {
+        match self
+            .resource_server
+            .as_ref()
+            .and_then(|r| r.policy_version.as_ref())
+        {
+            Some(pv) => PolicyVersionLayer::new(source)
+                .with_max_staleness(Duration::from_secs(pv.max_staleness_seconds.unwrap_or(5)))
+                .with_service_token_rule(self.service_token_rule()),
+            None => PolicyVersionLayer::disabled(),
+        }
+    }
+
     /// The service-token rule from `internal-only.service-token`.
     pub fn service_token_rule(&self) -> ServiceTokenRule {
         self.resource_server
@@ -679,7 +801,8 @@ security:
         let rs = cfg.resource_server.as_ref().unwrap();
         assert_eq!(rs.audience, ["eon-internal"]);
         assert_eq!(rs.rules.as_ref().unwrap().len(), 4);
-        assert_eq!(rs.default, Some(DefaultAction::Deny));
+        assert_eq!(rs.default, Some(crate::authz::DefaultAction::Deny));
+        assert!(cfg.access_rules().is_ok());
         let it = cfg.internal_token.as_ref().unwrap();
         assert_eq!(it.client.client_secret.as_ref().unwrap().expose(), "s3cr3t");
         assert!(
@@ -717,6 +840,30 @@ security:
         ] {
             let err = SecurityConfig::from_yaml_with_env(yaml, env).unwrap_err();
             assert!(err.to_string().contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn bad_rules_are_named() {
+        for (rule, needle) in [
+            ("{ path: /a }", "no requirement"),
+            (
+                "{ path: /a, permit-all: true, scope: x }",
+                "cannot be combined",
+            ),
+            ("{ path: a, authenticated: true }", "`a`"),
+            (
+                "{ path: /a, methods: [\"G T\"], authenticated: true }",
+                "invalid method",
+            ),
+            ("{ path: /a, any-role: [] }", "empty list"),
+        ] {
+            let yaml = format!(
+                "security:\n  resource-server:\n    issuer: x\n    rules:\n      - {rule}\n"
+            );
+            let cfg = SecurityConfig::from_yaml(&yaml).unwrap();
+            let err = cfg.access_rules().unwrap_err().to_string();
+            assert!(err.contains(needle), "{rule}: {err}");
         }
     }
 

@@ -3,11 +3,15 @@
 //! Run with `cargo run --example demo`.
 //!
 //! Starts an identity provider (a JWKS endpoint serving a freshly generated key) and an axum
-//! service protected by `JwtAuthLayer` on 127.0.0.1, then calls the service with a valid token,
-//! no token, an expired token, a token for another audience and a forged signature, printing
-//! each status and `WWW-Authenticate`. Exits non-zero if any answer is not the expected one.
+//! service protected by the security layers on 127.0.0.1, then calls the service with a valid
+//! token, no token, an expired token, a token for another audience and a forged signature; a
+//! role-protected route as a user and as an admin; an internal-only route with a user token that
+//! carries the internal scope and with a service token; and the same valid token again after
+//! the user's policy version was bumped. Prints each status and `WWW-Authenticate`; exits
+//! non-zero if any answer is not the expected one.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::routing::get;
 use axum::{Json, Router};
@@ -16,17 +20,35 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
+use tower_bearer::authz::{AccessRules, InternalOnly, Requirement, Rule};
 use tower_bearer::jwks::Algorithm;
+use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
 use tower_bearer::signing::SigningKey;
+use tower_bearer::stack::SecurityLayer;
 use tower_bearer::{CurrentUser, IssuerConfig, JwtAuthLayer, Verifier};
 
 const AUDIENCE: &str = "service-system";
 
-/// The protected service.
-fn app(verifier: Verifier) -> Router {
+/// The protected service: `/api/**` needs a token, `/api/admin/**` the `admin` role,
+/// `/internal/**` a service token with the `internal-service` scope; policy versions checked.
+fn app(verifier: Verifier, versions: Arc<MemoryPolicyVersions>) -> Router {
+    let rules = AccessRules::builder()
+        .rule(Rule::new(
+            "/api/admin/**",
+            Requirement::Role("admin".into()),
+        ))
+        .rule(Rule::new("/api/**", Requirement::Authenticated))
+        .internal_only(InternalOnly::new(["/internal/**"]))
+        .build()
+        .expect("valid rules");
+    let security = SecurityLayer::new(verifier.clone(), rules)
+        .with_jwt(JwtAuthLayer::new(verifier).with_error_description(true))
+        .with_policy(PolicyVersionLayer::new(versions).with_max_staleness(Duration::ZERO));
     Router::new()
         .route("/api/me", get(me))
-        .layer(JwtAuthLayer::new(verifier).with_error_description(true))
+        .route("/api/admin/reports", get(|| async { "admin reports" }))
+        .route("/internal/ping", get(|| async { "pong" }))
+        .layer(security)
 }
 
 async fn me(user: CurrentUser) -> Json<Value> {
@@ -78,15 +100,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ))
         .audience(AUDIENCE)
         .build()?;
-    let api = serve(app(verifier)).await?;
+    let versions = Arc::new(MemoryPolicyVersions::new());
+    versions.set("1001", 1);
+    let api = serve(app(verifier, versions.clone())).await?;
     println!("protected service: {api}/api/me\n");
 
     let claims = |aud: &str, exp: u64| {
         json!({
-            "iss": issuer, "aud": aud, "sub": "alice", "uid": "1001", "tenant": "acme",
+            "iss": issuer, "aud": aud, "sub": "alice", "uid": "1001", "tenant": "acme", "pv": 1,
             "roles": ["user"], "scope": "orders.read", "iat": now(), "exp": exp,
         })
     };
+    let mut admin_claims = claims(AUDIENCE, now() + 300);
+    admin_claims["roles"] = json!(["admin"]);
+    let admin = key.sign(&admin_claims)?;
+    let mut scoped_user = claims(AUDIENCE, now() + 300);
+    scoped_user["scope"] = json!("internal-service");
+    let scoped_user = key.sign(&scoped_user)?;
+    let service = key.sign(&json!({
+        "iss": issuer, "aud": AUDIENCE, "sub": "service-order", "client_id": "service-order",
+        "scope": "internal-service", "iat": now(), "exp": now() + 300,
+    }))?;
     let valid = key.sign(&claims(AUDIENCE, now() + 300))?;
     let expired = key.sign(&claims(AUDIENCE, now() - 600))?;
     let other_audience = key.sign(&claims("payments", now() + 300))?;
@@ -106,16 +140,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let cases: [(&str, Option<&str>, u16); 5] = [
-        ("valid token", Some(&valid), 200),
-        ("missing token", None, 401),
-        ("expired token", Some(&expired), 401),
-        ("wrong audience", Some(&other_audience), 401),
-        ("forged signature", Some(&forged), 401),
+    let cases: [(&str, &str, Option<&str>, u16); 10] = [
+        ("valid token", "/api/me", Some(&valid), 200),
+        ("missing token", "/api/me", None, 401),
+        ("expired token", "/api/me", Some(&expired), 401),
+        ("wrong audience", "/api/me", Some(&other_audience), 401),
+        ("forged signature", "/api/me", Some(&forged), 401),
+        ("user on admin", "/api/admin/reports", Some(&valid), 403),
+        ("admin on admin", "/api/admin/reports", Some(&admin), 200),
+        (
+            "user+scope internal",
+            "/internal/ping",
+            Some(&scoped_user),
+            403,
+        ),
+        ("service internal", "/internal/ping", Some(&service), 200),
+        ("after pv bump", "/api/me", Some(&valid), 401),
     ];
     let mut failures = 0;
-    for (name, token, expected) in cases {
-        let mut req = http::Request::get(format!("{api}/api/me"));
+    for (name, path, token, expected) in cases {
+        if name == "after pv bump" {
+            let v = versions.bump("1001");
+            println!("-- policy version of user 1001 bumped to {v}: the same token must now fail");
+        }
+        let mut req = http::Request::get(format!("{api}{path}"));
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
@@ -133,9 +181,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             "UNEXPECTED"
         };
-        println!("{name:<17} status {status}  www-authenticate: {challenge}  [{mark}]");
+        println!("{name:<20} {path:<19} status {status}  www-authenticate: {challenge}  [{mark}]");
         if status == 200 {
-            println!("{:<17} body {}", "", String::from_utf8_lossy(&body));
+            println!("{:<20} body {}", "", String::from_utf8_lossy(&body));
         }
         if status != expected {
             failures += 1;

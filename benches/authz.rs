@@ -127,6 +127,42 @@ fn benches(c: &mut Criterion) {
             compiled.first_match(path, black_box(get))
         })
     });
+    // The public decision, requirement check included: `AccessRules::check` for a user token.
+    let mut builder = tower_bearer::authz::AccessRules::builder();
+    for (p, m) in &rules {
+        let methods: Vec<Method> = [
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ]
+        .into_iter()
+        .filter(|x| method_bit(x) & m != 0)
+        .collect();
+        let mut rule = tower_bearer::authz::Rule::new(
+            p.clone(),
+            tower_bearer::authz::Requirement::AnyRole(vec!["user".into(), "admin".into()]),
+        );
+        if *m != ALL_METHODS {
+            rule = rule.methods(methods);
+        }
+        builder = builder.rule(rule);
+    }
+    let access = builder.build().unwrap();
+    let user = tower_bearer::CurrentUser::from_claims(
+        serde_json::json!({"sub": "alice", "roles": ["user"], "scope": "a b"})
+            .as_object()
+            .unwrap()
+            .clone(),
+        &tower_bearer::claims::ClaimMapping::default().compile(),
+    )
+    .unwrap();
+    assert!(access.check(&Method::GET, last, Some(&user)).is_ok());
+    g.bench_function("access_rules_check_last_rule", |b| {
+        b.iter(|| access.check(black_box(&Method::GET), black_box(last), Some(&user)))
+    });
     g.finish();
 }
 

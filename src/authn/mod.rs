@@ -73,3 +73,89 @@ pub use rejection::{is_grpc, DefaultRejection, ResponseForRejection};
 pub use service::JwtAuth;
 
 pub(crate) use service::insert_user;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::CurrentUser;
+    use crate::jwks::{Algorithm, KeySet};
+    use crate::signing::SigningKey;
+    use crate::verify::{IssuerConfig, Verifier};
+    use http::{Request, Response};
+    use std::convert::Infallible;
+    use tower::{Layer, ServiceExt};
+
+    fn setup() -> (SigningKey, Verifier) {
+        let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let keys =
+            KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
+        let v = Verifier::builder()
+            .issuer(IssuerConfig::static_keys("https://auth.example", keys))
+            .audience("a")
+            .build()
+            .unwrap();
+        (key, v)
+    }
+
+    fn token(key: &SigningKey) -> String {
+        let now = crate::clock::Clock::now_unix(&crate::clock::SystemClock);
+        key.sign(&serde_json::json!({"iss": "https://auth.example", "aud": "a", "sub": "s", "exp": now + 60}))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn readiness_is_delegated_and_request_forwarded_with_user() {
+        let (key, verifier) = setup();
+        let (mut svc, mut handle) = tower_test::mock::spawn_layer::<Request<()>, Response<()>, _>(
+            JwtAuthLayer::new(verifier),
+        );
+        handle.allow(0);
+        tokio_test::assert_pending!(svc.poll_ready());
+        handle.allow(1);
+        tokio_test::assert_ready_ok!(svc.poll_ready());
+        let req = Request::get("/x")
+            .header("authorization", format!("Bearer {}", token(&key)))
+            .body(())
+            .unwrap();
+        let fut = svc.call(req);
+        let (req, send) = handle.next_request().await.unwrap();
+        assert_eq!(
+            req.extensions().get::<CurrentUser>().unwrap().subject(),
+            Some("s")
+        );
+        assert!(req.headers()["authorization"].is_sensitive());
+        send.send_response(Response::new(()));
+        assert_eq!(fut.await.unwrap().status(), 200);
+    }
+
+    #[tokio::test]
+    async fn works_behind_a_buffer() {
+        let (key, verifier) = setup();
+        let inner = tower::service_fn(|req: Request<()>| async move {
+            let ok = req.extensions().get::<CurrentUser>().is_some();
+            Ok::<_, Infallible>(Response::new(ok))
+        });
+        let svc = tower::buffer::Buffer::new(JwtAuthLayer::new(verifier).layer(inner), 4);
+        let t = token(&key);
+        let mut calls = Vec::new();
+        for i in 0..16 {
+            let svc = svc.clone();
+            let t = t.clone();
+            calls.push(tokio::spawn(async move {
+                let mut b = Request::get("/");
+                if i % 2 == 0 {
+                    b = b.header("authorization", format!("Bearer {t}"));
+                }
+                svc.oneshot(b.body(()).unwrap()).await.unwrap()
+            }));
+        }
+        for (i, c) in calls.into_iter().enumerate() {
+            let res = c.await.unwrap();
+            if i % 2 == 0 {
+                assert!(*res.body());
+            } else {
+                assert_eq!(res.status(), 401);
+            }
+        }
+    }
+}

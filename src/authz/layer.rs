@@ -20,8 +20,12 @@ pub const INSECURE_DEV_VALUE: &str = "i-understand-this-disables-authorization";
 pub const INSECURE_DEV_ENV: &str = "TOWER_BEARER_INSECURE_DEV_PERMIT_ALL";
 
 fn dev_permit_all() -> bool {
-    cfg!(feature = "insecure-dev")
-        && std::env::var(INSECURE_DEV_ENV).is_ok_and(|v| v == INSECURE_DEV_VALUE)
+    dev_permit_all_from(std::env::var(INSECURE_DEV_ENV).ok().as_deref())
+}
+
+/// The dev switch needs the compile-time feature **and** the exact opt-in value.
+fn dev_permit_all_from(value: Option<&str>) -> bool {
+    cfg!(feature = "insecure-dev") && value == Some(INSECURE_DEV_VALUE)
 }
 
 /// The user of a request, as decided by `JwtAuth` (optional mode) in front.
@@ -259,5 +263,62 @@ where
             Ok(()) => ResponseFuture::future(self.inner.call(req)),
             Err(e) => reject(&self.layer.rejection, &e, &req),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authz::{Requirement, Rule};
+    use std::convert::Infallible;
+    use tower::ServiceExt;
+
+    #[test]
+    fn dev_switch_needs_feature_and_exact_value() {
+        assert!(!dev_permit_all_from(None));
+        assert!(!dev_permit_all_from(Some("1")));
+        assert!(!dev_permit_all_from(Some("true")));
+        assert_eq!(
+            dev_permit_all_from(Some(INSECURE_DEV_VALUE)),
+            cfg!(feature = "insecure-dev")
+        );
+    }
+
+    #[tokio::test]
+    async fn readiness_is_delegated_and_cors_preflight_opt_in() {
+        let rules = AccessRules::builder()
+            .rule(Rule::new("/**", Requirement::Authenticated))
+            .build()
+            .unwrap();
+        // Readiness: the inner service's backpressure is visible through the layer.
+        let (mut svc, mut handle) = tower_test::mock::spawn_layer::<Request<()>, Response<()>, _>(
+            AuthorizeLayer::new(rules.clone()),
+        );
+        handle.allow(0);
+        tokio_test::assert_pending!(svc.poll_ready());
+        handle.allow(1);
+        tokio_test::assert_ready_ok!(svc.poll_ready());
+        let mut req = Request::get("/x").body(()).unwrap();
+        req.extensions_mut().insert(Authentication::Anonymous);
+        let res = svc.call(req).await.unwrap();
+        assert_eq!(res.status(), 401);
+
+        let preflight = || {
+            let mut req = Request::options("/x")
+                .header("origin", "https://app.example")
+                .header("access-control-request-method", "POST")
+                .body(())
+                .unwrap();
+            req.extensions_mut().insert(Authentication::Anonymous);
+            req
+        };
+        let inner =
+            tower::service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+        let strict = AuthorizeLayer::new(rules.clone()).layer(inner);
+        assert_eq!(strict.oneshot(preflight()).await.unwrap().status(), 401);
+        let open = AuthorizeLayer::new(rules)
+            .with_cors_preflight(true)
+            .layer(inner);
+        assert_eq!(open.oneshot(preflight()).await.unwrap().status(), 200);
     }
 }

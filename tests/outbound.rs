@@ -326,7 +326,7 @@ fn fetch_error(err: OutboundError) -> (u32, FetchError) {
     match err {
         OutboundError::Fetch {
             attempts, source, ..
-        } => (attempts, source),
+        } => (attempts, *source),
         other => panic!("expected a fetch error, got {other:?}"),
     }
 }

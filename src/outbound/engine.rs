@@ -244,9 +244,15 @@ struct Padded(AtomicU64);
 struct ShardedCounter([Padded; SHARDS]);
 
 impl ShardedCounter {
+    /// A plain load and store, not a read-modify-write: each thread has a shard of its own
+    /// (up to 16 threads), so no count is lost unless threads share one, and then only a few.
     #[inline]
     fn incr(&self) {
-        self.0[shard()].0.fetch_add(1, Ordering::Relaxed);
+        let cell = &self.0[shard()].0;
+        cell.store(
+            cell.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
     }
     fn sum(&self) -> u64 {
         self.0.iter().map(|p| p.0.load(Ordering::Relaxed)).sum()
@@ -570,7 +576,7 @@ impl Inner {
                 Err(OutboundError::Fetch {
                     client: client.name.clone(),
                     attempts,
-                    source,
+                    source: Box::new(source),
                 })
             }
         };

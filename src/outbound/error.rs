@@ -248,7 +248,7 @@ pub enum OutboundError {
         attempts: u32,
         /// The last attempt's error.
         #[source]
-        source: FetchError,
+        source: Box<FetchError>,
     },
     /// No configured client serves this audience.
     #[error("no client configured for audience `{audience}`")]

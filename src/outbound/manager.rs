@@ -2,7 +2,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::HeaderValue;
@@ -344,6 +347,9 @@ impl TokenManager {
     /// The `Authorization` value (`Bearer …`, marked sensitive) for `audience` and `scope`
     /// (empty strings: the parameter is not sent).
     ///
+    /// The cache is read when `token` is called: on a hit the returned future is ready at
+    /// once (nothing allocated); otherwise it waits for the slot's fetch.
+    ///
     /// The pair is served by the client configured for it (exactly, or by audience; with a
     /// single client, that client serves every pair).
     ///
@@ -352,18 +358,24 @@ impl TokenManager {
     /// [`OutboundError::CircuitOpen`] at once while the endpoint is left alone,
     /// [`OutboundError::Fetch`] when fetching failed, [`OutboundError::NoClient`] when no
     /// client serves the audience.
-    pub async fn token(&self, audience: &str, scope: &str) -> Result<HeaderValue, OutboundError> {
-        if let Some(slot) = self.inner.find_slot(audience, scope) {
-            if let Some(header) = self.inner.hit(slot) {
-                return Ok(header);
-            }
-            return self.inner.slow(slot).await.map(|c| c.header.clone());
-        }
-        let slot = self.dynamic(audience, scope)?;
-        if let Some(header) = self.inner.hit(&slot) {
-            return Ok(header);
-        }
-        self.inner.slow(&slot).await.map(|c| c.header.clone())
+    pub fn token(&self, audience: &str, scope: &str) -> TokenFuture {
+        let slot = match self.inner.find_slot(audience, scope) {
+            Some(slot) => match self.inner.hit(slot) {
+                Some(header) => return TokenFuture::ready(Ok(header)),
+                None => slot.clone(),
+            },
+            None => match self.dynamic(audience, scope) {
+                Ok(slot) => match self.inner.hit(&slot) {
+                    Some(header) => return TokenFuture::ready(Ok(header)),
+                    None => slot,
+                },
+                Err(e) => return TokenFuture::ready(Err(e)),
+            },
+        };
+        let inner = self.inner.clone();
+        TokenFuture::waiting(Box::pin(async move {
+            inner.slow(&slot).await.map(|c| c.header.clone())
+        }))
     }
 
     /// The token itself for `audience` and `scope` (for callers that build their own header).
@@ -511,6 +523,62 @@ impl TokenManager {
             .iter()
             .enumerate()
             .map(|(i, c)| (i, c.destinations.as_slice(), c.skip_callers.as_slice()))
+    }
+}
+
+/// The future of [`TokenManager::token`]: ready at once on a hit, else waiting for the slot's
+/// fetch (boxed: `Send + 'static`, it owns its slot).
+///
+/// # Example
+///
+/// See [`TokenManager`].
+#[must_use = "futures do nothing unless polled"]
+pub struct TokenFuture {
+    state: TokenFutureState,
+}
+
+enum TokenFutureState {
+    Ready(Option<Result<HeaderValue, OutboundError>>),
+    Waiting(BoxFuture<'static, Result<HeaderValue, OutboundError>>),
+}
+
+impl TokenFuture {
+    fn ready(result: Result<HeaderValue, OutboundError>) -> Self {
+        Self {
+            state: TokenFutureState::Ready(Some(result)),
+        }
+    }
+
+    fn waiting(future: BoxFuture<'static, Result<HeaderValue, OutboundError>>) -> Self {
+        Self {
+            state: TokenFutureState::Waiting(future),
+        }
+    }
+}
+
+impl fmt::Debug for TokenFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            TokenFutureState::Ready(_) => "Ready",
+            TokenFutureState::Waiting(_) => "Waiting",
+        };
+        f.debug_struct("TokenFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+impl Future for TokenFuture {
+    type Output = Result<HeaderValue, OutboundError>;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            TokenFutureState::Ready(result) => {
+                Poll::Ready(result.take().expect("future polled after completion"))
+            }
+            TokenFutureState::Waiting(future) => future.as_mut().poll(cx),
+        }
     }
 }
 

@@ -117,7 +117,8 @@ pub use inject::{
 };
 #[doc(inline)]
 pub use manager::{
-    CircuitPolicy, RetryPolicy, TokenClient, TokenManager, TokenManagerBuilder, TokenStats,
+    CircuitPolicy, RetryPolicy, TokenClient, TokenFuture, TokenManager, TokenManagerBuilder,
+    TokenStats,
 };
 #[doc(inline)]
 pub use token::{AccessToken, TokenRequest, TokenSource};

@@ -160,15 +160,15 @@ impl<R> InjectBearerLayer<R> {
         &self.manager
     }
 
-    /// The route of a request: `Ok(None)` passes it untouched.
+    /// The index of the route of a request in `routes`: `Ok(None)` passes it untouched.
     #[inline]
-    pub(crate) fn route(&self, uri: &Uri) -> Result<Option<&Route>, InjectError> {
+    pub(crate) fn route(&self, uri: &Uri) -> Result<Option<usize>, InjectError> {
         let found = if uri.scheme().is_some() && uri.authority().is_some() {
-            self.routes.iter().find(|r| r.origin.matches(uri))
+            self.routes.iter().position(|r| r.origin.matches(uri))
         } else {
             self.default_origin
                 .as_ref()
-                .and_then(|o| self.routes.iter().find(|r| r.origin == *o))
+                .and_then(|o| self.routes.iter().position(|r| r.origin == *o))
         };
         match found {
             Some(route) => Ok(Some(route)),

@@ -84,7 +84,6 @@ where
         if !self.layer.override_existing && req.headers().contains_key(AUTHORIZATION) {
             return ResponseFuture::future(self.inner.call(req), None);
         }
-        let handle = route.handle.clone();
         let reactive = if self.layer.reactive {
             // The copy is taken before the token goes in; a retry gets the new one.
             let retry = self
@@ -93,13 +92,14 @@ where
                 .replay(&req)
                 .map(|copy| (self.inner.clone(), copy));
             Some(Reactive {
-                handle: handle.clone(),
+                handle: self.layer.routes[route].handle.clone(),
                 used: None,
                 retry,
             })
         } else {
             None
         };
+        let handle = &self.layer.routes[route].handle;
         match handle.try_now() {
             Some(header) => {
                 let reactive = reactive.map(|r| Reactive {
@@ -115,7 +115,7 @@ where
                 // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::fetching(handle.fetch(), handle, inner, req, reactive)
+                ResponseFuture::fetching(handle.fetch(), handle.clone(), inner, req, reactive)
             }
         }
     }

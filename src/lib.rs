@@ -12,6 +12,11 @@
 //!   refresh honouring `Cache-Control`, rate-limited refetch for unknown `kid`s, stale keys kept
 //!   while the identity provider is down.
 //! - [`signing`]: signing keys with RFC 7638 `kid`s, for issuers, demos and tests.
+//! - [`outbound`]: service tokens for calls to other services: `client_credentials`
+//!   ([`outbound::ClientCredentials`]), a lock-free, refreshed-ahead, single-flight
+//!   [`outbound::TokenManager`] with retries and a circuit breaker, and
+//!   [`outbound::InjectBearerLayer`] for hyper / tonic clients (opt-in destinations only).
+//! - [`store`]: state shared by replicas (the outbound token cache), in memory by default.
 //!
 //! # Example: an axum service
 //!
@@ -38,15 +43,35 @@
 //!
 //! # Example: a client
 //!
-//! Calling a protected service only needs the header; outbound token management
-//! (client credentials, refresh-ahead) is planned in the `outbound` module.
+//! A service calling another one: tokens by `client_credentials`, cached and refreshed ahead
+//! of expiry, injected into requests to the listed destination only.
 //!
-//! ```
-//! let req = http::Request::get("http://127.0.0.1:9002/internal/ping")
-//!     .header("authorization", "Bearer eyJ...")
-//!     .body(())
-//!     .unwrap();
-//! assert!(req.headers().contains_key("authorization"));
+//! ```no_run
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//! use tower_bearer::outbound::{ClientCredentials, InjectBearerLayer, TokenClient, TokenManager};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let source = ClientCredentials::builder("internal-service-client", std::env::var("INTERNAL_CLIENT_SECRET")?)
+//!     .token_url("https://auth.eon.internal/oauth2/token")
+//!     .build()?;
+//! let manager = TokenManager::builder()
+//!     .client(
+//!         TokenClient::new("orders", source)
+//!             .with_audience("service-system")
+//!             .with_scope("internal-service")
+//!             .with_destination("http://127.0.0.1:9002")?,
+//!     )
+//!     .build()?;
+//! let mut client = ServiceBuilder::new()
+//!     .layer(InjectBearerLayer::new(manager))
+//!     .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
+//! let req = http::Request::get("http://127.0.0.1:9002/internal/ping").body(Full::default())?;
+//! let res = client.ready().await?.call(req).await?;
+//! println!("{}", res.status());
+//! # Ok(()) }
 //! ```
 //!
 //! # Features
@@ -76,9 +101,11 @@ pub mod gateway;
 pub mod http_client;
 pub mod integrations;
 pub mod jwks;
+pub mod outbound;
 pub mod policy;
 pub mod signing;
 pub mod stack;
+pub mod store;
 pub mod verify;
 
 mod future;

@@ -1,0 +1,974 @@
+//! The manager's machinery: slots, the lock-free hit path, single-flight fetch tasks,
+//! retries, the circuit breaker and the shared store.
+//!
+//! Hit path: one `ArcSwap` load, a compare of the clock against the slot's refresh time, a
+//! clone of a pre-built `HeaderValue` (an atomic increment: the bytes were made shared when the
+//! token was installed) and a relaxed increment of a per-thread shard of the hit counter.
+//! Everything else (a miss, a refresh) runs through the slot's flight: one spawned task that
+//! every waiting caller subscribes to.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use http::HeaderValue;
+use tokio::sync::watch;
+
+use super::error::{FetchError, OutboundError};
+use super::manager::{CircuitPolicy, RetryPolicy, TokenStats};
+use super::token::{AccessToken, TokenRequest, TokenSource};
+use crate::clock::SharedClock;
+use crate::store::{StoredToken, TokenStore};
+use crate::telemetry::counter;
+
+/// `(scheme, host, port)` of a destination, lower-case, default port filled in.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Origin {
+    pub(crate) scheme: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl Origin {
+    /// Does `uri` (absolute) go to this origin? No allocation.
+    pub(crate) fn matches(&self, uri: &http::Uri) -> bool {
+        let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+            return false;
+        };
+        let port = uri.port_u16().or(match scheme {
+            s if s.eq_ignore_ascii_case("http") => Some(80),
+            s if s.eq_ignore_ascii_case("https") => Some(443),
+            _ => None,
+        });
+        port == Some(self.port)
+            && scheme.eq_ignore_ascii_case(&self.scheme)
+            && host.eq_ignore_ascii_case(&self.host)
+    }
+}
+
+/// Timing and policy, fixed when the manager is built.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) refresh_ahead: Duration,
+    pub(crate) refresh_jitter: f64,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) circuit: CircuitPolicy,
+    pub(crate) invalidate_interval: Duration,
+    pub(crate) lock_wait: Duration,
+    pub(crate) lock_poll: Duration,
+    pub(crate) store_timeout: Duration,
+    pub(crate) store_prefix: String,
+    pub(crate) max_dynamic_slots: usize,
+}
+
+/// A token ready to hand out.
+pub(crate) struct Cached {
+    pub(crate) header: HeaderValue,
+    pub(crate) stored: StoredToken,
+    pub(crate) refresh_at: u64,
+    pub(crate) expires_at: u64,
+}
+
+type FlightResult = Result<Arc<Cached>, OutboundError>;
+type FlightRx = watch::Receiver<Option<FlightResult>>;
+
+/// One `(audience, scope)` of one client.
+pub(crate) struct Slot {
+    pub(crate) client: usize,
+    pub(crate) request: TokenRequest,
+    store_key: Arc<str>,
+    current: ArcSwapOption<Cached>,
+    in_flight: AtomicBool,
+    flight: Mutex<Option<FlightRx>>,
+    /// No background refresh before this (unix seconds): after a failed one, or while the
+    /// circuit is open.
+    retry_not_before: AtomicU64,
+    bg_failures: AtomicU32,
+    last_invalidation: Mutex<Option<u64>>,
+    /// Fingerprint of the last invalidated token: never adopted again from the store.
+    invalidated: Mutex<Option<Arc<str>>>,
+}
+
+impl Slot {
+    pub(crate) fn new(client: usize, request: TokenRequest, store_key: String) -> Self {
+        Self {
+            client,
+            request,
+            store_key: store_key.into(),
+            current: ArcSwapOption::empty(),
+            in_flight: AtomicBool::new(false),
+            flight: Mutex::new(None),
+            retry_not_before: AtomicU64::new(0),
+            bg_failures: AtomicU32::new(0),
+            last_invalidation: Mutex::new(None),
+            invalidated: Mutex::new(None),
+        }
+    }
+}
+
+/// A configured client.
+pub(crate) struct ClientState {
+    pub(crate) name: Arc<str>,
+    pub(crate) source: Arc<dyn TokenSource>,
+    pub(crate) identity: String,
+    pub(crate) audiences: Vec<Arc<str>>,
+    pub(crate) destinations: Vec<Origin>,
+    pub(crate) skip_callers: Vec<Arc<str>>,
+    pub(crate) default_slot: usize,
+    circuit: Mutex<Circuit>,
+}
+
+impl ClientState {
+    pub(crate) fn new(
+        name: Arc<str>,
+        source: Arc<dyn TokenSource>,
+        audiences: Vec<Arc<str>>,
+        destinations: Vec<Origin>,
+        skip_callers: Vec<Arc<str>>,
+        default_slot: usize,
+    ) -> Self {
+        let identity = source.identity();
+        let identity = if identity.is_empty() {
+            format!("client:{name}")
+        } else {
+            identity
+        };
+        Self {
+            name,
+            source,
+            identity,
+            audiences,
+            destinations,
+            skip_callers,
+            default_slot,
+            circuit: Mutex::new(Circuit::default()),
+        }
+    }
+}
+
+/// The circuit breaker of one client's token endpoint (unix seconds on the manager's clock).
+#[derive(Debug, Default)]
+struct Circuit {
+    failures: u32,
+    open_until: Option<u64>,
+    /// A probe runs since this time (a probe that never reports back, because its task
+    /// panicked, is replaced after a cool-down).
+    probing: Option<u64>,
+    /// `Retry-After` from the server: no call before this.
+    not_before: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Permit {
+    Normal,
+    Probe,
+}
+
+impl Circuit {
+    /// May a fetch start now? `Err(seconds to wait)` when not.
+    fn acquire(&mut self, now: u64, cool_down: u64) -> Result<Permit, u64> {
+        if now < self.not_before {
+            return Err(self.not_before - now);
+        }
+        if let Some(since) = self.probing {
+            if now < since.saturating_add(cool_down) {
+                return Err(1);
+            }
+        }
+        match self.open_until {
+            Some(until) if now < until => Err(until - now),
+            Some(_) => {
+                self.probing = Some(now);
+                Ok(Permit::Probe)
+            }
+            None => Ok(Permit::Normal),
+        }
+    }
+
+    fn success(&mut self) {
+        self.failures = 0;
+        self.open_until = None;
+        self.probing = None;
+    }
+
+    /// Records a failed fetch; `true` when the circuit (re)opens.
+    fn failure(&mut self, now: u64, permit: Permit, policy: &CircuitPolicy) -> bool {
+        self.failures = self.failures.saturating_add(1);
+        if permit == Permit::Probe {
+            self.probing = None;
+        }
+        if permit == Permit::Probe || self.failures >= policy.failure_threshold {
+            self.open_until = Some(now.saturating_add(policy.cool_down.as_secs().max(1)));
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The probe ended without calling the endpoint (the store had a token).
+    fn abandon(&mut self, permit: Permit) {
+        if permit == Permit::Probe {
+            self.probing = None;
+        }
+    }
+
+    fn defer(&mut self, until: u64) {
+        self.not_before = self.not_before.max(until);
+    }
+}
+
+const SHARDS: usize = 16;
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Padded(AtomicU64);
+
+/// A counter sharded per thread, so the hit path does not bounce one cache line.
+#[derive(Default)]
+struct ShardedCounter([Padded; SHARDS]);
+
+impl ShardedCounter {
+    /// A plain load and store, not a read-modify-write: each thread has a shard of its own
+    /// (up to 16 threads), so no count is lost unless threads share one, and then only a few.
+    #[inline]
+    fn incr(&self) {
+        let cell = &self.0[shard()].0;
+        cell.store(
+            cell.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+    }
+    fn sum(&self) -> u64 {
+        self.0.iter().map(|p| p.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+#[inline]
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    SHARD.with(|s| {
+        let v = s.get();
+        if v != usize::MAX {
+            return v;
+        }
+        let v = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        s.set(v);
+        v
+    })
+}
+
+#[derive(Default)]
+pub(crate) struct Stats {
+    hits: ShardedCounter,
+    misses: AtomicU64,
+    fetches: AtomicU64,
+    failures: AtomicU64,
+    circuit_rejections: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn snapshot(&self) -> TokenStats {
+        TokenStats {
+            hits: self.hits.sum(),
+            misses: self.misses.load(Ordering::Relaxed),
+            fetches: self.fetches.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            circuit_rejections: self.circuit_rejections.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Everything a manager shares with its handles and fetch tasks.
+pub(crate) struct Inner {
+    pub(crate) clients: Box<[ClientState]>,
+    pub(crate) slots: Box<[Arc<Slot>]>,
+    pub(crate) dynamic: Mutex<HashMap<(Arc<str>, Arc<str>), Arc<Slot>>>,
+    pub(crate) clock: SharedClock,
+    pub(crate) store: Arc<dyn TokenStore>,
+    pub(crate) opts: Options,
+    pub(crate) stats: Stats,
+    pub(crate) owner: Arc<str>,
+    pub(crate) runtime: Option<tokio::runtime::Handle>,
+}
+
+/// What a flight still owes the shared store once its waiters have their answer.
+#[derive(Default)]
+struct StoreWork {
+    put: Option<(StoredToken, Duration)>,
+    unlock: bool,
+}
+
+enum LockState {
+    Held,
+    Busy,
+    Unavailable,
+}
+
+impl Inner {
+    /// A configured slot: a linear scan of a handful of entries, no allocation.
+    #[inline]
+    pub(crate) fn find_slot(&self, audience: &str, scope: &str) -> Option<&Arc<Slot>> {
+        self.slots
+            .iter()
+            .find(|s| s.request.audience_str() == audience && s.request.scope_str() == scope)
+    }
+
+    /// A slot for an unconfigured pair (created on first use; slower: a mutex and a hash).
+    pub(crate) fn dynamic_slot(
+        &self,
+        audience: &str,
+        scope: &str,
+        create: bool,
+    ) -> Result<Option<Arc<Slot>>, OutboundError> {
+        let key: (Arc<str>, Arc<str>) = (audience.into(), scope.into());
+        let mut dynamic = lock(&self.dynamic);
+        if let Some(slot) = dynamic.get(&key) {
+            return Ok(Some(slot.clone()));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let client = self
+            .clients
+            .iter()
+            .position(|c| c.audiences.iter().any(|a| **a == *audience))
+            .or(if self.clients.len() == 1 {
+                Some(0)
+            } else {
+                None
+            })
+            .ok_or_else(|| OutboundError::NoClient {
+                audience: key.0.clone(),
+            })?;
+        if dynamic.len() >= self.opts.max_dynamic_slots {
+            return Err(OutboundError::TooManySlots);
+        }
+        let request = TokenRequest::new(key.0.clone(), key.1.clone());
+        let store_key = store_key(
+            &self.opts.store_prefix,
+            &self.clients[client].identity,
+            &request,
+        );
+        let slot = Arc::new(Slot::new(client, request, store_key));
+        dynamic.insert(key, slot.clone());
+        Ok(Some(slot))
+    }
+
+    /// The hit path. `None`: no valid token, take [`Inner::slow`].
+    #[inline]
+    pub(crate) fn hit(self: &Arc<Self>, slot: &Arc<Slot>) -> Option<HeaderValue> {
+        let now = self.clock.now_unix();
+        let guard = slot.current.load();
+        let cached = guard.as_ref()?;
+        if now < cached.refresh_at {
+            self.stats.hits.incr();
+            return Some(cached.header.clone());
+        }
+        if now < cached.expires_at {
+            self.stats.hits.incr();
+            let header = cached.header.clone();
+            drop(guard);
+            self.refresh_in_background(slot, now);
+            return Some(header);
+        }
+        None
+    }
+
+    fn cool_down_secs(&self) -> u64 {
+        self.opts.circuit.cool_down.as_secs().max(1)
+    }
+
+    /// The current token if it has not expired (refresh window included).
+    fn valid(slot: &Slot, now: u64) -> Option<Arc<Cached>> {
+        slot.current.load_full().filter(|c| now < c.expires_at)
+    }
+
+    /// The current token if it has not expired.
+    pub(crate) fn current_valid(&self, slot: &Slot) -> Option<Arc<Cached>> {
+        Self::valid(slot, self.clock.now_unix())
+    }
+
+    /// No valid token: wait for the slot's flight, starting it if needed.
+    pub(crate) async fn slow(self: &Arc<Self>, slot: &Arc<Slot>) -> FlightResult {
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        counter("tower_bearer_outbound_token_misses_total", &[]);
+        let mut rx = {
+            let mut flight = lock(&slot.flight);
+            let now = self.clock.now_unix();
+            if let Some(cached) = Self::valid(slot, now) {
+                return Ok(cached);
+            }
+            match flight.as_ref().filter(|rx| alive(rx)) {
+                Some(rx) => rx.clone(),
+                None => {
+                    let client = &self.clients[slot.client];
+                    let permit = lock(&client.circuit)
+                        .acquire(now, self.cool_down_secs())
+                        .map_err(|secs| {
+                            self.stats
+                                .circuit_rejections
+                                .fetch_add(1, Ordering::Relaxed);
+                            counter("tower_bearer_outbound_circuit_rejections_total", &[]);
+                            OutboundError::CircuitOpen {
+                                client: client.name.clone(),
+                                retry_after: Duration::from_secs(secs),
+                            }
+                        })?;
+                    let rx = match self.start_flight(slot, permit) {
+                        Ok(rx) => rx,
+                        Err(e) => {
+                            lock(&client.circuit).abandon(permit);
+                            return Err(e);
+                        }
+                    };
+                    *flight = Some(rx.clone());
+                    rx
+                }
+            }
+        };
+        let result = match rx.wait_for(Option::is_some).await {
+            Ok(result) => result
+                .clone()
+                .unwrap_or(Err(OutboundError::Aborted("no result"))),
+            Err(_) => Err(OutboundError::Aborted("fetch task ended without a result")),
+        };
+        result
+    }
+
+    /// In the refresh window: start one background refresh unless one runs or failed lately.
+    fn refresh_in_background(self: &Arc<Self>, slot: &Arc<Slot>, now: u64) {
+        if slot.in_flight.load(Ordering::Relaxed)
+            || now < slot.retry_not_before.load(Ordering::Relaxed)
+        {
+            return;
+        }
+        let mut flight = lock(&slot.flight);
+        if flight.as_ref().is_some_and(alive) {
+            return;
+        }
+        let client = &self.clients[slot.client];
+        let permit = match lock(&client.circuit).acquire(now, self.cool_down_secs()) {
+            Ok(permit) => permit,
+            Err(secs) => {
+                // Keep serving the valid token; look again when the circuit may let us.
+                slot.retry_not_before
+                    .store(now.saturating_add(secs), Ordering::Relaxed);
+                return;
+            }
+        };
+        match self.start_flight(slot, permit) {
+            Ok(rx) => *flight = Some(rx),
+            Err(_) => lock(&client.circuit).abandon(permit),
+        }
+    }
+
+    /// Spawns the fetch task of `slot`. Called with the slot's flight lock held.
+    fn start_flight(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        permit: Permit,
+    ) -> Result<FlightRx, OutboundError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| self.runtime.clone())
+            .ok_or(OutboundError::Aborted("no tokio runtime"))?;
+        let (tx, rx) = watch::channel(None);
+        slot.in_flight.store(true, Ordering::Relaxed);
+        let inner = self.clone();
+        let slot = slot.clone();
+        runtime.spawn(async move {
+            let (result, work) = inner.run_flight(&slot, permit).await;
+            let now = inner.clock.now_unix();
+            if result.is_ok() {
+                slot.bg_failures.store(0, Ordering::Relaxed);
+                slot.retry_not_before.store(0, Ordering::Relaxed);
+            } else {
+                let n = slot.bg_failures.fetch_add(1, Ordering::Relaxed).min(6);
+                let wait = (1u64 << n).min(60);
+                slot.retry_not_before
+                    .fetch_max(now.saturating_add(wait), Ordering::Relaxed);
+            }
+            // Leave the slot first: a caller arriving from now on sees the installed token or
+            // starts a new flight; it never joins this finished one.
+            {
+                let mut flight = lock(&slot.flight);
+                *flight = None;
+                slot.in_flight.store(false, Ordering::Relaxed);
+            }
+            let _ = tx.send(Some(result));
+            inner.finish_store_work(&slot, work).await;
+        });
+        Ok(rx)
+    }
+
+    /// One flight: the store, the lock, the fetch with retries, the circuit bookkeeping.
+    /// Returns the result and the store work left for after the waiters have it.
+    async fn run_flight(&self, slot: &Slot, permit: Permit) -> (FlightResult, StoreWork) {
+        let client = &self.clients[slot.client];
+        let mut work = StoreWork::default();
+        if let Some(cached) = self.adopt_from_store(slot).await {
+            lock(&client.circuit).abandon(permit);
+            return (Ok(cached), work);
+        }
+        let lock_state = self.try_lock(slot).await;
+        work.unlock = matches!(lock_state, LockState::Held);
+        if let LockState::Busy = lock_state {
+            // Another replica fetches: wait a bounded time for its token, then fetch anyway.
+            let deadline = tokio::time::Instant::now() + self.opts.lock_wait;
+            while tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(self.opts.lock_poll).await;
+                if let Some(cached) = self.adopt_from_store(slot).await {
+                    lock(&client.circuit).abandon(permit);
+                    return (Ok(cached), work);
+                }
+            }
+        }
+        let result = self.fetch_with_retries(slot, permit).await;
+        let now = self.clock.now_unix();
+        let out = match result {
+            Ok(cached) => {
+                lock(&client.circuit).success();
+                let cached = Arc::new(cached);
+                slot.current.store(Some(cached.clone()));
+                tracing::debug!(
+                    client = %client.name,
+                    expires_in = cached.expires_at.saturating_sub(now),
+                    refresh_in = cached.refresh_at.saturating_sub(now),
+                    "service token fetched"
+                );
+                let ttl = Duration::from_secs(cached.refresh_at.saturating_sub(now).max(1));
+                work.put = Some((cached.stored.clone(), ttl));
+                Ok(cached)
+            }
+            Err((source, attempts)) => {
+                let mut circuit = lock(&client.circuit);
+                if let Some(wait) = source.retry_after() {
+                    circuit.defer(now.saturating_add(wait.as_secs()));
+                }
+                if circuit.failure(now, permit, &self.opts.circuit) {
+                    counter("tower_bearer_outbound_circuit_open_total", &[]);
+                    tracing::warn!(
+                        client = %client.name,
+                        cool_down_secs = self.opts.circuit.cool_down.as_secs(),
+                        "token endpoint circuit open"
+                    );
+                }
+                drop(circuit);
+                Err(OutboundError::Fetch {
+                    client: client.name.clone(),
+                    attempts,
+                    source: Box::new(source),
+                })
+            }
+        };
+        (out, work)
+    }
+
+    /// Shares a fetched token with the other replicas, then releases the fetch lock.
+    async fn finish_store_work(&self, slot: &Slot, work: StoreWork) {
+        if let Some((stored, ttl)) = work.put {
+            let put = self.store.put(&slot.store_key, stored, ttl);
+            if let Err(e) = self.with_store_timeout(put).await {
+                tracing::warn!(
+                    client = %self.clients[slot.client].name,
+                    error = %e,
+                    "token store put failed; using the local cache"
+                );
+            }
+        }
+        if work.unlock {
+            let unlock = self.store.unlock(&slot.store_key, &self.owner);
+            if let Err(e) = self.with_store_timeout(unlock).await {
+                tracing::warn!(error = %e, "token store unlock failed");
+            }
+        }
+    }
+
+    async fn fetch_with_retries(
+        &self,
+        slot: &Slot,
+        permit: Permit,
+    ) -> Result<Cached, (FetchError, u32)> {
+        let client = &self.clients[slot.client];
+        let policy = &self.opts.retry;
+        let attempts = if permit == Permit::Probe {
+            1
+        } else {
+            policy.max_attempts
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.stats.fetches.fetch_add(1, Ordering::Relaxed);
+            counter("tower_bearer_outbound_token_fetches_total", &[]);
+            let result = match tokio::time::timeout(
+                policy.attempt_timeout,
+                client.source.fetch(&slot.request),
+            )
+            .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(FetchError::Timeout(policy.attempt_timeout)),
+            };
+            let error = match result.and_then(|token| self.prepare(token, None)) {
+                Ok(cached) => return Ok(cached),
+                Err(e) => e,
+            };
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+            counter(
+                "tower_bearer_outbound_token_failures_total",
+                &[("kind", error.kind())],
+            );
+            tracing::warn!(client = %client.name, attempt, error = %error, "service token fetch failed");
+            if error.is_permanent() || attempt >= attempts {
+                return Err((error, attempt));
+            }
+            let mut delay = jittered_backoff(policy, attempt);
+            if let Some(wait) = error.retry_after() {
+                if wait > policy.max_retry_after {
+                    return Err((error, attempt));
+                }
+                delay = delay.max(wait);
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Checks a token and computes its refresh time (or takes `refresh_at` from the store).
+    fn prepare(&self, token: AccessToken, refresh_at: Option<u64>) -> Result<Cached, FetchError> {
+        if !token.token_type().eq_ignore_ascii_case("bearer") {
+            return Err(FetchError::TokenType(super::error::sanitize(
+                token.token_type(),
+                32,
+            )));
+        }
+        if !is_b64token(token.value()) {
+            return Err(FetchError::InvalidResponse(
+                "access_token is not an RFC 6750 b64token".into(),
+            ));
+        }
+        let now = self.clock.now_unix();
+        // A token is used for at least the second it arrived in.
+        let expires_at = token.expires_at_unix().max(now.saturating_add(1));
+        let refresh_at = match refresh_at {
+            Some(at) => at.min(expires_at),
+            None => refresh_time(
+                now,
+                expires_at,
+                self.opts.refresh_ahead.as_secs(),
+                self.opts.refresh_jitter,
+                random_unit(),
+            ),
+        };
+        let mut header =
+            HeaderValue::from_maybe_shared(Bytes::from(format!("Bearer {}", token.value())))
+                .map_err(|_| {
+                    FetchError::InvalidResponse("access_token cannot go into a header".into())
+                })?;
+        header.set_sensitive(true);
+        // The first clone of `Bytes` made from a `Vec` allocates its shared header; do it now so
+        // that clones on the hit path are a reference-count increment only.
+        drop(header.clone());
+        Ok(Cached {
+            header,
+            stored: StoredToken::new(token, refresh_at),
+            refresh_at,
+            expires_at,
+        })
+    }
+
+    async fn adopt_from_store(&self, slot: &Slot) -> Option<Arc<Cached>> {
+        let stored = match self
+            .with_store_timeout(self.store.get(&slot.store_key))
+            .await
+        {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "token store get failed; using the local cache");
+                return None;
+            }
+        };
+        let now = self.clock.now_unix();
+        if stored.refresh_at_unix() <= now || stored.token().expires_at_unix() <= now {
+            return None;
+        }
+        if lock(&slot.invalidated).as_deref() == Some(stored.fingerprint()) {
+            return None;
+        }
+        let refresh_at = stored.refresh_at_unix();
+        let cached = Arc::new(
+            self.prepare(stored.token().clone(), Some(refresh_at))
+                .ok()?,
+        );
+        slot.current.store(Some(cached.clone()));
+        tracing::debug!(client = %self.clients[slot.client].name, "service token taken from the shared store");
+        Some(cached)
+    }
+
+    async fn try_lock(&self, slot: &Slot) -> LockState {
+        let policy = &self.opts.retry;
+        // Above the worst-case fetch: every attempt timing out, with the longest waits between.
+        let ttl = (policy.attempt_timeout + policy.backoff_max.max(policy.max_retry_after))
+            * policy.max_attempts
+            + Duration::from_secs(1);
+        let fut = self.store.try_lock(&slot.store_key, &self.owner, ttl);
+        match self.with_store_timeout(fut).await {
+            Ok(true) => LockState::Held,
+            Ok(false) => LockState::Busy,
+            Err(e) => {
+                tracing::warn!(error = %e, "token store lock failed; fetching without it");
+                LockState::Unavailable
+            }
+        }
+    }
+
+    async fn with_store_timeout<T>(
+        &self,
+        fut: crate::http_client::BoxFuture<'static, Result<T, crate::store::StoreError>>,
+    ) -> Result<T, crate::store::StoreError> {
+        match tokio::time::timeout(self.opts.store_timeout, fut).await {
+            Ok(result) => result,
+            Err(_) => Err(crate::store::StoreError::new("timed out")),
+        }
+    }
+
+    /// Drops the slot's token; `true` if there was one.
+    pub(crate) fn invalidate(&self, slot: &Slot) -> bool {
+        match slot.current.swap(None) {
+            Some(old) => {
+                self.forget(slot, &old);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops the slot's token if it is still `value`, at most once per interval.
+    pub(crate) fn invalidate_if_current(&self, slot: &Slot, value: &HeaderValue) -> bool {
+        let now = self.clock.now_unix();
+        let mut last = lock(&slot.last_invalidation);
+        if let Some(at) = *last {
+            if now < at.saturating_add(self.opts.invalidate_interval.as_secs()) {
+                return false;
+            }
+        }
+        let Some(current) = slot.current.load_full() else {
+            return false;
+        };
+        if current.header.as_bytes() != value.as_bytes() {
+            return false;
+        }
+        let current = Some(current);
+        let previous = slot.current.compare_and_swap(&current, None);
+        match (&*previous, &current) {
+            (Some(p), Some(c)) if Arc::ptr_eq(p, c) => {}
+            _ => return false,
+        }
+        drop(previous);
+        *last = Some(now);
+        drop(last);
+        if let Some(old) = current {
+            self.forget(slot, &old);
+        }
+        tracing::info!(client = %self.clients[slot.client].name, "service token invalidated after a downstream invalid_token");
+        true
+    }
+
+    fn forget(&self, slot: &Slot, old: &Cached) {
+        let fingerprint: Arc<str> = old.stored.fingerprint().into();
+        *lock(&slot.invalidated) = Some(fingerprint.clone());
+        let delete = self.store.delete_if(&slot.store_key, &fingerprint);
+        let timeout = self.opts.store_timeout;
+        let runtime = tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| self.runtime.clone());
+        if let Some(runtime) = runtime {
+            runtime.spawn(async move {
+                match tokio::time::timeout(timeout, delete).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "token store delete failed"),
+                    Err(_) => tracing::warn!("token store delete timed out"),
+                }
+            });
+        }
+    }
+}
+
+/// A flight that can still be joined: no result yet, and its task has not gone away.
+fn alive(rx: &FlightRx) -> bool {
+    rx.borrow().is_none() && rx.has_changed().is_ok()
+}
+
+/// `refresh_at` for a token valid from `now` to `expires_at`: `refresh_ahead` before the
+/// expiry, clamped to half the lifetime, then shortened by up to `jitter` of itself (the
+/// refresh moves later, never earlier than `refresh_ahead` before the expiry).
+pub(crate) fn refresh_time(
+    now: u64,
+    expires_at: u64,
+    refresh_ahead: u64,
+    jitter: f64,
+    unit: f64,
+) -> u64 {
+    let lifetime = expires_at.saturating_sub(now);
+    let window = refresh_ahead.min(lifetime / 2);
+    let shave = (window as f64 * jitter * unit) as u64;
+    expires_at - (window - shave.min(window))
+}
+
+fn jittered_backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
+    let exp = attempt.saturating_sub(1).min(16);
+    let base = policy
+        .backoff_base
+        .saturating_mul(1 << exp)
+        .min(policy.backoff_max);
+    // Equal jitter: half fixed, half random.
+    base.mul_f64(0.5f64.mul_add(random_unit(), 0.5))
+}
+
+/// A uniform number in `[0, 1)` from the system RNG.
+fn random_unit() -> f64 {
+    let mut bytes = [0u8; 8];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// RFC 6750 §2.1 `b64token`.
+fn is_b64token(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+/// The shared store key: prefix + SHA-256 of the length-prefixed (source identity, audience,
+/// sorted scopes).
+pub(crate) fn store_key(prefix: &str, identity: &str, request: &TokenRequest) -> String {
+    let mut scopes: Vec<&str> = request.scope_str().split_whitespace().collect();
+    scopes.sort_unstable();
+    scopes.dedup();
+    let scopes = scopes.join(" ");
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for part in [identity, request.audience_str(), &scopes] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part.as_bytes());
+    }
+    let digest = ctx.finish();
+    format!(
+        "{prefix}:token:{}",
+        crate::store::hex_digest(digest.as_ref())
+    )
+}
+
+/// A random id for this manager, the owner of store locks.
+pub(crate) fn owner_id() -> Arc<str> {
+    let mut bytes = [0u8; 12];
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    crate::store::hex_digest(&bytes).into()
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_window_is_clamped_and_jitter_only_shortens_it() {
+        // 60 s ahead of a one-hour token.
+        assert_eq!(refresh_time(1000, 4600, 60, 0.0, 0.9), 4540);
+        // Jitter moves the refresh later, never earlier.
+        let at = refresh_time(1000, 4600, 60, 0.2, 0.99);
+        assert!((4540..=4552).contains(&at), "{at}");
+        // A window longer than the lifetime is clamped to half of it.
+        assert_eq!(refresh_time(1000, 1010, 60, 0.0, 0.0), 1005);
+        assert_eq!(refresh_time(1000, 1001, 60, 0.0, 0.0), 1001);
+    }
+
+    #[test]
+    fn circuit_opens_probes_and_closes() {
+        let policy = CircuitPolicy {
+            failure_threshold: 2,
+            cool_down: Duration::from_secs(30),
+        };
+        let mut c = Circuit::default();
+        assert_eq!(c.acquire(0, 30), Ok(Permit::Normal));
+        assert!(!c.failure(0, Permit::Normal, &policy));
+        assert!(c.failure(1, Permit::Normal, &policy));
+        assert_eq!(c.acquire(2, 30), Err(29));
+        assert_eq!(c.acquire(31, 30), Ok(Permit::Probe));
+        assert_eq!(c.acquire(31, 30), Err(1), "one probe at a time");
+        assert_eq!(c.acquire(45, 30), Err(1));
+        assert!(c.failure(31, Permit::Probe, &policy));
+        assert_eq!(c.acquire(32, 30), Err(29));
+        assert_eq!(c.acquire(61, 30), Ok(Permit::Probe));
+        c.success();
+        assert_eq!(c.acquire(61, 30), Ok(Permit::Normal));
+        c.defer(70);
+        assert_eq!(c.acquire(65, 30), Err(5));
+        // A probe that never reports back is replaced after a cool-down.
+        let mut c = Circuit {
+            open_until: Some(10),
+            ..Circuit::default()
+        };
+        assert_eq!(c.acquire(10, 30), Ok(Permit::Probe));
+        assert_eq!(c.acquire(39, 30), Err(1));
+        assert_eq!(c.acquire(40, 30), Ok(Permit::Probe));
+    }
+
+    #[test]
+    fn b64tokens() {
+        assert!(is_b64token("abc.DEF-_~+/=="));
+        assert!(!is_b64token("a b"));
+        assert!(!is_b64token("=="));
+        assert!(!is_b64token("a=b"));
+    }
+
+    #[test]
+    fn origins_match_without_allocating() {
+        let o = Origin {
+            scheme: "http".into(),
+            host: "127.0.0.1".into(),
+            port: 80,
+        };
+        assert!(o.matches(&"HTTP://127.0.0.1/x".parse().unwrap()));
+        assert!(o.matches(&"http://127.0.0.1:80/x".parse().unwrap()));
+        assert!(!o.matches(&"http://127.0.0.1:81/x".parse().unwrap()));
+        assert!(!o.matches(&"https://127.0.0.1/x".parse().unwrap()));
+        assert!(!o.matches(&"/x".parse().unwrap()));
+    }
+
+    #[test]
+    fn store_keys_sort_scopes() {
+        let a = store_key("p", "id", &TokenRequest::new("aud", "b a"));
+        let b = store_key("p", "id", &TokenRequest::new("aud", "a  b a"));
+        let c = store_key("p", "id", &TokenRequest::new("au", "db a"));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.starts_with("p:token:"));
+    }
+}

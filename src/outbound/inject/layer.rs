@@ -1,0 +1,216 @@
+use std::fmt;
+use std::sync::Arc;
+
+use http::Uri;
+use tower_layer::Layer;
+
+use super::replay::NoReplay;
+use super::service::InjectBearer;
+use crate::error::ConfigError;
+use crate::outbound::engine::Origin;
+use crate::outbound::error::InjectError;
+use crate::outbound::manager::{parse_origin, TokenHandle};
+use crate::outbound::TokenManager;
+
+/// A request extension: [`InjectBearer`] passes this one request untouched.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::outbound::SkipBearer;
+///
+/// let mut req = http::Request::get("http://127.0.0.1:9002/health").body(()).unwrap();
+/// req.extensions_mut().insert(SkipBearer);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SkipBearer;
+
+#[derive(Clone)]
+pub(crate) struct Route {
+    pub(crate) origin: Origin,
+    pub(crate) handle: TokenHandle,
+}
+
+/// Applies [`InjectBearer`] to a client service (a hyper-util `Client`, a tonic `Channel`,
+/// anything that is a `Service<http::Request<B>>`). The layer is the builder.
+///
+/// See the [module docs](crate::outbound) for an example.
+#[must_use]
+pub struct InjectBearerLayer<R = NoReplay> {
+    pub(crate) manager: TokenManager,
+    pub(crate) routes: Arc<[Route]>,
+    pub(crate) client_name: Option<Arc<str>>,
+    pub(crate) default_origin: Option<Origin>,
+    pub(crate) override_existing: bool,
+    pub(crate) strict: bool,
+    pub(crate) reactive: bool,
+    pub(crate) replay: R,
+}
+
+impl<R: Clone> Clone for InjectBearerLayer<R> {
+    fn clone(&self) -> Self {
+        Self {
+            manager: self.manager.clone(),
+            routes: self.routes.clone(),
+            client_name: self.client_name.clone(),
+            default_origin: self.default_origin.clone(),
+            override_existing: self.override_existing,
+            strict: self.strict,
+            reactive: self.reactive,
+            replay: self.replay.clone(),
+        }
+    }
+}
+
+impl<R> fmt::Debug for InjectBearerLayer<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let routes: Vec<(String, &str)> = self
+            .routes
+            .iter()
+            .map(|r| (r.origin.to_string(), &**r.handle.client_name()))
+            .collect();
+        f.debug_struct("InjectBearerLayer")
+            .field("routes", &routes)
+            .field("client_name", &self.client_name)
+            .field("default_origin", &self.default_origin)
+            .field("override_existing", &self.override_existing)
+            .field("strict", &self.strict)
+            .field("reactive", &self.reactive)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InjectBearerLayer {
+    /// Injects the token of each of `manager`'s clients into requests to that client's
+    /// destinations (and nowhere else).
+    pub fn new(manager: TokenManager) -> Self {
+        let routes = routes(&manager, None);
+        Self {
+            manager,
+            routes,
+            client_name: None,
+            default_origin: None,
+            override_existing: false,
+            strict: false,
+            reactive: false,
+            replay: NoReplay,
+        }
+    }
+}
+
+impl<R> InjectBearerLayer<R> {
+    /// The name of the outgoing client this layer wraps: token clients that list it in
+    /// `skip-clients` inject nothing through it.
+    pub fn with_client_name(mut self, name: impl Into<Arc<str>>) -> Self {
+        let name = name.into();
+        self.routes = routes(&self.manager, Some(&name));
+        self.client_name = Some(name);
+        self
+    }
+
+    /// The origin of requests whose URI has none (path only), as a tonic `Channel` bound to
+    /// one endpoint sees them. Without it such requests match no destination.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidUrl`] when `origin` is not an http(s) origin.
+    pub fn with_default_origin(mut self, origin: &str) -> Result<Self, ConfigError> {
+        self.default_origin = Some(parse_origin(origin)?);
+        Ok(self)
+    }
+
+    /// Replace an `Authorization` header the request already has (default: leave it alone).
+    pub fn with_override(mut self, override_existing: bool) -> Self {
+        self.override_existing = override_existing;
+        self
+    }
+
+    /// Strict mode: a request to an origin no client lists fails with
+    /// [`InjectError::UnlistedDestination`] instead of passing untouched.
+    pub fn with_strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// Reactive mode: a downstream `401` with `WWW-Authenticate: Bearer error="invalid_token"`
+    /// invalidates the token it refused (if still current, at most once per interval, see
+    /// [`TokenManager::invalidate_if_current`]); the request is sent again once, with the new
+    /// token, when [`with_replay`](Self::with_replay) can copy it.
+    pub fn with_reactive(mut self, reactive: bool) -> Self {
+        self.reactive = reactive;
+        self
+    }
+
+    /// How the reactive mode copies a request to send it again (default [`NoReplay`]).
+    pub fn with_replay<R2>(self, replay: R2) -> InjectBearerLayer<R2> {
+        InjectBearerLayer {
+            manager: self.manager,
+            routes: self.routes,
+            client_name: self.client_name,
+            default_origin: self.default_origin,
+            override_existing: self.override_existing,
+            strict: self.strict,
+            reactive: self.reactive,
+            replay,
+        }
+    }
+
+    /// The manager.
+    pub fn manager(&self) -> &TokenManager {
+        &self.manager
+    }
+
+    /// The index of the route of a request in `routes`: `Ok(None)` passes it untouched.
+    #[inline]
+    pub(crate) fn route(&self, uri: &Uri) -> Result<Option<usize>, InjectError> {
+        let found = if uri.scheme().is_some() && uri.authority().is_some() {
+            self.routes.iter().position(|r| r.origin.matches(uri))
+        } else {
+            self.default_origin
+                .as_ref()
+                .and_then(|o| self.routes.iter().position(|r| r.origin == *o))
+        };
+        match found {
+            Some(route) => Ok(Some(route)),
+            None if self.strict => Err(InjectError::UnlistedDestination {
+                origin: describe_origin(uri, self.default_origin.as_ref()),
+            }),
+            None => Ok(None),
+        }
+    }
+}
+
+fn describe_origin(uri: &Uri, default: Option<&Origin>) -> String {
+    match (uri.scheme_str(), uri.host()) {
+        (Some(scheme), Some(host)) => match uri.port_u16() {
+            Some(port) => format!("{scheme}://{host}:{port}"),
+            None => format!("{scheme}://{host}"),
+        },
+        _ => default.map_or_else(|| "?".to_owned(), ToString::to_string),
+    }
+}
+
+fn routes(manager: &TokenManager, client_name: Option<&str>) -> Arc<[Route]> {
+    manager
+        .routes()
+        .filter(|(_, _, skip)| !client_name.is_some_and(|n| skip.iter().any(|s| &**s == n)))
+        .flat_map(|(client, origins, _)| {
+            let handle = manager.handle(client);
+            origins.iter().map(move |origin| Route {
+                origin: origin.clone(),
+                handle: handle.clone(),
+            })
+        })
+        .collect()
+}
+
+impl<S, R: Clone> Layer<S> for InjectBearerLayer<R> {
+    type Service = InjectBearer<S, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        InjectBearer {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! `InjectBearerLayer`: see the [module docs](crate::outbound).
+
+mod future;
+mod layer;
+mod replay;
+mod service;
+
+pub use future::ResponseFuture;
+pub use layer::{InjectBearerLayer, SkipBearer};
+pub use replay::{CloneBody, NoReplay, ReplayRequest};
+pub use service::InjectBearer;

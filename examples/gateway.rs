@@ -75,14 +75,44 @@ pub fn parse_config(yaml: &str) -> Result<GatewayConfig, String> {
     })
 }
 
-fn bad_gateway(msg: &'static str) -> Response<Body> {
+/// How long the upstream has to start answering.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn bad_gateway(status: StatusCode, msg: &'static str) -> Response<Body> {
     let mut res = Response::new(
         Full::new(Bytes::from_static(msg.as_bytes()))
             .map_err(|never| match never {})
             .boxed(),
     );
-    *res.status_mut() = StatusCode::BAD_GATEWAY;
+    *res.status_mut() = status;
     res
+}
+
+/// Removes the hop-by-hop headers of an upstream response (and those its `Connection` names).
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    for name in named {
+        headers.remove(name.as_str());
+    }
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        headers.remove(name);
+    }
 }
 
 /// Forwards one request to the upstream, streaming both bodies.
@@ -103,16 +133,29 @@ async fn forward(
         path
     );
     let Ok(uri) = target.parse::<Uri>() else {
-        return Ok(bad_gateway("bad upstream target\n"));
+        return Ok(bad_gateway(
+            StatusCode::BAD_GATEWAY,
+            "bad upstream target\n",
+        ));
     };
     *req.uri_mut() = uri;
     req.headers_mut().remove(header::HOST);
-    match client.request(req).await {
-        Ok(res) => Ok(res.map(BodyExt::boxed)),
-        Err(e) => {
-            eprintln!("upstream error: {e}");
-            Ok(bad_gateway("upstream unavailable\n"))
+    match tokio::time::timeout(UPSTREAM_TIMEOUT, client.request(req)).await {
+        Ok(Ok(mut res)) => {
+            strip_hop_by_hop(res.headers_mut());
+            Ok(res.map(BodyExt::boxed))
         }
+        Ok(Err(e)) => {
+            eprintln!("upstream error: {e}");
+            Ok(bad_gateway(
+                StatusCode::BAD_GATEWAY,
+                "upstream unavailable\n",
+            ))
+        }
+        Err(_) => Ok(bad_gateway(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream did not answer in time\n",
+        )),
     }
 }
 

@@ -69,7 +69,12 @@ impl Default for ClaimMapping {
 impl ClaimMapping {
     /// Splits the dotted paths once.
     pub fn compile(&self) -> CompiledMapping {
-        let split = |s: &str| s.split('.').map(str::to_owned).collect::<Vec<_>>();
+        // The whole name first (Auth0 namespaced claims hold dots), then the dotted path.
+        let split = |s: &str| {
+            std::iter::once(s.to_owned())
+                .chain(s.split('.').map(str::to_owned))
+                .collect::<Vec<_>>()
+        };
         CompiledMapping {
             user_id: split(&self.user_id),
             roles: split(&self.roles),
@@ -134,8 +139,16 @@ impl Authentication {
     }
 }
 
+/// `path[0]` is the whole claim name, `path[1..]` its dotted segments.
 fn path<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
-    let (first, rest) = path.split_first()?;
+    let (whole, segments) = path.split_first()?;
+    if let Some(v) = claims.get(whole) {
+        return Some(v);
+    }
+    if segments.len() < 2 {
+        return None;
+    }
+    let (first, rest) = segments.split_first()?;
     let mut cur = claims.get(first)?;
     for seg in rest {
         cur = cur.as_object()?.get(seg)?;
@@ -332,7 +345,13 @@ impl CurrentUser {
                 .iter()
                 .map(|s| format!("SCOPE_{s}"))
                 .chain(self.0.roles.iter().map(|r| format!("ROLE_{r}")))
-                .chain(self.0.permissions.iter().cloned())
+                .chain(
+                    self.0
+                        .permissions
+                        .iter()
+                        .filter(|p| !p.starts_with("SCOPE_") && !p.starts_with("ROLE_"))
+                        .cloned(),
+                )
                 .chain(self.0.token_authorities.iter().cloned())
                 .collect();
             all.sort_unstable();
@@ -450,6 +469,22 @@ mod tests {
         let u = user(json!({"sub":"s","realm_access":{"roles":["admin"]}}), &m).unwrap();
         assert!(u.has_role("admin"));
         assert_eq!(u.authorities(), ["ROLE_admin"]);
+    }
+
+    #[test]
+    fn namespaced_claim_names_with_dots() {
+        let m = ClaimMapping {
+            roles: "https://example.com/roles".into(),
+            ..Default::default()
+        };
+        let u = user(json!({"sub":"s","https://example.com/roles":["admin"]}), &m).unwrap();
+        assert!(u.has_role("admin"));
+        let u = user(
+            json!({"sub":"s","permissions":["ROLE_admin","x"]}),
+            &ClaimMapping::default(),
+        )
+        .unwrap();
+        assert_eq!(u.authorities(), ["x"]);
     }
 
     #[test]

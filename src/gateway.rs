@@ -77,9 +77,21 @@ pub struct IdentityHeaders {
     pub permissions: HeaderName,
     /// OAuth2 client id.
     pub client_id: HeaderName,
-    /// More headers to strip (never set), e.g. `x-forwarded-user`.
+    /// More headers to strip (never set). Default: the path and method override headers
+    /// (`x-original-url`, `x-rewrite-url`, `x-http-method-override`, `x-http-method`,
+    /// `x-method-override`) that some upstream frameworks obey after the rules were checked on
+    /// the real path and method.
     pub extra: Vec<HeaderName>,
 }
+
+/// Path and method override headers: stripped by default.
+const OVERRIDE_HEADERS: [&str; 5] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 impl Default for IdentityHeaders {
     fn default() -> Self {
@@ -89,7 +101,10 @@ impl Default for IdentityHeaders {
             tenant: HeaderName::from_static("x-tenant-id"),
             permissions: HeaderName::from_static("x-permissions"),
             client_id: HeaderName::from_static("x-client-id"),
-            extra: Vec::new(),
+            extra: OVERRIDE_HEADERS
+                .iter()
+                .map(|h| HeaderName::from_static(h))
+                .collect(),
         }
     }
 }
@@ -107,17 +122,21 @@ impl IdentityHeaders {
         .chain(self.extra.iter())
     }
 
-    /// Whether `name` is an identity header (case-insensitive, `_` and `-` alike).
+    /// Whether `name` is an identity header (case-insensitive; `_`, `.` and any other
+    /// non-alphanumeric character count as `-`, as CGI-style servers map them).
     pub fn is_identity(&self, name: &str) -> bool {
         self.all().any(|h| same_header(h.as_str(), name))
     }
 }
 
-/// Case-insensitive comparison with `_` and `-` alike.
+/// Case-insensitive comparison with every non-alphanumeric byte alike.
 fn same_header(a: &str, b: &str) -> bool {
-    let norm = |c: u8| match c {
-        b'_' => b'-',
-        c => c.to_ascii_lowercase(),
+    let norm = |c: u8| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_lowercase()
+        } else {
+            b'-'
+        }
     };
     a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| norm(x) == norm(y))
 }
@@ -225,6 +244,16 @@ impl<R> StripIdentityHeadersLayer<R> {
     /// WebSocket upgrades directly needs `false`, the `Connection` check still applies).
     pub fn with_hop_by_hop_removal(mut self, remove: bool) -> Self {
         self.hop_by_hop = remove;
+        self
+    }
+    /// Also strips these headers (every spelling).
+    pub fn with_extra_headers(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        let identity = Arc::make_mut(&mut self.identity);
+        for name in names {
+            if !identity.is_identity(name.as_str()) {
+                identity.extra.push(name);
+            }
+        }
         self
     }
     /// Replaces how the 400 for a `Connection` trick is answered.
@@ -390,9 +419,31 @@ impl SetIdentityHeadersLayer {
         self
     }
 
-    /// Sets the headers on `headers` for `user`.
+    /// Every header this layer sets (identity headers and the claims header): a strip layer in
+    /// front must remove them from incoming requests.
+    pub fn managed_headers(&self) -> Vec<HeaderName> {
+        self.identity
+            .all()
+            .cloned()
+            .chain(self.claims_header.clone())
+            .collect()
+    }
+
+    /// Sets the headers on `headers` for `user`, after removing every spelling of them.
     pub fn apply(&self, headers: &mut HeaderMap, user: &CurrentUser) {
         let id = &self.identity;
+        let claims_header = self.claims_header.as_ref();
+        let stale: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| {
+                id.is_identity(k.as_str())
+                    || claims_header.is_some_and(|c| same_header(c.as_str(), k.as_str()))
+            })
+            .cloned()
+            .collect();
+        for name in stale {
+            headers.remove(name);
+        }
         let mut set = |name: &HeaderName, value: Option<String>| {
             if let Some(v) = value.filter(|v| !v.is_empty()) {
                 if let Ok(v) = HeaderValue::from_str(&v) {

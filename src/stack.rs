@@ -52,7 +52,7 @@ use std::iter;
 use http::header::AUTHORIZATION;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequestHeadersLayer};
-use tower_http::trace::{Trace, TraceLayer};
+use tower_http::trace::{MakeSpan, Trace, TraceLayer};
 use tower_layer::Layer;
 
 use crate::authn::{JwtAuth, JwtAuthLayer};
@@ -106,10 +106,22 @@ impl SecurityLayer {
         self.authorize = authorize;
         self
     }
-    /// Gateway mode: set identity headers from the verified user for the upstream.
+    /// Gateway mode: set identity headers from the verified user for the upstream. Every
+    /// header the set layer manages is added to the strip layer, so none can be spoofed.
     pub fn gateway(mut self, set: SetIdentityHeadersLayer) -> Self {
+        self.strip = self.strip.with_extra_headers(set.managed_headers());
         self.set = set;
         self
+    }
+}
+
+/// The request span: method and path only, never the query (it may hold `access_token`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PathOnlySpan;
+
+impl<B> MakeSpan<B> for PathOnlySpan {
+    fn make_span(&mut self, req: &http::Request<B>) -> tracing::Span {
+        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), version = ?req.version())
     }
 }
 
@@ -118,6 +130,7 @@ pub type SecurityService<S> = SetSensitiveRequestHeaders<
     Trace<
         StripIdentityHeaders<JwtAuth<PolicyVersion<Authorize<SetIdentityHeaders<S>>>>>,
         SharedClassifier<ServerErrorsAsFailures>,
+        PathOnlySpan,
     >,
 >;
 
@@ -130,7 +143,9 @@ impl<S> Layer<S> for SecurityLayer {
         let svc = self.policy.layer(svc);
         let svc = self.jwt.layer(svc);
         let svc = self.strip.layer(svc);
-        let svc = TraceLayer::new_for_http().layer(svc);
+        let svc = TraceLayer::new_for_http()
+            .make_span_with(PathOnlySpan)
+            .layer(svc);
         SetSensitiveRequestHeadersLayer::new(iter::once(AUTHORIZATION)).layer(svc)
     }
 }

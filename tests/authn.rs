@@ -855,3 +855,31 @@ async fn cache_hits_recheck_expiry_on_the_injected_clock() {
         "expired"
     );
 }
+
+#[test]
+fn fetch_task_restarts_when_its_runtime_ended() {
+    let idp_rt = tokio::runtime::Runtime::new().unwrap();
+    let a = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let b = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let idp = idp_rt.block_on(Idp::start(jwks_of(&[&a])));
+    let ta = a.sign(&claims(&idp.issuer(), AUD)).unwrap();
+    let tb = b.sign(&claims(&idp.issuer(), AUD)).unwrap();
+
+    // Built and first used on a runtime that then shuts down (e.g. a test's runtime).
+    let first = tokio::runtime::Runtime::new().unwrap();
+    let verifier = first.block_on(async {
+        let v = builder(&idp).build().unwrap();
+        assert!(v.verify(&ta).await.is_ok());
+        v
+    });
+    drop(first);
+
+    // On a new runtime, a rotation still gets fetched: the task was restarted.
+    idp.set_keys(&[&a, &b]);
+    let second = tokio::runtime::Runtime::new().unwrap();
+    second.block_on(async {
+        tokio::time::sleep(Duration::from_millis(900)).await; // past the refetch cooldown
+        assert!(verifier.verify(&tb).await.is_ok());
+    });
+    drop(idp);
+}

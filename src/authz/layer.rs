@@ -173,7 +173,15 @@ where
             return ResponseFuture::future(self.inner.call(req));
         }
         if layer.preflight && is_preflight(&req) {
-            return ResponseFuture::future(self.inner.call(req));
+            // Preflights skip the rules, not the path check.
+            return match super::path::check_canonical(req.uri().path()) {
+                Ok(()) => ResponseFuture::future(self.inner.call(req)),
+                Err(e) => reject(
+                    &layer.rejection,
+                    &AuthError::NonCanonicalPath(e.reason()),
+                    &req,
+                ),
+            };
         }
         match layer
             .rules

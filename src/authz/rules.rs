@@ -129,10 +129,15 @@ impl Rule {
             requirement,
         }
     }
-    /// Restricts the rule to these methods.
+    /// Restricts the rule to these methods. `GET` includes `HEAD` (frameworks answer `HEAD`
+    /// with the `GET` handler). Extension methods share one class: a rule naming one extension
+    /// method applies to every extension method.
     #[must_use]
     pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
         self.methods = methods.into_iter().fold(0, |m, x| m | method_bit(&x));
+        if self.methods & method_bit(&Method::GET) != 0 {
+            self.methods |= method_bit(&Method::HEAD);
+        }
         self
     }
 }
@@ -303,14 +308,25 @@ impl AccessRules {
         check_canonical(path).map_err(|e| AuthError::NonCanonicalPath(e.reason()))?;
         let c = &*self.0;
         let bit = method_bit(method);
+        // Many upstreams serve `/x/` like `/x`: a trailing slash must not step around a rule,
+        // so the path is matched with and without it and the earlier rule wins.
+        let trimmed = (path.len() > 1 && path.ends_with('/')).then(|| &path[..path.len() - 1]);
+        let first = |p: &CompiledPatterns, bit: u16| {
+            let a = p.first_match(path, bit);
+            let b = trimmed.and_then(|t| p.first_match(t, bit));
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
         let mut internal_passed = false;
         if let Some((internal, paths)) = &c.internal {
-            if paths.first_match(path, ALL_METHODS).is_some() {
+            if first(paths, ALL_METHODS).is_some() {
                 internal.check(user)?;
                 internal_passed = true;
             }
         }
-        match c.patterns.first_match(path, bit) {
+        match first(&c.patterns, bit) {
             Some(i) => c.requirements[i].check(user),
             // An internal-only path that no rule names is decided by the internal check alone.
             None if internal_passed => Ok(()),
@@ -451,6 +467,28 @@ mod tests {
         assert!(r
             .check(&Method::GET, "/internal/ping", Some(&service))
             .is_err());
+    }
+
+    #[test]
+    fn trailing_slash_and_head_do_not_step_around_rules() {
+        let r = AccessRules::builder()
+            .rule(
+                Rule::new("/reports/{id}", Requirement::Scope("reports.read".into()))
+                    .methods([Method::GET]),
+            )
+            .rule(Rule::new("/**", Requirement::Authenticated))
+            .internal_only(InternalOnly::new(["/internal/ping"]))
+            .build()
+            .unwrap();
+        let alice = user(
+            json!({"sub": "alice", "uid": "1", "client_id": "web", "scope": "internal-service"}),
+        );
+        assert!(r.check(&Method::GET, "/reports/1/", Some(&alice)).is_err());
+        assert!(r.check(&Method::HEAD, "/reports/1", Some(&alice)).is_err());
+        assert!(r
+            .check(&Method::GET, "/internal/ping/", Some(&alice))
+            .is_err());
+        assert!(r.check(&Method::GET, "/other/", Some(&alice)).is_ok());
     }
 
     #[test]

@@ -446,7 +446,18 @@ impl KeySet {
     ) -> Result<Vec<&KeyEntry>, TokenError> {
         match kid {
             Some(kid) => {
-                let idx = self.by_kid.get(kid).ok_or(TokenError::UnknownKey)?;
+                let Some(idx) = self.by_kid.get(kid) else {
+                    // A key configured without `kid` (e.g. one static PEM key) serves tokens
+                    // that carry a `kid`, as long as it is the only key-less candidate.
+                    let mut keyless = self
+                        .keys
+                        .iter()
+                        .filter(|k| k.kid.is_none() && k.supports(alg));
+                    return match (keyless.next(), keyless.next()) {
+                        (Some(k), None) => Ok(vec![k]),
+                        _ => Err(TokenError::UnknownKey),
+                    };
+                };
                 let found: Vec<_> = idx
                     .iter()
                     .map(|i| &self.keys[*i])
@@ -596,12 +607,19 @@ fn parse_jwk(jwk: &RawJwk, allowed: AlgSet, allow_oct: bool) -> Result<KeyEntry,
             (v, sha256(&[b"RSA", strip_zeros(&n), strip_zeros(&e)]))
         }
         Family::Ec(crv) => {
-            let x = decode_field("x", &jwk.x)?;
-            let y = decode_field("y", &jwk.y)?;
             let size = if crv == "P-256" { 32 } else { 48 };
-            if x.len() != size || y.len() != size {
-                return Err("EC coordinates have the wrong length".into());
-            }
+            // RFC 7518 §6.2.1.2 wants full-length coordinates; some issuers drop leading zero
+            // bytes, so shorter values are left-padded (longer ones are refused).
+            let pad = |v: Vec<u8>| -> Result<Vec<u8>, String> {
+                if v.len() > size || v.is_empty() {
+                    return Err("EC coordinates have the wrong length".into());
+                }
+                let mut out = vec![0u8; size - v.len()];
+                out.extend_from_slice(&v);
+                Ok(out)
+            };
+            let x = pad(decode_field("x", &jwk.x)?)?;
+            let y = pad(decode_field("y", &jwk.y)?)?;
             let mut point = Vec::with_capacity(1 + 2 * size);
             point.push(4);
             point.extend_from_slice(&x);

@@ -86,7 +86,9 @@ struct Remote {
     opts: RemoteOptions,
     allowed: AlgSet,
     ctl: Mutex<Control>,
-    trigger: mpsc::Sender<()>,
+    /// Wakes the fetch task; replaced when the task has to be restarted.
+    trigger: ArcSwap<mpsc::Sender<()>>,
+    /// The receiver waiting for its task to be spawned.
     trigger_rx: Mutex<Option<mpsc::Receiver<()>>>,
     started: AtomicBool,
     /// Number of the last completed fetch attempt (successful or not).
@@ -147,7 +149,7 @@ impl KeyProvider {
                     opts,
                     allowed,
                     ctl: Mutex::new(Control::default()),
-                    trigger,
+                    trigger: ArcSwap::from_pointee(trigger),
                     trigger_rx: Mutex::new(Some(rx)),
                     started: AtomicBool::new(false),
                     completed: watch::Sender::new(0),
@@ -160,23 +162,36 @@ impl KeyProvider {
         this
     }
 
+    /// Spawns the fetch task on the current runtime if it is not running: at first use, or
+    /// again when the runtime that ran it has shut down (its receiver is then gone).
     fn ensure_started(&self) {
         let Some(remote) = &self.inner.remote else {
             return;
         };
-        if remote.started.load(Ordering::Acquire) {
+        let running =
+            || remote.started.load(Ordering::Acquire) && !remote.trigger.load().is_closed();
+        if running() {
             return;
         }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        if remote.started.swap(true, Ordering::AcqRel) {
+        let mut pending = lock(&remote.trigger_rx);
+        if running() {
             return;
         }
-        let rx = lock(&remote.trigger_rx).take();
-        if let Some(rx) = rx {
-            handle.spawn(run(Arc::downgrade(&self.inner), rx));
-        }
+        let rx = match pending.take() {
+            Some(rx) => rx,
+            None => {
+                tracing::warn!(issuer = %self.inner.issuer, "signing key fetch task had stopped (its runtime ended); restarting it");
+                let (tx, rx) = mpsc::channel(1);
+                remote.trigger.store(Arc::new(tx));
+                lock(&remote.ctl).on_demand_target = None;
+                rx
+            }
+        };
+        remote.started.store(true, Ordering::Release);
+        handle.spawn(run(Arc::downgrade(&self.inner), rx));
     }
 
     /// The current keys: one `ArcSwap` load, no lock.
@@ -247,7 +262,7 @@ impl KeyProvider {
                 c.last_on_demand = Some(Instant::now());
                 let t = c.started + 1;
                 c.on_demand_target = Some(t);
-                let _ = remote.trigger.try_send(());
+                let _ = remote.trigger.load().try_send(());
                 t
             }
         };
@@ -361,6 +376,8 @@ async fn run(weak: Weak<Inner>, mut rx: mpsc::Receiver<()>) {
         };
         let attempt = {
             let mut c = lock(&remote.ctl);
+            // Triggers are sent under this lock: whatever is queued is served by this attempt.
+            while rx.try_recv().is_ok() {}
             c.started += 1;
             c.started
         };

@@ -606,8 +606,8 @@ impl Verifier {
             Some(_) => return Err(TokenError::InvalidAudience),
         }
         let exp = numeric_date(c.get("exp"))?.ok_or(TokenError::MissingExpiry)?;
-        let nbf = numeric_date(c.get("nbf"))?;
-        let iat = numeric_date(c.get("iat"))?;
+        let nbf = numeric_date_ceil(c.get("nbf"))?;
+        let iat = numeric_date_ceil(c.get("iat"))?;
         let leeway = inner.leeway;
         if now >= exp.saturating_add(leeway) {
             return Err(TokenError::Expired);
@@ -681,6 +681,15 @@ fn check_crit(crit: &Value, h: &Map<String, Value>) -> Result<(), TokenError> {
 
 /// A NumericDate: a non-negative JSON number (fractions floored) not beyond year 9999.
 fn numeric_date(v: Option<&Value>) -> Result<Option<u64>, TokenError> {
+    numeric_date_rounded(v, false)
+}
+
+/// A NumericDate rounded up (for `nbf` and `iat`: a fraction must not make a token valid early).
+fn numeric_date_ceil(v: Option<&Value>) -> Result<Option<u64>, TokenError> {
+    numeric_date_rounded(v, true)
+}
+
+fn numeric_date_rounded(v: Option<&Value>, up: bool) -> Result<Option<u64>, TokenError> {
     match v {
         None => Ok(None),
         Some(Value::Number(n)) => {
@@ -693,7 +702,7 @@ fn numeric_date(v: Option<&Value>) -> Result<Option<u64>, TokenError> {
             }
             match n.as_f64() {
                 Some(f) if f.is_finite() && (0.0..=MAX_NUMERIC_DATE).contains(&f) => {
-                    Ok(Some(f as u64))
+                    Ok(Some(if up { f.ceil() } else { f.floor() } as u64))
                 }
                 _ => Err(TokenError::InvalidTimeClaim),
             }
@@ -772,6 +781,7 @@ mod tests {
         use serde_json::json;
         assert_eq!(numeric_date(Some(&json!(10))), Ok(Some(10)));
         assert_eq!(numeric_date(Some(&json!(10.9))), Ok(Some(10)));
+        assert_eq!(numeric_date_ceil(Some(&json!(10.1))), Ok(Some(11)));
         assert!(numeric_date(Some(&json!(-1))).is_err());
         assert!(numeric_date(Some(&json!("10"))).is_err());
         assert!(numeric_date(Some(&json!(1e300))).is_err());

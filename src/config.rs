@@ -42,6 +42,10 @@ use crate::claims::{ClaimMapping, ServiceTokenRule};
 use crate::error::ConfigError;
 use crate::http_client::HttpClientConfig;
 use crate::jwks::{Algorithm, KeySource};
+use crate::outbound::{
+    AudienceParameter, ClientAuth, ClientCredentials, TokenClient, TokenManager,
+    TokenManagerBuilder,
+};
 use crate::policy::{PolicyVersionLayer, PolicyVersions};
 use crate::verify::{IssuerConfig, Verifier, VerifierBuilder};
 
@@ -627,6 +631,103 @@ impl SecurityConfig {
         }
     }
 
+    /// The outbound clients of `internal-token` (the flattened single client, named
+    /// `default`, or every entry of `clients`).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the missing or bad key (`client-id`, `client-secret`,
+    /// `token-url`/`discovery`, `client-auth`, `audience-parameter`, a destination).
+    pub fn token_clients(&self) -> Result<Vec<TokenClient>, ConfigError> {
+        let it = self.internal_token_section()?;
+        let http = self.http_client_config();
+        let mut out = Vec::new();
+        if it.clients.is_empty() {
+            out.push(client_from("default", &it.client, &it.skip_clients, &http)?);
+        } else {
+            if it.client.client_id.is_some() || it.client.token_url.is_some() {
+                return Err(ConfigError::Invalid {
+                    name: "internal-token",
+                    reason: "set either the single client keys or `clients`, not both".into(),
+                });
+            }
+            for c in &it.clients {
+                let section = ClientSection {
+                    client_id: c.client_id.clone(),
+                    client_secret: c.client_secret.clone(),
+                    token_url: c.token_url.clone(),
+                    discovery: c.discovery.clone(),
+                    scope: c.scope.clone(),
+                    audience: c.audience.clone(),
+                    audience_parameter: c.audience_parameter.clone(),
+                    client_auth: c.client_auth.clone(),
+                    refresh_ahead_seconds: c.refresh_ahead_seconds,
+                    destinations: c.destinations.clone(),
+                };
+                out.push(client_from(&c.name, &section, &it.skip_clients, &http)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A token manager builder with every `internal-token` client and its
+    /// `refresh-ahead-seconds` (add a clock, a store or more, then `build()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`SecurityConfig::token_clients`].
+    pub fn token_manager_builder(&self) -> Result<TokenManagerBuilder, ConfigError> {
+        self.token_manager_builder_with(Ok)
+    }
+
+    /// Like [`SecurityConfig::token_manager_builder`], letting `adjust` change each client
+    /// first (e.g. add a destination).
+    ///
+    /// # Errors
+    ///
+    /// As [`SecurityConfig::token_clients`], or what `adjust` returns.
+    pub fn token_manager_builder_with(
+        &self,
+        mut adjust: impl FnMut(TokenClient) -> Result<TokenClient, ConfigError>,
+    ) -> Result<TokenManagerBuilder, ConfigError> {
+        let it = self.internal_token_section()?;
+        let ahead = it
+            .clients
+            .iter()
+            .filter_map(|c| c.refresh_ahead_seconds)
+            .chain(it.client.refresh_ahead_seconds)
+            .max()
+            .unwrap_or(60);
+        let mut b = TokenManager::builder().refresh_ahead(Duration::from_secs(ahead));
+        for client in self.token_clients()? {
+            b = b.client(adjust(client)?);
+        }
+        Ok(b)
+    }
+
+    /// The token manager of `internal-token`.
+    ///
+    /// # Errors
+    ///
+    /// As [`SecurityConfig::token_manager_builder`] and `TokenManagerBuilder::build`.
+    pub fn token_manager(&self) -> Result<TokenManager, ConfigError> {
+        self.token_manager_builder()?.build()
+    }
+
+    fn internal_token_section(&self) -> Result<&InternalTokenConfig, ConfigError> {
+        let it = self
+            .internal_token
+            .as_ref()
+            .ok_or(ConfigError::Missing("security.internal-token"))?;
+        if it.enabled == Some(false) {
+            return Err(ConfigError::Invalid {
+                name: "internal-token",
+                reason: "`enabled: false`".into(),
+            });
+        }
+        Ok(it)
+    }
+
     /// The service-token rule from `internal-only.service-token`.
     pub fn service_token_rule(&self) -> ServiceTokenRule {
         self.resource_server
@@ -638,6 +739,57 @@ impl SecurityConfig {
                 value: s.value.clone(),
             })
     }
+}
+
+fn client_from(
+    name: &str,
+    c: &ClientSection,
+    skip: &[String],
+    http: &HttpClientConfig,
+) -> Result<TokenClient, ConfigError> {
+    let id = c
+        .client_id
+        .clone()
+        .ok_or(ConfigError::Missing("internal-token.client-id"))?;
+    let secret = c
+        .client_secret
+        .as_ref()
+        .ok_or(ConfigError::Missing("internal-token.client-secret"))?;
+    let mut cc = ClientCredentials::builder(id, secret.expose())
+        .http_client_config(http.clone())
+        .client_auth(ClientAuth::parse(
+            c.client_auth.as_deref().unwrap_or("client_secret_basic"),
+        )?)
+        .audience_parameter(AudienceParameter::parse(
+            c.audience_parameter.as_deref().unwrap_or("audience"),
+        )?);
+    cc = match (&c.token_url, &c.discovery) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid {
+                name: "internal-token",
+                reason: "set either `token-url` or `discovery`, not both".into(),
+            })
+        }
+        (Some(url), None) => cc.token_url(url.clone()),
+        (None, Some(issuer)) => cc.discovery(issuer.clone()),
+        (None, None) => {
+            return Err(ConfigError::Missing(
+                "internal-token.token-url (or discovery)",
+            ))
+        }
+    };
+    let mut client =
+        TokenClient::new(name.to_owned(), cc.build()?).with_skip_clients(skip.iter().cloned());
+    if let Some(aud) = &c.audience {
+        client = client.with_audience(aud.clone());
+    }
+    if let Some(scope) = &c.scope {
+        client = client.with_scope(scope.clone());
+    }
+    for d in &c.destinations {
+        client = client.with_destination(d)?;
+    }
+    Ok(client)
 }
 
 /// Expands `${VAR}` in every string scalar.
@@ -822,6 +974,41 @@ security:
                 value: "client-credentials".into()
             }
         );
+    }
+
+    #[tokio::test]
+    async fn token_manager_from_config() {
+        let no_ca = FULL.replace("    ca-file: /etc/ssl/internal-ca.pem\n", "");
+        let cfg = SecurityConfig::from_yaml_with_env(&no_ca, env).unwrap();
+        let clients = cfg.token_clients().unwrap();
+        assert_eq!(clients.len(), 1);
+        assert!(cfg.token_manager().is_ok());
+        for (from, to, needle) in [
+            ("    client-id: internal-service-client\n", "", "client-id"),
+            (
+                "client-auth: client_secret_basic",
+                "client-auth: private_key_jwt",
+                "client-auth",
+            ),
+            (
+                "audience-parameter: audience",
+                "audience-parameter: resource",
+                "absolute",
+            ),
+            (
+                "destinations: [\"http://127.0.0.1:9002\"]",
+                "destinations: [\"not a url\"]",
+                "not a url",
+            ),
+        ] {
+            let yaml = no_ca.replace(from, to);
+            let err = SecurityConfig::from_yaml_with_env(&yaml, env)
+                .unwrap()
+                .token_manager()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
     }
 
     #[test]

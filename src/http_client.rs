@@ -116,50 +116,7 @@ impl HyperClient {
     /// [`ConfigError`] when `ca_file` cannot be read or holds no certificate, or when no root
     /// certificate is available at all.
     pub fn new(config: HttpClientConfig) -> Result<Self, ConfigError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_native_certs::load_native_certs().certs {
-            // A broken system certificate must not stop the client; it is simply not trusted.
-            let _ = roots.add(cert);
-        }
-        if let Some(path) = &config.ca_file {
-            let pem = std::fs::read(path).map_err(|source| ConfigError::Io {
-                path: path.display().to_string(),
-                source,
-            })?;
-            let mut added = 0;
-            for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| ConfigError::Invalid {
-                    name: "ca-file",
-                    reason: format!("{}: {e}", path.display()),
-                })?;
-                roots.add(cert).map_err(|e| ConfigError::Invalid {
-                    name: "ca-file",
-                    reason: format!("{}: {e}", path.display()),
-                })?;
-                added += 1;
-            }
-            if added == 0 {
-                return Err(ConfigError::Invalid {
-                    name: "ca-file",
-                    reason: format!("{}: no certificate found", path.display()),
-                });
-            }
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|_| ConfigError::Crypto("rustls protocol versions"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(config.timeout));
-        http.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let https = https_connector(&config)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(https);
@@ -234,6 +191,74 @@ impl HttpClient for HyperClient {
     fn check_url(&self, url: &str) -> Result<Uri, ConfigError> {
         parse_url(url, self.inner.config.allow_insecure_http)
     }
+}
+
+/// An HTTPS (and loopback HTTP) connector: rustls with the aws-lc-rs provider, the system roots
+/// plus `config.ca_file`, connect timeout and `TCP_NODELAY` — what [`HyperClient`] uses, for
+/// callers that build their own hyper client (e.g. with an outbound injection layer).
+///
+/// # Errors
+///
+/// [`ConfigError`] when `ca_file` cannot be read or holds no certificate.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::http_client::{https_connector, HttpClientConfig};
+///
+/// let connector = https_connector(&HttpClientConfig::default()).unwrap();
+/// let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+///     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+///         .build(connector);
+/// # let _ = client;
+/// ```
+pub fn https_connector(
+    config: &HttpClientConfig,
+) -> Result<HttpsConnector<HttpConnector>, ConfigError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        // A broken system certificate must not stop the client; it is simply not trusted.
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = &config.ca_file {
+        let pem = std::fs::read(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| ConfigError::Invalid {
+                name: "ca-file",
+                reason: format!("{}: {e}", path.display()),
+            })?;
+            roots.add(cert).map_err(|e| ConfigError::Invalid {
+                name: "ca-file",
+                reason: format!("{}: {e}", path.display()),
+            })?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(ConfigError::Invalid {
+                name: "ca-file",
+                reason: format!("{}: no certificate found", path.display()),
+            });
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|_| ConfigError::Crypto("rustls protocol versions"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(config.timeout));
+    http.set_nodelay(true);
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http))
 }
 
 /// Parses `url` and applies the scheme policy.

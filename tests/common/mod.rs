@@ -208,3 +208,81 @@ pub async fn get_bearer(url: &str, token: &str) -> Reply {
     let h = format!("Bearer {token}");
     http_get(url, &[("authorization", &h)]).await
 }
+
+/// A real OAuth2 token endpoint (client_credentials only) issuing JWTs signed by `key`.
+pub struct TokenEndpoint {
+    pub url: String,
+    pub hits: Arc<AtomicUsize>,
+}
+
+fn form_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("00");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub async fn token_endpoint(
+    key: Arc<tower_bearer::signing::SigningKey>,
+    issuer: String,
+    client_id: &str,
+    secret: &str,
+) -> TokenEndpoint {
+    use base64::Engine as _;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let expected = (client_id.to_owned(), secret.to_owned());
+    let app = Router::new().route(
+        "/oauth2/token",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let (key, issuer, expected, h) = (key.clone(), issuer.clone(), expected.clone(), h.clone());
+            async move {
+                h.fetch_add(1, Ordering::SeqCst);
+                let form: Vec<(String, String)> = body
+                    .split('&')
+                    .filter_map(|p| p.split_once('='))
+                    .map(|(k, v)| (form_decode(k), form_decode(v)))
+                    .collect();
+                let get = |n: &str| form.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+                let creds = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Basic "))
+                    .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .and_then(|s| s.split_once(':').map(|(a, b)| (form_decode(a), form_decode(b))));
+                if creds.as_ref() != Some(&expected) {
+                    return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "invalid_client"}))).into_response();
+                }
+                if get("grant_type").as_deref() != Some("client_credentials") {
+                    return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "unsupported_grant_type"}))).into_response();
+                }
+                let now = now();
+                let token = key
+                    .sign(&json!({
+                        "iss": issuer, "sub": expected.0, "client_id": expected.0,
+                        "aud": get("audience").unwrap_or_default(), "scope": get("scope").unwrap_or_default(),
+                        "iat": now, "exp": now + 300, "jti": format!("t-{now}")
+                    }))
+                    .unwrap();
+                axum::Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": 300})).into_response()
+            }
+        }),
+    );
+    TokenEndpoint {
+        url: format!("{}/oauth2/token", serve(app).await),
+        hits,
+    }
+}

@@ -1,0 +1,139 @@
+//! The `internal_call` example against a real token endpoint and a real protected service.
+
+mod common;
+#[path = "../examples/internal_call.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod internal_call;
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use common::*;
+use tower_bearer::authz::{AccessRules, InternalOnly};
+use tower_bearer::jwks::{Algorithm, KeySet};
+use tower_bearer::signing::SigningKey;
+use tower_bearer::stack::SecurityLayer;
+use tower_bearer::{IssuerConfig, Verifier};
+
+const ISS: &str = "https://auth.test";
+
+/// service-system: `/internal/**` needs the internal scope and a service token.
+async fn service_system(key: &SigningKey) -> String {
+    let keys = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::ES256]).unwrap();
+    let verifier = Verifier::builder()
+        .issuer(IssuerConfig::static_keys(ISS, keys))
+        .audience("service-system")
+        .build()
+        .unwrap();
+    let rules = AccessRules::builder()
+        .internal_only(InternalOnly::new(["/internal/**"]))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/internal/ping", get(|| async { "pong" }))
+        .layer(SecurityLayer::new(verifier, rules));
+    serve(app).await
+}
+
+fn yaml(token_url: &str, secret: &str, extra: &str) -> String {
+    format!(
+        r#"
+security:
+  internal-token:
+    enabled: true
+    client-id: service-order
+    client-secret: "{secret}"
+    token-url: {token_url}
+    scope: internal-service
+    audience: service-system
+    refresh-ahead-seconds: 60
+{extra}"#
+    )
+}
+
+fn opts(url: &str, requests: usize, concurrency: usize) -> internal_call::Options {
+    internal_call::parse_args(
+        [
+            "--config",
+            "unused.yaml",
+            "--url",
+            url,
+            "--requests",
+            &requests.to_string(),
+            "--concurrency",
+            &concurrency.to_string(),
+        ]
+        .map(String::from),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn many_requests_one_token() {
+    let key = Arc::new(SigningKey::generate(Algorithm::ES256).unwrap());
+    let te = token_endpoint(key.clone(), ISS.into(), "service-order", "s3cret:%&").await;
+    let svc = service_system(&key).await;
+    let report = internal_call::run(
+        &opts(&format!("{svc}/internal/ping"), 200, 16),
+        &yaml(&te.url, "s3cret:%&", ""),
+    )
+    .await
+    .unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(
+        report.statuses.get(&200),
+        Some(&200),
+        "{:?}",
+        report.statuses
+    );
+    assert_eq!(report.token_requests, 1);
+    assert_eq!(te.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn every_failure_says_what_is_wrong() {
+    let key = Arc::new(SigningKey::generate(Algorithm::ES256).unwrap());
+    let te = token_endpoint(key.clone(), ISS.into(), "service-order", "right").await;
+    let svc = service_system(&key).await;
+    let url = format!("{svc}/internal/ping");
+
+    // Wrong secret: invalid_client, not retried.
+    let report = internal_call::run(&opts(&url, 3, 1), &yaml(&te.url, "wrong", ""))
+        .await
+        .unwrap();
+    let errors: Vec<_> = report.errors.keys().collect();
+    assert!(
+        errors.iter().any(|e| e.contains("invalid_client")),
+        "{errors:?}"
+    );
+    assert!(report.statuses.is_empty());
+    // invalid_client is permanent: each of the 3 calls made exactly one attempt, no retries.
+    assert_eq!(report.token_requests, 3);
+
+    // Unreachable token URL.
+    let dead = format!("http://{}/oauth2/token", reserve_addr());
+    let report = internal_call::run(&opts(&url, 1, 1), &yaml(&dead, "right", ""))
+        .await
+        .unwrap();
+    let errors: Vec<_> = report.errors.keys().collect();
+    assert!(
+        errors.iter().any(|e| e.to_lowercase().contains("connect")),
+        "{errors:?}"
+    );
+
+    // A bad YAML key is named.
+    let err = internal_call::run(
+        &opts(&url, 1, 1),
+        &yaml(&te.url, "right", "    scopes: x\n"),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("scopes"), "{err}");
+
+    // Bad arguments.
+    assert!(internal_call::parse_args(["--url".to_owned()]).is_err());
+    assert!(
+        internal_call::parse_args(["--config", "a", "--url", "ftp://x"].map(String::from)).is_err()
+    );
+}

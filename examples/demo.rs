@@ -13,15 +13,17 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
+use tower::{Layer, ServiceExt};
 use tower_bearer::authz::{AccessRules, InternalOnly, Requirement, Rule};
 use tower_bearer::jwks::Algorithm;
+use tower_bearer::outbound::{ClientCredentials, InjectBearerLayer, TokenClient, TokenManager};
 use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
 use tower_bearer::signing::SigningKey;
 use tower_bearer::stack::SecurityLayer;
@@ -61,20 +63,92 @@ async fn me(user: CurrentUser) -> Json<Value> {
     }))
 }
 
-/// The identity provider's JWKS endpoint.
-fn idp(jwks: Value) -> Router {
-    Router::new().route("/oauth2/jwks", get(move || async move { Json(jwks) }))
+/// Demo-only client secret (not a real credential).
+const DEMO_CLIENT_SECRET: &str = "demo-only-secret";
+
+/// The identity provider: its JWKS and a `client_credentials` token endpoint for one client.
+fn idp(key: Arc<SigningKey>, issuer: String) -> Router {
+    let jwks = key.jwks();
+    Router::new()
+        .route("/oauth2/jwks", get(move || async move { Json(jwks) }))
+        .route(
+            "/oauth2/token",
+            post(move |headers: http::HeaderMap, body: String| {
+                let (key, issuer) = (key.clone(), issuer.clone());
+                async move { token_endpoint(&key, &issuer, &headers, &body) }
+            }),
+        )
 }
 
-async fn serve(router: Router) -> Result<String, Box<dyn std::error::Error>> {
+/// RFC 6749 §4.4 for the client `service-order` (client_secret_basic; its id and secret hold
+/// no characters that form-urlencoding would change).
+fn token_endpoint(
+    key: &SigningKey,
+    issuer: &str,
+    headers: &http::HeaderMap,
+    body: &str,
+) -> (http::StatusCode, Json<Value>) {
+    let expected = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("service-order:{DEMO_CLIENT_SECRET}"),
+    );
+    let authorized = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == format!("Basic {expected}"));
+    if !authorized {
+        return (
+            http::StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_client"})),
+        );
+    }
+    let param = |name: &str| {
+        body.split('&')
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.replace("%20", " ").replace('+', " "))
+    };
+    if param("grant_type").as_deref() != Some("client_credentials") {
+        return (
+            http::StatusCode::BAD_REQUEST,
+            Json(json!({"error": "unsupported_grant_type"})),
+        );
+    }
+    let token = key.sign(&json!({
+        "iss": issuer, "sub": "service-order", "client_id": "service-order",
+        "aud": param("audience").unwrap_or_default(), "scope": param("scope").unwrap_or_default(),
+        "iat": now(), "exp": now() + 300,
+    }));
+    match token {
+        Ok(t) => (
+            http::StatusCode::OK,
+            Json(json!({"access_token": t, "token_type": "Bearer", "expires_in": 300})),
+        ),
+        Err(_) => (
+            http::StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": "server_error"})),
+        ),
+    }
+}
+
+async fn bind() -> Result<(tokio::net::TcpListener, String), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
+    let url = format!("http://{}", listener.local_addr()?);
+    Ok((listener, url))
+}
+
+fn serve_on(listener: tokio::net::TcpListener, router: Router) {
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             eprintln!("server error: {e}");
         }
     });
-    Ok(format!("http://{addr}"))
+}
+
+async fn serve(router: Router) -> Result<String, Box<dyn std::error::Error>> {
+    let (listener, url) = bind().await?;
+    serve_on(listener, router);
+    Ok(url)
 }
 
 fn now() -> u64 {
@@ -85,9 +159,10 @@ fn now() -> u64 {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let key = SigningKey::generate(Algorithm::RS256)?;
-    let idp_url = serve(idp(key.jwks())).await?;
+    let key = Arc::new(SigningKey::generate(Algorithm::RS256)?);
+    let (idp_listener, idp_url) = bind().await?;
     let issuer = idp_url.clone();
+    serve_on(idp_listener, idp(key.clone(), issuer.clone()));
     println!(
         "identity provider: {idp_url}/oauth2/jwks (kid {})",
         key.kid()
@@ -189,6 +264,43 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             failures += 1;
         }
     }
+
+    // Service A (service-order) calls service B's internal-only route: a TokenManager gets a
+    // service token by client_credentials and InjectBearerLayer puts it on requests to B only.
+    println!("\n-- service-order calls {api}/internal/ping with an injected service token");
+    let source = ClientCredentials::builder("service-order", DEMO_CLIENT_SECRET)
+        .token_url(format!("{idp_url}/oauth2/token"))
+        .build()?;
+    let manager = TokenManager::builder()
+        .client(
+            TokenClient::new("service-order", source)
+                .with_audience(AUDIENCE)
+                .with_scope("internal-service")
+                .with_destination(&api)?,
+        )
+        .build()?;
+    let injecting = InjectBearerLayer::new(manager.clone()).layer(client.clone());
+    for i in 1..=3 {
+        let req =
+            http::Request::get(format!("{api}/internal/ping")).body(Full::new(Bytes::new()))?;
+        let res = injecting
+            .clone()
+            .oneshot(req)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = res.status().as_u16();
+        let mark = if status == 200 { "ok" } else { "UNEXPECTED" };
+        println!("call {i}: status {status}  [{mark}]");
+        if status != 200 {
+            failures += 1;
+        }
+    }
+    let token_requests = manager.stats().fetches;
+    println!("token requests: {token_requests}");
+    if token_requests != 1 {
+        failures += 1;
+    }
+
     if failures > 0 {
         return Err(format!("{failures} unexpected answers").into());
     }

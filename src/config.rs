@@ -356,35 +356,16 @@ pub struct ClientSection {
     pub destinations: Vec<String>,
 }
 
-/// One entry of `internal-token.clients`.
+/// One entry of `internal-token.clients`: a `name` and the keys of one client.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 #[non_exhaustive]
 pub struct NamedClientSection {
     /// `name`.
     pub name: String,
-    /// `client-id`.
-    pub client_id: Option<String>,
-    /// `client-secret`.
-    pub client_secret: Option<Secret>,
-    /// `token-url`.
-    pub token_url: Option<String>,
-    /// `discovery`.
-    pub discovery: Option<String>,
-    /// `scope`.
-    pub scope: Option<String>,
-    /// `audience`.
-    pub audience: Option<String>,
-    /// `audience-parameter`.
-    pub audience_parameter: Option<String>,
-    /// `client-auth`.
-    pub client_auth: Option<String>,
-    /// `refresh-ahead-seconds`.
-    #[serde(default, deserialize_with = "opt_u64")]
-    pub refresh_ahead_seconds: Option<u64>,
-    /// `destinations`.
-    #[serde(default)]
-    pub destinations: Vec<String>,
+    /// `client-id`, `client-secret`, `token-url`, ... as for the single client.
+    #[serde(flatten)]
+    pub client: ClientSection,
 }
 
 /// `security.redis`.
@@ -652,19 +633,7 @@ impl SecurityConfig {
                 });
             }
             for c in &it.clients {
-                let section = ClientSection {
-                    client_id: c.client_id.clone(),
-                    client_secret: c.client_secret.clone(),
-                    token_url: c.token_url.clone(),
-                    discovery: c.discovery.clone(),
-                    scope: c.scope.clone(),
-                    audience: c.audience.clone(),
-                    audience_parameter: c.audience_parameter.clone(),
-                    client_auth: c.client_auth.clone(),
-                    refresh_ahead_seconds: c.refresh_ahead_seconds,
-                    destinations: c.destinations.clone(),
-                };
-                out.push(client_from(&c.name, &section, &it.skip_clients, &http)?);
+                out.push(client_from(&c.name, &c.client, &it.skip_clients, &http)?);
             }
         }
         Ok(out)
@@ -694,7 +663,7 @@ impl SecurityConfig {
         let ahead = it
             .clients
             .iter()
-            .filter_map(|c| c.refresh_ahead_seconds)
+            .filter_map(|c| c.client.refresh_ahead_seconds)
             .chain(it.client.refresh_ahead_seconds)
             .max()
             .unwrap_or(60);
@@ -974,6 +943,22 @@ security:
                 value: "client-credentials".into()
             }
         );
+    }
+
+    #[test]
+    fn several_named_clients() {
+        let yaml = "security:\n  internal-token:\n    clients:\n      - { name: orders, client-id: a, client-secret: b, token-url: 'http://127.0.0.1:1/t', audience: x, destinations: ['http://127.0.0.1:2'] }\n      - { name: pay, client-id: c, client-secret: d, token-url: 'http://127.0.0.1:1/t', refresh-ahead-seconds: 30 }\n";
+        let cfg = SecurityConfig::from_yaml(yaml).unwrap();
+        let names: Vec<String> = cfg
+            .token_clients()
+            .unwrap()
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect();
+        assert_eq!(names, ["orders", "pay"]);
+        let bad = yaml.replace("name: pay,", "name: pay, bogus: 1,");
+        let err = SecurityConfig::from_yaml(&bad).unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
     }
 
     #[tokio::test]

@@ -15,7 +15,8 @@
 //! - [`outbound`]: service tokens for calls to other services: `client_credentials`
 //!   ([`outbound::ClientCredentials`]), a lock-free, refreshed-ahead, single-flight
 //!   [`outbound::TokenManager`] with retries and a circuit breaker, and
-//!   [`outbound::InjectBearerLayer`] for hyper / tonic clients (opt-in destinations only).
+//!   [`outbound::InjectBearerLayer`] for hyper / tonic clients (opt-in destinations only), the
+//!   same rules as a reqwest-middleware `Middleware` (feature `reqwest`).
 //! - [`store`]: state shared by replicas (the outbound token cache), in memory by default.
 //!
 //! # Example: an axum service
@@ -80,6 +81,7 @@
 //! |---|---|---|
 //! | `axum` | yes | `CurrentUser` / `Option<CurrentUser>` extractors, `IntoResponse` for `AuthError` |
 //! | `metrics` | no | counters through the `metrics` facade |
+//! | `reqwest` | no | `outbound::InjectBearerMiddleware`, a reqwest-middleware `Middleware` |
 //! | `full` | no | everything |
 //!
 //! # MSRV

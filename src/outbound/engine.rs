@@ -47,11 +47,18 @@ impl std::fmt::Debug for Origin {
 
 impl Origin {
     /// Does `uri` (absolute) go to this origin? No allocation.
+    #[cfg(test)]
     pub(crate) fn matches(&self, uri: &http::Uri) -> bool {
         let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
             return false;
         };
-        let port = uri.port_u16().or(match scheme {
+        self.matches_parts(scheme, host, uri.port_u16())
+    }
+
+    /// Does `scheme://host[:port]` go to this origin (an absent port is the scheme's
+    /// default)? No allocation.
+    pub(crate) fn matches_parts(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
+        let port = port.or(match scheme {
             s if s.eq_ignore_ascii_case("http") => Some(80),
             s if s.eq_ignore_ascii_case("https") => Some(443),
             _ => None,

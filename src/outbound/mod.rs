@@ -10,6 +10,8 @@
 //! - [`InjectBearerLayer`]: sets `Authorization: Bearer …` (marked sensitive) on requests to the
 //!   origins each client lists, for any `Service<http::Request<B>>`: a hyper-util `Client`, a
 //!   tonic `Channel`.
+//! - `InjectBearerMiddleware` (feature `reqwest`, module `outbound::reqwest`): the same
+//!   rules as a reqwest-middleware `Middleware`.
 //!
 //! # Example
 //!
@@ -103,8 +105,15 @@ pub(crate) mod engine;
 mod error;
 mod inject;
 mod manager;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 mod token;
 
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+#[doc(inline)]
+pub use self::reqwest::InjectBearerMiddleware;
 #[doc(inline)]
 pub use client_credentials::{
     AudienceParameter, ClientAuth, ClientCredentials, ClientCredentialsBuilder,

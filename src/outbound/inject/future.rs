@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
@@ -133,13 +133,7 @@ where
                             let Some(used) = used else {
                                 return Poll::Ready(Ok(response));
                             };
-                            let check = Box::pin(async move {
-                                handle.invalidate_if_current(&used);
-                                match handle.fetch().await {
-                                    Ok(fresh) if fresh != used => Some(fresh),
-                                    _ => None,
-                                }
-                            });
+                            let check = Box::pin(replace_refused(handle, used));
                             Kind::Reacting {
                                 check,
                                 response: Some(response),
@@ -220,11 +214,25 @@ where
     }
 }
 
+/// The reactive mode after a refusal of `used`: invalidate it (if still current, at most once
+/// per interval), then the token to retry with, if there is a different one.
+pub(crate) async fn replace_refused(handle: TokenHandle, used: HeaderValue) -> Option<HeaderValue> {
+    handle.invalidate_if_current(&used);
+    match handle.fetch().await {
+        Ok(fresh) if fresh != used => Some(fresh),
+        _ => None,
+    }
+}
+
 /// `401` with a `Bearer` challenge whose `error` is `invalid_token`.
 fn refuses_token<B>(response: &Response<B>) -> bool {
-    response.status() == StatusCode::UNAUTHORIZED
-        && response
-            .headers()
+    refuses_token_parts(response.status(), response.headers())
+}
+
+/// [`refuses_token`] on the parts of a response.
+pub(crate) fn refuses_token_parts(status: StatusCode, headers: &HeaderMap) -> bool {
+    status == StatusCode::UNAUTHORIZED
+        && headers
             .get_all(WWW_AUTHENTICATE)
             .iter()
             .filter_map(|v| v.to_str().ok())

@@ -160,33 +160,94 @@ impl<R> InjectBearerLayer<R> {
         &self.manager
     }
 
+    /// The rules of the module docs, in their order: [`SkipBearer`], then the destination
+    /// (strict mode refuses an unlisted one), then an `Authorization` already present (kept
+    /// unless override). Shared by [`InjectBearer`] and the reqwest middleware.
+    #[inline]
+    pub(crate) fn decide(
+        &self,
+        skip: bool,
+        target: Option<Target<'_>>,
+        has_authorization: bool,
+    ) -> Decision {
+        if skip {
+            return Decision::Pass;
+        }
+        match self.route(target) {
+            Err(e) => Decision::Reject(e),
+            Ok(None) => Decision::Pass,
+            Ok(Some(_)) if has_authorization && !self.override_existing => Decision::Pass,
+            Ok(Some(route)) => Decision::Inject(route),
+        }
+    }
+
     /// The index of the route of a request in `routes`: `Ok(None)` passes it untouched.
     #[inline]
-    pub(crate) fn route(&self, uri: &Uri) -> Result<Option<usize>, InjectError> {
-        let found = if uri.scheme().is_some() && uri.authority().is_some() {
-            self.routes.iter().position(|r| r.origin.matches(uri))
-        } else {
-            self.default_origin
+    fn route(&self, target: Option<Target<'_>>) -> Result<Option<usize>, InjectError> {
+        let found = match target {
+            Some(t) => self
+                .routes
+                .iter()
+                .position(|r| r.origin.matches_parts(t.scheme, t.host, t.port)),
+            None => self
+                .default_origin
                 .as_ref()
-                .and_then(|o| self.routes.iter().position(|r| r.origin == *o))
+                .and_then(|o| self.routes.iter().position(|r| r.origin == *o)),
         };
         match found {
             Some(route) => Ok(Some(route)),
             None if self.strict => Err(InjectError::UnlistedDestination {
-                origin: describe_origin(uri, self.default_origin.as_ref()),
+                origin: describe_origin(target, self.default_origin.as_ref()),
             }),
             None => Ok(None),
         }
     }
 }
 
-fn describe_origin(uri: &Uri, default: Option<&Origin>) -> String {
-    match (uri.scheme_str(), uri.host()) {
-        (Some(scheme), Some(host)) => match uri.port_u16() {
-            Some(port) => format!("{scheme}://{host}:{port}"),
-            None => format!("{scheme}://{host}"),
-        },
-        _ => default.map_or_else(|| "?".to_owned(), ToString::to_string),
+/// Where a request goes: the parts of an absolute URL the destinations are matched on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    pub(crate) scheme: &'a str,
+    pub(crate) host: &'a str,
+    /// `None`: the scheme's default.
+    pub(crate) port: Option<u16>,
+}
+
+impl<'a> Target<'a> {
+    /// `None` for a URI without an origin (path only).
+    #[inline]
+    pub(crate) fn of_uri(uri: &'a Uri) -> Option<Self> {
+        match (uri.scheme_str(), uri.authority(), uri.host()) {
+            (Some(scheme), Some(_), Some(host)) => Some(Self {
+                scheme,
+                host,
+                port: uri.port_u16(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// What the rules say about one request.
+#[derive(Debug)]
+pub(crate) enum Decision {
+    /// Send it untouched.
+    Pass,
+    /// Put in the token of `routes[i]`.
+    Inject(usize),
+    /// Do not send it.
+    Reject(InjectError),
+}
+
+fn describe_origin(target: Option<Target<'_>>, default: Option<&Origin>) -> String {
+    match target {
+        Some(Target {
+            scheme,
+            host,
+            port: Some(port),
+        }) => format!("{scheme}://{host}:{port}"),
+        Some(Target { scheme, host, .. }) => format!("{scheme}://{host}"),
+        None => default.map_or_else(|| "?".to_owned(), ToString::to_string),
     }
 }
 

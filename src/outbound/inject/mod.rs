@@ -1,7 +1,7 @@
 //! `InjectBearerLayer`: see the [module docs](crate::outbound).
 
-mod future;
-mod layer;
+pub(crate) mod future;
+pub(crate) mod layer;
 mod replay;
 mod service;
 

@@ -6,7 +6,7 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::future::{Reactive, ResponseFuture};
-use super::layer::{InjectBearerLayer, SkipBearer};
+use super::layer::{Decision, InjectBearerLayer, SkipBearer, Target};
 use super::replay::{NoReplay, ReplayRequest};
 use crate::error::BoxError;
 use crate::outbound::TokenManager;
@@ -73,17 +73,15 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        if req.extensions().get::<SkipBearer>().is_some() {
-            return ResponseFuture::future(self.inner.call(req), None);
-        }
-        let route = match self.layer.route(req.uri()) {
-            Ok(Some(route)) => route,
-            Ok(None) => return ResponseFuture::future(self.inner.call(req), None),
-            Err(e) => return ResponseFuture::rejected(e.into()),
+        let route = match self.layer.decide(
+            req.extensions().get::<SkipBearer>().is_some(),
+            Target::of_uri(req.uri()),
+            req.headers().contains_key(AUTHORIZATION),
+        ) {
+            Decision::Inject(route) => route,
+            Decision::Pass => return ResponseFuture::future(self.inner.call(req), None),
+            Decision::Reject(e) => return ResponseFuture::rejected(e.into()),
         };
-        if !self.layer.override_existing && req.headers().contains_key(AUTHORIZATION) {
-            return ResponseFuture::future(self.inner.call(req), None);
-        }
         let reactive = if self.layer.reactive {
             // The copy is taken before the token goes in; a retry gets the new one.
             let retry = self

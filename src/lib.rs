@@ -86,7 +86,7 @@
 //!
 //! # MSRV
 //!
-//! Rust 1.85.
+//! Rust 1.88.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

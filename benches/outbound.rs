@@ -128,7 +128,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(now_or_never(injected.call(request()))))
     });
     g.finish();
-    println!("manager stats after the run: {:?}", manager.stats());
+    eprintln!("manager stats after the run: {:?}", manager.stats());
 }
 
 criterion_group!(benches, bench);

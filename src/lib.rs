@@ -16,7 +16,8 @@
 //!   ([`outbound::ClientCredentials`]), a lock-free, refreshed-ahead, single-flight
 //!   [`outbound::TokenManager`] with retries and a circuit breaker, and
 //!   [`outbound::InjectBearerLayer`] for hyper / tonic clients (opt-in destinations only).
-//! - [`store`]: state shared by replicas (the outbound token cache), in memory by default.
+//! - [`store`]: state shared by replicas (the outbound token cache, policy versions), in
+//!   memory by default, in Redis with feature `redis`.
 //!
 //! # Example: an axum service
 //!
@@ -80,11 +81,12 @@
 //! |---|---|---|
 //! | `axum` | yes | `CurrentUser` / `Option<CurrentUser>` extractors, `IntoResponse` for `AuthError` |
 //! | `metrics` | no | counters through the `metrics` facade |
+//! | `redis` | no | `RedisTokenStore` and `RedisPolicyVersions` in [`store`] (Rust 1.88) |
 //! | `full` | no | everything |
 //!
 //! # MSRV
 //!
-//! Rust 1.85.
+//! Rust 1.85; with feature `redis`, Rust 1.88 (the `redis` crate's).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

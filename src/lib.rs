@@ -17,7 +17,8 @@
 //!   [`outbound::TokenManager`] with retries and a circuit breaker, and
 //!   [`outbound::InjectBearerLayer`] for hyper / tonic clients (opt-in destinations only), the
 //!   same rules as a reqwest-middleware `Middleware` (feature `reqwest`).
-//! - [`store`]: state shared by replicas (the outbound token cache), in memory by default.
+//! - [`store`]: state shared by replicas (the outbound token cache, policy versions), in
+//!   memory by default, in Redis with feature `redis`.
 //!
 //! # Example: an axum service
 //!
@@ -82,6 +83,7 @@
 //! | `axum` | yes | `CurrentUser` / `Option<CurrentUser>` extractors, `IntoResponse` for `AuthError` |
 //! | `metrics` | no | counters through the `metrics` facade |
 //! | `reqwest` | no | `outbound::InjectBearerMiddleware`, a reqwest-middleware `Middleware` |
+//! | `redis` | no | `RedisTokenStore` and `RedisPolicyVersions` in [`store`] (Rust 1.88) |
 //! | `full` | no | everything |
 //!
 //! # MSRV

@@ -538,6 +538,14 @@ impl Inner {
         }
         let lock_state = self.try_lock(slot).await;
         work.unlock = matches!(lock_state, LockState::Held);
+        if let LockState::Held = lock_state {
+            // Another replica may have stored its token and released the lock between the
+            // read above and this lock: read again before fetching.
+            if let Some(cached) = self.adopt_from_store(slot).await {
+                lock(&client.circuit).abandon(permit);
+                return (Ok(cached), work);
+            }
+        }
         if let LockState::Busy = lock_state {
             // Another replica fetches: wait a bounded time for its token, then fetch anyway.
             let deadline = tokio::time::Instant::now() + self.opts.lock_wait;
@@ -967,6 +975,86 @@ mod tests {
         assert!(!o.matches(&"http://127.0.0.1:81/x".parse().unwrap()));
         assert!(!o.matches(&"https://127.0.0.1/x".parse().unwrap()));
         assert!(!o.matches(&"/x".parse().unwrap()));
+    }
+
+    /// A store where another replica's token lands between the first read and the lock.
+    #[derive(Debug)]
+    struct LateStore {
+        gets: AtomicUsize,
+        token: StoredToken,
+    }
+
+    impl TokenStore for LateStore {
+        fn get(
+            &self,
+            _: &str,
+        ) -> crate::http_client::BoxFuture<
+            'static,
+            Result<Option<StoredToken>, crate::store::StoreError>,
+        > {
+            let found = (self.gets.fetch_add(1, Ordering::SeqCst) > 0).then(|| self.token.clone());
+            Box::pin(async move { Ok(found) })
+        }
+        fn put(
+            &self,
+            _: &str,
+            _: StoredToken,
+            _: Duration,
+        ) -> crate::http_client::BoxFuture<'static, Result<(), crate::store::StoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn delete_if(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> crate::http_client::BoxFuture<'static, Result<bool, crate::store::StoreError>>
+        {
+            Box::pin(async { Ok(false) })
+        }
+        fn try_lock(
+            &self,
+            _: &str,
+            _: &str,
+            _: Duration,
+        ) -> crate::http_client::BoxFuture<'static, Result<bool, crate::store::StoreError>>
+        {
+            Box::pin(async { Ok(true) })
+        }
+        fn unlock(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> crate::http_client::BoxFuture<'static, Result<(), crate::store::StoreError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_lock_holder_reads_the_store_again_before_fetching() {
+        use crate::outbound::{TokenClient, TokenManager};
+        let clock = crate::clock::ManualClock::new(1000);
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let counted = fetches.clone();
+        let source = move |_: &TokenRequest| -> crate::http_client::BoxFuture<
+            'static,
+            Result<AccessToken, FetchError>,
+        > {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(AccessToken::bearer("mine", 5000)) })
+        };
+        let store = Arc::new(LateStore {
+            gets: AtomicUsize::new(0),
+            token: StoredToken::new(AccessToken::bearer("theirs", 4600), 4540),
+        });
+        let manager = TokenManager::builder()
+            .client(TokenClient::new("c", source))
+            .clock(Arc::new(clock))
+            .store(store.clone())
+            .build()
+            .unwrap();
+        assert_eq!(manager.token("", "").await.unwrap(), "Bearer theirs");
+        assert_eq!(fetches.load(Ordering::SeqCst), 0);
+        assert_eq!(store.gets.load(Ordering::SeqCst), 2);
     }
 
     #[test]

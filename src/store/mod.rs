@@ -1,9 +1,11 @@
 //! Shared state that several replicas of a service may keep in one place: the outbound token
-//! cache (and, later, policy versions and issuer grants).
+//! cache and policy versions (and, later, issuer grants).
 //!
 //! Each piece of state is a trait with an in-memory default. [`MemoryTokenStore`] serves one
 //! process (several [`TokenManager`](crate::outbound::TokenManager)s in one process can share
-//! it); a networked implementation (Redis) plugs in behind the same trait.
+//! it). With feature `redis`, `RedisTokenStore` (the token cache, values encrypted) and
+//! `RedisPolicyVersions` (for [`PolicyVersionLayer`](crate::policy::PolicyVersionLayer)) keep
+//! it in Redis for every replica.
 //!
 //! # Example
 //!
@@ -34,8 +36,15 @@
 //! # }
 //! ```
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+mod redis;
 mod token;
 
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[doc(inline)]
+pub use self::redis::{RedisPolicyVersions, RedisTokenStore};
 pub(crate) use token::hex as hex_digest;
 #[doc(inline)]
 pub use token::{MemoryTokenStore, StoreError, StoredToken, TokenStore};

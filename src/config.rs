@@ -379,6 +379,9 @@ pub struct RedisConfig {
     pub key_prefix: Option<String>,
 }
 
+/// The default `redis.key-prefix`.
+pub const DEFAULT_REDIS_PREFIX: &str = "tower-bearer";
+
 /// A secret string: never printed by `Debug`.
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -671,10 +674,55 @@ impl SecurityConfig {
         for client in self.token_clients()? {
             b = b.client(adjust(client)?);
         }
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis {
+            // Every replica has the same client secret: it keys the value encryption.
+            let secret = it
+                .client
+                .client_secret
+                .as_ref()
+                .or_else(|| {
+                    it.clients
+                        .iter()
+                        .find_map(|c| c.client.client_secret.as_ref())
+                })
+                .ok_or(ConfigError::Missing("internal-token.client-secret"))?;
+            let prefix = redis.key_prefix.as_deref().unwrap_or(DEFAULT_REDIS_PREFIX);
+            let store =
+                crate::store::RedisTokenStore::connect_lazy(&redis.url, prefix, secret.expose())?;
+            b = b.store(std::sync::Arc::new(store)).store_key_prefix(prefix);
+        }
+        #[cfg(not(feature = "redis"))]
+        if self.redis.is_some() {
+            tracing::warn!(
+                "security.redis is set, but tower-bearer was built without the `redis` feature: \
+                 tokens are cached per process only"
+            );
+        }
         Ok(b)
     }
 
-    /// The token manager of `internal-token`.
+    /// Policy versions from `security.redis` (`{key-prefix}:pv:{user}`), connected lazily.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when `redis` is missing or its URL is invalid, or outside a Tokio
+    /// runtime.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub async fn redis_policy_versions(
+        &self,
+    ) -> Result<crate::store::RedisPolicyVersions, ConfigError> {
+        let redis = self
+            .redis
+            .as_ref()
+            .ok_or(ConfigError::Missing("security.redis"))?;
+        let prefix = redis.key_prefix.as_deref().unwrap_or(DEFAULT_REDIS_PREFIX);
+        crate::store::RedisPolicyVersions::connect(&redis.url, prefix).await
+    }
+
+    /// The token manager of `internal-token`; with feature `redis` and a `redis` section, its
+    /// token cache is shared through Redis (connected lazily: call inside a Tokio runtime).
     ///
     /// # Errors
     ///

@@ -787,3 +787,25 @@ async fn policy_version_layer_refuses_a_bumped_token_through_redis() {
     drop(redis);
     assert_eq!(get_bearer(&url, &key.sign(&c).unwrap()).await.status, 503);
 }
+
+/// `security.redis` in the YAML makes managers built from the same file share their token.
+#[tokio::test]
+async fn managers_from_the_same_yaml_share_tokens_through_redis() {
+    let redis = RedisServer::start();
+    let clock = ManualClock::new(1_700_000_000);
+    let server = TokenServer::start(&clock, 300).await;
+    let yaml = format!(
+        "security:\n  internal-token:\n    client-id: svc\n    client-secret: s3cret\n    token-url: {}\n    audience: service-system\n    scope: internal-service\n  redis:\n    url: redis://127.0.0.1:{}\n    key-prefix: cfg-test\n",
+        server.url, redis.port
+    );
+    let cfg = tower_bearer::config::SecurityConfig::from_yaml(&yaml).unwrap();
+    let a = cfg.token_manager().unwrap();
+    let b = cfg.token_manager().unwrap();
+    let ta = a.token("service-system", "internal-service").await.unwrap();
+    let tb = b.token("service-system", "internal-service").await.unwrap();
+    assert_eq!(
+        ta, tb,
+        "the second replica used the token the first one stored"
+    );
+    assert_eq!(server.requests(), 1);
+}

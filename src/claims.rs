@@ -69,13 +69,17 @@ impl Default for ClaimMapping {
 impl ClaimMapping {
     /// Splits the dotted paths once.
     pub fn compile(&self) -> CompiledMapping {
+        CompiledMapping(Arc::new(self.compile_inner()))
+    }
+
+    fn compile_inner(&self) -> MappingInner {
         // The whole name first (Auth0 namespaced claims hold dots), then the dotted path.
         let split = |s: &str| {
             std::iter::once(s.to_owned())
                 .chain(s.split('.').map(str::to_owned))
                 .collect::<Vec<_>>()
         };
-        CompiledMapping {
+        MappingInner {
             user_id: split(&self.user_id),
             roles: split(&self.roles),
             permissions: split(&self.permissions),
@@ -85,9 +89,12 @@ impl ClaimMapping {
     }
 }
 
-/// A [`ClaimMapping`] with its paths split, ready for every request.
+/// A [`ClaimMapping`] with its paths split, ready for every request. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct CompiledMapping {
+pub struct CompiledMapping(Arc<MappingInner>);
+
+#[derive(Debug)]
+struct MappingInner {
     user_id: Vec<String>,
     roles: Vec<String>,
     permissions: Vec<String>,
@@ -101,6 +108,8 @@ pub struct CompiledMapping {
 #[derive(Clone)]
 pub struct CurrentUser(Arc<UserInner>);
 
+/// The sets (scopes, roles, ...) are validated when the user is built and split, sorted and
+/// kept on first use, so a request that never asks for them never pays for them.
 struct UserInner {
     subject: Option<String>,
     user_id: Option<String>,
@@ -108,14 +117,14 @@ struct UserInner {
     tenant: Option<String>,
     policy_version: Option<i64>,
     client_id: Option<String>,
-    issuer: String,
-    audiences: Vec<String>,
     expires_at: u64,
-    scopes: Vec<String>,
-    roles: Vec<String>,
-    permissions: Vec<String>,
-    token_authorities: Vec<String>,
     claims: Map<String, Value>,
+    mapping: CompiledMapping,
+    audiences: OnceLock<Vec<String>>,
+    scopes: OnceLock<Vec<String>>,
+    roles: OnceLock<Vec<String>>,
+    permissions: OnceLock<Vec<String>>,
+    token_authorities: OnceLock<Vec<String>>,
     all_authorities: OnceLock<Vec<String>>,
 }
 
@@ -166,6 +175,15 @@ fn string_like(v: Option<&Value>) -> Result<Option<String>, TokenError> {
     }
 }
 
+/// Checks that `v` can be read by [`string_set`], without building it.
+fn check_set(v: Option<&Value>) -> Result<(), TokenError> {
+    match v {
+        None | Some(Value::Null | Value::String(_)) => Ok(()),
+        Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(()),
+        Some(_) => Err(TokenError::InvalidClaim),
+    }
+}
+
 /// An array of strings, or one space-delimited string; sorted and deduplicated.
 fn string_set(v: Option<&Value>) -> Result<Vec<String>, TokenError> {
     let mut out: Vec<String> = match v {
@@ -206,10 +224,10 @@ impl CurrentUser {
         mapping: &CompiledMapping,
     ) -> Result<Self, TokenError> {
         let subject = string_like(claims.get("sub"))?;
-        let claimed_user_id = string_like(path(&claims, &mapping.user_id))?;
+        let claimed_user_id = string_like(path(&claims, &mapping.0.user_id))?;
         let user_id_claim = claimed_user_id.is_some();
         let user_id = claimed_user_id.or_else(|| subject.clone());
-        let tenant = string_like(path(&claims, &mapping.tenant))?;
+        let tenant = string_like(path(&claims, &mapping.0.tenant))?;
         let policy_version = match claims.get("pv") {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) => Some(n.as_i64().ok_or(TokenError::InvalidClaim)?),
@@ -217,34 +235,21 @@ impl CurrentUser {
             Some(_) => return Err(TokenError::InvalidClaim),
         };
         let client_id = string_like(claims.get("client_id"))?;
-        let issuer = match claims.get("iss") {
-            Some(Value::String(s)) => s.clone(),
-            None => String::new(),
-            Some(_) => return Err(TokenError::InvalidIssuer),
-        };
-        let audiences = match claims.get("aud") {
-            Some(Value::String(s)) => vec![s.clone()],
-            other => string_set(other).map_err(|_| TokenError::InvalidAudience)?,
-        };
+        if !matches!(claims.get("iss"), None | Some(Value::String(_))) {
+            return Err(TokenError::InvalidIssuer);
+        }
+        check_set(claims.get("aud")).map_err(|_| TokenError::InvalidAudience)?;
         let expires_at = claims
             .get("exp")
             .and_then(Value::as_f64)
             .map_or(0, |f| f.max(0.0) as u64);
-        // `scope` wins over `scp` when both are present.
-        let scopes = match claims.get("scope") {
-            Some(v) if !v.is_null() => string_set(Some(v))?,
-            _ => string_set(claims.get("scp"))?,
-        };
-        let roles = string_set(path(&claims, &mapping.roles))?;
-        let permissions = string_set(path(&claims, &mapping.permissions))?;
-        let token_authorities = if mapping.merge_authorities {
-            let mut a = string_set(claims.get("authorities"))?;
-            // A token cannot grant itself scopes or roles through `authorities`.
-            a.retain(|s| !s.starts_with("SCOPE_") && !s.starts_with("ROLE_"));
-            a
-        } else {
-            Vec::new()
-        };
+        check_set(claims.get("scope"))?;
+        check_set(claims.get("scp"))?;
+        check_set(path(&claims, &mapping.0.roles))?;
+        check_set(path(&claims, &mapping.0.permissions))?;
+        if mapping.0.merge_authorities {
+            check_set(claims.get("authorities"))?;
+        }
         Ok(Self(Arc::new(UserInner {
             subject,
             user_id,
@@ -252,16 +257,25 @@ impl CurrentUser {
             tenant,
             policy_version,
             client_id,
-            issuer,
-            audiences,
             expires_at,
-            scopes,
-            roles,
-            permissions,
-            token_authorities,
             claims,
+            mapping: mapping.clone(),
+            audiences: OnceLock::new(),
+            scopes: OnceLock::new(),
+            roles: OnceLock::new(),
+            permissions: OnceLock::new(),
+            token_authorities: OnceLock::new(),
             all_authorities: OnceLock::new(),
         })))
+    }
+
+    /// A set claim, already validated at construction.
+    fn set<'a>(
+        &'a self,
+        cell: &'a OnceLock<Vec<String>>,
+        v: impl FnOnce(&Map<String, Value>) -> Option<&Value>,
+    ) -> &'a [String] {
+        cell.get_or_init(|| string_set(v(&self.0.claims)).unwrap_or_default())
     }
 
     /// The `sub` claim.
@@ -290,11 +304,15 @@ impl CurrentUser {
     }
     /// The `iss` claim.
     pub fn issuer(&self) -> &str {
-        &self.0.issuer
+        self.0
+            .claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
     /// The `aud` claim as a list.
     pub fn audiences(&self) -> &[String] {
-        &self.0.audiences
+        self.set(&self.0.audiences, |c| c.get("aud"))
     }
     /// The `exp` claim (Unix seconds).
     pub fn expires_at(&self) -> u64 {
@@ -302,27 +320,48 @@ impl CurrentUser {
     }
     /// Scopes from `scope` (or `scp`), sorted.
     pub fn scopes(&self) -> &[String] {
-        &self.0.scopes
+        // `scope` wins over `scp` when both are present.
+        self.set(&self.0.scopes, |c| match c.get("scope") {
+            Some(v) if !v.is_null() => Some(v),
+            _ => c.get("scp"),
+        })
     }
     /// Roles, sorted.
     pub fn roles(&self) -> &[String] {
-        &self.0.roles
+        let mapping = self.0.mapping.clone();
+        self.set(&self.0.roles, move |c| path(c, &mapping.0.roles))
     }
     /// Permissions, sorted.
     pub fn permissions(&self) -> &[String] {
-        &self.0.permissions
+        let mapping = self.0.mapping.clone();
+        self.set(&self.0.permissions, move |c| {
+            path(c, &mapping.0.permissions)
+        })
+    }
+
+    /// The token's own `authorities` when merging is configured, without any `SCOPE_`/`ROLE_`
+    /// value (a token cannot grant itself scopes or roles that way).
+    fn token_authorities(&self) -> &[String] {
+        self.0.token_authorities.get_or_init(|| {
+            if !self.0.mapping.0.merge_authorities {
+                return Vec::new();
+            }
+            let mut a = string_set(self.0.claims.get("authorities")).unwrap_or_default();
+            a.retain(|s| !s.starts_with("SCOPE_") && !s.starts_with("ROLE_"));
+            a
+        })
     }
     /// Whether the token has this scope (reads scopes only).
     pub fn has_scope(&self, scope: &str) -> bool {
-        contains(&self.0.scopes, scope)
+        contains(self.scopes(), scope)
     }
     /// Whether the user has this role (reads roles only; no `ROLE_` prefix).
     pub fn has_role(&self, role: &str) -> bool {
-        contains(&self.0.roles, role)
+        contains(self.roles(), role)
     }
     /// Whether the user has this permission (reads permissions only).
     pub fn has_permission(&self, permission: &str) -> bool {
-        contains(&self.0.permissions, permission)
+        contains(self.permissions(), permission)
     }
     /// Spring-style authority check: `SCOPE_x` reads scopes, `ROLE_x` reads roles, anything
     /// else reads permissions and the merged `authorities` claim.
@@ -333,26 +372,24 @@ impl CurrentUser {
         if let Some(role) = authority.strip_prefix("ROLE_") {
             return self.has_role(role);
         }
-        contains(&self.0.permissions, authority) || contains(&self.0.token_authorities, authority)
+        contains(self.permissions(), authority) || contains(self.token_authorities(), authority)
     }
     /// Every authority, Spring-style (`SCOPE_…`, `ROLE_…`, permissions, merged authorities),
     /// built on first use.
     pub fn authorities(&self) -> &[String] {
         self.0.all_authorities.get_or_init(|| {
             let mut all: Vec<String> = self
-                .0
-                .scopes
+                .scopes()
                 .iter()
                 .map(|s| format!("SCOPE_{s}"))
-                .chain(self.0.roles.iter().map(|r| format!("ROLE_{r}")))
+                .chain(self.roles().iter().map(|r| format!("ROLE_{r}")))
                 .chain(
-                    self.0
-                        .permissions
+                    self.permissions()
                         .iter()
                         .filter(|p| !p.starts_with("SCOPE_") && !p.starts_with("ROLE_"))
                         .cloned(),
                 )
-                .chain(self.0.token_authorities.iter().cloned())
+                .chain(self.token_authorities().iter().cloned())
                 .collect();
             all.sort_unstable();
             all.dedup();
@@ -376,8 +413,8 @@ impl fmt::Debug for CurrentUser {
             .field("user_id", &self.0.user_id)
             .field("tenant", &self.0.tenant)
             .field("client_id", &self.0.client_id)
-            .field("scopes", &self.0.scopes)
-            .field("roles", &self.0.roles)
+            .field("scopes", &self.scopes())
+            .field("roles", &self.roles())
             .finish_non_exhaustive()
     }
 }

@@ -501,7 +501,12 @@ impl Verifier {
             .find(|k| k.verify(header.alg, message, &signature))
             .ok_or(TokenError::InvalidSignature)?;
         let fingerprint = key.fingerprint;
-        let kid: Option<Arc<str>> = key.kid.as_deref().map(Into::into);
+        // Only a cache entry needs its own copy of the kid.
+        let kid: Option<Arc<str>> = if inner.cache.is_some() {
+            key.kid.as_deref().map(Into::into)
+        } else {
+            None
+        };
         drop(keys);
 
         let (exp, nbf) = self.check_claims(&claims, now)?;

@@ -1,6 +1,7 @@
 //! Public JOSE test vectors run against the verifier's signature step.
 //!
-//! Sources (read at test time from `../shared/vectors/`, see its README for licenses):
+//! Sources (read at test time from `tests/data/vectors/`, copied from the shared public set with
+//! their licenses; see its README):
 //! - C2SP/wycheproof `json_web_signature_test.json` (401 JWS cases) and `json_web_key_test.json`
 //!   (26 JWK-set cases);
 //! - RFC 7515 Appendix A (A.1–A.5);
@@ -30,7 +31,7 @@ use crate::jwks::{AlgSet, Algorithm, KeySet};
 
 fn load(rel: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/vectors")
+        .join("tests/data/vectors")
         .join(rel);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));

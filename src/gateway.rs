@@ -266,16 +266,6 @@ impl<R> StripIdentityHeadersLayer<R> {
     }
 }
 
-impl<S, R: Clone> Layer<S> for StripIdentityHeadersLayer<R> {
-    type Service = StripIdentityHeaders<S, R>;
-    fn layer(&self, inner: S) -> Self::Service {
-        StripIdentityHeaders {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
 /// The service of [`StripIdentityHeadersLayer`].
 #[derive(Clone)]
 pub struct StripIdentityHeaders<S, R = DefaultRejection> {
@@ -283,16 +273,7 @@ pub struct StripIdentityHeaders<S, R = DefaultRejection> {
     layer: StripIdentityHeadersLayer<R>,
 }
 
-impl<S: fmt::Debug, R> fmt::Debug for StripIdentityHeaders<S, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StripIdentityHeaders")
-            .field("inner", &self.inner)
-            .field("layer", &self.layer)
-            .finish()
-    }
-}
-
-crate::macros::define_inner_service_accessors!(StripIdentityHeaders<S, R>);
+crate::macros::layer_with_rejection!(StripIdentityHeadersLayer => StripIdentityHeaders);
 
 impl<S> StripIdentityHeaders<S> {
     /// Wraps `inner` with the default settings.

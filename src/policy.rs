@@ -32,7 +32,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
-use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::authn::{is_grpc, DefaultRejection, ResponseForRejection};
@@ -247,16 +246,6 @@ impl<R> PolicyVersionLayer<R> {
     }
 }
 
-impl<S, R: Clone> Layer<S> for PolicyVersionLayer<R> {
-    type Service = PolicyVersion<S, R>;
-    fn layer(&self, inner: S) -> Self::Service {
-        PolicyVersion {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
 /// The service of [`PolicyVersionLayer`].
 #[derive(Clone)]
 pub struct PolicyVersion<S, R = DefaultRejection> {
@@ -264,16 +253,7 @@ pub struct PolicyVersion<S, R = DefaultRejection> {
     layer: PolicyVersionLayer<R>,
 }
 
-impl<S: fmt::Debug, R> fmt::Debug for PolicyVersion<S, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PolicyVersion")
-            .field("inner", &self.inner)
-            .field("layer", &self.layer)
-            .finish()
-    }
-}
-
-crate::macros::define_inner_service_accessors!(PolicyVersion<S, R>);
+crate::macros::layer_with_rejection!(PolicyVersionLayer => PolicyVersion);
 
 impl<ReqBody, ResBody, S, R> Service<Request<ReqBody>> for PolicyVersion<S, R>
 where

@@ -1,14 +1,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tower_layer::Layer;
-
 use super::rejection::DefaultRejection;
-use super::service::JwtAuth;
 use crate::bearer::BearerOptions;
 use crate::verify::Verifier;
 
-/// Applies [`JwtAuth`] to a service. The layer is the builder.
+/// Applies [`JwtAuth`](super::JwtAuth) to a service. The layer is the builder.
 ///
 /// See the [module docs](crate::authn) for an example.
 #[must_use]
@@ -92,16 +89,5 @@ impl<R> JwtAuthLayer<R> {
     /// The verifier.
     pub fn verifier(&self) -> &Verifier {
         &self.verifier
-    }
-}
-
-impl<S, R: Clone> Layer<S> for JwtAuthLayer<R> {
-    type Service = JwtAuth<S, R>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        JwtAuth {
-            inner,
-            layer: self.clone(),
-        }
     }
 }

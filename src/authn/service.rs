@@ -1,4 +1,3 @@
-use std::fmt;
 use std::task::{Context, Poll};
 
 use http::header::{Entry, AUTHORIZATION};
@@ -20,16 +19,7 @@ pub struct JwtAuth<S, R = DefaultRejection> {
     pub(crate) layer: JwtAuthLayer<R>,
 }
 
-impl<S: fmt::Debug, R> fmt::Debug for JwtAuth<S, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwtAuth")
-            .field("inner", &self.inner)
-            .field("layer", &self.layer)
-            .finish()
-    }
-}
-
-crate::macros::define_inner_service_accessors!(JwtAuth<S, R>);
+crate::macros::layer_with_rejection!(JwtAuthLayer => JwtAuth);
 
 impl<S> JwtAuth<S> {
     /// Wraps `inner`.

@@ -111,16 +111,6 @@ impl<R> AuthorizeLayer<R> {
     }
 }
 
-impl<S, R: Clone> Layer<S> for AuthorizeLayer<R> {
-    type Service = Authorize<S, R>;
-    fn layer(&self, inner: S) -> Self::Service {
-        Authorize {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
 /// The service of [`AuthorizeLayer`].
 #[derive(Clone)]
 pub struct Authorize<S, R = DefaultRejection> {
@@ -128,16 +118,7 @@ pub struct Authorize<S, R = DefaultRejection> {
     layer: AuthorizeLayer<R>,
 }
 
-impl<S: fmt::Debug, R> fmt::Debug for Authorize<S, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Authorize")
-            .field("inner", &self.inner)
-            .field("layer", &self.layer)
-            .finish()
-    }
-}
-
-crate::macros::define_inner_service_accessors!(Authorize<S, R>);
+crate::macros::layer_with_rejection!(AuthorizeLayer => Authorize);
 
 impl<S> Authorize<S> {
     /// Wraps `inner`.

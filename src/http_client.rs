@@ -216,11 +216,18 @@ pub fn https_connector(
     config: &HttpClientConfig,
 ) -> Result<HttpsConnector<HttpConnector>, ConfigError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        // A broken system certificate must not stop the client; it is simply not trusted.
-        let _ = roots.add(cert);
-    }
+    // The system roots are read once per process, however many clients are built.
+    static SYSTEM_ROOTS: std::sync::OnceLock<rustls::RootCertStore> = std::sync::OnceLock::new();
+    let mut roots = SYSTEM_ROOTS
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_native_certs::load_native_certs().certs {
+                // A broken system certificate must not stop the client; it is simply not trusted.
+                let _ = roots.add(cert);
+            }
+            roots
+        })
+        .clone();
     if let Some(path) = &config.ca_file {
         let pem = std::fs::read(path).map_err(|source| ConfigError::Io {
             path: path.display().to_string(),

@@ -7,6 +7,11 @@ use http::Method;
 
 use super::path::check_canonical;
 use super::pattern::{method_bit, CompiledPatterns, ALL_METHODS};
+
+/// The one bit all extension methods share in a pattern's method mask.
+const EXTENSION: u16 = 512;
+/// A bit no request method has: marks a rule that must never match in a compiled set.
+const NEVER: u16 = 1 << 15;
 use crate::claims::{CurrentUser, ServiceTokenRule};
 use crate::error::{AuthError, ConfigError};
 
@@ -117,6 +122,8 @@ impl Requirement {
 pub struct Rule {
     path: String,
     methods: u16,
+    /// Extension methods named by the rule (`PROPFIND`, `PURGE`, ...), matched exactly.
+    extension_methods: Vec<Method>,
     requirement: Requirement,
 }
 
@@ -126,15 +133,20 @@ impl Rule {
         Self {
             path: path.into(),
             methods: ALL_METHODS,
+            extension_methods: Vec::new(),
             requirement,
         }
     }
     /// Restricts the rule to these methods. `GET` includes `HEAD` (frameworks answer `HEAD`
-    /// with the `GET` handler). Extension methods share one class: a rule naming one extension
-    /// method applies to every extension method.
+    /// with the `GET` handler). Extension methods (`PROPFIND`, ...) match by exact name.
     #[must_use]
     pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
-        self.methods = methods.into_iter().fold(0, |m, x| m | method_bit(&x));
+        let methods: Vec<Method> = methods.into_iter().collect();
+        self.methods = methods.iter().fold(0, |m, x| m | method_bit(x));
+        self.extension_methods = methods
+            .into_iter()
+            .filter(|m| method_bit(m) == EXTENSION)
+            .collect();
         if self.methods & method_bit(&Method::GET) != 0 {
             self.methods |= method_bit(&Method::HEAD);
         }
@@ -224,6 +236,10 @@ pub struct AccessRules(Arc<Compiled>);
 
 struct Compiled {
     patterns: CompiledPatterns,
+    /// For requests with an extension method: one set per method some rule names, and one for
+    /// every other extension method (rules that name extension methods only match those).
+    by_extension: Vec<(Method, CompiledPatterns)>,
+    other_extensions: CompiledPatterns,
     requirements: Vec<Requirement>,
     default: DefaultAction,
     internal: Option<(InternalOnly, CompiledPatterns)>,
@@ -272,6 +288,31 @@ impl AccessRulesBuilder {
     pub fn build(self) -> Result<AccessRules, ConfigError> {
         let patterns =
             CompiledPatterns::new(self.rules.iter().map(|r| (r.path.as_str(), r.methods)))?;
+        // The extension bit of a rule naming extension methods applies to those names only.
+        let for_extension = |m: Option<&Method>| {
+            CompiledPatterns::new(self.rules.iter().map(|r| {
+                let applies = if r.methods & EXTENSION == 0 {
+                    false
+                } else if r.extension_methods.is_empty() {
+                    true
+                } else {
+                    m.is_some_and(|m| r.extension_methods.contains(m))
+                };
+                (r.path.as_str(), if applies { EXTENSION } else { NEVER })
+            }))
+        };
+        let mut named: Vec<Method> = self
+            .rules
+            .iter()
+            .flat_map(|r| r.extension_methods.iter().cloned())
+            .collect();
+        named.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        named.dedup();
+        let by_extension = named
+            .into_iter()
+            .map(|m| for_extension(Some(&m)).map(|p| (m, p)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let other_extensions = for_extension(None)?;
         let internal = match self.internal {
             Some(i) if !i.paths.is_empty() => {
                 let p = CompiledPatterns::new(i.paths.iter().map(|p| (p.as_str(), ALL_METHODS)))?;
@@ -281,6 +322,8 @@ impl AccessRulesBuilder {
         };
         Ok(AccessRules(Arc::new(Compiled {
             patterns,
+            by_extension,
+            other_extensions,
             requirements: self.rules.into_iter().map(|r| r.requirement).collect(),
             default: self.default,
             internal,
@@ -326,7 +369,15 @@ impl AccessRules {
                 internal_passed = true;
             }
         }
-        match first(&c.patterns, bit) {
+        let rules = if bit == EXTENSION {
+            c.by_extension
+                .iter()
+                .find(|(m, _)| m == method)
+                .map_or(&c.other_extensions, |(_, p)| p)
+        } else {
+            &c.patterns
+        };
+        match first(rules, bit) {
             Some(i) => c.requirements[i].check(user),
             // An internal-only path that no rule names is decided by the internal check alone.
             None if internal_passed => Ok(()),
@@ -489,6 +540,35 @@ mod tests {
             .check(&Method::GET, "/internal/ping/", Some(&alice))
             .is_err());
         assert!(r.check(&Method::GET, "/other/", Some(&alice)).is_ok());
+    }
+
+    #[test]
+    fn extension_methods_match_exactly() {
+        let propfind = Method::from_bytes(b"PROPFIND").unwrap();
+        let purge = Method::from_bytes(b"PURGE").unwrap();
+        let mkcol = Method::from_bytes(b"MKCOL").unwrap();
+        let r = AccessRules::builder()
+            .rule(Rule::new("/dav/**", Requirement::PermitAll).methods([propfind.clone()]))
+            .rule(Rule::new("/dav/**", Requirement::Deny).methods([purge.clone()]))
+            .rule(Rule::new("/**", Requirement::Authenticated))
+            .build()
+            .unwrap();
+        assert!(r.check(&propfind, "/dav/x", None).is_ok());
+        assert_eq!(
+            r.check(&purge, "/dav/x", None),
+            Err(AuthError::AuthenticationRequired)
+        );
+        assert_eq!(
+            r.check(&mkcol, "/dav/x", None),
+            Err(AuthError::AuthenticationRequired)
+        );
+        let alice = user(json!({"sub": "alice"}));
+        assert_eq!(
+            r.check(&purge, "/dav/x", Some(&alice)),
+            Err(AuthError::AccessDenied)
+        );
+        assert!(r.check(&mkcol, "/dav/x", Some(&alice)).is_ok());
+        assert!(r.check(&Method::GET, "/dav/x", Some(&alice)).is_ok());
     }
 
     #[test]

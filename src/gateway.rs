@@ -305,7 +305,7 @@ where
             Ok(()) => ResponseFuture::future(self.inner.call(req)),
             Err(e) => {
                 crate::telemetry::rejection(&e);
-                let grpc = is_grpc(req.headers());
+                let grpc = is_grpc(&req);
                 ResponseFuture::rejected(layer.rejection.response(&e, grpc))
             }
         }

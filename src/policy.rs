@@ -280,7 +280,7 @@ where
         let Some(key) = user.user_id().map(str::to_owned) else {
             return ResponseFuture::future(self.inner.call(req));
         };
-        let grpc = is_grpc(req.headers());
+        let grpc = is_grpc(&req);
         match checker.cached(&key) {
             Cached::Fresh(current) => match decide(&user, current) {
                 Ok(()) => ResponseFuture::future(self.inner.call(req)),

@@ -7,7 +7,8 @@
 //! - Malformed or multiple credentials: 400 `error="invalid_request"`.
 //! - A bad token: 401 `error="invalid_token"`, in optional mode too.
 //! - Keys not loadable yet: 503 with `Retry-After` (or 401, if configured).
-//! - gRPC requests (`content-type: application/grpc*`) get a trailers-only gRPC status instead:
+//! - gRPC requests (`content-type: application/grpc*` over HTTP/2, or `application/grpc-web*`)
+//!   get a trailers-only gRPC status instead:
 //!   `UNAUTHENTICATED` (16), `PERMISSION_DENIED` (7) or `UNAVAILABLE` (14).
 //!
 //! The [`AuthError`](crate::error::AuthError) goes into the response extensions. The response

@@ -113,15 +113,20 @@ impl<B: Default> ResponseForRejection<B> for DefaultRejection {
     }
 }
 
-/// Whether the request is gRPC (`content-type: application/grpc*`).
-pub fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
+/// Whether the request is gRPC: `content-type: application/grpc-web*` (any HTTP version), or
+/// `application/grpc*` over HTTP/2 (gRPC proper never runs over HTTP/1.1, so an HTTP/1.1 request
+/// claiming it gets the plain HTTP answer).
+pub fn is_grpc<B>(req: &http::Request<B>) -> bool {
+    let Some(ct) = req
+        .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.get(..16)
-                .is_some_and(|p| p.eq_ignore_ascii_case("application/grpc"))
-        })
+    else {
+        return false;
+    };
+    let starts = |p: &str| ct.get(..p.len()).is_some_and(|x| x.eq_ignore_ascii_case(p));
+    starts("application/grpc-web")
+        || (starts("application/grpc") && req.version() == http::Version::HTTP_2)
 }
 
 /// Trailers-only gRPC answer: HTTP 200, `grpc-status`, `grpc-message` (percent-encoded).
@@ -149,6 +154,28 @@ mod tests {
     use super::*;
     use crate::error::TokenError;
     use http::StatusCode;
+
+    #[test]
+    fn grpc_detection() {
+        let req = |ct: &str, v: http::Version| {
+            http::Request::builder()
+                .header(CONTENT_TYPE, ct)
+                .version(v)
+                .body(())
+                .unwrap()
+        };
+        assert!(is_grpc(&req("application/grpc", http::Version::HTTP_2)));
+        assert!(is_grpc(&req(
+            "application/grpc+proto",
+            http::Version::HTTP_2
+        )));
+        assert!(!is_grpc(&req("application/grpc", http::Version::HTTP_11)));
+        assert!(is_grpc(&req(
+            "application/grpc-web+proto",
+            http::Version::HTTP_11
+        )));
+        assert!(!is_grpc(&req("application/json", http::Version::HTTP_2)));
+    }
 
     #[test]
     fn grpc_and_http() {

@@ -66,7 +66,7 @@ where
                 v.set_sensitive(true);
             }
         }
-        let grpc = is_grpc(req.headers());
+        let grpc = is_grpc(&req);
         let layer = &self.layer;
         let outcome = match extract_bearer(req.headers(), req.uri(), &layer.bearer) {
             Err(e) => Outcome::Reject(e),

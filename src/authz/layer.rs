@@ -180,7 +180,7 @@ fn reject<F, S, ReqBody, ResBody, R: ResponseForRejection<ResBody>>(
     req: &Request<ReqBody>,
 ) -> ResponseFuture<F, S, ReqBody, ResBody, R> {
     crate::telemetry::rejection(e);
-    ResponseFuture::rejected(rejection.response(e, is_grpc(req.headers())))
+    ResponseFuture::rejected(rejection.response(e, is_grpc(req)))
 }
 
 /// A per-route internal-only check (the seeds' `@InternalOnly`), e.g. as an axum

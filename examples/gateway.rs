@@ -28,6 +28,7 @@ use hyper_util::service::TowerToHyperService;
 use tower::{service_fn, Layer};
 use tower_bearer::config::SecurityConfig;
 use tower_bearer::gateway::SetIdentityHeadersLayer;
+use tower_bearer::policy::PolicyVersionLayer;
 use tower_bearer::stack::SecurityLayer;
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -159,6 +160,32 @@ async fn forward(
     }
 }
 
+/// The policy-version check: with `resource-server.policy-version`, versions come from
+/// `security.redis` (feature `redis`); configured without a source, the gateway refuses to start
+/// rather than silently not checking.
+async fn policy_layer(security: &SecurityConfig) -> Result<PolicyVersionLayer, String> {
+    let wanted = security
+        .resource_server
+        .as_ref()
+        .is_some_and(|r| r.policy_version.is_some());
+    if !wanted {
+        return Ok(PolicyVersionLayer::disabled());
+    }
+    #[cfg(feature = "redis")]
+    if security.redis.is_some() {
+        let versions = security
+            .redis_policy_versions()
+            .await
+            .map_err(|e| format!("security: {e}"))?;
+        return Ok(security.policy_layer(std::sync::Arc::new(versions)));
+    }
+    Err(
+        "security: `resource-server.policy-version` needs a policy-version source: add \
+         `security.redis` (and build with the `redis` feature), or remove the key"
+            .into(),
+    )
+}
+
 /// Serves the gateway on `listener` until `shutdown` completes.
 pub async fn run(
     cfg: GatewayConfig,
@@ -173,12 +200,14 @@ pub async fn run(
         .security
         .access_rules()
         .map_err(|e| format!("security: {e}"))?;
+    let policy = policy_layer(&cfg.security).await?;
     let client: Client<HttpConnector, Incoming> =
         Client::builder(TokioExecutor::new()).build_http();
     let upstream = cfg.upstream.clone();
     let proxy =
         service_fn(move |req: Request<Incoming>| forward(client.clone(), upstream.clone(), req));
     let svc = SecurityLayer::new(verifier, rules)
+        .with_policy(policy)
         .gateway(SetIdentityHeadersLayer::new())
         .layer(proxy);
     let graceful = GracefulShutdown::new();

@@ -6,6 +6,9 @@
 //! these tests fail, they are never skipped.
 
 mod common;
+#[path = "../examples/gateway.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod gateway_example;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -808,4 +811,36 @@ async fn managers_from_the_same_yaml_share_tokens_through_redis() {
         "the second replica used the token the first one stored"
     );
     assert_eq!(server.requests(), 1);
+}
+
+/// The gateway example with `policy-version` and `redis`: a bump in Redis refuses the same token.
+#[tokio::test]
+async fn gateway_checks_policy_versions_in_redis() {
+    let redis = RedisServer::start();
+    let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let idp = Idp::start(jwks_of(&[&key])).await;
+    let upstream = serve(Router::new().route("/api/x", get(|| async { "ok" }))).await;
+    let yaml = format!(
+        "listen: 127.0.0.1:0\nupstream: {upstream}\nsecurity:\n  resource-server:\n    issuer: {}\n    jwks-uri: {}\n    audience: [orders]\n    policy-version: {{ max-staleness-seconds: 0 }}\n    rules:\n      - {{ path: \"/api/**\", authenticated: true }}\n  redis:\n    url: redis://127.0.0.1:{}\n    key-prefix: gw\n",
+        idp.issuer(),
+        idp.jwks_url(),
+        redis.port
+    );
+    let cfg = gateway_example::parse_config(&yaml).unwrap();
+    let versions = cfg.security.redis_policy_versions().await.unwrap();
+    versions.set("u-1", 1).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/x", listener.local_addr().unwrap());
+    tokio::spawn(gateway_example::run(cfg, listener, std::future::pending()));
+    let mut c = claims(&idp.issuer(), "orders");
+    c["pv"] = json!(1);
+    let token = key.sign(&c).unwrap();
+    assert_eq!(get_bearer(&url, &token).await.status, 200);
+    versions.bump("u-1").await.unwrap();
+    let r = get_bearer(&url, &token).await;
+    assert_eq!(r.status, 401);
+    assert!(r
+        .header("www-authenticate")
+        .unwrap()
+        .contains("invalid_token"));
 }

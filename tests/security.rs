@@ -386,6 +386,14 @@ async fn config_errors_are_clear() {
         let err = gateway_example::parse_config(yaml).unwrap_err();
         assert!(err.contains(needle), "{needle}: {err}");
     }
+    // policy-version without a source: the gateway refuses to start.
+    let yaml = "listen: 127.0.0.1:0\nupstream: http://127.0.0.1:1\nsecurity:\n  resource-server:\n    issuer: http://127.0.0.1:1\n    jwks-uri: http://127.0.0.1:1/jwks\n    audience: a\n    policy-version: { max-staleness-seconds: 5 }\n";
+    let cfg = gateway_example::parse_config(yaml).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = gateway_example::run(cfg, listener, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(err.contains("policy-version"), "{err}");
 }
 
 #[tokio::test]

@@ -149,3 +149,57 @@ impl<S> Layer<S> for SecurityLayer {
         SetSensitiveRequestHeadersLayer::new(iter::once(AUTHORIZATION)).layer(svc)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authz::{Requirement, Rule};
+    use crate::gateway::IdentityHeaders;
+    use crate::jwks::{Algorithm, KeySet};
+    use crate::signing::SigningKey;
+    use crate::verify::IssuerConfig;
+    use http::{HeaderName, Request, Response};
+    use std::convert::Infallible;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn gateway_mode_strips_every_header_the_set_layer_manages() {
+        let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let keys =
+            KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
+        let verifier = Verifier::builder()
+            .issuer(IssuerConfig::static_keys("https://a", keys))
+            .audience("x")
+            .build()
+            .unwrap();
+        let rules = AccessRules::builder()
+            .rule(Rule::new("/**", Requirement::PermitAll))
+            .build()
+            .unwrap();
+        let custom = IdentityHeaders {
+            user_id: HeaderName::from_static("x-auth-user"),
+            ..IdentityHeaders::default()
+        };
+        let set = SetIdentityHeadersLayer::new()
+            .with_headers(custom)
+            .with_claims_header(HeaderName::from_static("x-verified-claims"));
+        let svc = SecurityLayer::new(verifier, rules)
+            .gateway(set)
+            .layer(tower::service_fn(|req: Request<String>| async move {
+                let seen: Vec<String> = req.headers().keys().map(|k| k.to_string()).collect();
+                let mut res = Response::new(String::new());
+                res.headers_mut()
+                    .insert("x-seen", seen.join(",").parse().unwrap());
+                Ok::<_, Infallible>(res)
+            }));
+        let req = Request::get("/public")
+            .header("X_Auth_User", "admin")
+            .header("x-verified-claims", "eyJzdWIiOiJhZG1pbiJ9")
+            .header("x.verified.claims", "eyJzdWIiOiJhZG1pbiJ9")
+            .header("x-other", "kept")
+            .body(String::new())
+            .unwrap();
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.headers()["x-seen"], "x-other");
+    }
+}

@@ -718,6 +718,37 @@ mod tests {
     }
 
     #[test]
+    fn ec_coordinates_without_leading_zero_bytes_are_padded() {
+        use crate::signing::SigningKey;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine as _;
+        // Find a key whose x or y starts with a zero byte (about 1 in 128), then drop that byte.
+        for _ in 0..4000 {
+            let key = SigningKey::generate(Algorithm::ES256).unwrap();
+            let mut jwk = key.public_jwk();
+            let mut trimmed = false;
+            for c in ["x", "y"] {
+                let bytes = URL_SAFE_NO_PAD.decode(jwk[c].as_str().unwrap()).unwrap();
+                if bytes[0] == 0 {
+                    jwk[c] = URL_SAFE_NO_PAD.encode(&bytes[1..]).into();
+                    trimmed = true;
+                }
+            }
+            if !trimmed {
+                continue;
+            }
+            let jwks = serde_json::json!({ "keys": [jwk] }).to_string();
+            let set = KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::ES256]).unwrap();
+            let msg = b"header.payload";
+            let sig = key.sign_bytes(msg).unwrap();
+            let k = set.candidates(Some(key.kid()), Algorithm::ES256).unwrap();
+            assert!(k[0].verify(Algorithm::ES256, msg, &sig));
+            return;
+        }
+        panic!("no key with a leading zero coordinate in 4000 tries");
+    }
+
+    #[test]
     fn hmac_secret_length() {
         assert!(KeySet::empty()
             .with_hmac_secret(&[0u8; 31], Algorithm::HS256, None)

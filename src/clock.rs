@@ -17,12 +17,33 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A source of wall-clock time, in seconds since the Unix epoch.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::clock::{Clock, ManualClock, SystemClock};
+///
+/// fn expired(clock: &dyn Clock, exp: u64) -> bool {
+///     clock.now_unix() >= exp
+/// }
+/// assert!(expired(&ManualClock::new(200), 100));
+/// assert!(!expired(&SystemClock, u64::MAX));
+/// ```
 pub trait Clock: Send + Sync + 'static {
     /// Seconds since the Unix epoch.
     fn now_unix(&self) -> u64;
 }
 
 /// The system clock.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::clock::{Clock, SystemClock};
+///
+/// // Some time after 2023-11-14.
+/// assert!(SystemClock.now_unix() > 1_700_000_000);
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
@@ -35,19 +56,60 @@ impl Clock for SystemClock {
 }
 
 /// A clock that only moves when told to; cheap to clone (clones share the time).
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bearer::clock::{Clock, ManualClock};
+///
+/// let clock = ManualClock::new(1_000);
+/// let shared = clock.clone();
+/// clock.advance(Duration::from_secs(5));
+/// assert_eq!(shared.now_unix(), 1_005);
+/// ```
 #[derive(Clone, Default)]
 pub struct ManualClock(Arc<AtomicU64>);
 
 impl ManualClock {
     /// A clock standing at `unix` seconds.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::clock::{Clock, ManualClock};
+    ///
+    /// assert_eq!(ManualClock::new(42).now_unix(), 42);
+    /// ```
     pub fn new(unix: u64) -> Self {
         Self(Arc::new(AtomicU64::new(unix)))
     }
     /// Moves the clock forward.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_bearer::clock::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::new(100);
+    /// clock.advance(Duration::from_secs(60));
+    /// assert_eq!(clock.now_unix(), 160);
+    /// ```
     pub fn advance(&self, by: Duration) {
         self.0.fetch_add(by.as_secs(), Ordering::SeqCst);
     }
     /// Sets the clock.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::clock::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::new(100);
+    /// clock.set(50);
+    /// assert_eq!(clock.now_unix(), 50);
+    /// ```
     pub fn set(&self, unix: u64) {
         self.0.store(unix, Ordering::SeqCst);
     }
@@ -68,4 +130,14 @@ impl fmt::Debug for ManualClock {
 }
 
 /// A shared clock handle.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use tower_bearer::clock::{ManualClock, SharedClock};
+///
+/// let clock: SharedClock = Arc::new(ManualClock::new(7));
+/// assert_eq!(clock.now_unix(), 7);
+/// ```
 pub type SharedClock = Arc<dyn Clock>;

@@ -34,6 +34,16 @@ enum Pair {
 }
 
 /// A private signing key with its public JWK.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::jwks::Algorithm;
+/// use tower_bearer::signing::SigningKey;
+///
+/// let key = SigningKey::generate(Algorithm::ES256).unwrap();
+/// assert_eq!(key.public_jwk()["kty"], "EC");
+/// ```
 pub struct SigningKey {
     alg: Algorithm,
     pair: Pair,
@@ -56,6 +66,17 @@ fn b64(bytes: &[u8]) -> String {
 
 impl SigningKey {
     /// Generates a fresh key for `alg` (RSA keys are 2048 bits).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::Algorithm;
+    /// use tower_bearer::signing::SigningKey;
+    ///
+    /// let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// assert_eq!(key.algorithm(), Algorithm::EdDSA);
+    /// assert!(SigningKey::generate(Algorithm::HS256).is_err());
+    /// ```
     ///
     /// # Errors
     ///
@@ -121,26 +142,81 @@ impl SigningKey {
     }
 
     /// The RFC 7638 thumbprint, used as `kid`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::Algorithm;
+    /// use tower_bearer::signing::{thumbprint, SigningKey};
+    ///
+    /// let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// assert_eq!(key.kid(), thumbprint(key.public_jwk().as_object().unwrap()));
+    /// ```
     pub fn kid(&self) -> &str {
         &self.kid
     }
 
     /// The algorithm.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::Algorithm;
+    /// use tower_bearer::signing::SigningKey;
+    ///
+    /// let key = SigningKey::generate(Algorithm::ES384).unwrap();
+    /// assert_eq!(key.algorithm(), Algorithm::ES384);
+    /// ```
     pub fn algorithm(&self) -> Algorithm {
         self.alg
     }
 
     /// The public JWK (with `kid`, `use` and `alg`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::Algorithm;
+    /// use tower_bearer::signing::SigningKey;
+    ///
+    /// let jwk = SigningKey::generate(Algorithm::EdDSA).unwrap().public_jwk();
+    /// assert_eq!(jwk["crv"], "Ed25519");
+    /// assert_eq!(jwk["use"], "sig");
+    /// assert_eq!(jwk["alg"], "EdDSA");
+    /// ```
     pub fn public_jwk(&self) -> Value {
         Value::Object(self.public.clone())
     }
 
     /// A JWK set holding only this key.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::Algorithm;
+    /// use tower_bearer::signing::SigningKey;
+    ///
+    /// let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// let jwks = key.jwks();
+    /// assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+    /// assert_eq!(jwks["keys"][0], key.public_jwk());
+    /// ```
     pub fn jwks(&self) -> Value {
         json!({ "keys": [self.public_jwk()] })
     }
 
     /// Signs `claims` with header `{"alg", "kid", "typ": "JWT"}`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::Algorithm;
+    /// use tower_bearer::signing::SigningKey;
+    ///
+    /// let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// let token = key.sign(&serde_json::json!({"sub": "alice"})).unwrap();
+    /// assert_eq!(token.split('.').count(), 3);
+    /// ```
     ///
     /// # Errors
     ///
@@ -151,6 +227,17 @@ impl SigningKey {
     }
 
     /// Signs arbitrary header and payload bytes (tests of malformed tokens use this).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::Algorithm;
+    /// use tower_bearer::signing::SigningKey;
+    ///
+    /// let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// let token = key.sign_raw(b"{\"alg\":\"none\"}", b"not json").unwrap();
+    /// assert!(token.starts_with("eyJhbGciOiJub25lIn0."));
+    /// ```
     ///
     /// # Errors
     ///
@@ -164,6 +251,17 @@ impl SigningKey {
     }
 
     /// The raw JWS signature of `message`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::Algorithm;
+    /// use tower_bearer::signing::SigningKey;
+    ///
+    /// let key = SigningKey::generate(Algorithm::ES256).unwrap();
+    /// // ES256 signatures are the fixed-size `r || s` pair.
+    /// assert_eq!(key.sign_bytes(b"message").unwrap().len(), 64);
+    /// ```
     ///
     /// # Errors
     ///
@@ -189,6 +287,22 @@ impl SigningKey {
 }
 
 /// RFC 7638 JWK thumbprint (SHA-256, base64url) over the required members in lexicographic order.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::signing::thumbprint;
+///
+/// // RFC 8037 §A.3.
+/// let jwk = serde_json::json!({
+///     "kty": "OKP", "crv": "Ed25519",
+///     "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+/// });
+/// assert_eq!(
+///     thumbprint(jwk.as_object().unwrap()),
+///     "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+/// );
+/// ```
 pub fn thumbprint(jwk: &Map<String, Value>) -> String {
     let members: &[&str] = match jwk.get("kty").and_then(Value::as_str) {
         Some("RSA") => &["e", "kty", "n"],

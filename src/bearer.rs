@@ -38,9 +38,30 @@ use http::{HeaderMap, Uri};
 use crate::error::{AuthError, RequestError, TokenError};
 
 /// Default maximum token length in bytes (8 KiB).
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::bearer::{BearerOptions, DEFAULT_MAX_TOKEN_LEN};
+///
+/// assert_eq!(DEFAULT_MAX_TOKEN_LEN, 8192);
+/// assert_eq!(BearerOptions::default().max_token_len, DEFAULT_MAX_TOKEN_LEN);
+/// ```
 pub const DEFAULT_MAX_TOKEN_LEN: usize = 8 * 1024;
 
 /// How bearer tokens are read from requests.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::bearer::{extract_bearer, BearerOptions};
+///
+/// let opts = BearerOptions { allow_query_parameter: true, ..BearerOptions::default() };
+/// let uri: http::Uri = "/orders?access_token=abc".parse().unwrap();
+/// let headers = http::HeaderMap::new();
+/// let token = extract_bearer(&headers, &uri, &opts).unwrap();
+/// assert_eq!(token.as_deref(), Some("abc"));
+/// ```
 #[derive(Debug, Clone)]
 pub struct BearerOptions {
     /// Accept `?access_token=` (RFC 6750 §2.3). Off by default: query strings end up in logs.
@@ -61,6 +82,18 @@ impl Default for BearerOptions {
 /// Reads the bearer token of a request.
 ///
 /// Returns `Ok(None)` when there are no bearer credentials (no header, or another scheme).
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::bearer::{extract_bearer, BearerOptions};
+///
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("authorization", "Basic dXNlcjpwdw==".parse().unwrap());
+/// let uri = http::Uri::from_static("/");
+/// let token = extract_bearer(&headers, &uri, &BearerOptions::default()).unwrap();
+/// assert_eq!(token, None);
+/// ```
 ///
 /// # Errors
 ///

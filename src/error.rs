@@ -28,6 +28,16 @@ use http::{HeaderValue, StatusCode};
 ///
 /// [`TokenError::reason`] is a stable, low-cardinality label (logs, metrics); the `Display` text
 /// is the terse human description.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::error::TokenError;
+///
+/// let err = TokenError::UnknownKey;
+/// assert_eq!(err.reason(), "unknown_key");
+/// assert_eq!(err.to_string(), "unknown signing key");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenError {
@@ -137,6 +147,15 @@ pub enum TokenError {
 
 impl TokenError {
     /// A stable snake_case label for logs and metrics.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::error::TokenError;
+    ///
+    /// assert_eq!(TokenError::InvalidSignature.reason(), "invalid_signature");
+    /// assert_eq!(TokenError::AlgNone.reason(), "alg_none");
+    /// ```
     pub fn reason(&self) -> &'static str {
         match self {
             Self::TooLarge => "too_large",
@@ -178,6 +197,17 @@ impl TokenError {
 }
 
 /// Why the request itself is malformed (RFC 6750 `invalid_request`, HTTP 400).
+///
+/// # Example
+///
+/// ```
+/// use http::StatusCode;
+/// use tower_bearer::error::{AuthError, RequestError};
+///
+/// let err = AuthError::InvalidRequest(RequestError::MalformedCredentials);
+/// assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+/// assert_eq!(err.reason(), "malformed_credentials");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum RequestError {
@@ -198,6 +228,14 @@ pub enum RequestError {
 
 impl RequestError {
     /// A stable snake_case label for logs and metrics.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::error::RequestError;
+    ///
+    /// assert_eq!(RequestError::MultipleCredentials.reason(), "multiple_credentials");
+    /// ```
     pub fn reason(&self) -> &'static str {
         match self {
             Self::MultipleCredentials => "multiple_credentials",
@@ -211,6 +249,17 @@ impl RequestError {
 /// Every way a request can fail authentication or authorization.
 ///
 /// See [`AuthError::status`] for the HTTP mapping and [`AuthError::grpc_code`] for gRPC.
+///
+/// # Example
+///
+/// ```
+/// use http::StatusCode;
+/// use tower_bearer::error::{AuthError, GrpcCode};
+///
+/// let err = AuthError::AccessDenied;
+/// assert_eq!(err.status(), StatusCode::FORBIDDEN);
+/// assert_eq!(err.grpc_code(), GrpcCode::PermissionDenied);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
@@ -251,6 +300,15 @@ pub enum AuthError {
 }
 
 /// The gRPC status codes the layers answer with.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::error::{AuthError, GrpcCode};
+///
+/// assert_eq!(AuthError::MissingCredentials.grpc_code(), GrpcCode::Unauthenticated);
+/// assert_eq!(GrpcCode::Unauthenticated.as_i32(), 16);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum GrpcCode {
@@ -266,6 +324,15 @@ pub enum GrpcCode {
 
 impl GrpcCode {
     /// The numeric code sent in `grpc-status`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::error::GrpcCode;
+    ///
+    /// assert_eq!(GrpcCode::PermissionDenied.as_i32(), 7);
+    /// assert_eq!(GrpcCode::Unavailable.as_i32(), 14);
+    /// ```
     pub fn as_i32(self) -> i32 {
         match self {
             Self::Unauthenticated => 16,
@@ -278,6 +345,18 @@ impl GrpcCode {
 
 impl AuthError {
     /// The HTTP status this error answers with by default.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http::StatusCode;
+    /// use tower_bearer::error::AuthError;
+    ///
+    /// let err = AuthError::KeysUnavailable { retry_after: Duration::from_secs(5) };
+    /// assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+    /// assert_eq!(AuthError::MissingCredentials.status(), StatusCode::UNAUTHORIZED);
+    /// ```
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MissingCredentials | Self::InvalidToken(_) | Self::AuthenticationRequired => {
@@ -293,6 +372,16 @@ impl AuthError {
     }
 
     /// The gRPC status code for this error.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::error::{AuthError, GrpcCode, TokenError};
+    ///
+    /// let err = AuthError::InvalidToken(TokenError::Expired);
+    /// assert_eq!(err.grpc_code(), GrpcCode::Unauthenticated);
+    /// assert_eq!(AuthError::NonCanonicalPath("dot_segment").grpc_code(), GrpcCode::InvalidArgument);
+    /// ```
     pub fn grpc_code(&self) -> GrpcCode {
         match self {
             Self::MissingCredentials | Self::InvalidToken(_) | Self::AuthenticationRequired => {
@@ -306,6 +395,16 @@ impl AuthError {
     }
 
     /// The RFC 6750 error code, if any (`invalid_request`, `invalid_token`, `insufficient_scope`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::error::{AuthError, TokenError};
+    ///
+    /// assert_eq!(AuthError::InvalidToken(TokenError::Expired).error_code(), Some("invalid_token"));
+    /// assert_eq!(AuthError::AccessDenied.error_code(), Some("insufficient_scope"));
+    /// assert_eq!(AuthError::MissingCredentials.error_code(), None);
+    /// ```
     pub fn error_code(&self) -> Option<&'static str> {
         match self {
             Self::MissingCredentials
@@ -320,6 +419,15 @@ impl AuthError {
     }
 
     /// A stable snake_case label for logs and metrics (`missing_credentials`, `expired`, ...).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::error::{AuthError, TokenError};
+    ///
+    /// assert_eq!(AuthError::MissingCredentials.reason(), "missing_credentials");
+    /// assert_eq!(AuthError::InvalidToken(TokenError::Expired).reason(), "expired");
+    /// ```
     pub fn reason(&self) -> &'static str {
         match self {
             Self::MissingCredentials => "missing_credentials",
@@ -339,6 +447,21 @@ impl AuthError {
     ///
     /// `realm` is quoted as given (characters outside RFC 6750's set are dropped);
     /// `describe` adds an `error_description` with the terse reason.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_bearer::error::AuthError;
+    ///
+    /// let err = AuthError::InsufficientScope { scope: Some(Arc::from("orders:write")) };
+    /// assert_eq!(
+    ///     err.www_authenticate(None, true).unwrap(),
+    ///     r#"Bearer error="insufficient_scope", error_description="insufficient scope", scope="orders:write""#
+    /// );
+    /// assert_eq!(AuthError::MissingCredentials.www_authenticate(None, false).unwrap(), "Bearer");
+    /// assert!(AuthError::PolicyUnavailable.www_authenticate(None, false).is_none());
+    /// ```
     pub fn www_authenticate(&self, realm: Option<&str>, describe: bool) -> Option<HeaderValue> {
         if matches!(
             self,
@@ -378,6 +501,16 @@ impl AuthError {
     }
 
     /// The terse human description (the `Display` text of the inner reason).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::error::{AuthError, TokenError};
+    ///
+    /// let err = AuthError::InvalidToken(TokenError::InvalidSignature);
+    /// assert_eq!(err.description(), "invalid signature");
+    /// assert_eq!(err.to_string(), "invalid token: invalid signature");
+    /// ```
     pub fn description(&self) -> String {
         match self {
             Self::InvalidRequest(r) => r.to_string(),
@@ -399,6 +532,15 @@ fn push_quoted(out: &mut String, s: &str) {
 /// A configuration mistake found while building a verifier, layer or client.
 ///
 /// Built once at start-up, never inside `call`.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::error::ConfigError;
+///
+/// let err = ConfigError::Missing("issuer-uri");
+/// assert_eq!(err.to_string(), "missing setting: issuer-uri");
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -442,6 +584,16 @@ pub enum ConfigError {
 }
 
 /// A failure of the crate's HTTP client (JWKS, discovery, token endpoint).
+///
+/// # Example
+///
+/// ```
+/// use http::StatusCode;
+/// use tower_bearer::error::HttpError;
+///
+/// let err = HttpError::Status(StatusCode::BAD_GATEWAY);
+/// assert_eq!(err.to_string(), "unexpected status 502 Bad Gateway");
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum HttpError {
@@ -469,6 +621,15 @@ pub enum HttpError {
 }
 
 /// The error type that carries arbitrary failures.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::error::{BoxError, ConfigError};
+///
+/// let err: BoxError = Box::new(ConfigError::InvalidKey("too short".into()));
+/// assert_eq!(err.to_string(), "invalid key: too short");
+/// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[cfg(test)]

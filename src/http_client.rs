@@ -42,16 +42,80 @@ use rustls::pki_types::CertificateDer;
 use crate::error::{ConfigError, HttpError};
 
 /// A boxed, `Send + 'static` future, as returned by [`HttpClient::send`] and key sources.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::http_client::BoxFuture;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let fut: BoxFuture<'static, u32> = Box::pin(async { 42 });
+/// assert_eq!(fut.await, 42);
+/// # }
+/// ```
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Sends one HTTP request and returns the whole response.
 ///
 /// Implementations must apply their own timeouts and size limits.
+///
+/// # Example
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{Request, Response, Uri};
+/// use tower_bearer::error::{ConfigError, HttpError};
+/// use tower_bearer::http_client::{parse_url, BoxFuture, HttpClient};
+///
+/// /// Answers every request with an empty JWK set.
+/// #[derive(Debug)]
+/// struct Canned;
+///
+/// impl HttpClient for Canned {
+///     fn send(&self, _req: Request<Bytes>) -> BoxFuture<'static, Result<Response<Bytes>, HttpError>> {
+///         Box::pin(async { Ok(Response::new(Bytes::from_static(br#"{"keys":[]}"#))) })
+///     }
+///     fn check_url(&self, url: &str) -> Result<Uri, ConfigError> {
+///         parse_url(url, false)
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let req = Request::get("https://idp.example/jwks").body(Bytes::new()).unwrap();
+/// let res = Canned.send(req).await.unwrap();
+/// assert_eq!(res.body().as_ref(), br#"{"keys":[]}"#);
+/// # }
+/// ```
 pub trait HttpClient: Send + Sync + fmt::Debug + 'static {
     /// Sends `req`; the response body is complete.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use bytes::Bytes;
+    /// use tower_bearer::http_client::{HttpClient, HttpClientConfig, HyperClient};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let client = HyperClient::new(HttpClientConfig::default()).unwrap();
+    /// let req = http::Request::get("https://idp.example/oauth2/jwks").body(Bytes::new()).unwrap();
+    /// let res = client.send(req).await.unwrap();
+    /// assert!(res.status().is_success());
+    /// # }
+    /// ```
     fn send(&self, req: Request<Bytes>) -> BoxFuture<'static, Result<Response<Bytes>, HttpError>>;
 
     /// Checks that a URL may be called (scheme and host policy).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::http_client::{HttpClient, HttpClientConfig, HyperClient};
+    ///
+    /// let client = HyperClient::new(HttpClientConfig::default()).unwrap();
+    /// let uri = client.check_url("https://idp.example/jwks").unwrap();
+    /// assert_eq!(uri.host(), Some("idp.example"));
+    /// assert!(client.check_url("ftp://idp.example/jwks").is_err());
+    /// ```
     ///
     /// # Errors
     ///
@@ -60,6 +124,18 @@ pub trait HttpClient: Send + Sync + fmt::Debug + 'static {
 }
 
 /// Settings of [`HyperClient`] (`security.http-client` in YAML).
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bearer::http_client::HttpClientConfig;
+///
+/// let config = HttpClientConfig::default();
+/// assert_eq!(config.timeout, Duration::from_secs(5));
+/// assert_eq!(config.max_body_bytes, 1024 * 1024);
+/// assert!(!config.allow_insecure_http);
+/// ```
 #[derive(Debug, Clone)]
 pub struct HttpClientConfig {
     /// Per-call timeout, connect included. Default 5 s.
@@ -90,6 +166,16 @@ impl Default for HttpClientConfig {
 }
 
 /// The default [`HttpClient`]: hyper over rustls (aws-lc-rs), system roots plus `ca_file`.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::http_client::{HttpClient, HttpClientConfig, HyperClient};
+///
+/// let client = HyperClient::new(HttpClientConfig::default()).unwrap();
+/// assert!(client.check_url("http://localhost:8080/jwks").is_ok());
+/// assert!(client.check_url("http://idp.example/jwks").is_err());
+/// ```
 #[derive(Clone)]
 pub struct HyperClient {
     inner: Arc<HyperInner>,
@@ -111,6 +197,19 @@ impl fmt::Debug for HyperClient {
 impl HyperClient {
     /// Builds the client. Loads the system root certificates and `ca_file` once.
     ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::http_client::{HttpClient, HttpClientConfig, HyperClient};
+    ///
+    /// let client = HyperClient::new(HttpClientConfig {
+    ///     allow_insecure_http: true,
+    ///     ..Default::default()
+    /// })
+    /// .unwrap();
+    /// assert!(client.check_url("http://idp.example/jwks").is_ok());
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`ConfigError`] when `ca_file` cannot be read or holds no certificate, or when no root
@@ -126,6 +225,15 @@ impl HyperClient {
     }
 
     /// The settings this client was built with.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::http_client::{HttpClientConfig, HyperClient};
+    ///
+    /// let client = HyperClient::new(HttpClientConfig { max_redirects: 0, ..Default::default() }).unwrap();
+    /// assert_eq!(client.config().max_redirects, 0);
+    /// ```
     pub fn config(&self) -> &HttpClientConfig {
         &self.inner.config
     }
@@ -197,10 +305,6 @@ impl HttpClient for HyperClient {
 /// plus `config.ca_file`, connect timeout and `TCP_NODELAY` — what [`HyperClient`] uses, for
 /// callers that build their own hyper client (e.g. with an outbound injection layer).
 ///
-/// # Errors
-///
-/// [`ConfigError`] when `ca_file` cannot be read or holds no certificate.
-///
 /// # Example
 ///
 /// ```
@@ -212,6 +316,10 @@ impl HttpClient for HyperClient {
 ///         .build(connector);
 /// # let _ = client;
 /// ```
+///
+/// # Errors
+///
+/// [`ConfigError`] when `ca_file` cannot be read or holds no certificate.
 pub fn https_connector(
     config: &HttpClientConfig,
 ) -> Result<HttpsConnector<HttpConnector>, ConfigError> {
@@ -269,6 +377,20 @@ pub fn https_connector(
 }
 
 /// Parses `url` and applies the scheme policy.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::error::ConfigError;
+/// use tower_bearer::http_client::parse_url;
+///
+/// assert_eq!(parse_url("https://idp.example/jwks", false).unwrap().path(), "/jwks");
+/// assert!(parse_url("http://[::1]:8080/jwks", false).is_ok());
+/// assert!(matches!(
+///     parse_url("http://idp.example/jwks", false),
+///     Err(ConfigError::InsecureUrl(_))
+/// ));
+/// ```
 ///
 /// # Errors
 ///

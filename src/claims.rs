@@ -40,6 +40,18 @@ use crate::error::TokenError;
 /// Which claims hold the user id, roles, permissions and tenant (`security.resource-server.claims`).
 ///
 /// Names may be dotted paths into nested objects, e.g. Keycloak's `realm_access.roles`.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::claims::{ClaimMapping, CurrentUser};
+///
+/// let mapping = ClaimMapping { roles: "realm_access.roles".into(), ..ClaimMapping::default() };
+/// let claims = serde_json::json!({"sub": "alice", "realm_access": {"roles": ["admin"]}});
+/// let user = CurrentUser::from_claims(claims.as_object().unwrap().clone(), &mapping.compile())
+///     .unwrap();
+/// assert!(user.has_role("admin"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimMapping {
     /// The user id claim; falls back to `sub`. Default `uid`.
@@ -68,6 +80,17 @@ impl Default for ClaimMapping {
 
 impl ClaimMapping {
     /// Splits the dotted paths once.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    ///
+    /// let compiled = ClaimMapping { tenant: "org.id".into(), ..ClaimMapping::default() }.compile();
+    /// let claims = serde_json::json!({"sub": "bob", "org": {"id": "acme"}});
+    /// let user = CurrentUser::from_claims(claims.as_object().unwrap().clone(), &compiled).unwrap();
+    /// assert_eq!(user.tenant(), Some("acme"));
+    /// ```
     pub fn compile(&self) -> CompiledMapping {
         CompiledMapping(Arc::new(self.compile_inner()))
     }
@@ -90,6 +113,18 @@ impl ClaimMapping {
 }
 
 /// A [`ClaimMapping`] with its paths split, ready for every request. Cheap to clone.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::claims::{ClaimMapping, CompiledMapping, CurrentUser};
+///
+/// let compiled: CompiledMapping = ClaimMapping::default().compile();
+/// let claims = serde_json::json!({"sub": "alice", "uid": "u-1"});
+/// let user = CurrentUser::from_claims(claims.as_object().unwrap().clone(), &compiled.clone())
+///     .unwrap();
+/// assert_eq!(user.user_id(), Some("u-1"));
+/// ```
 #[derive(Debug, Clone)]
 pub struct CompiledMapping(Arc<MappingInner>);
 
@@ -104,7 +139,19 @@ struct MappingInner {
 
 /// The authenticated caller, built from verified claims. Cheap to clone.
 ///
-/// See the [module docs](crate::claims) for an example.
+/// See the [module docs](crate::claims) for a fuller example.
+///
+/// # Example
+///
+/// ```
+/// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+/// # let claims = serde_json::json!({"sub": "alice", "roles": ["admin"]});
+/// # let user = CurrentUser::from_claims(
+/// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+/// let copy = user.clone(); // cheap: shares the claims
+/// assert_eq!(copy.subject(), Some("alice"));
+/// assert!(copy.has_role("admin"));
+/// ```
 #[derive(Clone)]
 pub struct CurrentUser(Arc<UserInner>);
 
@@ -129,6 +176,15 @@ struct UserInner {
 }
 
 /// What the authentication layer decided for a request (in request extensions).
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::claims::Authentication;
+///
+/// let auth = Authentication::Anonymous;
+/// assert!(auth.user().is_none());
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Authentication {
@@ -140,6 +196,19 @@ pub enum Authentication {
 
 impl Authentication {
     /// The user, if authenticated.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice"});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// use tower_bearer::claims::Authentication;
+    ///
+    /// let auth = Authentication::User(user);
+    /// assert_eq!(auth.user().and_then(|u| u.subject()), Some("alice"));
+    /// ```
     pub fn user(&self) -> Option<&CurrentUser> {
         match self {
             Self::User(u) => Some(u),
@@ -215,6 +284,20 @@ fn contains(set: &[String], item: &str) -> bool {
 impl CurrentUser {
     /// Builds the user from verified claims.
     ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// use tower_bearer::error::TokenError;
+    ///
+    /// let mapping = ClaimMapping::default().compile();
+    /// let ok = serde_json::json!({"sub": "alice", "scope": "read"});
+    /// assert!(CurrentUser::from_claims(ok.as_object().unwrap().clone(), &mapping).is_ok());
+    /// let bad = serde_json::json!({"sub": "alice", "roles": 7});
+    /// let err = CurrentUser::from_claims(bad.as_object().unwrap().clone(), &mapping).unwrap_err();
+    /// assert_eq!(err, TokenError::InvalidClaim);
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`TokenError::InvalidClaim`] when a well-known claim has the wrong JSON type,
@@ -279,30 +362,101 @@ impl CurrentUser {
     }
 
     /// The `sub` claim.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice"});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// assert_eq!(user.subject(), Some("alice"));
+    /// ```
     pub fn subject(&self) -> Option<&str> {
         self.0.subject.as_deref()
     }
     /// The user id claim (default `uid`), else `sub`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice", "uid": 42});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// assert_eq!(user.user_id(), Some("42"));
+    /// ```
     pub fn user_id(&self) -> Option<&str> {
         self.0.user_id.as_deref()
     }
     /// Whether the token carries the user id claim itself (not only `sub`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice"});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// assert_eq!(user.user_id(), Some("alice"));
+    /// assert!(!user.has_user_id_claim());
+    /// ```
     pub fn has_user_id_claim(&self) -> bool {
         self.0.user_id_claim
     }
     /// The tenant claim.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice", "tenant": "acme"});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// assert_eq!(user.tenant(), Some("acme"));
+    /// ```
     pub fn tenant(&self) -> Option<&str> {
         self.0.tenant.as_deref()
     }
     /// The policy version claim `pv`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice", "pv": 3});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// assert_eq!(user.policy_version(), Some(3));
+    /// ```
     pub fn policy_version(&self) -> Option<i64> {
         self.0.policy_version
     }
     /// The `client_id` claim.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "svc", "client_id": "billing"});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// assert_eq!(user.client_id(), Some("billing"));
+    /// ```
     pub fn client_id(&self) -> Option<&str> {
         self.0.client_id.as_deref()
     }
     /// The `iss` claim.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"iss": "https://auth.example", "sub": "alice"});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// assert_eq!(user.issuer(), "https://auth.example");
+    /// ```
     pub fn issuer(&self) -> &str {
         self.0
             .claims
@@ -311,14 +465,44 @@ impl CurrentUser {
             .unwrap_or_default()
     }
     /// The `aud` claim as a list.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice", "aud": "orders"});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// assert_eq!(user.audiences(), ["orders"]);
+    /// ```
     pub fn audiences(&self) -> &[String] {
         self.set(&self.0.audiences, |c| c.get("aud"))
     }
     /// The `exp` claim (Unix seconds).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice", "exp": 2000000000});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// assert_eq!(user.expires_at(), 2_000_000_000);
+    /// ```
     pub fn expires_at(&self) -> u64 {
         self.0.expires_at
     }
     /// Scopes from `scope` (or `scp`), sorted.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice", "scope": "write read"});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// assert_eq!(user.scopes(), ["read", "write"]);
+    /// ```
     pub fn scopes(&self) -> &[String] {
         // `scope` wins over `scp` when both are present.
         self.set(&self.0.scopes, |c| match c.get("scope") {
@@ -327,11 +511,31 @@ impl CurrentUser {
         })
     }
     /// Roles, sorted.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice", "roles": ["user", "admin"]});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// assert_eq!(user.roles(), ["admin", "user"]);
+    /// ```
     pub fn roles(&self) -> &[String] {
         let mapping = self.0.mapping.clone();
         self.set(&self.0.roles, move |c| path(c, &mapping.0.roles))
     }
     /// Permissions, sorted.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice", "permissions": ["order:read"]});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// assert_eq!(user.permissions(), ["order:read"]);
+    /// ```
     pub fn permissions(&self) -> &[String] {
         let mapping = self.0.mapping.clone();
         self.set(&self.0.permissions, move |c| {
@@ -352,19 +556,64 @@ impl CurrentUser {
         })
     }
     /// Whether the token has this scope (reads scopes only).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice", "scope": "orders.read", "roles": ["admin"]});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// assert!(user.has_scope("orders.read"));
+    /// assert!(!user.has_scope("admin"));
+    /// ```
     pub fn has_scope(&self, scope: &str) -> bool {
         contains(self.scopes(), scope)
     }
     /// Whether the user has this role (reads roles only; no `ROLE_` prefix).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice", "roles": ["admin"]});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// assert!(user.has_role("admin"));
+    /// assert!(!user.has_role("ROLE_admin"));
+    /// ```
     pub fn has_role(&self, role: &str) -> bool {
         contains(self.roles(), role)
     }
     /// Whether the user has this permission (reads permissions only).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice", "permissions": ["order:delete"]});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// assert!(user.has_permission("order:delete"));
+    /// assert!(!user.has_permission("order:create"));
+    /// ```
     pub fn has_permission(&self, permission: &str) -> bool {
         contains(self.permissions(), permission)
     }
     /// Spring-style authority check: `SCOPE_x` reads scopes, `ROLE_x` reads roles, anything
     /// else reads permissions and the merged `authorities` claim.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice", "scope": "read", "roles": ["admin"]});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// assert!(user.has_authority("SCOPE_read"));
+    /// assert!(user.has_authority("ROLE_admin"));
+    /// assert!(!user.has_authority("admin"));
+    /// ```
     pub fn has_authority(&self, authority: &str) -> bool {
         if let Some(scope) = authority.strip_prefix("SCOPE_") {
             return self.has_scope(scope);
@@ -376,6 +625,16 @@ impl CurrentUser {
     }
     /// Every authority, Spring-style (`SCOPE_…`, `ROLE_…`, permissions, merged authorities),
     /// built on first use.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice", "scope": "read", "roles": ["admin"], "permissions": ["p"]});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// assert_eq!(user.authorities(), ["ROLE_admin", "SCOPE_read", "p"]);
+    /// ```
     pub fn authorities(&self) -> &[String] {
         self.0.all_authorities.get_or_init(|| {
             let mut all: Vec<String> = self
@@ -397,10 +656,32 @@ impl CurrentUser {
         })
     }
     /// All verified claims, as sent.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice", "custom": true});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// assert_eq!(user.claims().len(), 2);
+    /// assert_eq!(user.claims()["custom"], true);
+    /// ```
     pub fn claims(&self) -> &Map<String, Value> {
         &self.0.claims
     }
     /// One verified claim.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice", "email": "a@example.com"});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// assert_eq!(user.claim("email").and_then(|v| v.as_str()), Some("a@example.com"));
+    /// assert!(user.claim("missing").is_none());
+    /// ```
     pub fn claim(&self, name: &str) -> Option<&Value> {
         self.0.claims.get(name)
     }
@@ -423,6 +704,19 @@ impl fmt::Debug for CurrentUser {
 ///
 /// Default (RFC 9068 §2.2): `sub` equals `client_id` and there is no user id claim. Or a
 /// configured claim with a configured string value, e.g. `gty: client-credentials`.
+///
+/// # Example
+///
+/// ```
+/// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+/// # let claims = serde_json::json!({"sub": "svc", "gty": "client-credentials"});
+/// # let user = CurrentUser::from_claims(
+/// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+/// use tower_bearer::claims::ServiceTokenRule;
+///
+/// let rule = ServiceTokenRule::Claim { name: "gty".into(), value: "client-credentials".into() };
+/// assert!(rule.matches(&user));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ServiceTokenRule {
@@ -440,6 +734,20 @@ pub enum ServiceTokenRule {
 
 impl ServiceTokenRule {
     /// Whether `user` is a service token under this rule.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::claims::{ClaimMapping, CurrentUser, ServiceTokenRule};
+    ///
+    /// let mapping = ClaimMapping::default().compile();
+    /// let svc = serde_json::json!({"sub": "billing", "client_id": "billing"});
+    /// let svc = CurrentUser::from_claims(svc.as_object().unwrap().clone(), &mapping).unwrap();
+    /// let human = serde_json::json!({"sub": "alice", "client_id": "web", "uid": 42});
+    /// let human = CurrentUser::from_claims(human.as_object().unwrap().clone(), &mapping).unwrap();
+    /// assert!(ServiceTokenRule::SubjectIsClient.matches(&svc));
+    /// assert!(!ServiceTokenRule::default().matches(&human));
+    /// ```
     pub fn matches(&self, user: &CurrentUser) -> bool {
         match self {
             Self::SubjectIsClient => {

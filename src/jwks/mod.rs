@@ -46,6 +46,17 @@ pub(crate) use provider::{KeyProvider, Lookup, RemoteSource};
 /// A JWS signature algorithm this crate verifies.
 ///
 /// ES512 and Ed448 are not supported: keys for them are skipped, tokens refused.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::jwks::Algorithm;
+///
+/// let alg: Algorithm = "ES256".parse().unwrap();
+/// assert_eq!(alg, Algorithm::ES256);
+/// assert_eq!(alg.to_string(), "ES256");
+/// assert!("ES512".parse::<Algorithm>().is_err());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Algorithm {
@@ -77,6 +88,15 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// Every algorithm, in declaration order.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::Algorithm;
+    ///
+    /// assert_eq!(Algorithm::ALL.len(), 12);
+    /// assert_eq!(Algorithm::ALL.iter().filter(|a| a.is_hmac()).count(), 3);
+    /// ```
     pub const ALL: [Algorithm; 12] = [
         Self::RS256,
         Self::RS384,
@@ -92,6 +112,15 @@ impl Algorithm {
         Self::HS512,
     ];
     /// The default allow-list: every asymmetric algorithm (each key still binds its own).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::Algorithm;
+    ///
+    /// assert!(Algorithm::ASYMMETRIC.contains(&Algorithm::EdDSA));
+    /// assert!(!Algorithm::ASYMMETRIC.iter().any(|a| a.is_hmac()));
+    /// ```
     pub const ASYMMETRIC: [Algorithm; 9] = [
         Self::RS256,
         Self::RS384,
@@ -105,6 +134,15 @@ impl Algorithm {
     ];
 
     /// The JWA name (`"RS256"`, ...).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::Algorithm;
+    ///
+    /// assert_eq!(Algorithm::PS256.as_str(), "PS256");
+    /// assert_eq!(Algorithm::EdDSA.as_str(), "EdDSA");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Self::RS256 => "RS256",
@@ -123,6 +161,15 @@ impl Algorithm {
     }
 
     /// HMAC (shared secret) algorithms.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::Algorithm;
+    ///
+    /// assert!(Algorithm::HS256.is_hmac());
+    /// assert!(!Algorithm::RS256.is_hmac());
+    /// ```
     pub fn is_hmac(self) -> bool {
         matches!(self, Self::HS256 | Self::HS384 | Self::HS512)
     }
@@ -254,6 +301,17 @@ impl fmt::Debug for KeyEntry {
 }
 
 /// An immutable snapshot of verification keys.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::jwks::{Algorithm, KeySet};
+/// use tower_bearer::signing::SigningKey;
+///
+/// let key = SigningKey::generate(Algorithm::ES256).unwrap();
+/// let set = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::ES256]).unwrap();
+/// assert_eq!(set.kids().collect::<Vec<_>>(), [key.kid()]);
+/// ```
 #[derive(Default)]
 pub struct KeySet {
     keys: Vec<KeyEntry>,
@@ -297,12 +355,34 @@ struct RawJwks {
 
 impl KeySet {
     /// An empty set (no token verifies against it).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::KeySet;
+    ///
+    /// let set = KeySet::empty();
+    /// assert!(set.is_empty());
+    /// assert_eq!(set.len(), 0);
+    /// ```
     pub fn empty() -> Self {
         Self::default()
     }
 
     /// Parses a JWKS document (`{"keys":[...]}`), keeping the keys usable with `allowed`.
     /// `oct` keys are skipped: shared secrets come only from [`KeySet::with_hmac_secret`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::{Algorithm, KeySet};
+    /// use tower_bearer::signing::SigningKey;
+    ///
+    /// let jwks = SigningKey::generate(Algorithm::EdDSA).unwrap().jwks().to_string();
+    /// assert_eq!(KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap().len(), 1);
+    /// // The key is Ed25519: with an RSA-only allow-list nothing is usable.
+    /// assert!(KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::RS256]).is_err());
+    /// ```
     ///
     /// # Errors
     ///
@@ -341,6 +421,20 @@ impl KeySet {
     }
 
     /// Adds a PEM public key (`-----BEGIN PUBLIC KEY-----`, SubjectPublicKeyInfo) for `alg`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::{Algorithm, KeySet};
+    ///
+    /// // The Ed25519 public key of RFC 8037 §A.2.
+    /// let pem = b"-----BEGIN PUBLIC KEY-----
+    /// MCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=
+    /// -----END PUBLIC KEY-----";
+    /// let set = KeySet::empty().with_pem(pem, Algorithm::EdDSA, Some("ed1")).unwrap();
+    /// assert_eq!(set.kids().collect::<Vec<_>>(), ["ed1"]);
+    /// assert!(KeySet::empty().with_pem(pem, Algorithm::HS256, None).is_err());
+    /// ```
     ///
     /// # Errors
     ///
@@ -387,6 +481,17 @@ impl KeySet {
 
     /// Adds a shared HMAC secret for `alg` (HS256/384/512).
     ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::{Algorithm, KeySet};
+    ///
+    /// let set = KeySet::empty().with_hmac_secret(&[7u8; 32], Algorithm::HS256, Some("s1")).unwrap();
+    /// assert_eq!(set.len(), 1);
+    /// // Shorter than the SHA-256 output: refused.
+    /// assert!(KeySet::empty().with_hmac_secret(b"short", Algorithm::HS256, None).is_err());
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`ConfigError::InvalidKey`] when `alg` is not HMAC or the secret is shorter than the
@@ -424,16 +529,51 @@ impl KeySet {
     }
 
     /// Number of usable keys.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::{Algorithm, KeySet};
+    ///
+    /// let set = KeySet::empty()
+    ///     .with_hmac_secret(&[1u8; 32], Algorithm::HS256, Some("a"))
+    ///     .and_then(|s| s.with_hmac_secret(&[2u8; 32], Algorithm::HS256, Some("b")))
+    ///     .unwrap();
+    /// assert_eq!(set.len(), 2);
+    /// ```
     pub fn len(&self) -> usize {
         self.keys.len()
     }
 
     /// `true` when no key is usable.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::{Algorithm, KeySet};
+    ///
+    /// assert!(KeySet::empty().is_empty());
+    /// let set = KeySet::empty().with_hmac_secret(&[1u8; 32], Algorithm::HS256, None).unwrap();
+    /// assert!(!set.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
     /// The key ids in this set.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::{Algorithm, KeySet};
+    ///
+    /// // A key without `kid` is usable but not listed.
+    /// let set = KeySet::empty()
+    ///     .with_hmac_secret(&[1u8; 32], Algorithm::HS256, Some("k1"))
+    ///     .and_then(|s| s.with_hmac_secret(&[2u8; 32], Algorithm::HS256, None))
+    ///     .unwrap();
+    /// assert_eq!(set.kids().collect::<Vec<_>>(), ["k1"]);
+    /// ```
     pub fn kids(&self) -> impl Iterator<Item = &str> {
         self.keys.iter().filter_map(|k| k.kid.as_deref())
     }
@@ -667,6 +807,19 @@ fn parse_jwk(jwk: &RawJwk, allowed: AlgSet, allow_oct: bool) -> Result<KeyEntry,
 }
 
 /// Where an issuer's keys come from.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use tower_bearer::jwks::{Algorithm, KeySet, KeySource};
+/// use tower_bearer::verify::IssuerConfig;
+///
+/// let keys = KeySet::empty().with_hmac_secret(&[1u8; 32], Algorithm::HS256, None).unwrap();
+/// let source = KeySource::Static(Arc::new(keys));
+/// assert_eq!(format!("{source:?}"), "Static(1)");
+/// let _issuer = IssuerConfig::new("https://auth.example", source);
+/// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum KeySource {

@@ -16,6 +16,21 @@ use crate::http_client::HttpClient;
 use crate::telemetry;
 
 /// Timing of remote key sets (JWKS URL or discovery).
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bearer::jwks::RemoteOptions;
+/// use tower_bearer::verify::{IssuerConfig, Verifier};
+///
+/// let opts = RemoteOptions { max_staleness: Duration::from_secs(3600), ..RemoteOptions::default() };
+/// assert_eq!(opts.refresh_interval, Duration::from_secs(300));
+/// let builder = Verifier::builder()
+///     .issuer(IssuerConfig::jwks_uri("https://auth.example", "https://auth.example/jwks"))
+///     .remote_options(opts);
+/// # let _ = builder;
+/// ```
 #[derive(Debug, Clone)]
 pub struct RemoteOptions {
     /// Refresh interval when the JWKS answer has no `Cache-Control: max-age`. Default 5 min.

@@ -72,13 +72,55 @@ use crate::jwks::{
 use cache::{Entry, TokenCache};
 
 /// Default leeway for `exp`, `nbf` and `iat`.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bearer::verify::DEFAULT_LEEWAY;
+///
+/// assert_eq!(DEFAULT_LEEWAY, Duration::from_secs(60));
+/// ```
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 /// Default size of the verified-token cache.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::verify::DEFAULT_TOKEN_CACHE_ENTRIES;
+///
+/// assert_eq!(DEFAULT_TOKEN_CACHE_ENTRIES, 100_000);
+/// ```
 pub const DEFAULT_TOKEN_CACHE_ENTRIES: usize = 100_000;
 /// Latest accepted NumericDate (9999-12-31T23:59:59Z): anything later is absurd.
 const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
 
 /// One trusted issuer and where its keys come from.
+///
+/// # Example
+///
+/// ```
+/// # use tower_bearer::jwks::{Algorithm, KeySet};
+/// # use tower_bearer::signing::SigningKey;
+/// # use tower_bearer::verify::{IssuerConfig, Verifier};
+/// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+/// # let jwks = key.jwks().to_string();
+/// # let issuer = || IssuerConfig::static_keys("https://auth.example",
+/// #     KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap());
+/// # let token = |extra: serde_json::Value| {
+/// #     let mut c = serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+/// #         "sub": "alice", "exp": 4_000_000_000u64});
+/// #     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+/// #     key.sign(&c).unwrap()
+/// # };
+/// let verifier = Verifier::builder()
+///     .issuer(issuer())
+///     .issuer(IssuerConfig::discovery("https://login.partner.example"))
+///     .audience("orders")
+///     .build()
+///     .unwrap();
+/// assert!(verifier.try_verify(&token(serde_json::json!({}))).is_ok());
+/// ```
 #[derive(Debug, Clone)]
 pub struct IssuerConfig {
     issuer: String,
@@ -87,6 +129,17 @@ pub struct IssuerConfig {
 
 impl IssuerConfig {
     /// An issuer with an explicit key source.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::KeySource;
+    /// use tower_bearer::verify::{IssuerConfig, Verifier};
+    ///
+    /// let source = KeySource::DiscoveryAt("https://idp.internal".into());
+    /// let issuer = IssuerConfig::new("https://auth.example", source);
+    /// assert!(Verifier::builder().issuer(issuer).audience("orders").build().is_ok());
+    /// ```
     pub fn new(issuer: impl Into<String>, source: KeySource) -> Self {
         Self {
             issuer: issuer.into(),
@@ -94,20 +147,88 @@ impl IssuerConfig {
         }
     }
     /// Keys from a JWKS URL.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::verify::{IssuerConfig, Verifier};
+    ///
+    /// let ok = IssuerConfig::jwks_uri("https://auth.example", "https://auth.example/jwks");
+    /// assert!(Verifier::builder().issuer(ok).audience("orders").build().is_ok());
+    /// // Plain http:// is refused for a non-loopback host.
+    /// let bad = IssuerConfig::jwks_uri("https://auth.example", "http://auth.example/jwks");
+    /// assert!(Verifier::builder().issuer(bad).audience("orders").build().is_err());
+    /// ```
     pub fn jwks_uri(issuer: impl Into<String>, url: impl Into<String>) -> Self {
         Self::new(issuer, KeySource::JwksUri(url.into()))
     }
     /// Keys found through OIDC / RFC 8414 discovery of the issuer URL.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::verify::{IssuerConfig, Verifier};
+    ///
+    /// let issuer = IssuerConfig::discovery("https://auth.example");
+    /// let verifier = Verifier::builder().issuer(issuer).audience("orders").build();
+    /// assert!(verifier.is_ok());
+    /// ```
     pub fn discovery(issuer: impl Into<String>) -> Self {
         Self::new(issuer, KeySource::Discovery)
     }
     /// Fixed keys.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::verify::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let jwks = key.jwks().to_string();
+    /// # let issuer = || IssuerConfig::static_keys("https://auth.example",
+    /// #     KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap());
+    /// # let token = |extra: serde_json::Value| {
+    /// #     let mut c = serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+    /// #         "sub": "alice", "exp": 4_000_000_000u64});
+    /// #     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    /// #     key.sign(&c).unwrap()
+    /// # };
+    /// let verifier = Verifier::builder()
+    ///     .issuer(IssuerConfig::static_keys("https://auth.example",
+    ///         KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap()))
+    ///     .audience("orders")
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(verifier.try_verify(&token(serde_json::json!({}))).is_ok());
+    /// ```
     pub fn static_keys(issuer: impl Into<String>, keys: KeySet) -> Self {
         Self::new(issuer, KeySource::Static(Arc::new(keys)))
     }
 }
 
-/// Builds a [`Verifier`]. See the [module docs](crate::verify) for an example.
+/// Builds a [`Verifier`]. See the [module docs](crate::verify) for a fuller example.
+///
+/// # Example
+///
+/// ```
+/// # use tower_bearer::jwks::{Algorithm, KeySet};
+/// # use tower_bearer::signing::SigningKey;
+/// # use tower_bearer::verify::{IssuerConfig, Verifier};
+/// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+/// # let jwks = key.jwks().to_string();
+/// # let issuer = || IssuerConfig::static_keys("https://auth.example",
+/// #     KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap());
+/// # let token = |extra: serde_json::Value| {
+/// #     let mut c = serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+/// #         "sub": "alice", "exp": 4_000_000_000u64});
+/// #     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+/// #     key.sign(&c).unwrap()
+/// # };
+/// let builder = Verifier::builder().issuer(issuer()).audience("orders");
+/// let verifier = builder.build().unwrap();
+/// assert_eq!(verifier.try_verify(&token(serde_json::json!({}))).unwrap().subject(), Some("alice"));
+/// ```
 #[must_use]
 pub struct VerifierBuilder {
     issuers: Vec<IssuerConfig>,
@@ -159,31 +280,194 @@ impl Default for VerifierBuilder {
 
 impl VerifierBuilder {
     /// Trusts an issuer (call once per issuer; the token's `iss` picks one).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::verify::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let jwks = key.jwks().to_string();
+    /// # let issuer = || IssuerConfig::static_keys("https://auth.example",
+    /// #     KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap());
+    /// # let token = |extra: serde_json::Value| {
+    /// #     let mut c = serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+    /// #         "sub": "alice", "exp": 4_000_000_000u64});
+    /// #     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    /// #     key.sign(&c).unwrap()
+    /// # };
+    /// use tower_bearer::error::{AuthError, TokenError};
+    ///
+    /// let verifier = Verifier::builder().issuer(issuer()).audience("orders").build().unwrap();
+    /// let other = token(serde_json::json!({"iss": "https://evil.example"}));
+    /// assert_eq!(
+    ///     verifier.try_verify(&other).unwrap_err(),
+    ///     AuthError::InvalidToken(TokenError::UntrustedIssuer)
+    /// );
+    /// ```
     pub fn issuer(mut self, issuer: IssuerConfig) -> Self {
         self.issuers.push(issuer);
         self
     }
     /// Accepts tokens whose `aud` contains this audience (call again for more).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::verify::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let jwks = key.jwks().to_string();
+    /// # let issuer = || IssuerConfig::static_keys("https://auth.example",
+    /// #     KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap());
+    /// # let token = |extra: serde_json::Value| {
+    /// #     let mut c = serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+    /// #         "sub": "alice", "exp": 4_000_000_000u64});
+    /// #     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    /// #     key.sign(&c).unwrap()
+    /// # };
+    /// let verifier = Verifier::builder()
+    ///     .issuer(issuer())
+    ///     .audience("orders")
+    ///     .audience("billing")
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(verifier.try_verify(&token(serde_json::json!({"aud": ["billing"]}))).is_ok());
+    /// assert!(verifier.try_verify(&token(serde_json::json!({"aud": "shipping"}))).is_err());
+    /// ```
     pub fn audience(mut self, aud: impl Into<String>) -> Self {
         self.audiences.push(aud.into());
         self
     }
     /// The algorithm allow-list (default: every asymmetric algorithm).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::verify::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let jwks = key.jwks().to_string();
+    /// # let issuer = || IssuerConfig::static_keys("https://auth.example",
+    /// #     KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap());
+    /// # let token = |extra: serde_json::Value| {
+    /// #     let mut c = serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+    /// #         "sub": "alice", "exp": 4_000_000_000u64});
+    /// #     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    /// #     key.sign(&c).unwrap()
+    /// # };
+    /// let verifier = Verifier::builder()
+    ///     .issuer(issuer())
+    ///     .audience("orders")
+    ///     .algorithms([Algorithm::ES256])
+    ///     .build()
+    ///     .unwrap();
+    /// // The token is EdDSA-signed: refused.
+    /// assert!(verifier.try_verify(&token(serde_json::json!({}))).is_err());
+    /// ```
     pub fn algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {
         self.algorithms = algs.into_iter().collect();
         self
     }
     /// Clock skew tolerated for `exp`, `nbf` and `iat` (default 60 s).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::verify::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let jwks = key.jwks().to_string();
+    /// # let issuer = || IssuerConfig::static_keys("https://auth.example",
+    /// #     KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap());
+    /// # let token = |extra: serde_json::Value| {
+    /// #     let mut c = serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+    /// #         "sub": "alice", "exp": 4_000_000_000u64});
+    /// #     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    /// #     key.sign(&c).unwrap()
+    /// # };
+    /// use std::{sync::Arc, time::Duration};
+    /// use tower_bearer::clock::ManualClock;
+    ///
+    /// let clock = Arc::new(ManualClock::new(1_000_030)); // 30 s after `exp`
+    /// let build = |leeway| Verifier::builder().issuer(issuer()).audience("orders")
+    ///     .clock(clock.clone()).leeway(leeway).build().unwrap();
+    /// let t = token(serde_json::json!({"exp": 1_000_000}));
+    /// assert!(build(Duration::from_secs(60)).try_verify(&t).is_ok());
+    /// assert!(build(Duration::ZERO).try_verify(&t).is_err());
+    /// ```
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
     }
     /// Requires the JOSE `typ` header (e.g. `at+jwt`; `application/` prefix and case ignored).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::verify::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let jwks = key.jwks().to_string();
+    /// # let issuer = || IssuerConfig::static_keys("https://auth.example",
+    /// #     KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap());
+    /// # let token = |extra: serde_json::Value| {
+    /// #     let mut c = serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+    /// #         "sub": "alice", "exp": 4_000_000_000u64});
+    /// #     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    /// #     key.sign(&c).unwrap()
+    /// # };
+    /// use tower_bearer::error::{AuthError, TokenError};
+    ///
+    /// let verifier =
+    ///     Verifier::builder().issuer(issuer()).audience("orders").typ("at+jwt").build().unwrap();
+    /// // `SigningKey::sign` writes `typ: JWT`.
+    /// assert_eq!(
+    ///     verifier.try_verify(&token(serde_json::json!({}))).unwrap_err(),
+    ///     AuthError::InvalidToken(TokenError::WrongType)
+    /// );
+    /// ```
     pub fn typ(mut self, typ: impl Into<String>) -> Self {
         self.typ = Some(normalize_typ(&typ.into()));
         self
     }
     /// Claims that must be present, beyond `iss`, `aud` and `exp`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::verify::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let jwks = key.jwks().to_string();
+    /// # let issuer = || IssuerConfig::static_keys("https://auth.example",
+    /// #     KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap());
+    /// # let token = |extra: serde_json::Value| {
+    /// #     let mut c = serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+    /// #         "sub": "alice", "exp": 4_000_000_000u64});
+    /// #     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    /// #     key.sign(&c).unwrap()
+    /// # };
+    /// use tower_bearer::error::{AuthError, TokenError};
+    ///
+    /// let verifier = Verifier::builder()
+    ///     .issuer(issuer())
+    ///     .audience("orders")
+    ///     .required_claims(["tenant"])
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(verifier.try_verify(&token(serde_json::json!({"tenant": "acme"}))).is_ok());
+    /// assert_eq!(
+    ///     verifier.try_verify(&token(serde_json::json!({}))).unwrap_err(),
+    ///     AuthError::InvalidToken(TokenError::MissingRequiredClaim)
+    /// );
+    /// ```
     pub fn required_claims<I, S>(mut self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -193,42 +477,218 @@ impl VerifierBuilder {
         self
     }
     /// Where the user id, roles, permissions and tenant are read from.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::verify::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let jwks = key.jwks().to_string();
+    /// # let issuer = || IssuerConfig::static_keys("https://auth.example",
+    /// #     KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap());
+    /// # let token = |extra: serde_json::Value| {
+    /// #     let mut c = serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+    /// #         "sub": "alice", "exp": 4_000_000_000u64});
+    /// #     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    /// #     key.sign(&c).unwrap()
+    /// # };
+    /// use tower_bearer::claims::ClaimMapping;
+    ///
+    /// let mapping = ClaimMapping { user_id: "email".into(), ..ClaimMapping::default() };
+    /// let verifier =
+    ///     Verifier::builder().issuer(issuer()).audience("orders").claim_mapping(mapping).build().unwrap();
+    /// let user = verifier.try_verify(&token(serde_json::json!({"email": "a@example.com"}))).unwrap();
+    /// assert_eq!(user.user_id(), Some("a@example.com"));
+    /// ```
     pub fn claim_mapping(mut self, mapping: ClaimMapping) -> Self {
         self.mapping = mapping;
         self
     }
     /// Size of the verified-token cache; `0` turns it off.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::verify::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let jwks = key.jwks().to_string();
+    /// # let issuer = || IssuerConfig::static_keys("https://auth.example",
+    /// #     KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap());
+    /// # let token = |extra: serde_json::Value| {
+    /// #     let mut c = serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+    /// #         "sub": "alice", "exp": 4_000_000_000u64});
+    /// #     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    /// #     key.sign(&c).unwrap()
+    /// # };
+    /// let verifier =
+    ///     Verifier::builder().issuer(issuer()).audience("orders").token_cache(0).build().unwrap();
+    /// let t = token(serde_json::json!({}));
+    /// // Without a cache every call checks the signature again; the answer is the same.
+    /// assert!(verifier.try_verify(&t).is_ok());
+    /// assert!(verifier.try_verify(&t).is_ok());
+    /// ```
     pub fn token_cache(mut self, max_entries: usize) -> Self {
         self.cache_entries = max_entries;
         self
     }
     /// Replaces the HTTP client used for JWKS and discovery.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_bearer::http_client::{HttpClientConfig, HyperClient};
+    /// use tower_bearer::verify::{IssuerConfig, Verifier};
+    ///
+    /// let client = HyperClient::new(HttpClientConfig::default()).unwrap();
+    /// let verifier = Verifier::builder()
+    ///     .issuer(IssuerConfig::jwks_uri("https://auth.example", "https://auth.example/jwks"))
+    ///     .audience("orders")
+    ///     .http_client(Arc::new(client))
+    ///     .build();
+    /// assert!(verifier.is_ok());
+    /// ```
     pub fn http_client(mut self, client: Arc<dyn HttpClient>) -> Self {
         self.http_client = Some(client);
         self
     }
     /// Settings for the default HTTP client.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::http_client::HttpClientConfig;
+    /// use tower_bearer::verify::{IssuerConfig, Verifier};
+    ///
+    /// let issuer = || IssuerConfig::jwks_uri("https://idp.internal", "http://idp.internal/jwks");
+    /// let insecure = HttpClientConfig { allow_insecure_http: true, ..Default::default() };
+    /// let builder = || Verifier::builder().issuer(issuer()).audience("orders");
+    /// assert!(builder().build().is_err());
+    /// assert!(builder().http_client_config(insecure).build().is_ok());
+    /// ```
     pub fn http_client_config(mut self, config: HttpClientConfig) -> Self {
         self.http_config = config;
         self
     }
     /// Refresh, cooldown and staleness timing of remote keys.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_bearer::jwks::RemoteOptions;
+    /// use tower_bearer::verify::{IssuerConfig, Verifier};
+    ///
+    /// let opts = RemoteOptions { refresh_interval: Duration::from_secs(60), ..Default::default() };
+    /// let verifier = Verifier::builder()
+    ///     .issuer(IssuerConfig::jwks_uri("https://auth.example", "https://auth.example/jwks"))
+    ///     .audience("orders")
+    ///     .remote_options(opts)
+    ///     .build();
+    /// assert!(verifier.is_ok());
+    /// ```
     pub fn remote_options(mut self, opts: RemoteOptions) -> Self {
         self.remote = opts;
         self
     }
     /// The clock for `exp`/`nbf`/`iat` (default: system clock).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::verify::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let jwks = key.jwks().to_string();
+    /// # let issuer = || IssuerConfig::static_keys("https://auth.example",
+    /// #     KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap());
+    /// # let token = |extra: serde_json::Value| {
+    /// #     let mut c = serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+    /// #         "sub": "alice", "exp": 4_000_000_000u64});
+    /// #     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    /// #     key.sign(&c).unwrap()
+    /// # };
+    /// use std::sync::Arc;
+    /// use tower_bearer::clock::ManualClock;
+    /// use tower_bearer::error::{AuthError, TokenError};
+    ///
+    /// let clock = Arc::new(ManualClock::new(4_100_000_000)); // after the token's `exp`
+    /// let verifier =
+    ///     Verifier::builder().issuer(issuer()).audience("orders").clock(clock).build().unwrap();
+    /// assert_eq!(
+    ///     verifier.try_verify(&token(serde_json::json!({}))).unwrap_err(),
+    ///     AuthError::InvalidToken(TokenError::Expired)
+    /// );
+    /// ```
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
     }
     /// Refuse tokens whose header carries `jwk`, `jku`, `x5u` or `x5c` (they are never used
     /// either way).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::verify::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let jwks = key.jwks().to_string();
+    /// # let issuer = || IssuerConfig::static_keys("https://auth.example",
+    /// #     KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap());
+    /// # let token = |extra: serde_json::Value| {
+    /// #     let mut c = serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+    /// #         "sub": "alice", "exp": 4_000_000_000u64});
+    /// #     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    /// #     key.sign(&c).unwrap()
+    /// # };
+    /// use tower_bearer::error::{AuthError, TokenError};
+    ///
+    /// let header = serde_json::json!({"alg": "EdDSA", "kid": key.kid(), "x5u": "https://x.example"});
+    /// let claims = serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+    ///     "sub": "alice", "exp": 4_000_000_000u64});
+    /// let t = key.sign_raw(header.to_string().as_bytes(), claims.to_string().as_bytes()).unwrap();
+    /// let strict = Verifier::builder().issuer(issuer()).audience("orders")
+    ///     .reject_embedded_keys(true).build().unwrap();
+    /// assert_eq!(strict.try_verify(&t).unwrap_err(), AuthError::InvalidToken(TokenError::EmbeddedKey));
+    /// ```
     pub fn reject_embedded_keys(mut self, reject: bool) -> Self {
         self.reject_embedded_keys = reject;
         self
     }
     /// Longest accepted token (default 8 KiB).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::verify::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let jwks = key.jwks().to_string();
+    /// # let issuer = || IssuerConfig::static_keys("https://auth.example",
+    /// #     KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap());
+    /// # let token = |extra: serde_json::Value| {
+    /// #     let mut c = serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+    /// #         "sub": "alice", "exp": 4_000_000_000u64});
+    /// #     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    /// #     key.sign(&c).unwrap()
+    /// # };
+    /// use tower_bearer::error::{AuthError, TokenError};
+    ///
+    /// let verifier =
+    ///     Verifier::builder().issuer(issuer()).audience("orders").max_token_len(64).build().unwrap();
+    /// assert_eq!(
+    ///     verifier.try_verify(&token(serde_json::json!({}))).unwrap_err(),
+    ///     AuthError::InvalidToken(TokenError::TooLarge)
+    /// );
+    /// ```
     pub fn max_token_len(mut self, len: usize) -> Self {
         self.max_token_len = len;
         self
@@ -236,6 +696,18 @@ impl VerifierBuilder {
 
     /// Builds the verifier; remote key fetching starts now when a Tokio runtime is running,
     /// else at the first verification.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::error::ConfigError;
+    /// use tower_bearer::verify::{IssuerConfig, Verifier};
+    ///
+    /// let issuer = IssuerConfig::discovery("https://auth.example");
+    /// assert!(Verifier::builder().issuer(issuer.clone()).audience("orders").build().is_ok());
+    /// let err = Verifier::builder().issuer(issuer).build().unwrap_err();
+    /// assert!(matches!(err, ConfigError::Missing("audience")));
+    /// ```
     ///
     /// # Errors
     ///
@@ -317,7 +789,28 @@ impl VerifierBuilder {
 
 /// Verifies bearer tokens. Cheap to clone (shared state behind `Arc`).
 ///
-/// See the [module docs](crate::verify) for an example.
+/// See the [module docs](crate::verify) for a fuller example.
+///
+/// # Example
+///
+/// ```
+/// # use tower_bearer::jwks::{Algorithm, KeySet};
+/// # use tower_bearer::signing::SigningKey;
+/// # use tower_bearer::verify::{IssuerConfig, Verifier};
+/// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+/// # let jwks = key.jwks().to_string();
+/// # let issuer = || IssuerConfig::static_keys("https://auth.example",
+/// #     KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap());
+/// # let token = |extra: serde_json::Value| {
+/// #     let mut c = serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+/// #         "sub": "alice", "exp": 4_000_000_000u64});
+/// #     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+/// #     key.sign(&c).unwrap()
+/// # };
+/// let verifier = Verifier::builder().issuer(issuer()).audience("orders").build().unwrap();
+/// let shared = verifier.clone(); // e.g. one per worker; the key cache is shared
+/// assert!(shared.try_verify(&token(serde_json::json!({}))).is_ok());
+/// ```
 #[derive(Clone)]
 pub struct Verifier {
     inner: Arc<Inner>,
@@ -370,16 +863,72 @@ struct Header<'a> {
 
 impl Verifier {
     /// A builder with strict defaults.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::error::ConfigError;
+    /// use tower_bearer::verify::Verifier;
+    ///
+    /// // No issuer and no audience by default: nothing is trusted implicitly.
+    /// assert!(matches!(Verifier::builder().build(), Err(ConfigError::Missing("issuer"))));
+    /// ```
     pub fn builder() -> VerifierBuilder {
         VerifierBuilder::default()
     }
 
     /// The longest token this verifier accepts.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::verify::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let jwks = key.jwks().to_string();
+    /// # let issuer = || IssuerConfig::static_keys("https://auth.example",
+    /// #     KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap());
+    /// # let token = |extra: serde_json::Value| {
+    /// #     let mut c = serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+    /// #         "sub": "alice", "exp": 4_000_000_000u64});
+    /// #     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    /// #     key.sign(&c).unwrap()
+    /// # };
+    /// use tower_bearer::bearer::DEFAULT_MAX_TOKEN_LEN;
+    ///
+    /// let verifier = Verifier::builder().issuer(issuer()).audience("orders").build().unwrap();
+    /// assert_eq!(verifier.max_token_len(), DEFAULT_MAX_TOKEN_LEN);
+    /// ```
     pub fn max_token_len(&self) -> usize {
         self.inner.max_token_len
     }
 
     /// Verifies a token; may wait for the first key fetch or one rate-limited refetch.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::verify::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let jwks = key.jwks().to_string();
+    /// # let issuer = || IssuerConfig::static_keys("https://auth.example",
+    /// #     KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap());
+    /// # let token = |extra: serde_json::Value| {
+    /// #     let mut c = serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+    /// #         "sub": "alice", "exp": 4_000_000_000u64});
+    /// #     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    /// #     key.sign(&c).unwrap()
+    /// # };
+    /// let verifier = Verifier::builder().issuer(issuer()).audience("orders").build().unwrap();
+    /// let user = verifier.verify(&token(serde_json::json!({"roles": ["admin"]}))).await.unwrap();
+    /// assert!(user.has_role("admin"));
+    /// assert!(verifier.verify("not-a-jwt").await.is_err());
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -395,6 +944,32 @@ impl Verifier {
     /// Verifies with the keys already loaded, without any I/O: where [`Verifier::verify`]
     /// would wait for a fetch, this answers [`AuthError::KeysUnavailable`] or
     /// [`TokenError::UnknownKey`] instead. The layer's fast path is exactly this.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::verify::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let jwks = key.jwks().to_string();
+    /// # let issuer = || IssuerConfig::static_keys("https://auth.example",
+    /// #     KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap());
+    /// # let token = |extra: serde_json::Value| {
+    /// #     let mut c = serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+    /// #         "sub": "alice", "exp": 4_000_000_000u64});
+    /// #     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    /// #     key.sign(&c).unwrap()
+    /// # };
+    /// use tower_bearer::error::{AuthError, TokenError};
+    ///
+    /// let verifier = Verifier::builder().issuer(issuer()).audience("orders").build().unwrap();
+    /// assert_eq!(verifier.try_verify(&token(serde_json::json!({}))).unwrap().subject(), Some("alice"));
+    /// let stranger = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// let claims = serde_json::json!({"iss": "https://auth.example", "aud": "orders", "exp": 4_000_000_000u64});
+    /// let err = verifier.try_verify(&stranger.sign(&claims).unwrap()).unwrap_err();
+    /// assert_eq!(err, AuthError::InvalidToken(TokenError::UnknownKey));
+    /// ```
     ///
     /// # Errors
     ///

@@ -50,6 +50,20 @@ use crate::policy::{PolicyVersionLayer, PolicyVersions};
 use crate::verify::{IssuerConfig, Verifier, VerifierBuilder};
 
 /// The `security` subtree.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::SecurityConfig;
+///
+/// let cfg = SecurityConfig::from_yaml(r#"
+/// security:
+///   http-client: { timeout-seconds: 2 }
+///   redis: { url: "redis://127.0.0.1:6379" }
+/// "#).unwrap();
+/// assert!(cfg.resource_server.is_none());
+/// assert_eq!(cfg.redis.unwrap().url, "redis://127.0.0.1:6379");
+/// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 #[non_exhaustive]
@@ -65,6 +79,22 @@ pub struct SecurityConfig {
 }
 
 /// `security.http-client`.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::SecurityConfig;
+///
+/// let cfg = SecurityConfig::from_yaml_with_env(r#"
+/// security:
+///   http-client:
+///     timeout-seconds: "${TIMEOUT:-3}"
+///     allow-insecure-http: true
+/// "#, |_| Some("3".into())).unwrap();
+/// let http = cfg.http_client.unwrap();
+/// assert_eq!(http.timeout_seconds, Some(3));
+/// assert_eq!(http.allow_insecure_http, Some(true));
+/// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 #[non_exhaustive]
@@ -80,6 +110,24 @@ pub struct HttpClientSection {
 }
 
 /// `security.resource-server`.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::SecurityConfig;
+///
+/// let cfg = SecurityConfig::from_yaml(r#"
+/// security:
+///   resource-server:
+///     issuer: https://auth.example
+///     discovery: https://auth.example
+///     audience: [orders, billing]
+///     algorithms: [ES256]
+/// "#).unwrap();
+/// let rs = cfg.resource_server.unwrap();
+/// assert_eq!(rs.audience, ["orders", "billing"]);
+/// assert_eq!(rs.algorithms, Some(vec!["ES256".to_owned()]));
+/// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 #[non_exhaustive]
@@ -117,6 +165,23 @@ pub struct ResourceServerConfig {
 }
 
 /// `resource-server.claims`.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::SecurityConfig;
+///
+/// let cfg = SecurityConfig::from_yaml(r#"
+/// security:
+///   resource-server:
+///     issuer: https://auth.example
+///     audience: orders
+///     claims: { roles: realm_access.roles, merge-authorities-claim: true }
+/// "#).unwrap();
+/// let claims = cfg.resource_server.unwrap().claims.unwrap();
+/// assert_eq!(claims.roles.as_deref(), Some("realm_access.roles"));
+/// assert_eq!(claims.merge_authorities_claim, Some(true));
+/// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 #[non_exhaustive]
@@ -135,6 +200,22 @@ pub struct ClaimsSection {
 }
 
 /// `resource-server.token-cache`.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::SecurityConfig;
+///
+/// let cfg = SecurityConfig::from_yaml(r#"
+/// security:
+///   resource-server:
+///     issuer: https://auth.example
+///     audience: orders
+///     token-cache: { max-entries: 0 }
+/// "#).unwrap();
+/// let cache = cfg.resource_server.unwrap().token_cache.unwrap();
+/// assert_eq!(cache.max_entries, Some(0));
+/// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 #[non_exhaustive]
@@ -145,6 +226,23 @@ pub struct TokenCacheSection {
 }
 
 /// `resource-server.internal-only`.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::SecurityConfig;
+///
+/// let cfg = SecurityConfig::from_yaml(r#"
+/// security:
+///   resource-server:
+///     issuer: https://auth.example
+///     audience: orders
+///     internal-only: { paths: ["/internal/**"] }
+/// "#).unwrap();
+/// let internal = cfg.resource_server.unwrap().internal_only.unwrap();
+/// assert_eq!(internal.paths, ["/internal/**"]);
+/// assert_eq!(internal.scope, None);
+/// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 #[non_exhaustive]
@@ -159,6 +257,24 @@ pub struct InternalOnlySection {
 }
 
 /// `internal-only.service-token`.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::SecurityConfig;
+///
+/// let cfg = SecurityConfig::from_yaml(r#"
+/// security:
+///   resource-server:
+///     issuer: https://auth.example
+///     audience: orders
+///     internal-only:
+///       paths: ["/internal/**"]
+///       service-token: { claim: gty, value: client-credentials }
+/// "#).unwrap();
+/// let internal = cfg.resource_server.unwrap().internal_only.unwrap();
+/// assert_eq!(internal.service_token.unwrap().claim, "gty");
+/// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 #[non_exhaustive]
@@ -170,6 +286,22 @@ pub struct ServiceTokenSection {
 }
 
 /// `resource-server.policy-version`.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::SecurityConfig;
+///
+/// let cfg = SecurityConfig::from_yaml(r#"
+/// security:
+///   resource-server:
+///     issuer: https://auth.example
+///     audience: orders
+///     policy-version: { max-staleness-seconds: 10 }
+/// "#).unwrap();
+/// let pv = cfg.resource_server.unwrap().policy_version.unwrap();
+/// assert_eq!(pv.max_staleness_seconds, Some(10));
+/// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 #[non_exhaustive]
@@ -180,6 +312,27 @@ pub struct PolicyVersionSection {
 }
 
 /// One entry of `resource-server.rules`.
+///
+/// # Example
+///
+/// ```
+/// # use tower_bearer::config::SecurityConfig;
+/// # let yaml = r#"
+/// # security:
+/// #   resource-server:
+/// #     issuer: https://auth.example
+/// #     jwks-uri: https://auth.example/oauth2/jwks
+/// #     audience: orders
+/// #     rules:
+/// #       - { path: "/public/**", permit-all: true }
+/// #       - { path: "/admin/**", role: admin }
+/// #     default: authenticated
+/// # "#;
+/// # let cfg = SecurityConfig::from_yaml(yaml).unwrap();
+/// let rules = cfg.resource_server.unwrap().rules.unwrap();
+/// assert_eq!(rules[1].path, "/admin/**");
+/// assert_eq!(rules[1].role.as_deref(), Some("admin"));
+/// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 #[non_exhaustive]
@@ -219,6 +372,29 @@ pub struct RuleConfig {
 
 impl RuleConfig {
     /// The rule this entry describes.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::config::SecurityConfig;
+    /// # let yaml = r#"
+    /// # security:
+    /// #   resource-server:
+    /// #     issuer: https://auth.example
+    /// #     jwks-uri: https://auth.example/oauth2/jwks
+    /// #     audience: orders
+    /// #     rules:
+    /// #       - { path: "/public/**", permit-all: true }
+    /// #       - { path: "/admin/**", role: admin }
+    /// #     default: authenticated
+    /// # "#;
+    /// # let cfg = SecurityConfig::from_yaml(yaml).unwrap();
+    /// use tower_bearer::authz::AccessRules;
+    ///
+    /// let entry = &cfg.resource_server.as_ref().unwrap().rules.as_ref().unwrap()[0];
+    /// let rules = AccessRules::builder().rule(entry.to_rule().unwrap()).build().unwrap();
+    /// assert!(rules.check(&http::Method::GET, "/public/logo.png", None).is_ok());
+    /// ```
     ///
     /// # Errors
     ///
@@ -309,6 +485,24 @@ impl RuleConfig {
 }
 
 /// `security.internal-token`: one outbound client, or several under `clients`.
+///
+/// # Example
+///
+/// ```
+/// # use tower_bearer::config::SecurityConfig;
+/// # let yaml = r#"
+/// # security:
+/// #   internal-token:
+/// #     client-id: orders
+/// #     client-secret: s3cr3t
+/// #     token-url: https://auth.example/oauth2/token
+/// #     destinations: [https://billing.internal]
+/// # "#;
+/// # let cfg = SecurityConfig::from_yaml(yaml).unwrap();
+/// let it = cfg.internal_token.unwrap();
+/// assert_eq!(it.client.client_id.as_deref(), Some("orders"));
+/// assert!(it.clients.is_empty());
+/// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 #[non_exhaustive]
@@ -328,6 +522,24 @@ pub struct InternalTokenConfig {
 }
 
 /// The settings of one outbound client.
+///
+/// # Example
+///
+/// ```
+/// # use tower_bearer::config::SecurityConfig;
+/// # let yaml = r#"
+/// # security:
+/// #   internal-token:
+/// #     client-id: orders
+/// #     client-secret: s3cr3t
+/// #     token-url: https://auth.example/oauth2/token
+/// #     destinations: [https://billing.internal]
+/// # "#;
+/// # let cfg = SecurityConfig::from_yaml(yaml).unwrap();
+/// let client = cfg.internal_token.unwrap().client;
+/// assert_eq!(client.token_url.as_deref(), Some("https://auth.example/oauth2/token"));
+/// assert_eq!(client.client_secret.unwrap().expose(), "s3cr3t");
+/// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -357,6 +569,25 @@ pub struct ClientSection {
 }
 
 /// One entry of `internal-token.clients`: a `name` and the keys of one client.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::SecurityConfig;
+///
+/// let cfg = SecurityConfig::from_yaml(r#"
+/// security:
+///   internal-token:
+///     clients:
+///       - name: billing
+///         client-id: orders
+///         client-secret: s3cr3t
+///         token-url: https://auth.example/oauth2/token
+/// "#).unwrap();
+/// let clients = cfg.internal_token.unwrap().clients;
+/// assert_eq!(clients[0].name, "billing");
+/// assert_eq!(clients[0].client.client_id.as_deref(), Some("orders"));
+/// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 #[non_exhaustive]
@@ -369,6 +600,20 @@ pub struct NamedClientSection {
 }
 
 /// `security.redis`.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::SecurityConfig;
+///
+/// let cfg = SecurityConfig::from_yaml(r#"
+/// security:
+///   redis: { url: "redis://127.0.0.1:6379" }
+/// "#).unwrap();
+/// let redis = cfg.redis.unwrap();
+/// assert_eq!(redis.url, "redis://127.0.0.1:6379");
+/// assert_eq!(redis.key_prefix, None);
+/// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 #[non_exhaustive]
@@ -380,19 +625,53 @@ pub struct RedisConfig {
 }
 
 /// The default `redis.key-prefix`.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::DEFAULT_REDIS_PREFIX;
+///
+/// assert_eq!(DEFAULT_REDIS_PREFIX, "tower-bearer");
+/// ```
 pub const DEFAULT_REDIS_PREFIX: &str = "tower-bearer";
 
 /// A secret string: never printed by `Debug`.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::Secret;
+///
+/// let secret = Secret::new("hunter2");
+/// assert!(!format!("{secret:?}").contains("hunter2"));
+/// ```
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {
     /// Wraps a secret.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::config::Secret;
+    ///
+    /// assert_eq!(Secret::new(String::from("s3cr3t")).expose(), "s3cr3t");
+    /// ```
     pub fn new(s: impl Into<String>) -> Self {
         Self(s.into())
     }
     /// The secret itself.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::config::Secret;
+    ///
+    /// let secret = Secret::new("s3cr3t");
+    /// assert_eq!(secret.expose().len(), 6);
+    /// ```
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -408,6 +687,18 @@ impl SecurityConfig {
     /// Parses a YAML document and takes its `security` subtree (other top-level keys are the
     /// program's own), expanding `${VAR}` from the environment.
     ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::config::SecurityConfig;
+    /// use tower_bearer::error::ConfigError;
+    ///
+    /// let cfg = SecurityConfig::from_yaml("security:\n  redis: { url: redis://localhost }\n").unwrap();
+    /// assert_eq!(cfg.redis.unwrap().url, "redis://localhost");
+    /// let err = SecurityConfig::from_yaml("listen: 0.0.0.0:80\n").unwrap_err();
+    /// assert!(matches!(err, ConfigError::Missing("security")));
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`ConfigError`] naming the bad key, the unset variable, or the YAML syntax error.
@@ -416,6 +707,20 @@ impl SecurityConfig {
     }
 
     /// Like [`SecurityConfig::from_yaml`] with an explicit variable lookup.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::config::SecurityConfig;
+    ///
+    /// let yaml = "security:\n  redis: { url: \"redis://${REDIS_HOST}:6379\" }\n";
+    /// let cfg = SecurityConfig::from_yaml_with_env(yaml, |name| {
+    ///     (name == "REDIS_HOST").then(|| "cache.internal".to_owned())
+    /// })
+    /// .unwrap();
+    /// assert_eq!(cfg.redis.unwrap().url, "redis://cache.internal:6379");
+    /// assert!(SecurityConfig::from_yaml_with_env(yaml, |_| None).is_err());
+    /// ```
     ///
     /// # Errors
     ///
@@ -450,6 +755,20 @@ impl SecurityConfig {
 
     /// Reads and parses a YAML file.
     ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::config::SecurityConfig;
+    /// use tower_bearer::error::ConfigError;
+    ///
+    /// let path = std::env::temp_dir().join("tower-bearer-doc-config.yaml");
+    /// std::fs::write(&path, "security:\n  redis: { url: redis://localhost }\n").unwrap();
+    /// assert!(SecurityConfig::from_yaml_file(&path).unwrap().redis.is_some());
+    /// # std::fs::remove_file(&path).unwrap();
+    /// let err = SecurityConfig::from_yaml_file("/nonexistent/security.yaml").unwrap_err();
+    /// assert!(matches!(err, ConfigError::Io { .. }));
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`ConfigError::Io`] or as [`SecurityConfig::from_yaml`].
@@ -463,6 +782,22 @@ impl SecurityConfig {
     }
 
     /// The HTTP client settings.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::config::SecurityConfig;
+    ///
+    /// let cfg = SecurityConfig::from_yaml(r#"
+    /// security:
+    ///   http-client: { timeout-seconds: 2 }
+    /// "#).unwrap();
+    /// use std::time::Duration;
+    ///
+    /// let http = cfg.http_client_config();
+    /// assert_eq!(http.timeout, Duration::from_secs(2));
+    /// assert!(!http.allow_insecure_http);
+    /// ```
     pub fn http_client_config(&self) -> HttpClientConfig {
         let mut cfg = HttpClientConfig::default();
         if let Some(h) = &self.http_client {
@@ -476,6 +811,27 @@ impl SecurityConfig {
     }
 
     /// A verifier builder from `resource-server` (add more settings, then `build()`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::config::SecurityConfig;
+    /// # let yaml = r#"
+    /// # security:
+    /// #   resource-server:
+    /// #     issuer: https://auth.example
+    /// #     jwks-uri: https://auth.example/oauth2/jwks
+    /// #     audience: orders
+    /// #     rules:
+    /// #       - { path: "/public/**", permit-all: true }
+    /// #       - { path: "/admin/**", role: admin }
+    /// #     default: authenticated
+    /// # "#;
+    /// # let cfg = SecurityConfig::from_yaml(yaml).unwrap();
+    /// let verifier = cfg.verifier_builder().unwrap().max_token_len(4096).build().unwrap();
+    /// assert_eq!(verifier.max_token_len(), 4096);
+    /// assert!(SecurityConfig::default().verifier_builder().is_err());
+    /// ```
     ///
     /// # Errors
     ///
@@ -542,6 +898,28 @@ impl SecurityConfig {
 
     /// The verifier from `resource-server`.
     ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::config::SecurityConfig;
+    /// # let yaml = r#"
+    /// # security:
+    /// #   resource-server:
+    /// #     issuer: https://auth.example
+    /// #     jwks-uri: https://auth.example/oauth2/jwks
+    /// #     audience: orders
+    /// #     rules:
+    /// #       - { path: "/public/**", permit-all: true }
+    /// #       - { path: "/admin/**", role: admin }
+    /// #     default: authenticated
+    /// # "#;
+    /// # let cfg = SecurityConfig::from_yaml(yaml).unwrap();
+    /// use tower_bearer::bearer::DEFAULT_MAX_TOKEN_LEN;
+    ///
+    /// let verifier = cfg.verifier().unwrap();
+    /// assert_eq!(verifier.max_token_len(), DEFAULT_MAX_TOKEN_LEN);
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`SecurityConfig::verifier_builder`] and [`VerifierBuilder::build`].
@@ -550,6 +928,23 @@ impl SecurityConfig {
     }
 
     /// The claim mapping from `resource-server.claims`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::config::SecurityConfig;
+    ///
+    /// let cfg = SecurityConfig::from_yaml(r#"
+    /// security:
+    ///   resource-server:
+    ///     issuer: https://auth.example
+    ///     audience: orders
+    ///     claims: { user-id: email }
+    /// "#).unwrap();
+    /// let mapping = cfg.claim_mapping();
+    /// assert_eq!(mapping.user_id, "email");
+    /// assert_eq!(mapping.roles, "roles");
+    /// ```
     pub fn claim_mapping(&self) -> ClaimMapping {
         let mut m = ClaimMapping::default();
         if let Some(c) = self
@@ -575,6 +970,28 @@ impl SecurityConfig {
     }
 
     /// The access rules from `resource-server.rules`, `default` and `internal-only`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::config::SecurityConfig;
+    /// # let yaml = r#"
+    /// # security:
+    /// #   resource-server:
+    /// #     issuer: https://auth.example
+    /// #     jwks-uri: https://auth.example/oauth2/jwks
+    /// #     audience: orders
+    /// #     rules:
+    /// #       - { path: "/public/**", permit-all: true }
+    /// #       - { path: "/admin/**", role: admin }
+    /// #     default: authenticated
+    /// # "#;
+    /// # let cfg = SecurityConfig::from_yaml(yaml).unwrap();
+    /// let rules = cfg.access_rules().unwrap();
+    /// assert!(rules.check(&http::Method::GET, "/public/index.html", None).is_ok());
+    /// let refused = rules.check(&http::Method::GET, "/admin/users", None);
+    /// assert!(refused.is_err());
+    /// ```
     ///
     /// # Errors
     ///
@@ -602,6 +1019,25 @@ impl SecurityConfig {
 
     /// The policy-version layer from `resource-server.policy-version` over `source`, or a
     /// disabled layer when the section is absent.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::config::SecurityConfig;
+    ///
+    /// let cfg = SecurityConfig::from_yaml(r#"
+    /// security:
+    ///   resource-server:
+    ///     issuer: https://auth.example
+    ///     audience: orders
+    /// "#).unwrap();
+    /// use std::sync::Arc;
+    /// use tower_bearer::policy::MemoryPolicyVersions;
+    ///
+    /// let layer = cfg.policy_layer(Arc::new(MemoryPolicyVersions::new()));
+    /// // No `policy-version` section: the layer lets everything through.
+    /// assert_eq!(format!("{layer:?}"), "PolicyVersionLayer(disabled)");
+    /// ```
     pub fn policy_layer(&self, source: std::sync::Arc<dyn PolicyVersions>) -> PolicyVersionLayer {
         match self
             .resource_server
@@ -617,6 +1053,24 @@ impl SecurityConfig {
 
     /// The outbound clients of `internal-token` (the flattened single client, named
     /// `default`, or every entry of `clients`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::config::SecurityConfig;
+    /// # let yaml = r#"
+    /// # security:
+    /// #   internal-token:
+    /// #     client-id: orders
+    /// #     client-secret: s3cr3t
+    /// #     token-url: https://auth.example/oauth2/token
+    /// #     destinations: [https://billing.internal]
+    /// # "#;
+    /// # let cfg = SecurityConfig::from_yaml(yaml).unwrap();
+    /// let clients = cfg.token_clients().unwrap();
+    /// assert_eq!(clients.len(), 1);
+    /// assert_eq!(clients[0].name(), "default");
+    /// ```
     ///
     /// # Errors
     ///
@@ -645,6 +1099,26 @@ impl SecurityConfig {
     /// A token manager builder with every `internal-token` client and its
     /// `refresh-ahead-seconds` (add a clock, a store or more, then `build()`).
     ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use tower_bearer::config::SecurityConfig;
+    /// # let yaml = r#"
+    /// # security:
+    /// #   internal-token:
+    /// #     client-id: orders
+    /// #     client-secret: s3cr3t
+    /// #     token-url: https://auth.example/oauth2/token
+    /// #     destinations: [https://billing.internal]
+    /// # "#;
+    /// # let cfg = SecurityConfig::from_yaml(yaml).unwrap();
+    /// let manager = cfg.token_manager_builder().unwrap().build().unwrap();
+    /// assert_eq!(manager.client_names().collect::<Vec<_>>(), ["default"]);
+    /// assert!(SecurityConfig::default().token_manager_builder().is_err());
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`SecurityConfig::token_clients`].
@@ -654,6 +1128,27 @@ impl SecurityConfig {
 
     /// Like [`SecurityConfig::token_manager_builder`], letting `adjust` change each client
     /// first (e.g. add a destination).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::config::SecurityConfig;
+    /// # let yaml = r#"
+    /// # security:
+    /// #   internal-token:
+    /// #     client-id: orders
+    /// #     client-secret: s3cr3t
+    /// #     token-url: https://auth.example/oauth2/token
+    /// #     destinations: [https://billing.internal]
+    /// # "#;
+    /// # let cfg = SecurityConfig::from_yaml(yaml).unwrap();
+    /// let builder = cfg.token_manager_builder_with(|client| {
+    ///     client.with_destination("https://shipping.internal")
+    /// });
+    /// assert!(builder.is_ok());
+    /// let refused = cfg.token_manager_builder_with(|client| client.with_destination("not a url"));
+    /// assert!(refused.is_err());
+    /// ```
     ///
     /// # Errors
     ///
@@ -704,6 +1199,19 @@ impl SecurityConfig {
 
     /// Policy versions from `security.redis` (`{key-prefix}:pv:{user}`), connected lazily.
     ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use tower_bearer::config::SecurityConfig;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cfg = SecurityConfig::from_yaml("security:\n  redis: { url: redis://127.0.0.1:6379 }\n")
+    ///     .unwrap();
+    /// let versions = cfg.redis_policy_versions().await;
+    /// assert!(versions.is_ok());
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`ConfigError`] when `redis` is missing or its URL is invalid, or outside a Tokio
@@ -723,6 +1231,25 @@ impl SecurityConfig {
 
     /// The token manager of `internal-token`; with feature `redis` and a `redis` section, its
     /// token cache is shared through Redis (connected lazily: call inside a Tokio runtime).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use tower_bearer::config::SecurityConfig;
+    /// # let yaml = r#"
+    /// # security:
+    /// #   internal-token:
+    /// #     client-id: orders
+    /// #     client-secret: s3cr3t
+    /// #     token-url: https://auth.example/oauth2/token
+    /// #     destinations: [https://billing.internal]
+    /// # "#;
+    /// # let cfg = SecurityConfig::from_yaml(yaml).unwrap();
+    /// let manager = cfg.token_manager().unwrap();
+    /// assert_eq!(manager.client_names().count(), 1);
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -746,6 +1273,15 @@ impl SecurityConfig {
     }
 
     /// The service-token rule from `internal-only.service-token`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::claims::ServiceTokenRule;
+    /// use tower_bearer::config::SecurityConfig;
+    ///
+    /// assert_eq!(SecurityConfig::default().service_token_rule(), ServiceTokenRule::SubjectIsClient);
+    /// ```
     pub fn service_token_rule(&self) -> ServiceTokenRule {
         self.resource_server
             .as_ref()

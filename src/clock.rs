@@ -31,6 +31,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// ```
 pub trait Clock: Send + Sync + 'static {
     /// Seconds since the Unix epoch.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::clock::{Clock, ManualClock};
+    ///
+    /// let clock = ManualClock::new(1_700_000_000);
+    /// assert_eq!(clock.now_unix(), 1_700_000_000);
+    /// ```
     fn now_unix(&self) -> u64;
 }
 

@@ -15,8 +15,27 @@ use crate::error::AuthError;
 use crate::future::ResponseFuture;
 
 /// The opt-in value of [`INSECURE_DEV_ENV`] (feature `insecure-dev` only).
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::authz::{INSECURE_DEV_ENV, INSECURE_DEV_VALUE};
+///
+/// // Only with the `insecure-dev` feature, and never in production:
+/// // export TOWER_BEARER_INSECURE_DEV_PERMIT_ALL=i-understand-this-disables-authorization
+/// assert_eq!(INSECURE_DEV_VALUE, "i-understand-this-disables-authorization");
+/// assert_eq!(INSECURE_DEV_ENV, "TOWER_BEARER_INSECURE_DEV_PERMIT_ALL");
+/// ```
 pub const INSECURE_DEV_VALUE: &str = "i-understand-this-disables-authorization";
 /// The environment variable that, with feature `insecure-dev`, turns authorization off.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::authz::INSECURE_DEV_ENV;
+///
+/// assert_eq!(INSECURE_DEV_ENV, "TOWER_BEARER_INSECURE_DEV_PERMIT_ALL");
+/// ```
 pub const INSECURE_DEV_ENV: &str = "TOWER_BEARER_INSECURE_DEV_PERMIT_ALL";
 
 fn dev_permit_all() -> bool {

@@ -16,6 +16,18 @@ use crate::claims::{CurrentUser, ServiceTokenRule};
 use crate::error::{AuthError, ConfigError};
 
 /// What a rule needs. Several requirements in one rule must all hold ([`Requirement::AllOf`]).
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::authz::Requirement;
+/// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+///
+/// let both = Requirement::AllOf(vec![Requirement::Authenticated, Requirement::AnyScope(vec!["orders.read".into(), "orders.write".into()])]);
+/// assert!(both.check(Some(&user)).is_ok());
+/// assert!(Requirement::Authority("SCOPE_orders.read".into()).check(Some(&user)).is_ok());
+/// assert!(Requirement::Deny.check(Some(&user)).is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Requirement {
@@ -130,6 +142,20 @@ impl Requirement {
 }
 
 /// One rule: methods (all when none given), a path pattern, a requirement.
+///
+/// # Example
+///
+/// ```
+/// use http::Method;
+/// use tower_bearer::authz::{AccessRules, Requirement, Rule};
+///
+/// let rules = AccessRules::builder()
+///     .rule(Rule::new("/orders/{id}", Requirement::PermitAll).methods([Method::GET]))
+///     .build()
+///     .unwrap();
+/// assert!(rules.check(&Method::GET, "/orders/42", None).is_ok());
+/// assert!(rules.check(&Method::DELETE, "/orders/42", None).is_err());
+/// ```
 #[derive(Debug, Clone)]
 pub struct Rule {
     path: String,
@@ -190,6 +216,18 @@ impl Rule {
 }
 
 /// What unmatched requests need (`resource-server.default`: `deny` or `authenticated`).
+///
+/// # Example
+///
+/// ```
+/// use http::Method;
+/// use tower_bearer::authz::{AccessRules, DefaultAction};
+/// use tower_bearer::AuthError;
+///
+/// assert_eq!(DefaultAction::default(), DefaultAction::Deny);
+/// let rules = AccessRules::builder().default_action(DefaultAction::Deny).build().unwrap();
+/// assert!(matches!(rules.check(&Method::GET, "/x", None), Err(AuthError::AuthenticationRequired)));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -202,6 +240,23 @@ pub enum DefaultAction {
 }
 
 /// Internal-only endpoints: `SCOPE_<scope>` **and** a service token, before any rule.
+///
+/// # Example
+///
+/// ```
+/// use http::Method;
+/// use tower_bearer::authz::{AccessRules, InternalOnly, Requirement, Rule};
+/// use tower_bearer::AuthError;
+/// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+///
+/// let rules = AccessRules::builder()
+///     .internal_only(InternalOnly::new(["/internal/**"]).scope("orders.write"))
+///     .rule(Rule::new("/**", Requirement::PermitAll)) // cannot loosen the internal-only check
+///     .build()
+///     .unwrap();
+/// let err = rules.check(&Method::GET, "/internal/sync", Some(&user)).unwrap_err();
+/// assert!(matches!(err, AuthError::InsufficientScope { .. }));
+/// ```
 #[derive(Debug, Clone)]
 pub struct InternalOnly {
     scope: String,
@@ -311,6 +366,21 @@ impl InternalOnly {
 
 /// Ordered rules compiled once: canonical path check, internal-only paths, first matching rule,
 /// then the default. Cheap to clone.
+///
+/// # Example
+///
+/// ```
+/// use http::Method;
+/// use tower_bearer::authz::{AccessRules, Requirement, Rule};
+/// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+///
+/// let rules = AccessRules::builder()
+///     .rule(Rule::new("/orders/**", Requirement::Scope("orders.read".into())))
+///     .build()
+///     .unwrap();
+/// assert!(rules.clone().check(&Method::GET, "/orders/1", Some(&user)).is_ok());
+/// assert!(rules.check(&Method::GET, "/orders/1", None).is_err());
+/// ```
 #[derive(Clone)]
 pub struct AccessRules(Arc<Compiled>);
 
@@ -336,6 +406,22 @@ impl fmt::Debug for AccessRules {
 }
 
 /// Builds [`AccessRules`].
+///
+/// # Example
+///
+/// ```
+/// use http::Method;
+/// use tower_bearer::authz::{AccessRules, DefaultAction, Requirement, Rule};
+///
+/// let rules = AccessRules::builder()
+///     .rule(Rule::new("/admin/**", Requirement::Deny)) // first match wins
+///     .rule(Rule::new("/**", Requirement::PermitAll))
+///     .default_action(DefaultAction::Authenticated)
+///     .build()
+///     .unwrap();
+/// assert!(rules.check(&Method::GET, "/admin/x", None).is_err());
+/// assert!(rules.check(&Method::GET, "/home", None).is_ok());
+/// ```
 #[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct AccessRulesBuilder {

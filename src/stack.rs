@@ -357,6 +357,33 @@ impl<B> MakeSpan<B> for PathOnlySpan {
 }
 
 /// The service [`SecurityLayer`] builds.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::stack::{SecurityLayer, SecurityService};
+/// # use std::convert::Infallible;
+/// # use http::{Request, Response, StatusCode};
+/// # use tower::{Layer, ServiceExt, service_fn};
+/// # use tower_bearer::authz::{AccessRules, Requirement, Rule};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let ok = service_fn(|req: Request<String>| async move {
+/// #     let id = req.headers().get("x-user-id").map(|v| v.to_str().unwrap().to_owned());
+/// #     Ok::<_, Infallible>(Response::new(id.unwrap_or_default()))
+/// # });
+/// # let get = |uri: &str| Request::get(uri).body(String::new()).unwrap();
+/// # use tower_bearer::jwks::{Algorithm, KeySet};
+/// # use tower_bearer::signing::SigningKey;
+/// # use tower_bearer::{IssuerConfig, Verifier};
+/// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+/// # let keys = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
+/// # let verifier = Verifier::builder().issuer(IssuerConfig::static_keys("https://auth.example", keys)).audience("api").build().unwrap();
+/// # let rules = AccessRules::builder().rule(Rule::new("/public/**", Requirement::PermitAll)).rule(Rule::new("/**", Requirement::Authenticated)).build().unwrap();
+///
+/// let svc: SecurityService<_> = SecurityLayer::new(verifier, rules).layer(ok);
+/// assert_eq!(svc.oneshot(get("/public/a")).await.unwrap().status(), StatusCode::OK);
+/// # }
+/// ```
 pub type SecurityService<S> = SetSensitiveRequestHeaders<
     Trace<
         StripIdentityHeaders<JwtAuth<PolicyVersion<Authorize<SetIdentityHeaders<S>>>>>,

@@ -882,7 +882,19 @@ impl TokenManager {
 ///
 /// # Example
 ///
-/// See [`TokenManager`].
+/// ```
+/// # use tower_bearer::http_client::BoxFuture;
+/// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenFuture, TokenManager, TokenRequest};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let source = |_: &TokenRequest| -> BoxFuture<'static, Result<AccessToken, FetchError>> {
+/// #     Box::pin(async { Ok(AccessToken::bearer("abc", u64::MAX / 2)) })
+/// # };
+/// let manager = TokenManager::builder().client(TokenClient::new("orders", source)).build().unwrap();
+/// let future: TokenFuture = manager.token("system", "");
+/// let handle = tokio::spawn(future); // `Send + 'static`
+/// assert_eq!(handle.await.unwrap().unwrap(), "Bearer abc");
+/// # }
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct TokenFuture {
     state: TokenFutureState,

@@ -1193,7 +1193,7 @@ impl TokenManagerBuilder {
     /// # Example
     ///
     /// ```
-    /// use tower_bearer::outbound::RetryPolicy;
+    /// use tower_bearer::outbound::{OutboundError, RetryPolicy};
     /// # use std::sync::Arc;
     /// # use std::time::Duration;
     /// # use tower_bearer::http_client::BoxFuture;
@@ -1205,12 +1205,16 @@ impl TokenManagerBuilder {
     /// #     }
     /// # }
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let failing = |_: &TokenRequest| -> BoxFuture<'static, Result<AccessToken, FetchError>> {
+    /// #     Box::pin(async { Err(FetchError::Timeout(Duration::from_secs(5))) })
+    /// # };
     /// let manager = TokenManager::builder()
-    ///     .client(TokenClient::new("orders", source()))
+    ///     .client(TokenClient::new("orders", failing))
     ///     .retry(RetryPolicy { max_attempts: 1, ..RetryPolicy::default() })
     ///     .build()
     ///     .unwrap();
-    /// assert!(manager.token("system", "").await.is_ok());
+    /// let err = manager.token("system", "").await.unwrap_err();
+    /// assert!(matches!(err, OutboundError::Fetch { attempts: 1, .. }));
     /// # }
     /// ```
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
@@ -1223,7 +1227,7 @@ impl TokenManagerBuilder {
     /// # Example
     ///
     /// ```
-    /// use tower_bearer::outbound::CircuitPolicy;
+    /// use tower_bearer::outbound::{CircuitPolicy, OutboundError, RetryPolicy};
     /// # use std::sync::Arc;
     /// # use std::time::Duration;
     /// # use tower_bearer::http_client::BoxFuture;
@@ -1235,9 +1239,19 @@ impl TokenManagerBuilder {
     /// #     }
     /// # }
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let policy = CircuitPolicy { failure_threshold: 5, cool_down: Duration::from_secs(30) };
-    /// let manager = TokenManager::builder().client(TokenClient::new("orders", source())).circuit(policy).build().unwrap();
-    /// assert!(manager.token("system", "").await.is_ok());
+    /// # let failing = |_: &TokenRequest| -> BoxFuture<'static, Result<AccessToken, FetchError>> {
+    /// #     Box::pin(async { Err(FetchError::Timeout(Duration::from_secs(5))) })
+    /// # };
+    /// let policy = CircuitPolicy { failure_threshold: 1, cool_down: Duration::from_secs(30) };
+    /// let manager = TokenManager::builder()
+    ///     .client(TokenClient::new("orders", failing))
+    ///     .retry(RetryPolicy { max_attempts: 1, ..RetryPolicy::default() })
+    ///     .circuit(policy)
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(manager.token("system", "").await.is_err()); // one failure opens the circuit
+    /// let err = manager.token("system", "").await.unwrap_err();
+    /// assert!(matches!(err, OutboundError::CircuitOpen { .. }));
     /// # }
     /// ```
     pub fn circuit(mut self, policy: CircuitPolicy) -> Self {

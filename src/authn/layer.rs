@@ -152,15 +152,24 @@ impl JwtAuthLayer {
     ///
     /// ```
     /// use tower_bearer::JwtAuthLayer;
-    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # use tower_bearer::jwks::Algorithm;
     /// # use tower_bearer::signing::SigningKey;
     /// # use tower_bearer::{IssuerConfig, Verifier};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
     /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
-    /// # let keys = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
-    /// # let verifier = Verifier::builder().issuer(IssuerConfig::static_keys("https://auth.example", keys)).audience("api").build().unwrap();
-    ///
-    /// let layer = JwtAuthLayer::new(verifier).with_keys_unavailable_as_401(true);
-    /// assert!(format!("{layer:?}").starts_with("JwtAuthLayer"));
+    /// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    /// # let token = key.sign(&serde_json::json!({"iss": "https://auth.example", "aud": "api", "sub": "alice", "exp": now + 60})).unwrap();
+    /// // Nothing listens on port 1: the signing keys cannot be loaded.
+    /// let issuer = IssuerConfig::jwks_uri("https://auth.example", "http://127.0.0.1:1/jwks");
+    /// let verifier = Verifier::builder().issuer(issuer).audience("api").build().unwrap();
+    /// let svc = JwtAuthLayer::new(verifier).with_keys_unavailable_as_401(true).layer(ok);
+    /// let req = Request::get("/").header("authorization", format!("Bearer {token}")).body(()).unwrap();
+    /// assert_eq!(svc.oneshot(req).await.unwrap().status(), StatusCode::UNAUTHORIZED); // not 503
+    /// # }
     /// ```
     pub fn with_keys_unavailable_as_401(mut self, yes: bool) -> Self {
         self.rejection = self.rejection.with_keys_unavailable_as_401(yes);

@@ -1368,12 +1368,17 @@ impl TokenManagerBuilder {
     /// #     }
     /// # }
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let manager = TokenManager::builder()
-    ///     .client(TokenClient::new("orders", source()))
-    ///     .store_key_prefix("orders-service")
-    ///     .build()
-    ///     .unwrap();
-    /// assert!(manager.token("system", "").await.is_ok());
+    /// use tower_bearer::store::{MemoryTokenStore, TokenStore};
+    ///
+    /// let store: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::new());
+    /// let build = |prefix: &str| {
+    ///     let client = TokenClient::new("orders", source());
+    ///     TokenManager::builder().client(client).store(store.clone()).store_key_prefix(prefix).build().unwrap()
+    /// };
+    /// let (a, b) = (build("team-a"), build("team-b"));
+    /// a.token("system", "").await.unwrap();
+    /// b.token("system", "").await.unwrap(); // other keys: not shared
+    /// assert_eq!(a.stats().fetches + b.stats().fetches, 2);
     /// # }
     /// ```
     pub fn store_key_prefix(mut self, prefix: impl Into<String>) -> Self {

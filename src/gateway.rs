@@ -65,6 +65,18 @@ use crate::future::ResponseFuture;
 
 /// The identity header names (defaults: `x-user-id`, `x-roles`, `x-tenant-id`,
 /// `x-permissions`, `x-client-id`).
+///
+/// # Example
+///
+/// ```
+/// use http::HeaderName;
+/// use tower_bearer::gateway::IdentityHeaders;
+///
+/// let mut names = IdentityHeaders::default();
+/// names.tenant = HeaderName::from_static("x-org");
+/// assert!(names.is_identity("X-Org"));
+/// assert!(names.is_identity("x-http-method-override")); // stripped by default
+/// ```
 #[derive(Debug, Clone)]
 pub struct IdentityHeaders {
     /// The user id (user id claim, else `sub`).
@@ -124,6 +136,17 @@ impl IdentityHeaders {
 
     /// Whether `name` is an identity header (case-insensitive; `_`, `.` and any other
     /// non-alphanumeric character count as `-`, as CGI-style servers map them).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::gateway::IdentityHeaders;
+    ///
+    /// let names = IdentityHeaders::default();
+    /// assert!(names.is_identity("X_User_Id"));
+    /// assert!(names.is_identity("x.roles"));
+    /// assert!(!names.is_identity("x-request-id"));
+    /// ```
     pub fn is_identity(&self, name: &str) -> bool {
         self.all().any(|h| same_header(h.as_str(), name))
     }
@@ -155,6 +178,21 @@ const HOP_BY_HOP: [&str; 9] = [
 ];
 
 /// Removes hop-by-hop headers (and the ones `Connection` names), then identity headers.
+///
+/// # Example
+///
+/// ```
+/// use http::HeaderMap;
+/// use tower_bearer::gateway::{strip_identity_headers, IdentityHeaders};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("x_user_id", "admin".parse().unwrap());
+/// headers.insert("keep-alive", "timeout=5".parse().unwrap());
+/// strip_identity_headers(&mut headers, &IdentityHeaders::default(), true).unwrap();
+/// assert!(headers.is_empty());
+/// headers.insert("connection", "x-roles".parse().unwrap());
+/// assert!(strip_identity_headers(&mut headers, &IdentityHeaders::default(), true).is_err());
+/// ```
 ///
 /// # Errors
 ///
@@ -200,6 +238,23 @@ pub fn strip_identity_headers(
 }
 
 /// Strips spoofed identity headers from every request. See the [module docs](crate::gateway).
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::gateway::StripIdentityHeadersLayer;
+/// # use std::convert::Infallible;
+/// # use http::{HeaderMap, Request, Response};
+/// # use tower::{Layer, ServiceExt, service_fn};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let echo = service_fn(|req: Request<()>| async move { Ok::<_, Infallible>(Response::new(req.headers().clone())) });
+///
+/// let svc = StripIdentityHeadersLayer::new().layer(echo);
+/// let req = Request::get("/").header("x-roles", "admin").header("accept", "*/*").body(()).unwrap();
+/// let seen: HeaderMap = svc.oneshot(req).await.unwrap().into_body();
+/// assert!(!seen.contains_key("x-roles") && seen.contains_key("accept"));
+/// # }
+/// ```
 #[must_use]
 #[derive(Clone)]
 pub struct StripIdentityHeadersLayer<R = DefaultRejection> {
@@ -225,6 +280,22 @@ impl Default for StripIdentityHeadersLayer {
 
 impl StripIdentityHeadersLayer {
     /// Strips the default identity headers and hop-by-hop headers.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::gateway::StripIdentityHeadersLayer;
+    /// # use std::convert::Infallible;
+    /// # use http::{HeaderMap, Request, Response};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let echo = service_fn(|req: Request<()>| async move { Ok::<_, Infallible>(Response::new(req.headers().clone())) });
+    ///
+    /// let svc = StripIdentityHeadersLayer::new().layer(echo);
+    /// let req = Request::get("/").header("x-tenant-id", "t1").header("te", "trailers").body(()).unwrap();
+    /// assert!(svc.oneshot(req).await.unwrap().into_body().is_empty());
+    /// # }
+    /// ```
     pub fn new() -> Self {
         Self {
             identity: Arc::new(IdentityHeaders::default()),
@@ -236,17 +307,69 @@ impl StripIdentityHeadersLayer {
 
 impl<R> StripIdentityHeadersLayer<R> {
     /// Uses these identity header names.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// use tower_bearer::gateway::{IdentityHeaders, StripIdentityHeadersLayer};
+    /// # use std::convert::Infallible;
+    /// # use http::{HeaderMap, Request, Response};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let echo = service_fn(|req: Request<()>| async move { Ok::<_, Infallible>(Response::new(req.headers().clone())) });
+    ///
+    /// let mut names = IdentityHeaders::default();
+    /// names.user_id = HeaderName::from_static("x-auth-user");
+    /// let svc = StripIdentityHeadersLayer::new().with_headers(names).layer(echo);
+    /// let req = Request::get("/").header("X-Auth-User", "admin").body(()).unwrap();
+    /// assert!(!svc.oneshot(req).await.unwrap().into_body().contains_key("x-auth-user"));
+    /// # }
+    /// ```
     pub fn with_headers(mut self, identity: IdentityHeaders) -> Self {
         self.identity = Arc::new(identity);
         self
     }
     /// Whether hop-by-hop headers are removed (default `true`; a service that accepts
     /// WebSocket upgrades directly needs `false`, the `Connection` check still applies).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::gateway::StripIdentityHeadersLayer;
+    /// # use std::convert::Infallible;
+    /// # use http::{HeaderMap, Request, Response};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let echo = service_fn(|req: Request<()>| async move { Ok::<_, Infallible>(Response::new(req.headers().clone())) });
+    ///
+    /// let svc = StripIdentityHeadersLayer::new().with_hop_by_hop_removal(false).layer(echo);
+    /// let req = Request::get("/").header("upgrade", "websocket").body(()).unwrap();
+    /// assert!(svc.oneshot(req).await.unwrap().into_body().contains_key("upgrade"));
+    /// # }
+    /// ```
     pub fn with_hop_by_hop_removal(mut self, remove: bool) -> Self {
         self.hop_by_hop = remove;
         self
     }
     /// Also strips these headers (every spelling).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// use tower_bearer::gateway::StripIdentityHeadersLayer;
+    /// # use std::convert::Infallible;
+    /// # use http::{HeaderMap, Request, Response};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let echo = service_fn(|req: Request<()>| async move { Ok::<_, Infallible>(Response::new(req.headers().clone())) });
+    ///
+    /// let layer = StripIdentityHeadersLayer::new().with_extra_headers([HeaderName::from_static("x-debug")]);
+    /// let req = Request::get("/").header("X_Debug", "1").body(()).unwrap();
+    /// assert!(layer.layer(echo).oneshot(req).await.unwrap().into_body().is_empty());
+    /// # }
+    /// ```
     pub fn with_extra_headers(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
         let identity = Arc::make_mut(&mut self.identity);
         for name in names {
@@ -257,6 +380,25 @@ impl<R> StripIdentityHeadersLayer<R> {
         self
     }
     /// Replaces how the 400 for a `Connection` trick is answered.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower_bearer::gateway::StripIdentityHeadersLayer;
+    /// use tower_bearer::AuthError;
+    /// # use std::convert::Infallible;
+    /// # use http::{HeaderMap, Request, Response};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let echo = service_fn(|req: Request<()>| async move { Ok::<_, Infallible>(Response::new(req.headers().clone())) });
+    ///
+    /// let plain = |e: &AuthError, _grpc: bool| Response::builder().status(e.status()).body(HeaderMap::new()).unwrap();
+    /// let svc = StripIdentityHeadersLayer::new().with_rejection(plain).layer(echo);
+    /// let req = Request::get("/").header("connection", "x-user-id").body(()).unwrap();
+    /// assert_eq!(svc.oneshot(req).await.unwrap().status(), StatusCode::BAD_REQUEST);
+    /// # }
+    /// ```
     pub fn with_rejection<R2>(self, rejection: R2) -> StripIdentityHeadersLayer<R2> {
         StripIdentityHeadersLayer {
             identity: self.identity,
@@ -267,6 +409,22 @@ impl<R> StripIdentityHeadersLayer<R> {
 }
 
 /// The service of [`StripIdentityHeadersLayer`].
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::gateway::StripIdentityHeaders;
+/// # use std::convert::Infallible;
+/// # use http::{HeaderMap, Request, Response};
+/// # use tower::{Layer, ServiceExt, service_fn};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let echo = service_fn(|req: Request<()>| async move { Ok::<_, Infallible>(Response::new(req.headers().clone())) });
+///
+/// let svc = StripIdentityHeaders::new(echo);
+/// let req = Request::get("/").header("x-client-id", "spoofed").body(()).unwrap();
+/// assert!(svc.oneshot(req).await.unwrap().into_body().is_empty());
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct StripIdentityHeaders<S, R = DefaultRejection> {
     inner: S,
@@ -277,10 +435,42 @@ crate::macros::layer_with_rejection!(StripIdentityHeadersLayer => StripIdentityH
 
 impl<S> StripIdentityHeaders<S> {
     /// Wraps `inner` with the default settings.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::gateway::StripIdentityHeaders;
+    /// # use std::convert::Infallible;
+    /// # use http::{HeaderMap, Request, Response};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let echo = service_fn(|req: Request<()>| async move { Ok::<_, Infallible>(Response::new(req.headers().clone())) });
+    ///
+    /// let svc = StripIdentityHeaders::new(echo);
+    /// let req = Request::get("/").header("x-permissions", "all").body(()).unwrap();
+    /// assert!(!svc.oneshot(req).await.unwrap().into_body().contains_key("x-permissions"));
+    /// # }
+    /// ```
     pub fn new(inner: S) -> Self {
         StripIdentityHeadersLayer::new().layer(inner)
     }
     /// The default layer.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::gateway::StripIdentityHeaders;
+    /// # use std::convert::Infallible;
+    /// # use http::{HeaderMap, Request, Response};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let echo = service_fn(|req: Request<()>| async move { Ok::<_, Infallible>(Response::new(req.headers().clone())) });
+    ///
+    /// let svc = StripIdentityHeaders::<()>::layer().layer(echo); // the layer does not depend on `S`
+    /// let req = Request::get("/").header("x-user-id", "admin").body(()).unwrap();
+    /// assert!(svc.oneshot(req).await.unwrap().into_body().is_empty());
+    /// # }
+    /// ```
     pub fn layer() -> StripIdentityHeadersLayer {
         StripIdentityHeadersLayer::new()
     }
@@ -313,6 +503,17 @@ where
 }
 
 /// Percent-encodes `,`, `%` and anything outside visible ASCII (as UTF-8 bytes).
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::gateway::encode_item;
+///
+/// assert_eq!(encode_item("a,b"), "a%2Cb");
+/// assert_eq!(encode_item("100%"), "100%25");
+/// assert_eq!(encode_item("é"), "%C3%A9");
+/// assert_eq!(encode_item("admin"), "admin");
+/// ```
 pub fn encode_item(item: &str) -> String {
     let mut out = String::with_capacity(item.len());
     for b in item.bytes() {
@@ -351,6 +552,26 @@ fn join(items: &[String]) -> String {
 }
 
 /// Sets identity headers from the verified user. See the [module docs](crate::gateway).
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::claims::Authentication;
+/// use tower_bearer::gateway::SetIdentityHeadersLayer;
+/// # use std::convert::Infallible;
+/// # use http::{HeaderMap, Request, Response};
+/// # use tower::{Layer, ServiceExt, service_fn};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let echo = service_fn(|req: Request<()>| async move { Ok::<_, Infallible>(Response::new(req.headers().clone())) });
+/// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "alice", "uid": "42", "roles": ["admin", "a,b"], "tenant": "t1", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+///
+/// let mut req = Request::get("/").body(()).unwrap();
+/// req.extensions_mut().insert(Authentication::User(user));
+/// let seen = SetIdentityHeadersLayer::new().layer(echo).oneshot(req).await.unwrap().into_body();
+/// assert_eq!(seen["x-user-id"], "42");
+/// assert_eq!(seen["x-roles"], "a%2Cb,admin"); // sorted, each item encoded
+/// # }
+/// ```
 #[must_use]
 #[derive(Debug, Clone)]
 pub struct SetIdentityHeadersLayer {
@@ -368,6 +589,18 @@ impl Default for SetIdentityHeadersLayer {
 
 impl SetIdentityHeadersLayer {
     /// Sets the default headers; the bearer token is forwarded unchanged.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::HeaderMap;
+    /// use tower_bearer::gateway::SetIdentityHeadersLayer;
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "alice", "uid": "42", "roles": ["admin", "a,b"], "tenant": "t1", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// SetIdentityHeadersLayer::new().apply(&mut headers, &user);
+    /// assert_eq!(headers["x-tenant-id"], "t1");
+    /// ```
     pub fn new() -> Self {
         Self {
             enabled: true,
@@ -377,6 +610,25 @@ impl SetIdentityHeadersLayer {
         }
     }
     /// A layer that sets nothing (services that are not gateways).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::claims::Authentication;
+    /// use tower_bearer::gateway::SetIdentityHeadersLayer;
+    /// # use std::convert::Infallible;
+    /// # use http::{HeaderMap, Request, Response};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let echo = service_fn(|req: Request<()>| async move { Ok::<_, Infallible>(Response::new(req.headers().clone())) });
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "alice", "uid": "42", "roles": ["admin", "a,b"], "tenant": "t1", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    ///
+    /// let mut req = Request::get("/").body(()).unwrap();
+    /// req.extensions_mut().insert(Authentication::User(user));
+    /// let seen = SetIdentityHeadersLayer::disabled().layer(echo).oneshot(req).await.unwrap().into_body();
+    /// assert!(seen.is_empty());
+    /// # }
+    /// ```
     pub fn disabled() -> Self {
         Self {
             enabled: false,
@@ -384,17 +636,57 @@ impl SetIdentityHeadersLayer {
         }
     }
     /// Uses these identity header names.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::{HeaderMap, HeaderName};
+    /// use tower_bearer::gateway::{IdentityHeaders, SetIdentityHeadersLayer};
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "alice", "uid": "42", "roles": ["admin", "a,b"], "tenant": "t1", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    ///
+    /// let mut names = IdentityHeaders::default();
+    /// names.user_id = HeaderName::from_static("x-auth-user");
+    /// let mut headers = HeaderMap::new();
+    /// SetIdentityHeadersLayer::new().with_headers(names).apply(&mut headers, &user);
+    /// assert_eq!(headers["x-auth-user"], "42");
+    /// ```
     pub fn with_headers(mut self, identity: IdentityHeaders) -> Self {
         self.identity = Arc::new(identity);
         self
     }
     /// Do not forward the bearer token upstream (default: forwarded, so upstream services can
     /// verify it themselves).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::HeaderMap;
+    /// use tower_bearer::gateway::SetIdentityHeadersLayer;
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "alice", "uid": "42", "roles": ["admin", "a,b"], "tenant": "t1", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("authorization", "Bearer eyJ...".parse().unwrap());
+    /// SetIdentityHeadersLayer::new().with_strip_authorization(true).apply(&mut headers, &user);
+    /// assert!(!headers.contains_key("authorization"));
+    /// ```
     pub fn with_strip_authorization(mut self, strip: bool) -> Self {
         self.strip_authorization = strip;
         self
     }
     /// Also forward all verified claims as base64url JSON in this header.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::{HeaderMap, HeaderName};
+    /// use tower_bearer::gateway::SetIdentityHeadersLayer;
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "alice", "uid": "42", "roles": ["admin", "a,b"], "tenant": "t1", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    ///
+    /// let layer = SetIdentityHeadersLayer::new().with_claims_header(HeaderName::from_static("x-claims"));
+    /// let mut headers = HeaderMap::new();
+    /// layer.apply(&mut headers, &user);
+    /// assert!(headers["x-claims"].to_str().unwrap().starts_with("eyJ")); // base64url of `{"`
+    /// ```
     pub fn with_claims_header(mut self, name: HeaderName) -> Self {
         self.claims_header = Some(name);
         self
@@ -402,6 +694,18 @@ impl SetIdentityHeadersLayer {
 
     /// Every header this layer sets (identity headers and the claims header): a strip layer in
     /// front must remove them from incoming requests.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// use tower_bearer::gateway::SetIdentityHeadersLayer;
+    ///
+    /// let layer = SetIdentityHeadersLayer::new().with_claims_header(HeaderName::from_static("x-claims"));
+    /// let managed = layer.managed_headers();
+    /// assert!(managed.contains(&HeaderName::from_static("x-user-id")));
+    /// assert!(managed.contains(&HeaderName::from_static("x-claims")));
+    /// ```
     pub fn managed_headers(&self) -> Vec<HeaderName> {
         self.identity
             .all()
@@ -411,6 +715,19 @@ impl SetIdentityHeadersLayer {
     }
 
     /// Sets the headers on `headers` for `user`, after removing every spelling of them.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::HeaderMap;
+    /// use tower_bearer::gateway::SetIdentityHeadersLayer;
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "alice", "uid": "42", "roles": ["admin", "a,b"], "tenant": "t1", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("X_User_Id", "spoofed".parse().unwrap());
+    /// SetIdentityHeadersLayer::new().apply(&mut headers, &user);
+    /// assert_eq!(headers.get_all("x-user-id").iter().collect::<Vec<_>>(), ["42"]);
+    /// ```
     pub fn apply(&self, headers: &mut HeaderMap, user: &CurrentUser) {
         let id = &self.identity;
         let claims_header = self.claims_header.as_ref();
@@ -458,6 +775,25 @@ impl<S> Layer<S> for SetIdentityHeadersLayer {
 }
 
 /// The service of [`SetIdentityHeadersLayer`].
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::claims::Authentication;
+/// use tower_bearer::gateway::SetIdentityHeaders;
+/// # use std::convert::Infallible;
+/// # use http::{HeaderMap, Request, Response};
+/// # use tower::{Layer, ServiceExt, service_fn};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let echo = service_fn(|req: Request<()>| async move { Ok::<_, Infallible>(Response::new(req.headers().clone())) });
+/// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "alice", "uid": "42", "roles": ["admin", "a,b"], "tenant": "t1", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+///
+/// let mut req = Request::get("/").body(()).unwrap();
+/// req.extensions_mut().insert(Authentication::User(user));
+/// let seen = SetIdentityHeaders::new(echo).oneshot(req).await.unwrap().into_body();
+/// assert_eq!(seen["x-tenant-id"], "t1");
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct SetIdentityHeaders<S> {
     inner: S,
@@ -468,10 +804,36 @@ crate::macros::define_inner_service_accessors!(SetIdentityHeaders<S>);
 
 impl<S> SetIdentityHeaders<S> {
     /// Wraps `inner` with the default settings.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::claims::Authentication;
+    /// use tower_bearer::gateway::SetIdentityHeaders;
+    /// # use std::convert::Infallible;
+    /// # use http::{HeaderMap, Request, Response};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let echo = service_fn(|req: Request<()>| async move { Ok::<_, Infallible>(Response::new(req.headers().clone())) });
+    ///
+    /// let mut req = Request::get("/").body(()).unwrap();
+    /// req.extensions_mut().insert(Authentication::Anonymous);
+    /// assert!(SetIdentityHeaders::new(echo).oneshot(req).await.unwrap().into_body().is_empty());
+    /// # }
+    /// ```
     pub fn new(inner: S) -> Self {
         SetIdentityHeadersLayer::new().layer(inner)
     }
     /// The default layer.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::gateway::SetIdentityHeaders;
+    ///
+    /// let layer = SetIdentityHeaders::<()>::layer(); // the layer does not depend on `S`
+    /// assert_eq!(layer.managed_headers().len(), 10); // 5 identity headers, 5 override headers
+    /// ```
     pub fn layer() -> SetIdentityHeadersLayer {
         SetIdentityHeadersLayer::new()
     }
@@ -505,6 +867,24 @@ impl<B, S: Service<Request<B>>> Service<Request<B>> for SetIdentityHeaders<S> {
 /// permissions split on `,` and percent-decoded) and inserts
 /// [`Authentication::User`]; without `X-User-Id` the request is
 /// [`Authentication::Anonymous`].
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::CurrentUser;
+/// use tower_bearer::gateway::TrustedIdentityHeadersLayer;
+/// # use std::convert::Infallible;
+/// # use http::{HeaderMap, Request, Response};
+/// # use tower::{Layer, ServiceExt, service_fn};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let echo = service_fn(|req: Request<()>| async move { Ok::<_, Infallible>(Response::new(req.headers().clone())) });
+/// # let echo = service_fn(|req: Request<()>| async move { Ok::<_, Infallible>(Response::new(req.extensions().get::<CurrentUser>().and_then(|u| u.user_id().map(String::from)))) });
+///
+/// let svc = TrustedIdentityHeadersLayer::new().layer(echo);
+/// let req = Request::get("/").header("x-user-id", "42").body(()).unwrap();
+/// assert_eq!(svc.oneshot(req).await.unwrap().into_body().as_deref(), Some("42"));
+/// # }
+/// ```
 #[must_use]
 #[derive(Debug, Clone, Default)]
 pub struct TrustedIdentityHeadersLayer {
@@ -513,16 +893,56 @@ pub struct TrustedIdentityHeadersLayer {
 
 impl TrustedIdentityHeadersLayer {
     /// Trusts the default header names.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::HeaderMap;
+    /// use tower_bearer::gateway::TrustedIdentityHeadersLayer;
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("x-user-id", "42".parse().unwrap());
+    /// headers.insert("x-roles", "admin,a%2Cb".parse().unwrap());
+    /// let user = TrustedIdentityHeadersLayer::new().user_from(&headers).unwrap();
+    /// assert!(user.has_role("a,b"));
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
     /// Trusts these header names.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::{HeaderMap, HeaderName};
+    /// use tower_bearer::gateway::{IdentityHeaders, TrustedIdentityHeadersLayer};
+    ///
+    /// let mut names = IdentityHeaders::default();
+    /// names.user_id = HeaderName::from_static("x-auth-user");
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("x-auth-user", "42".parse().unwrap());
+    /// let layer = TrustedIdentityHeadersLayer::new().with_headers(names);
+    /// assert_eq!(layer.user_from(&headers).unwrap().user_id(), Some("42"));
+    /// ```
     pub fn with_headers(mut self, identity: IdentityHeaders) -> Self {
         self.identity = Arc::new(identity);
         self
     }
 
     /// The user the headers describe, if any.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::HeaderMap;
+    /// use tower_bearer::gateway::TrustedIdentityHeadersLayer;
+    ///
+    /// let layer = TrustedIdentityHeadersLayer::new();
+    /// let mut headers = HeaderMap::new();
+    /// assert!(layer.user_from(&headers).is_none());
+    /// headers.insert("x-user-id", "42".parse().unwrap());
+    /// assert_eq!(layer.user_from(&headers).unwrap().subject(), Some("42"));
+    /// ```
     pub fn user_from(&self, headers: &HeaderMap) -> Option<CurrentUser> {
         let id = &self.identity;
         let one = |name: &HeaderName| {
@@ -571,6 +991,24 @@ impl<S> Layer<S> for TrustedIdentityHeadersLayer {
 }
 
 /// The service of [`TrustedIdentityHeadersLayer`].
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::claims::Authentication;
+/// use tower_bearer::gateway::{TrustedIdentityHeaders, TrustedIdentityHeadersLayer};
+/// # use std::convert::Infallible;
+/// # use http::{HeaderMap, Request, Response};
+/// # use tower::{Layer, ServiceExt, service_fn};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let echo = service_fn(|req: Request<()>| async move { Ok::<_, Infallible>(Response::new(req.headers().clone())) });
+/// # let echo = service_fn(|req: Request<()>| async move { Ok::<_, Infallible>(Response::new(matches!(req.extensions().get::<Authentication>(), Some(Authentication::Anonymous)))) });
+///
+/// let svc: TrustedIdentityHeaders<_> = TrustedIdentityHeadersLayer::new().layer(echo);
+/// let anonymous = svc.oneshot(Request::get("/").body(()).unwrap()).await.unwrap().into_body();
+/// assert!(anonymous); // no `X-User-Id`
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct TrustedIdentityHeaders<S> {
     inner: S,

@@ -41,12 +41,45 @@ use crate::future::ResponseFuture;
 use crate::http_client::BoxFuture;
 
 /// Where current policy versions come from.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::error::BoxError;
+/// use tower_bearer::http_client::BoxFuture;
+/// use tower_bearer::policy::PolicyVersions;
+///
+/// #[derive(Debug)]
+/// struct Everyone(i64);
+/// impl PolicyVersions for Everyone {
+///     fn current(&self, _user_id: &str) -> BoxFuture<'static, Result<Option<i64>, BoxError>> {
+///         let v = self.0;
+///         Box::pin(async move { Ok(Some(v)) })
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// assert_eq!(Everyone(7).current("u-1").await.unwrap(), Some(7));
+/// # }
+/// ```
 pub trait PolicyVersions: Send + Sync + fmt::Debug + 'static {
     /// The current version for `user_id`, or `None` when the user is unknown.
     fn current(&self, user_id: &str) -> BoxFuture<'static, Result<Option<i64>, BoxError>>;
 }
 
 /// In-process policy versions (tests, single replica, or fed by your own admin events).
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersions};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+///
+/// let versions = MemoryPolicyVersions::new();
+/// versions.set("u-1", 2);
+/// assert_eq!(versions.current("u-1").await.unwrap(), Some(2));
+/// assert_eq!(versions.current("u-2").await.unwrap(), None);
+/// # }
+/// ```
 #[derive(Debug, Default)]
 pub struct MemoryPolicyVersions {
     map: RwLock<HashMap<String, i64>>,
@@ -54,10 +87,32 @@ pub struct MemoryPolicyVersions {
 
 impl MemoryPolicyVersions {
     /// An empty source: every user unknown.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersions};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    ///
+    /// assert_eq!(MemoryPolicyVersions::new().current("anyone").await.unwrap(), None);
+    /// # }
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
     /// Sets a user's version.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersions};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    ///
+    /// let versions = MemoryPolicyVersions::new();
+    /// versions.set("u-1", 5);
+    /// assert_eq!(versions.current("u-1").await.unwrap(), Some(5));
+    /// # }
+    /// ```
     pub fn set(&self, user_id: &str, version: i64) {
         self.map
             .write()
@@ -65,6 +120,17 @@ impl MemoryPolicyVersions {
             .insert(user_id.to_owned(), version);
     }
     /// Increments a user's version (from 0 when unknown) and returns the new one.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::policy::MemoryPolicyVersions;
+    ///
+    /// let versions = MemoryPolicyVersions::new();
+    /// assert_eq!(versions.bump("u-1"), 1);
+    /// versions.set("u-1", 9);
+    /// assert_eq!(versions.bump("u-1"), 10);
+    /// ```
     pub fn bump(&self, user_id: &str) -> i64 {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         let v = map.entry(user_id.to_owned()).or_insert(0);
@@ -72,6 +138,19 @@ impl MemoryPolicyVersions {
         *v
     }
     /// Forgets a user.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersions};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    ///
+    /// let versions = MemoryPolicyVersions::new();
+    /// versions.set("u-1", 5);
+    /// versions.remove("u-1");
+    /// assert_eq!(versions.current("u-1").await.unwrap(), None);
+    /// # }
+    /// ```
     pub fn remove(&self, user_id: &str) {
         self.map
             .write()
@@ -159,6 +238,32 @@ fn decide(user: &CurrentUser, current: Option<i64>) -> Result<(), AuthError> {
 }
 
 /// Refuses tokens with an outdated `pv`. See the [module docs](crate::policy).
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
+/// # use std::convert::Infallible;
+/// # use http::{Request, Response, StatusCode};
+/// # use tower::{Layer, ServiceExt, service_fn};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+/// # let req = |pv: i64| {
+/// #     let claims = serde_json::json!({"iss": "i", "sub": "alice", "uid": "u-1", "pv": pv, "exp": 2000000000, "aud": "api"});
+/// #     let user = tower_bearer::CurrentUser::from_claims(claims.as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+/// #     let mut r = Request::get("/").body(()).unwrap();
+/// #     r.extensions_mut().insert(tower_bearer::claims::Authentication::User(user));
+/// #     r
+/// # };
+///
+/// let versions = Arc::new(MemoryPolicyVersions::new());
+/// versions.set("u-1", 3);
+/// let svc = PolicyVersionLayer::new(versions).layer(ok);
+/// assert_eq!(svc.clone().oneshot(req(3)).await.unwrap().status(), StatusCode::OK);
+/// assert_eq!(svc.oneshot(req(2)).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+/// # }
+/// ```
 #[must_use]
 #[derive(Clone)]
 pub struct PolicyVersionLayer<R = DefaultRejection> {
@@ -181,6 +286,31 @@ impl<R> fmt::Debug for PolicyVersionLayer<R> {
 
 impl PolicyVersionLayer {
     /// Checks against `source` with a 5 s staleness bound.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    /// # let req = |pv: i64| {
+    /// #     let claims = serde_json::json!({"iss": "i", "sub": "alice", "uid": "u-1", "pv": pv, "exp": 2000000000, "aud": "api"});
+    /// #     let user = tower_bearer::CurrentUser::from_claims(claims.as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// #     let mut r = Request::get("/").body(()).unwrap();
+    /// #     r.extensions_mut().insert(tower_bearer::claims::Authentication::User(user));
+    /// #     r
+    /// # };
+    ///
+    /// let versions = Arc::new(MemoryPolicyVersions::new());
+    /// versions.set("u-1", 4);
+    /// let svc = PolicyVersionLayer::new(versions).layer(ok);
+    /// assert_eq!(svc.oneshot(req(3)).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    /// # }
+    /// ```
     pub fn new(source: Arc<dyn PolicyVersions>) -> Self {
         Self {
             checker: Some(Arc::new(Checker {
@@ -195,6 +325,28 @@ impl PolicyVersionLayer {
     }
 
     /// A layer that checks nothing (used where the policy check is not configured).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::policy::PolicyVersionLayer;
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    /// # let req = |pv: i64| {
+    /// #     let claims = serde_json::json!({"iss": "i", "sub": "alice", "uid": "u-1", "pv": pv, "exp": 2000000000, "aud": "api"});
+    /// #     let user = tower_bearer::CurrentUser::from_claims(claims.as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// #     let mut r = Request::get("/").body(()).unwrap();
+    /// #     r.extensions_mut().insert(tower_bearer::claims::Authentication::User(user));
+    /// #     r
+    /// # };
+    ///
+    /// let svc = PolicyVersionLayer::disabled().layer(ok);
+    /// assert_eq!(svc.oneshot(req(0)).await.unwrap().status(), StatusCode::OK);
+    /// # }
+    /// ```
     pub fn disabled() -> Self {
         Self {
             checker: None,
@@ -212,6 +364,34 @@ impl<R> PolicyVersionLayer<R> {
     }
     /// How long a looked-up version may be used (`policy-version.max-staleness-seconds`).
     ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    /// # let req = |pv: i64| {
+    /// #     let claims = serde_json::json!({"iss": "i", "sub": "alice", "uid": "u-1", "pv": pv, "exp": 2000000000, "aud": "api"});
+    /// #     let user = tower_bearer::CurrentUser::from_claims(claims.as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// #     let mut r = Request::get("/").body(()).unwrap();
+    /// #     r.extensions_mut().insert(tower_bearer::claims::Authentication::User(user));
+    /// #     r
+    /// # };
+    ///
+    /// let versions = Arc::new(MemoryPolicyVersions::new());
+    /// versions.set("u-1", 1);
+    /// let svc = PolicyVersionLayer::new(versions.clone()).with_max_staleness(Duration::ZERO).layer(ok);
+    /// assert_eq!(svc.clone().oneshot(req(1)).await.unwrap().status(), StatusCode::OK);
+    /// versions.bump("u-1"); // seen at once: nothing is cached
+    /// assert_eq!(svc.oneshot(req(1)).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    /// # }
+    /// ```
+    ///
     /// # Panics
     ///
     /// If called after the layer was cloned (configure it first) or on a disabled layer.
@@ -220,6 +400,31 @@ impl<R> PolicyVersionLayer<R> {
         self
     }
     /// Timeout of one lookup (default 2 s).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    /// # let req = |pv: i64| {
+    /// #     let claims = serde_json::json!({"iss": "i", "sub": "alice", "uid": "u-1", "pv": pv, "exp": 2000000000, "aud": "api"});
+    /// #     let user = tower_bearer::CurrentUser::from_claims(claims.as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// #     let mut r = Request::get("/").body(()).unwrap();
+    /// #     r.extensions_mut().insert(tower_bearer::claims::Authentication::User(user));
+    /// #     r
+    /// # };
+    ///
+    /// let versions = Arc::new(MemoryPolicyVersions::new());
+    /// let layer = PolicyVersionLayer::new(versions).with_lookup_timeout(Duration::from_millis(500));
+    /// assert_eq!(layer.layer(ok).oneshot(req(1)).await.unwrap().status(), StatusCode::OK); // unknown user
+    /// # }
+    /// ```
     ///
     /// # Panics
     ///
@@ -230,6 +435,33 @@ impl<R> PolicyVersionLayer<R> {
     }
     /// Which tokens are service tokens (never checked).
     ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_bearer::claims::ServiceTokenRule;
+    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    /// # let req = |pv: i64| {
+    /// #     let claims = serde_json::json!({"iss": "i", "sub": "alice", "uid": "u-1", "pv": pv, "exp": 2000000000, "aud": "api"});
+    /// #     let user = tower_bearer::CurrentUser::from_claims(claims.as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// #     let mut r = Request::get("/").body(()).unwrap();
+    /// #     r.extensions_mut().insert(tower_bearer::claims::Authentication::User(user));
+    /// #     r
+    /// # };
+    ///
+    /// let versions = Arc::new(MemoryPolicyVersions::new());
+    /// versions.set("u-1", 9);
+    /// let rule = ServiceTokenRule::Claim { name: "sub".into(), value: "alice".into() };
+    /// let svc = PolicyVersionLayer::new(versions).with_service_token_rule(rule).layer(ok);
+    /// assert_eq!(svc.oneshot(req(1)).await.unwrap().status(), StatusCode::OK); // a service token: not checked
+    /// # }
+    /// ```
+    ///
     /// # Panics
     ///
     /// If called after the layer was cloned.
@@ -238,6 +470,33 @@ impl<R> PolicyVersionLayer<R> {
         self
     }
     /// Replaces how rejections become responses.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
+    /// use tower_bearer::AuthError;
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    /// # let req = |pv: i64| {
+    /// #     let claims = serde_json::json!({"iss": "i", "sub": "alice", "uid": "u-1", "pv": pv, "exp": 2000000000, "aud": "api"});
+    /// #     let user = tower_bearer::CurrentUser::from_claims(claims.as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// #     let mut r = Request::get("/").body(()).unwrap();
+    /// #     r.extensions_mut().insert(tower_bearer::claims::Authentication::User(user));
+    /// #     r
+    /// # };
+    ///
+    /// let versions = Arc::new(MemoryPolicyVersions::new());
+    /// versions.set("u-1", 2);
+    /// let plain = |_e: &AuthError, _grpc: bool| Response::builder().status(StatusCode::CONFLICT).body(()).unwrap();
+    /// let svc = PolicyVersionLayer::new(versions).with_rejection(plain).layer(ok);
+    /// assert_eq!(svc.oneshot(req(1)).await.unwrap().status(), StatusCode::CONFLICT);
+    /// # }
+    /// ```
     pub fn with_rejection<R2>(self, rejection: R2) -> PolicyVersionLayer<R2> {
         PolicyVersionLayer {
             checker: self.checker,
@@ -247,6 +506,31 @@ impl<R> PolicyVersionLayer<R> {
 }
 
 /// The service of [`PolicyVersionLayer`].
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersion, PolicyVersionLayer};
+/// # use std::convert::Infallible;
+/// # use http::{Request, Response, StatusCode};
+/// # use tower::{Layer, ServiceExt, service_fn};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+/// # let req = |pv: i64| {
+/// #     let claims = serde_json::json!({"iss": "i", "sub": "alice", "uid": "u-1", "pv": pv, "exp": 2000000000, "aud": "api"});
+/// #     let user = tower_bearer::CurrentUser::from_claims(claims.as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+/// #     let mut r = Request::get("/").body(()).unwrap();
+/// #     r.extensions_mut().insert(tower_bearer::claims::Authentication::User(user));
+/// #     r
+/// # };
+///
+/// let versions = Arc::new(MemoryPolicyVersions::new());
+/// versions.set("u-1", 1);
+/// let svc: PolicyVersion<_> = PolicyVersionLayer::new(versions).layer(ok);
+/// assert_eq!(svc.oneshot(req(1)).await.unwrap().status(), StatusCode::OK);
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct PolicyVersion<S, R = DefaultRejection> {
     inner: S,

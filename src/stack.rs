@@ -64,6 +64,34 @@ use crate::policy::{PolicyVersion, PolicyVersionLayer};
 use crate::verify::Verifier;
 
 /// All security layers in the one documented order. The layer is the builder.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::stack::SecurityLayer;
+/// # use std::convert::Infallible;
+/// # use http::{Request, Response, StatusCode};
+/// # use tower::{Layer, ServiceExt, service_fn};
+/// # use tower_bearer::authz::{AccessRules, Requirement, Rule};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let ok = service_fn(|req: Request<String>| async move {
+/// #     let id = req.headers().get("x-user-id").cloned().unwrap_or_else(|| "none".parse().unwrap());
+/// #     Ok::<_, Infallible>(Response::builder().header("seen-user-id", id).body(String::new()).unwrap())
+/// # });
+/// # let get = |uri: &str| Request::get(uri).body(String::new()).unwrap();
+/// # use tower_bearer::jwks::{Algorithm, KeySet};
+/// # use tower_bearer::signing::SigningKey;
+/// # use tower_bearer::{IssuerConfig, Verifier};
+/// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+/// # let keys = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
+/// # let verifier = Verifier::builder().issuer(IssuerConfig::static_keys("https://auth.example", keys)).audience("api").build().unwrap();
+/// # let rules = AccessRules::builder().rule(Rule::new("/public/**", Requirement::PermitAll)).rule(Rule::new("/**", Requirement::Authenticated)).build().unwrap();
+///
+/// let svc = SecurityLayer::new(verifier, rules).layer(ok);
+/// assert_eq!(svc.clone().oneshot(get("/public/a")).await.unwrap().status(), StatusCode::OK);
+/// assert_eq!(svc.oneshot(get("/orders")).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+/// # }
+/// ```
 #[must_use]
 #[derive(Debug, Clone)]
 pub struct SecurityLayer {
@@ -77,6 +105,37 @@ pub struct SecurityLayer {
 impl SecurityLayer {
     /// Verification with `verifier`, authorization with `rules`; identity headers stripped;
     /// no policy check; identity headers not set (see [`SecurityLayer::gateway`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::stack::SecurityLayer;
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # use tower_bearer::authz::{AccessRules, Requirement, Rule};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|req: Request<String>| async move {
+    /// #     let id = req.headers().get("x-user-id").cloned().unwrap_or_else(|| "none".parse().unwrap());
+    /// #     Ok::<_, Infallible>(Response::builder().header("seen-user-id", id).body(String::new()).unwrap())
+    /// # });
+    /// # let get = |uri: &str| Request::get(uri).body(String::new()).unwrap();
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let keys = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
+    /// # let verifier = Verifier::builder().issuer(IssuerConfig::static_keys("https://auth.example", keys)).audience("api").build().unwrap();
+    /// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    /// # let token = key.sign(&serde_json::json!({"iss": "https://auth.example", "aud": "api", "sub": "alice", "exp": now + 60})).unwrap();
+    /// # let rules = AccessRules::builder().rule(Rule::new("/public/**", Requirement::PermitAll)).rule(Rule::new("/**", Requirement::Authenticated)).build().unwrap();
+    ///
+    /// let svc = SecurityLayer::new(verifier, rules).layer(ok);
+    /// let mut req = get("/orders");
+    /// req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    /// assert_eq!(svc.oneshot(req).await.unwrap().status(), StatusCode::OK);
+    /// # }
+    /// ```
     pub fn new(verifier: Verifier, rules: AccessRules) -> Self {
         Self {
             strip: StripIdentityHeadersLayer::new(),
@@ -87,27 +146,187 @@ impl SecurityLayer {
         }
     }
     /// Replaces the authentication layer (it is put in optional mode).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::stack::SecurityLayer;
+    /// use tower_bearer::JwtAuthLayer;
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # use tower_bearer::authz::{AccessRules, Requirement, Rule};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|req: Request<String>| async move {
+    /// #     let id = req.headers().get("x-user-id").cloned().unwrap_or_else(|| "none".parse().unwrap());
+    /// #     Ok::<_, Infallible>(Response::builder().header("seen-user-id", id).body(String::new()).unwrap())
+    /// # });
+    /// # let get = |uri: &str| Request::get(uri).body(String::new()).unwrap();
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let keys = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
+    /// # let verifier = Verifier::builder().issuer(IssuerConfig::static_keys("https://auth.example", keys)).audience("api").build().unwrap();
+    /// # let rules = AccessRules::builder().rule(Rule::new("/public/**", Requirement::PermitAll)).rule(Rule::new("/**", Requirement::Authenticated)).build().unwrap();
+    ///
+    /// let jwt = JwtAuthLayer::new(verifier.clone()).with_realm(Some("orders"));
+    /// let svc = SecurityLayer::new(verifier, rules).with_jwt(jwt).layer(ok);
+    /// let mut req = get("/orders");
+    /// req.headers_mut().insert("authorization", "Bearer not-a-jwt".parse().unwrap());
+    /// let res = svc.oneshot(req).await.unwrap();
+    /// assert_eq!(res.headers()["www-authenticate"], "Bearer realm=\"orders\", error=\"invalid_token\"");
+    /// # }
+    /// ```
     pub fn with_jwt(mut self, jwt: JwtAuthLayer) -> Self {
         self.jwt = jwt.optional(true);
         self
     }
     /// Replaces the strip layer (header names, hop-by-hop removal).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::gateway::StripIdentityHeadersLayer;
+    /// use tower_bearer::stack::SecurityLayer;
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # use tower_bearer::authz::{AccessRules, Requirement, Rule};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|req: Request<String>| async move {
+    /// #     let id = req.headers().get("x-user-id").cloned().unwrap_or_else(|| "none".parse().unwrap());
+    /// #     Ok::<_, Infallible>(Response::builder().header("seen-user-id", id).body(String::new()).unwrap())
+    /// # });
+    /// # let get = |uri: &str| Request::get(uri).body(String::new()).unwrap();
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let keys = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
+    /// # let verifier = Verifier::builder().issuer(IssuerConfig::static_keys("https://auth.example", keys)).audience("api").build().unwrap();
+    /// # let rules = AccessRules::builder().rule(Rule::new("/public/**", Requirement::PermitAll)).rule(Rule::new("/**", Requirement::Authenticated)).build().unwrap();
+    ///
+    /// let strip = StripIdentityHeadersLayer::new().with_hop_by_hop_removal(false);
+    /// let svc = SecurityLayer::new(verifier, rules).with_strip(strip).layer(ok);
+    /// let mut req = get("/public/a");
+    /// req.headers_mut().insert("x-user-id", "admin".parse().unwrap());
+    /// assert_eq!(svc.oneshot(req).await.unwrap().headers()["seen-user-id"], "none"); // still stripped
+    /// # }
+    /// ```
     pub fn with_strip(mut self, strip: StripIdentityHeadersLayer) -> Self {
         self.strip = strip;
         self
     }
     /// Adds the policy-version check.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
+    /// use tower_bearer::stack::SecurityLayer;
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # use tower_bearer::authz::{AccessRules, Requirement, Rule};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|req: Request<String>| async move {
+    /// #     let id = req.headers().get("x-user-id").cloned().unwrap_or_else(|| "none".parse().unwrap());
+    /// #     Ok::<_, Infallible>(Response::builder().header("seen-user-id", id).body(String::new()).unwrap())
+    /// # });
+    /// # let get = |uri: &str| Request::get(uri).body(String::new()).unwrap();
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let keys = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
+    /// # let verifier = Verifier::builder().issuer(IssuerConfig::static_keys("https://auth.example", keys)).audience("api").build().unwrap();
+    /// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    /// # let token = key.sign(&serde_json::json!({"iss": "https://auth.example", "aud": "api", "sub": "alice", "exp": now + 60})).unwrap();
+    /// # let rules = AccessRules::builder().rule(Rule::new("/public/**", Requirement::PermitAll)).rule(Rule::new("/**", Requirement::Authenticated)).build().unwrap();
+    ///
+    /// let versions = Arc::new(MemoryPolicyVersions::new());
+    /// versions.set("alice", 1); // `alice` is known, the token has no `pv`: refused
+    /// let svc = SecurityLayer::new(verifier, rules).with_policy(PolicyVersionLayer::new(versions)).layer(ok);
+    /// let mut req = get("/orders");
+    /// req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    /// assert_eq!(svc.oneshot(req).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    /// # }
+    /// ```
     pub fn with_policy(mut self, policy: PolicyVersionLayer) -> Self {
         self.policy = policy;
         self
     }
     /// Replaces the authorization layer.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::authz::AuthorizeLayer;
+    /// use tower_bearer::stack::SecurityLayer;
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # use tower_bearer::authz::{AccessRules, Requirement, Rule};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|req: Request<String>| async move {
+    /// #     let id = req.headers().get("x-user-id").cloned().unwrap_or_else(|| "none".parse().unwrap());
+    /// #     Ok::<_, Infallible>(Response::builder().header("seen-user-id", id).body(String::new()).unwrap())
+    /// # });
+    /// # let get = |uri: &str| Request::get(uri).body(String::new()).unwrap();
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let keys = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
+    /// # let verifier = Verifier::builder().issuer(IssuerConfig::static_keys("https://auth.example", keys)).audience("api").build().unwrap();
+    /// # let rules = AccessRules::builder().rule(Rule::new("/public/**", Requirement::PermitAll)).rule(Rule::new("/**", Requirement::Authenticated)).build().unwrap();
+    ///
+    /// let open = AccessRules::builder().rule(Rule::new("/**", Requirement::PermitAll)).build().unwrap();
+    /// let svc = SecurityLayer::new(verifier, rules).with_authorize(AuthorizeLayer::new(open)).layer(ok);
+    /// assert_eq!(svc.oneshot(get("/orders")).await.unwrap().status(), StatusCode::OK);
+    /// # }
+    /// ```
     pub fn with_authorize(mut self, authorize: AuthorizeLayer) -> Self {
         self.authorize = authorize;
         self
     }
     /// Gateway mode: set identity headers from the verified user for the upstream. Every
     /// header the set layer manages is added to the strip layer, so none can be spoofed.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::gateway::SetIdentityHeadersLayer;
+    /// use tower_bearer::stack::SecurityLayer;
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # use tower_bearer::authz::{AccessRules, Requirement, Rule};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|req: Request<String>| async move {
+    /// #     let id = req.headers().get("x-user-id").cloned().unwrap_or_else(|| "none".parse().unwrap());
+    /// #     Ok::<_, Infallible>(Response::builder().header("seen-user-id", id).body(String::new()).unwrap())
+    /// # });
+    /// # let get = |uri: &str| Request::get(uri).body(String::new()).unwrap();
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let keys = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
+    /// # let verifier = Verifier::builder().issuer(IssuerConfig::static_keys("https://auth.example", keys)).audience("api").build().unwrap();
+    /// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    /// # let token = key.sign(&serde_json::json!({"iss": "https://auth.example", "aud": "api", "sub": "alice", "exp": now + 60})).unwrap();
+    /// # let rules = AccessRules::builder().rule(Rule::new("/public/**", Requirement::PermitAll)).rule(Rule::new("/**", Requirement::Authenticated)).build().unwrap();
+    ///
+    /// let svc = SecurityLayer::new(verifier, rules).gateway(SetIdentityHeadersLayer::new()).layer(ok);
+    /// let mut req = get("/orders");
+    /// req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    /// req.headers_mut().insert("x-user-id", "admin".parse().unwrap());
+    /// assert_eq!(svc.oneshot(req).await.unwrap().headers()["seen-user-id"], "alice"); // from the token
+    /// # }
+    /// ```
     pub fn gateway(mut self, set: SetIdentityHeadersLayer) -> Self {
         self.strip = self.strip.with_extra_headers(set.managed_headers());
         self.set = set;
@@ -116,6 +335,18 @@ impl SecurityLayer {
 }
 
 /// The request span: method and path only, never the query (it may hold `access_token`).
+///
+/// # Example
+///
+/// ```
+/// use http::Request;
+/// use tower_bearer::stack::PathOnlySpan;
+/// use tower_http::trace::MakeSpan;
+///
+/// let req = Request::get("/orders?access_token=secret").body(()).unwrap();
+/// let span = PathOnlySpan.make_span(&req);
+/// assert!(!format!("{span:?}").contains("secret"));
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PathOnlySpan;
 
@@ -126,6 +357,33 @@ impl<B> MakeSpan<B> for PathOnlySpan {
 }
 
 /// The service [`SecurityLayer`] builds.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::stack::{SecurityLayer, SecurityService};
+/// # use std::convert::Infallible;
+/// # use http::{Request, Response, StatusCode};
+/// # use tower::{Layer, ServiceExt, service_fn};
+/// # use tower_bearer::authz::{AccessRules, Requirement, Rule};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let ok = service_fn(|req: Request<String>| async move {
+/// #     let id = req.headers().get("x-user-id").map(|v| v.to_str().unwrap().to_owned());
+/// #     Ok::<_, Infallible>(Response::new(id.unwrap_or_default()))
+/// # });
+/// # let get = |uri: &str| Request::get(uri).body(String::new()).unwrap();
+/// # use tower_bearer::jwks::{Algorithm, KeySet};
+/// # use tower_bearer::signing::SigningKey;
+/// # use tower_bearer::{IssuerConfig, Verifier};
+/// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+/// # let keys = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
+/// # let verifier = Verifier::builder().issuer(IssuerConfig::static_keys("https://auth.example", keys)).audience("api").build().unwrap();
+/// # let rules = AccessRules::builder().rule(Rule::new("/public/**", Requirement::PermitAll)).rule(Rule::new("/**", Requirement::Authenticated)).build().unwrap();
+///
+/// let svc: SecurityService<_> = SecurityLayer::new(verifier, rules).layer(ok);
+/// assert_eq!(svc.oneshot(get("/public/a")).await.unwrap().status(), StatusCode::OK);
+/// # }
+/// ```
 pub type SecurityService<S> = SetSensitiveRequestHeaders<
     Trace<
         StripIdentityHeaders<JwtAuth<PolicyVersion<Authorize<SetIdentityHeaders<S>>>>>,

@@ -10,6 +10,21 @@ use crate::error::AuthError;
 
 /// Turns a rejection into a response. Implemented by [`DefaultRejection`] and by any
 /// `Fn(&AuthError, bool) -> Response<B>` closure (the `bool` says the request is gRPC).
+///
+/// # Example
+///
+/// ```
+/// use http::{Response, StatusCode};
+/// use tower_bearer::authn::{DefaultRejection, ResponseForRejection};
+/// use tower_bearer::AuthError;
+///
+/// fn status<R: ResponseForRejection<()>>(r: &R) -> StatusCode {
+///     r.response(&AuthError::AccessDenied, false).status()
+/// }
+/// let closure = |e: &AuthError, _grpc: bool| Response::builder().status(e.status()).body(()).unwrap();
+/// assert_eq!(status(&closure), StatusCode::FORBIDDEN);
+/// assert_eq!(status(&DefaultRejection::default()), StatusCode::FORBIDDEN);
+/// ```
 pub trait ResponseForRejection<B>: Clone + Send + Sync + 'static {
     /// The response for `error`; `grpc` is true for `content-type: application/grpc*` requests.
     fn response(&self, error: &AuthError, grpc: bool) -> Response<B>;
@@ -27,6 +42,19 @@ where
 /// The RFC 6750 response: status, `WWW-Authenticate`, `Retry-After` for 503,
 /// `Cache-Control: no-store`; for gRPC a trailers-only status. The [`AuthError`] is put into the
 /// response extensions.
+///
+/// # Example
+///
+/// ```
+/// use http::Response;
+/// use tower_bearer::authn::DefaultRejection;
+/// use tower_bearer::AuthError;
+///
+/// let res: Response<()> = DefaultRejection::default().build(&AuthError::MissingCredentials, false);
+/// assert_eq!(res.status(), 401);
+/// assert_eq!(res.headers()["www-authenticate"], "Bearer realm=\"api\"");
+/// assert_eq!(res.headers()["cache-control"], "no-store");
+/// ```
 #[derive(Clone)]
 pub struct DefaultRejection {
     realm: Option<Arc<str>>,
@@ -56,18 +84,56 @@ impl fmt::Debug for DefaultRejection {
 
 impl DefaultRejection {
     /// The `realm` of challenges (default `api`; `None` omits it).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::Response;
+    /// use tower_bearer::authn::DefaultRejection;
+    /// use tower_bearer::AuthError;
+    ///
+    /// let res: Response<()> = DefaultRejection::default().with_realm(None).build(&AuthError::MissingCredentials, false);
+    /// assert_eq!(res.headers()["www-authenticate"], "Bearer");
+    /// ```
     #[must_use]
     pub fn with_realm(mut self, realm: Option<&str>) -> Self {
         self.realm = realm.map(Into::into);
         self
     }
     /// Add a terse `error_description` (off by default).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::Response;
+    /// use tower_bearer::authn::DefaultRejection;
+    /// use tower_bearer::error::{AuthError, TokenError};
+    ///
+    /// let rejection = DefaultRejection::default().with_error_description(true);
+    /// let res: Response<()> = rejection.build(&AuthError::InvalidToken(TokenError::Expired), false);
+    /// assert!(res.headers()["www-authenticate"].to_str().unwrap().contains("error_description="));
+    /// ```
     #[must_use]
     pub fn with_error_description(mut self, describe: bool) -> Self {
         self.describe = describe;
         self
     }
     /// Answer 401 `invalid_token` instead of 503 when keys are unavailable.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http::Response;
+    /// use tower_bearer::authn::DefaultRejection;
+    /// use tower_bearer::AuthError;
+    ///
+    /// let err = AuthError::KeysUnavailable { retry_after: Duration::from_secs(5) };
+    /// let res: Response<()> = DefaultRejection::default().build(&err, false);
+    /// assert_eq!(res.status(), 503);
+    /// let res: Response<()> = DefaultRejection::default().with_keys_unavailable_as_401(true).build(&err, false);
+    /// assert_eq!(res.status(), 401);
+    /// ```
     #[must_use]
     pub fn with_keys_unavailable_as_401(mut self, yes: bool) -> Self {
         self.keys_unavailable_401 = yes;
@@ -75,6 +141,20 @@ impl DefaultRejection {
     }
 
     /// Builds the response for `error`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::Response;
+    /// use tower_bearer::authn::DefaultRejection;
+    /// use tower_bearer::AuthError;
+    ///
+    /// let res: Response<()> = DefaultRejection::default().build(&AuthError::AccessDenied, false);
+    /// assert_eq!(res.status(), 403);
+    /// assert!(res.extensions().get::<AuthError>().is_some());
+    /// let grpc: Response<()> = DefaultRejection::default().build(&AuthError::AccessDenied, true);
+    /// assert_eq!(grpc.status(), 200); // gRPC: trailers-only status
+    /// ```
     pub fn build<B: Default>(&self, error: &AuthError, grpc: bool) -> Response<B> {
         let shown = match error {
             AuthError::KeysUnavailable { .. } if self.keys_unavailable_401 => {
@@ -116,6 +196,18 @@ impl<B: Default> ResponseForRejection<B> for DefaultRejection {
 /// Whether the request is gRPC: `content-type: application/grpc-web*` (any HTTP version), or
 /// `application/grpc*` over HTTP/2 (gRPC proper never runs over HTTP/1.1, so an HTTP/1.1 request
 /// claiming it gets the plain HTTP answer).
+///
+/// # Example
+///
+/// ```
+/// use http::{Request, Version};
+/// use tower_bearer::authn::is_grpc;
+///
+/// let grpc = Request::post("/svc/M").version(Version::HTTP_2).header("content-type", "application/grpc").body(()).unwrap();
+/// assert!(is_grpc(&grpc));
+/// let http11 = Request::post("/svc/M").header("content-type", "application/grpc").body(()).unwrap();
+/// assert!(!is_grpc(&http11));
+/// ```
 pub fn is_grpc<B>(req: &http::Request<B>) -> bool {
     let Some(ct) = req
         .headers()

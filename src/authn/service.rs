@@ -13,6 +13,34 @@ use crate::future::ResponseFuture;
 use crate::verify::Step;
 
 /// Verifies the bearer token of every request. See the [module docs](crate::authn).
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::{CurrentUser, JwtAuth, JwtAuthLayer};
+/// # use std::convert::Infallible;
+/// # use http::{Request, Response, StatusCode};
+/// # use tower::{Layer, ServiceExt, service_fn};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+/// # use tower_bearer::jwks::{Algorithm, KeySet};
+/// # use tower_bearer::signing::SigningKey;
+/// # use tower_bearer::{IssuerConfig, Verifier};
+/// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+/// # let keys = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
+/// # let verifier = Verifier::builder().issuer(IssuerConfig::static_keys("https://auth.example", keys)).audience("api").build().unwrap();
+/// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+/// # let token = key.sign(&serde_json::json!({"iss": "https://auth.example", "aud": "api", "sub": "alice", "exp": now + 60})).unwrap();
+///
+/// let echo = service_fn(|req: Request<()>| async move {
+///     let sub = req.extensions().get::<CurrentUser>().and_then(|u| u.subject().map(String::from));
+///     Ok::<_, Infallible>(Response::new(sub))
+/// });
+/// let svc = JwtAuth::new(echo, JwtAuthLayer::new(verifier));
+/// let req = Request::get("/").header("authorization", format!("Bearer {token}")).body(()).unwrap();
+/// assert_eq!(svc.oneshot(req).await.unwrap().into_body().as_deref(), Some("alice"));
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct JwtAuth<S, R = DefaultRejection> {
     pub(crate) inner: S,
@@ -23,11 +51,55 @@ crate::macros::layer_with_rejection!(JwtAuthLayer => JwtAuth);
 
 impl<S> JwtAuth<S> {
     /// Wraps `inner`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::{JwtAuth, JwtAuthLayer};
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let keys = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
+    /// # let verifier = Verifier::builder().issuer(IssuerConfig::static_keys("https://auth.example", keys)).audience("api").build().unwrap();
+    ///
+    /// let svc = JwtAuth::new(ok, JwtAuthLayer::new(verifier).optional(true));
+    /// let res = svc.oneshot(Request::get("/").body(()).unwrap()).await.unwrap();
+    /// assert_eq!(res.status(), StatusCode::OK);
+    /// # }
+    /// ```
     pub fn new(inner: S, layer: JwtAuthLayer) -> Self {
         Self { inner, layer }
     }
 
     /// The layer (same as [`JwtAuthLayer::new`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::JwtAuth;
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let keys = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
+    /// # let verifier = Verifier::builder().issuer(IssuerConfig::static_keys("https://auth.example", keys)).audience("api").build().unwrap();
+    ///
+    /// let svc = JwtAuth::<()>::layer(verifier).layer(ok); // the layer does not depend on `S`
+    /// let res = svc.oneshot(Request::get("/").body(()).unwrap()).await.unwrap();
+    /// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    /// # }
+    /// ```
     pub fn layer(verifier: crate::verify::Verifier) -> JwtAuthLayer {
         JwtAuthLayer::new(verifier)
     }

@@ -15,8 +15,27 @@ use crate::error::AuthError;
 use crate::future::ResponseFuture;
 
 /// The opt-in value of [`INSECURE_DEV_ENV`] (feature `insecure-dev` only).
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::authz::{INSECURE_DEV_ENV, INSECURE_DEV_VALUE};
+///
+/// // Only with the `insecure-dev` feature, and never in production:
+/// // export TOWER_BEARER_INSECURE_DEV_PERMIT_ALL=i-understand-this-disables-authorization
+/// assert_eq!(INSECURE_DEV_VALUE, "i-understand-this-disables-authorization");
+/// assert_eq!(INSECURE_DEV_ENV, "TOWER_BEARER_INSECURE_DEV_PERMIT_ALL");
+/// ```
 pub const INSECURE_DEV_VALUE: &str = "i-understand-this-disables-authorization";
 /// The environment variable that, with feature `insecure-dev`, turns authorization off.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::authz::INSECURE_DEV_ENV;
+///
+/// assert_eq!(INSECURE_DEV_ENV, "TOWER_BEARER_INSECURE_DEV_PERMIT_ALL");
+/// ```
 pub const INSECURE_DEV_ENV: &str = "TOWER_BEARER_INSECURE_DEV_PERMIT_ALL";
 
 fn dev_permit_all() -> bool {
@@ -47,6 +66,23 @@ fn is_preflight<B>(req: &Request<B>) -> bool {
 }
 
 /// Applies [`AccessRules`] after authentication. See the [module docs](crate::authz).
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::authz::{AccessRules, AuthorizeLayer, Requirement, Rule};
+/// # use std::convert::Infallible;
+/// # use http::{Request, Response, StatusCode};
+/// # use tower::{Layer, ServiceExt, service_fn};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+///
+/// let rules = AccessRules::builder().rule(Rule::new("/**", Requirement::PermitAll)).build().unwrap();
+/// let svc = AuthorizeLayer::new(rules).layer(ok);
+/// let res = svc.oneshot(Request::get("/a").body(()).unwrap()).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::OK);
+/// # }
+/// ```
 #[must_use]
 #[derive(Clone)]
 pub struct AuthorizeLayer<R = DefaultRejection> {
@@ -72,6 +108,22 @@ impl AuthorizeLayer {
     /// With the compile-time feature `insecure-dev` **and** the environment variable
     /// [`INSECURE_DEV_ENV`] set to [`INSECURE_DEV_VALUE`], every request is let through (for
     /// local work only); a warning is logged now and for every request.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::authz::{AccessRules, AuthorizeLayer};
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    ///
+    /// let svc = AuthorizeLayer::new(AccessRules::builder().build().unwrap()).layer(ok);
+    /// let res = svc.oneshot(Request::get("/a").body(()).unwrap()).await.unwrap();
+    /// assert_eq!(res.status(), StatusCode::UNAUTHORIZED); // default deny, anonymous
+    /// # }
+    /// ```
     pub fn new(rules: AccessRules) -> Self {
         let dev = dev_permit_all();
         if dev {
@@ -92,11 +144,51 @@ impl<R> AuthorizeLayer<R> {
     /// Let CORS preflight requests (`OPTIONS` with `Origin` and
     /// `Access-Control-Request-Method`) through without authorization, so a CORS layer behind
     /// can answer them. Off by default; a preflight carries no credentials.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::authz::{AccessRules, AuthorizeLayer};
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    ///
+    /// let layer = AuthorizeLayer::new(AccessRules::builder().build().unwrap()).with_cors_preflight(true);
+    /// let req = Request::options("/a")
+    ///     .header("origin", "https://app.example")
+    ///     .header("access-control-request-method", "POST")
+    ///     .body(())
+    ///     .unwrap();
+    /// assert_eq!(layer.layer(ok).oneshot(req).await.unwrap().status(), StatusCode::OK);
+    /// # }
+    /// ```
     pub fn with_cors_preflight(mut self, allow: bool) -> Self {
         self.preflight = allow;
         self
     }
     /// Replaces how rejections become responses.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::authz::{AccessRules, AuthorizeLayer};
+    /// use tower_bearer::AuthError;
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    ///
+    /// let teapot = |_e: &AuthError, _grpc: bool| {
+    ///     Response::builder().status(StatusCode::IM_A_TEAPOT).body(()).unwrap()
+    /// };
+    /// let layer = AuthorizeLayer::new(AccessRules::builder().build().unwrap()).with_rejection(teapot);
+    /// let res = layer.layer(ok).oneshot(Request::get("/a").body(()).unwrap()).await.unwrap();
+    /// assert_eq!(res.status(), StatusCode::IM_A_TEAPOT);
+    /// # }
+    /// ```
     pub fn with_rejection<R2>(self, rejection: R2) -> AuthorizeLayer<R2> {
         AuthorizeLayer {
             rules: self.rules,
@@ -106,12 +198,40 @@ impl<R> AuthorizeLayer<R> {
         }
     }
     /// The rules.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::Method;
+    /// use tower_bearer::authz::{AccessRules, AuthorizeLayer, Requirement, Rule};
+    ///
+    /// let rules = AccessRules::builder().rule(Rule::new("/**", Requirement::PermitAll)).build().unwrap();
+    /// let layer = AuthorizeLayer::new(rules);
+    /// assert!(layer.rules().check(&Method::GET, "/a", None).is_ok());
+    /// ```
     pub fn rules(&self) -> &AccessRules {
         &self.rules
     }
 }
 
 /// The service of [`AuthorizeLayer`].
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::authz::{AccessRules, Authorize, Requirement, Rule};
+/// # use std::convert::Infallible;
+/// # use http::{Request, Response, StatusCode};
+/// # use tower::{Layer, ServiceExt, service_fn};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+///
+/// let rules = AccessRules::builder().rule(Rule::new("/**", Requirement::Deny)).build().unwrap();
+/// let svc = Authorize::new(ok, rules);
+/// let res = svc.oneshot(Request::get("/a").body(()).unwrap()).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Authorize<S, R = DefaultRejection> {
     inner: S,
@@ -122,10 +242,37 @@ crate::macros::layer_with_rejection!(AuthorizeLayer => Authorize);
 
 impl<S> Authorize<S> {
     /// Wraps `inner`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::authz::{AccessRules, Authorize, Requirement, Rule};
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    ///
+    /// let rules = AccessRules::builder().rule(Rule::new("/**", Requirement::PermitAll)).build().unwrap();
+    /// let res = Authorize::new(ok, rules).oneshot(Request::get("/a").body(()).unwrap()).await.unwrap();
+    /// assert_eq!(res.status(), StatusCode::OK);
+    /// # }
+    /// ```
     pub fn new(inner: S, rules: AccessRules) -> Self {
         AuthorizeLayer::new(rules).layer(inner)
     }
     /// The layer (same as [`AuthorizeLayer::new`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::Method;
+    /// use tower_bearer::authz::{AccessRules, Authorize, Requirement, Rule};
+    ///
+    /// let rules = AccessRules::builder().rule(Rule::new("/**", Requirement::PermitAll)).build().unwrap();
+    /// let layer = Authorize::<()>::layer(rules); // the layer does not depend on `S`
+    /// assert!(layer.rules().check(&Method::GET, "/x", None).is_ok());
+    /// ```
     pub fn layer(rules: AccessRules) -> AuthorizeLayer {
         AuthorizeLayer::new(rules)
     }
@@ -185,6 +332,22 @@ fn reject<F, S, ReqBody, ResBody, R: ResponseForRejection<ResBody>>(
 
 /// A per-route internal-only check (the seeds' `@InternalOnly`), e.g. as an axum
 /// `route_layer`: the internal scope **and** a service token.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::authz::InternalOnlyLayer;
+/// # use std::convert::Infallible;
+/// # use http::{Request, Response, StatusCode};
+/// # use tower::{Layer, ServiceExt, service_fn};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+///
+/// let svc = InternalOnlyLayer::new().layer(ok);
+/// let res = svc.oneshot(Request::get("/internal/sync").body(()).unwrap()).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+/// # }
+/// ```
 #[must_use]
 #[derive(Debug, Clone)]
 pub struct InternalOnlyLayer<R = DefaultRejection> {
@@ -194,6 +357,24 @@ pub struct InternalOnlyLayer<R = DefaultRejection> {
 
 impl InternalOnlyLayer {
     /// Requires `internal-service` and a service token (`sub == client_id`, no user id).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::authz::InternalOnlyLayer;
+    /// use tower_bearer::claims::Authentication;
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    ///
+    /// let mut req = Request::get("/internal/sync").body(()).unwrap();
+    /// req.extensions_mut().insert(Authentication::Anonymous);
+    /// let res = InternalOnlyLayer::new().layer(ok).oneshot(req).await.unwrap();
+    /// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    /// # }
+    /// ```
     pub fn new() -> Self {
         Self {
             internal: InternalOnly::default(),
@@ -201,6 +382,25 @@ impl InternalOnlyLayer {
         }
     }
     /// Uses this scope and service-token rule (its paths are ignored: the route decides).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::authz::{InternalOnly, InternalOnlyLayer};
+    /// use tower_bearer::claims::Authentication;
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "ops", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    ///
+    /// let layer = InternalOnlyLayer::with(InternalOnly::default().scope("ops"));
+    /// let mut req = Request::get("/sync").body(()).unwrap();
+    /// req.extensions_mut().insert(Authentication::User(user));
+    /// assert_eq!(layer.layer(ok).oneshot(req).await.unwrap().status(), StatusCode::OK);
+    /// # }
+    /// ```
     pub fn with(internal: InternalOnly) -> Self {
         Self {
             internal,
@@ -226,6 +426,22 @@ impl<S, R: Clone> Layer<S> for InternalOnlyLayer<R> {
 }
 
 /// The service of [`InternalOnlyLayer`].
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::authz::{InternalOnlyLayer, InternalOnlyService};
+/// # use std::convert::Infallible;
+/// # use http::{Request, Response, StatusCode};
+/// # use tower::{Layer, ServiceExt, service_fn};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+///
+/// let svc: InternalOnlyService<_> = InternalOnlyLayer::new().layer(ok);
+/// let res = svc.oneshot(Request::get("/sync").body(()).unwrap()).await.unwrap();
+/// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct InternalOnlyService<S, R = DefaultRejection> {
     inner: S,

@@ -16,6 +16,18 @@ use crate::claims::{CurrentUser, ServiceTokenRule};
 use crate::error::{AuthError, ConfigError};
 
 /// What a rule needs. Several requirements in one rule must all hold ([`Requirement::AllOf`]).
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::authz::Requirement;
+/// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+///
+/// let both = Requirement::AllOf(vec![Requirement::Authenticated, Requirement::AnyScope(vec!["orders.read".into(), "orders.write".into()])]);
+/// assert!(both.check(Some(&user)).is_ok());
+/// assert!(Requirement::Authority("SCOPE_orders.read".into()).check(Some(&user)).is_ok());
+/// assert!(Requirement::Deny.check(Some(&user)).is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Requirement {
@@ -49,6 +61,18 @@ pub enum Requirement {
 
 impl Requirement {
     /// Checks the requirement for `user` (`None` = anonymous).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::authz::Requirement;
+    /// use tower_bearer::AuthError;
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    ///
+    /// assert!(Requirement::Scope("orders.read".into()).check(Some(&user)).is_ok());
+    /// assert!(Requirement::Role("admin".into()).check(Some(&user)).is_err());
+    /// assert!(matches!(Requirement::Authenticated.check(None), Err(AuthError::AuthenticationRequired)));
+    /// ```
     ///
     /// # Errors
     ///
@@ -118,6 +142,20 @@ impl Requirement {
 }
 
 /// One rule: methods (all when none given), a path pattern, a requirement.
+///
+/// # Example
+///
+/// ```
+/// use http::Method;
+/// use tower_bearer::authz::{AccessRules, Requirement, Rule};
+///
+/// let rules = AccessRules::builder()
+///     .rule(Rule::new("/orders/{id}", Requirement::PermitAll).methods([Method::GET]))
+///     .build()
+///     .unwrap();
+/// assert!(rules.check(&Method::GET, "/orders/42", None).is_ok());
+/// assert!(rules.check(&Method::DELETE, "/orders/42", None).is_err());
+/// ```
 #[derive(Debug, Clone)]
 pub struct Rule {
     path: String,
@@ -129,6 +167,17 @@ pub struct Rule {
 
 impl Rule {
     /// A rule for every method on `path` (exact, `*` one segment, `**` any depth, `{name}`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::Method;
+    /// use tower_bearer::authz::{AccessRules, Requirement, Rule};
+    ///
+    /// let rules = AccessRules::builder().rule(Rule::new("/health", Requirement::PermitAll)).build().unwrap();
+    /// assert!(rules.check(&Method::GET, "/health", None).is_ok());
+    /// assert!(rules.check(&Method::GET, "/other", None).is_err());
+    /// ```
     pub fn new(path: impl Into<String>, requirement: Requirement) -> Self {
         Self {
             path: path.into(),
@@ -139,6 +188,18 @@ impl Rule {
     }
     /// Restricts the rule to these methods. `GET` includes `HEAD` (frameworks answer `HEAD`
     /// with the `GET` handler). Extension methods (`PROPFIND`, ...) match by exact name.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::Method;
+    /// use tower_bearer::authz::{AccessRules, Requirement, Rule};
+    ///
+    /// let rule = Rule::new("/docs/**", Requirement::PermitAll).methods([Method::GET]);
+    /// let rules = AccessRules::builder().rule(rule).build().unwrap();
+    /// assert!(rules.check(&Method::HEAD, "/docs/a", None).is_ok());
+    /// assert!(rules.check(&Method::POST, "/docs/a", None).is_err());
+    /// ```
     #[must_use]
     pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
         let methods: Vec<Method> = methods.into_iter().collect();
@@ -155,6 +216,18 @@ impl Rule {
 }
 
 /// What unmatched requests need (`resource-server.default`: `deny` or `authenticated`).
+///
+/// # Example
+///
+/// ```
+/// use http::Method;
+/// use tower_bearer::authz::{AccessRules, DefaultAction};
+/// use tower_bearer::AuthError;
+///
+/// assert_eq!(DefaultAction::default(), DefaultAction::Deny);
+/// let rules = AccessRules::builder().default_action(DefaultAction::Deny).build().unwrap();
+/// assert!(matches!(rules.check(&Method::GET, "/x", None), Err(AuthError::AuthenticationRequired)));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -167,6 +240,23 @@ pub enum DefaultAction {
 }
 
 /// Internal-only endpoints: `SCOPE_<scope>` **and** a service token, before any rule.
+///
+/// # Example
+///
+/// ```
+/// use http::Method;
+/// use tower_bearer::authz::{AccessRules, InternalOnly, Requirement, Rule};
+/// use tower_bearer::AuthError;
+/// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+///
+/// let rules = AccessRules::builder()
+///     .internal_only(InternalOnly::new(["/internal/**"]).scope("orders.write"))
+///     .rule(Rule::new("/**", Requirement::PermitAll)) // cannot loosen the internal-only check
+///     .build()
+///     .unwrap();
+/// let err = rules.check(&Method::GET, "/internal/sync", Some(&user)).unwrap_err();
+/// assert!(matches!(err, AuthError::InsufficientScope { .. }));
+/// ```
 #[derive(Debug, Clone)]
 pub struct InternalOnly {
     scope: String,
@@ -186,6 +276,17 @@ impl Default for InternalOnly {
 
 impl InternalOnly {
     /// Internal-only `paths` needing the `internal-service` scope and a service token.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::authz::InternalOnly;
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    ///
+    /// let internal = InternalOnly::new(["/internal/**"]);
+    /// assert!(internal.check(Some(&user)).is_ok());
+    /// assert!(internal.check(None).is_err());
+    /// ```
     pub fn new<I, S>(paths: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -197,12 +298,34 @@ impl InternalOnly {
         }
     }
     /// The scope (default `internal-service`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::authz::InternalOnly;
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    ///
+    /// assert!(InternalOnly::new(["/internal/**"]).scope("orders.read").check(Some(&user)).is_ok());
+    /// assert!(InternalOnly::new(["/internal/**"]).scope("ops").check(Some(&user)).is_err());
+    /// ```
     #[must_use]
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
         self.scope = scope.into();
         self
     }
     /// What makes a service token.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::authz::InternalOnly;
+    /// use tower_bearer::claims::ServiceTokenRule;
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    ///
+    /// let rule = ServiceTokenRule::Claim { name: "gty".into(), value: "client-credentials".into() };
+    /// let internal = InternalOnly::new(["/internal/**"]).service_token(rule);
+    /// assert!(internal.check(Some(&user)).is_err()); // no `gty` claim
+    /// ```
     #[must_use]
     pub fn service_token(mut self, rule: ServiceTokenRule) -> Self {
         self.service_token = rule;
@@ -210,6 +333,18 @@ impl InternalOnly {
     }
 
     /// Checks `user` against the internal-only requirement.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::authz::InternalOnly;
+    /// use tower_bearer::AuthError;
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    ///
+    /// let internal = InternalOnly::new(["/internal/**"]);
+    /// assert!(internal.check(Some(&user)).is_ok());
+    /// assert!(matches!(internal.check(None), Err(AuthError::AuthenticationRequired)));
+    /// ```
     ///
     /// # Errors
     ///
@@ -231,6 +366,21 @@ impl InternalOnly {
 
 /// Ordered rules compiled once: canonical path check, internal-only paths, first matching rule,
 /// then the default. Cheap to clone.
+///
+/// # Example
+///
+/// ```
+/// use http::Method;
+/// use tower_bearer::authz::{AccessRules, Requirement, Rule};
+/// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+///
+/// let rules = AccessRules::builder()
+///     .rule(Rule::new("/orders/**", Requirement::Scope("orders.read".into())))
+///     .build()
+///     .unwrap();
+/// assert!(rules.clone().check(&Method::GET, "/orders/1", Some(&user)).is_ok());
+/// assert!(rules.check(&Method::GET, "/orders/1", None).is_err());
+/// ```
 #[derive(Clone)]
 pub struct AccessRules(Arc<Compiled>);
 
@@ -256,6 +406,22 @@ impl fmt::Debug for AccessRules {
 }
 
 /// Builds [`AccessRules`].
+///
+/// # Example
+///
+/// ```
+/// use http::Method;
+/// use tower_bearer::authz::{AccessRules, DefaultAction, Requirement, Rule};
+///
+/// let rules = AccessRules::builder()
+///     .rule(Rule::new("/admin/**", Requirement::Deny)) // first match wins
+///     .rule(Rule::new("/**", Requirement::PermitAll))
+///     .default_action(DefaultAction::Authenticated)
+///     .build()
+///     .unwrap();
+/// assert!(rules.check(&Method::GET, "/admin/x", None).is_err());
+/// assert!(rules.check(&Method::GET, "/home", None).is_ok());
+/// ```
 #[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct AccessRulesBuilder {
@@ -266,21 +432,71 @@ pub struct AccessRulesBuilder {
 
 impl AccessRulesBuilder {
     /// Appends a rule (first match wins).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::Method;
+    /// use tower_bearer::authz::{AccessRules, Requirement, Rule};
+    ///
+    /// let rules = AccessRules::builder()
+    ///     .rule(Rule::new("/a/**", Requirement::PermitAll))
+    ///     .rule(Rule::new("/**", Requirement::Deny))
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(rules.check(&Method::GET, "/a/b", None).is_ok());
+    /// ```
     pub fn rule(mut self, rule: Rule) -> Self {
         self.rules.push(rule);
         self
     }
     /// What unmatched requests need (default [`DefaultAction::Deny`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::Method;
+    /// use tower_bearer::authz::{AccessRules, DefaultAction};
+    /// use tower_bearer::AuthError;
+    ///
+    /// let rules = AccessRules::builder().default_action(DefaultAction::Authenticated).build().unwrap();
+    /// let err = rules.check(&Method::GET, "/anything", None).unwrap_err();
+    /// assert!(matches!(err, AuthError::AuthenticationRequired));
+    /// ```
     pub fn default_action(mut self, default: DefaultAction) -> Self {
         self.default = default;
         self
     }
     /// Internal-only endpoints, checked before the rules and not overridable by them.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::Method;
+    /// use tower_bearer::authz::{AccessRules, InternalOnly, Requirement, Rule};
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    ///
+    /// let rules = AccessRules::builder()
+    ///     .internal_only(InternalOnly::new(["/internal/**"]))
+    ///     .rule(Rule::new("/**", Requirement::PermitAll))
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(rules.check(&Method::GET, "/internal/x", None).is_err());
+    /// assert!(rules.check(&Method::GET, "/internal/x", Some(&user)).is_ok());
+    /// ```
     pub fn internal_only(mut self, internal: InternalOnly) -> Self {
         self.internal = Some(internal);
         self
     }
     /// Compiles the patterns.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::authz::{AccessRules, Requirement, Rule};
+    ///
+    /// assert!(AccessRules::builder().rule(Rule::new("/ok/**", Requirement::PermitAll)).build().is_ok());
+    /// ```
     ///
     /// # Errors
     ///
@@ -333,11 +549,34 @@ impl AccessRulesBuilder {
 
 impl AccessRules {
     /// A builder.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::Method;
+    /// use tower_bearer::authz::AccessRules;
+    ///
+    /// let rules = AccessRules::builder().build().unwrap();
+    /// assert!(rules.check(&Method::GET, "/", None).is_err()); // default: deny
+    /// ```
     pub fn builder() -> AccessRulesBuilder {
         AccessRulesBuilder::default()
     }
 
     /// Decides a request: `path` is the raw (still percent-encoded) request path.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::Method;
+    /// use tower_bearer::authz::{AccessRules, Requirement, Rule};
+    /// use tower_bearer::AuthError;
+    ///
+    /// let rules = AccessRules::builder().rule(Rule::new("/**", Requirement::PermitAll)).build().unwrap();
+    /// assert!(rules.check(&Method::GET, "/a", None).is_ok());
+    /// let err = rules.check(&Method::GET, "/a//b", None).unwrap_err();
+    /// assert!(matches!(err, AuthError::NonCanonicalPath(_)));
+    /// ```
     ///
     /// # Errors
     ///

@@ -44,6 +44,17 @@ use crate::claims::{Authentication, CurrentUser};
 use crate::error::AuthError;
 
 /// Why the [`CurrentUser`] extractor refused.
+///
+/// # Example
+///
+/// ```
+/// use axum::response::IntoResponse;
+/// use tower_bearer::integrations::axum::CurrentUserRejection;
+///
+/// let res = CurrentUserRejection::Unauthenticated.into_response();
+/// assert_eq!(res.status(), 401);
+/// assert_eq!(CurrentUserRejection::MissingLayer.into_response().status(), 500);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CurrentUserRejection {

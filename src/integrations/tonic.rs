@@ -36,15 +36,53 @@ use crate::claims::{Authentication, CurrentUser};
 use crate::error::{AuthError, GrpcCode};
 
 /// Reads the verified user from a `tonic::Request`.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::claims::Authentication;
+/// use tower_bearer::integrations::tonic::RequestExt;
+///
+/// let mut req = tonic::Request::new(());
+/// req.extensions_mut().insert(Authentication::Anonymous);
+/// assert!(req.optional_user().unwrap().is_none());
+/// assert_eq!(req.current_user().unwrap_err().code(), tonic::Code::Unauthenticated);
+/// ```
 pub trait RequestExt {
     /// The user; `UNAUTHENTICATED` when the request is anonymous, `INTERNAL` naming the layer
     /// when no authentication layer ran (a mis-wired server must not look anonymous).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::claims::{Authentication, ClaimMapping};
+    /// use tower_bearer::integrations::tonic::RequestExt;
+    /// use tower_bearer::CurrentUser;
+    ///
+    /// # let claims = serde_json::json!({"iss": "i", "sub": "alice", "exp": 2000000000, "aud": "api"});
+    /// # let user = CurrentUser::from_claims(claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// let mut req = tonic::Request::new(());
+    /// req.extensions_mut().insert(Authentication::User(user));
+    /// assert_eq!(req.current_user().unwrap().subject(), Some("alice"));
+    /// ```
     ///
     /// # Errors
     ///
     /// The `tonic::Status` to return from the handler.
     fn current_user(&self) -> Result<&CurrentUser, Status>;
     /// The user, `None` when anonymous.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::claims::Authentication;
+    /// use tower_bearer::integrations::tonic::RequestExt;
+    ///
+    /// let mut req = tonic::Request::new(());
+    /// assert_eq!(req.optional_user().unwrap_err().code(), tonic::Code::Internal); // no layer ran
+    /// req.extensions_mut().insert(Authentication::Anonymous);
+    /// assert!(req.optional_user().unwrap().is_none());
+    /// ```
     ///
     /// # Errors
     ///

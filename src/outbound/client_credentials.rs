@@ -39,6 +39,15 @@ pub enum ClientAuth {
 impl ClientAuth {
     /// Parses `client_secret_basic` or `client_secret_post`.
     ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::ClientAuth;
+    ///
+    /// assert_eq!(ClientAuth::parse("client_secret_basic").unwrap(), ClientAuth::SecretBasic);
+    /// assert!(ClientAuth::parse("basic").is_err());
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`ConfigError::Invalid`] naming `client-auth`.
@@ -79,6 +88,15 @@ pub enum AudienceParameter {
 
 impl AudienceParameter {
     /// The parameter name.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::AudienceParameter;
+    ///
+    /// assert_eq!(AudienceParameter::Resource.as_str(), "resource");
+    /// assert_eq!(AudienceParameter::Audience.as_str(), "audience");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Audience => "audience",
@@ -87,6 +105,15 @@ impl AudienceParameter {
     }
 
     /// Parses `audience` or `resource`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::AudienceParameter;
+    ///
+    /// assert_eq!(AudienceParameter::parse("audience").unwrap(), AudienceParameter::Audience);
+    /// assert!(AudienceParameter::parse("aud").is_err());
+    /// ```
     ///
     /// # Errors
     ///
@@ -212,6 +239,15 @@ impl fmt::Debug for ClientCredentialsBuilder {
 
 impl ClientCredentials {
     /// Starts a builder for `client_id` with `client_secret`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::ClientCredentials;
+    ///
+    /// let source = ClientCredentials::builder("orders", "secret").token_url("https://auth.example/token").build().unwrap();
+    /// assert_eq!(source.client_id(), "orders");
+    /// ```
     pub fn builder(
         client_id: impl Into<String>,
         client_secret: impl Into<Arc<str>>,
@@ -231,6 +267,15 @@ impl ClientCredentials {
     }
 
     /// The client id.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::ClientCredentials;
+    ///
+    /// let source = ClientCredentials::builder("billing", "secret").discovery("https://auth.example").build().unwrap();
+    /// assert_eq!(source.client_id(), "billing");
+    /// ```
     pub fn client_id(&self) -> &str {
         &self.inner.client_id
     }
@@ -287,6 +332,39 @@ impl ClientCredentials {
 
 impl ClientCredentialsBuilder {
     /// The token endpoint URL (`token-url`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use bytes::Bytes;
+    /// # use http::{Request, Response, Uri};
+    /// # use tower_bearer::error::{ConfigError, HttpError};
+    /// # use tower_bearer::http_client::{BoxFuture, HttpClient};
+    /// # use tower_bearer::outbound::{ClientCredentials, TokenRequest, TokenSource};
+    /// # #[derive(Debug)]
+    /// # struct Fake(&'static str, Mutex<Option<Request<Bytes>>>);
+    /// # impl HttpClient for Fake {
+    /// #     fn send(&self, req: Request<Bytes>) -> BoxFuture<'static, Result<Response<Bytes>, HttpError>> {
+    /// #         *self.1.lock().unwrap() = Some(req);
+    /// #         let body = Bytes::from_static(self.0.as_bytes());
+    /// #         Box::pin(async move { Ok(Response::new(body)) })
+    /// #     }
+    /// #     fn check_url(&self, url: &str) -> Result<Uri, ConfigError> { Ok(url.parse().unwrap()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let fake = Arc::new(Fake(r#"{"access_token":"abc","token_type":"Bearer","expires_in":60}"#, Mutex::new(None)));
+    /// # let sent = |f: &Fake| f.1.lock().unwrap().take().unwrap();
+    /// # let body = |f: &Fake| String::from_utf8(sent(f).into_body().to_vec()).unwrap();
+    /// let source = ClientCredentials::builder("orders", "secret")
+    ///     .token_url("https://auth.example/oauth2/token")
+    ///     .http_client(fake.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// source.fetch(&TokenRequest::new("", "")).await.unwrap();
+    /// assert_eq!(sent(&fake).uri(), "https://auth.example/oauth2/token");
+    /// # }
+    /// ```
     pub fn token_url(mut self, url: impl Into<String>) -> Self {
         self.token_url = Some(url.into());
         self
@@ -294,48 +372,261 @@ impl ClientCredentialsBuilder {
 
     /// Finds the token endpoint by OIDC discovery of `issuer` (`token_endpoint` of
     /// `{issuer}/.well-known/openid-configuration`, whose `issuer` must equal this one).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::ClientCredentials;
+    ///
+    /// let builder = ClientCredentials::builder("orders", "secret").discovery("https://auth.example");
+    /// assert!(builder.build().is_ok()); // nothing is fetched before the first token
+    /// let both = ClientCredentials::builder("orders", "secret").discovery("https://auth.example").token_url("https://auth.example/token");
+    /// assert!(both.build().is_err());
+    /// ```
     pub fn discovery(mut self, issuer: impl Into<String>) -> Self {
         self.discovery = Some(issuer.into());
         self
     }
 
     /// `client_secret_basic` (default) or `client_secret_post`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::ClientAuth;
+    /// # use std::sync::{Arc, Mutex};
+    /// # use bytes::Bytes;
+    /// # use http::{Request, Response, Uri};
+    /// # use tower_bearer::error::{ConfigError, HttpError};
+    /// # use tower_bearer::http_client::{BoxFuture, HttpClient};
+    /// # use tower_bearer::outbound::{ClientCredentials, TokenRequest, TokenSource};
+    /// # #[derive(Debug)]
+    /// # struct Fake(&'static str, Mutex<Option<Request<Bytes>>>);
+    /// # impl HttpClient for Fake {
+    /// #     fn send(&self, req: Request<Bytes>) -> BoxFuture<'static, Result<Response<Bytes>, HttpError>> {
+    /// #         *self.1.lock().unwrap() = Some(req);
+    /// #         let body = Bytes::from_static(self.0.as_bytes());
+    /// #         Box::pin(async move { Ok(Response::new(body)) })
+    /// #     }
+    /// #     fn check_url(&self, url: &str) -> Result<Uri, ConfigError> { Ok(url.parse().unwrap()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let fake = Arc::new(Fake(r#"{"access_token":"abc","token_type":"Bearer","expires_in":60}"#, Mutex::new(None)));
+    /// # let sent = |f: &Fake| f.1.lock().unwrap().take().unwrap();
+    /// # let body = |f: &Fake| String::from_utf8(sent(f).into_body().to_vec()).unwrap();
+    /// let source = ClientCredentials::builder("orders", "s3cr3t")
+    ///     .token_url("https://auth.example/token")
+    ///     .client_auth(ClientAuth::SecretPost)
+    ///     .http_client(fake.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// source.fetch(&TokenRequest::new("", "")).await.unwrap();
+    /// assert!(body(&fake).contains("client_secret=s3cr3t"));
+    /// # }
+    /// ```
     pub fn client_auth(mut self, auth: ClientAuth) -> Self {
         self.auth = auth;
         self
     }
 
     /// `audience` (default) or `resource` (RFC 8707).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::AudienceParameter;
+    /// # use std::sync::{Arc, Mutex};
+    /// # use bytes::Bytes;
+    /// # use http::{Request, Response, Uri};
+    /// # use tower_bearer::error::{ConfigError, HttpError};
+    /// # use tower_bearer::http_client::{BoxFuture, HttpClient};
+    /// # use tower_bearer::outbound::{ClientCredentials, TokenRequest, TokenSource};
+    /// # #[derive(Debug)]
+    /// # struct Fake(&'static str, Mutex<Option<Request<Bytes>>>);
+    /// # impl HttpClient for Fake {
+    /// #     fn send(&self, req: Request<Bytes>) -> BoxFuture<'static, Result<Response<Bytes>, HttpError>> {
+    /// #         *self.1.lock().unwrap() = Some(req);
+    /// #         let body = Bytes::from_static(self.0.as_bytes());
+    /// #         Box::pin(async move { Ok(Response::new(body)) })
+    /// #     }
+    /// #     fn check_url(&self, url: &str) -> Result<Uri, ConfigError> { Ok(url.parse().unwrap()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let fake = Arc::new(Fake(r#"{"access_token":"abc","token_type":"Bearer","expires_in":60}"#, Mutex::new(None)));
+    /// # let sent = |f: &Fake| f.1.lock().unwrap().take().unwrap();
+    /// # let body = |f: &Fake| String::from_utf8(sent(f).into_body().to_vec()).unwrap();
+    /// let source = ClientCredentials::builder("orders", "secret")
+    ///     .token_url("https://auth.example/token")
+    ///     .audience_parameter(AudienceParameter::Resource)
+    ///     .http_client(fake.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// source.fetch(&TokenRequest::new("https://system.example/", "")).await.unwrap();
+    /// assert!(body(&fake).contains("resource=https%3A%2F%2Fsystem.example%2F"));
+    /// # }
+    /// ```
     pub fn audience_parameter(mut self, parameter: AudienceParameter) -> Self {
         self.audience_parameter = parameter;
         self
     }
 
     /// The lifetime assumed when the answer has no `expires_in`. Default 300 s.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_bearer::clock::ManualClock;
+    /// # use std::sync::{Arc, Mutex};
+    /// # use bytes::Bytes;
+    /// # use http::{Request, Response, Uri};
+    /// # use tower_bearer::error::{ConfigError, HttpError};
+    /// # use tower_bearer::http_client::{BoxFuture, HttpClient};
+    /// # use tower_bearer::outbound::{ClientCredentials, TokenRequest, TokenSource};
+    /// # #[derive(Debug)]
+    /// # struct Fake(&'static str, Mutex<Option<Request<Bytes>>>);
+    /// # impl HttpClient for Fake {
+    /// #     fn send(&self, req: Request<Bytes>) -> BoxFuture<'static, Result<Response<Bytes>, HttpError>> {
+    /// #         *self.1.lock().unwrap() = Some(req);
+    /// #         let body = Bytes::from_static(self.0.as_bytes());
+    /// #         Box::pin(async move { Ok(Response::new(body)) })
+    /// #     }
+    /// #     fn check_url(&self, url: &str) -> Result<Uri, ConfigError> { Ok(url.parse().unwrap()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let fake = Arc::new(Fake(r#"{"access_token":"abc","token_type":"Bearer","expires_in":60}"#, Mutex::new(None)));
+    /// # let sent = |f: &Fake| f.1.lock().unwrap().take().unwrap();
+    /// # let body = |f: &Fake| String::from_utf8(sent(f).into_body().to_vec()).unwrap();
+    /// # let fake = Arc::new(Fake(r#"{"access_token":"abc","token_type":"Bearer"}"#, Mutex::new(None)));
+    /// let source = ClientCredentials::builder("orders", "secret")
+    ///     .token_url("https://auth.example/token")
+    ///     .default_lifetime(Duration::from_secs(120))
+    ///     .clock(Arc::new(ManualClock::new(1_700_000_000)))
+    ///     .http_client(fake)
+    ///     .build()
+    ///     .unwrap();
+    /// let token = source.fetch(&TokenRequest::new("", "")).await.unwrap(); // no `expires_in`
+    /// assert_eq!(token.expires_at_unix(), 1_700_000_120);
+    /// # }
+    /// ```
     pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
         self.default_lifetime = lifetime;
         self
     }
 
     /// The HTTP client (default: a [`HyperClient`] with [`http_client_config`](Self::http_client_config)).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use bytes::Bytes;
+    /// # use http::{Request, Response, Uri};
+    /// # use tower_bearer::error::{ConfigError, HttpError};
+    /// # use tower_bearer::http_client::{BoxFuture, HttpClient};
+    /// # use tower_bearer::outbound::{ClientCredentials, TokenRequest, TokenSource};
+    /// # #[derive(Debug)]
+    /// # struct Fake(&'static str, Mutex<Option<Request<Bytes>>>);
+    /// # impl HttpClient for Fake {
+    /// #     fn send(&self, req: Request<Bytes>) -> BoxFuture<'static, Result<Response<Bytes>, HttpError>> {
+    /// #         *self.1.lock().unwrap() = Some(req);
+    /// #         let body = Bytes::from_static(self.0.as_bytes());
+    /// #         Box::pin(async move { Ok(Response::new(body)) })
+    /// #     }
+    /// #     fn check_url(&self, url: &str) -> Result<Uri, ConfigError> { Ok(url.parse().unwrap()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let fake = Arc::new(Fake(r#"{"access_token":"abc","token_type":"Bearer","expires_in":60}"#, Mutex::new(None)));
+    /// # let sent = |f: &Fake| f.1.lock().unwrap().take().unwrap();
+    /// # let body = |f: &Fake| String::from_utf8(sent(f).into_body().to_vec()).unwrap();
+    /// let source = ClientCredentials::builder("orders", "secret")
+    ///     .token_url("https://auth.example/token")
+    ///     .http_client(fake.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// let token = source.fetch(&TokenRequest::new("system", "read")).await.unwrap();
+    /// assert_eq!(token.value(), "abc");
+    /// assert!(body(&fake).contains("grant_type=client_credentials"));
+    /// # }
+    /// ```
     pub fn http_client(mut self, client: Arc<dyn HttpClient>) -> Self {
         self.http = Some(client);
         self
     }
 
     /// Settings of the default HTTP client.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_bearer::http_client::HttpClientConfig;
+    /// use tower_bearer::outbound::ClientCredentials;
+    ///
+    /// let config = HttpClientConfig { timeout: Duration::from_secs(3), ..HttpClientConfig::default() };
+    /// let source = ClientCredentials::builder("orders", "secret")
+    ///     .token_url("https://auth.example/token")
+    ///     .http_client_config(config)
+    ///     .build();
+    /// assert!(source.is_ok());
+    /// ```
     pub fn http_client_config(mut self, config: HttpClientConfig) -> Self {
         self.http_config = config;
         self
     }
 
     /// The clock `expires_in` is counted on (default: the system clock).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::clock::ManualClock;
+    /// # use std::sync::{Arc, Mutex};
+    /// # use bytes::Bytes;
+    /// # use http::{Request, Response, Uri};
+    /// # use tower_bearer::error::{ConfigError, HttpError};
+    /// # use tower_bearer::http_client::{BoxFuture, HttpClient};
+    /// # use tower_bearer::outbound::{ClientCredentials, TokenRequest, TokenSource};
+    /// # #[derive(Debug)]
+    /// # struct Fake(&'static str, Mutex<Option<Request<Bytes>>>);
+    /// # impl HttpClient for Fake {
+    /// #     fn send(&self, req: Request<Bytes>) -> BoxFuture<'static, Result<Response<Bytes>, HttpError>> {
+    /// #         *self.1.lock().unwrap() = Some(req);
+    /// #         let body = Bytes::from_static(self.0.as_bytes());
+    /// #         Box::pin(async move { Ok(Response::new(body)) })
+    /// #     }
+    /// #     fn check_url(&self, url: &str) -> Result<Uri, ConfigError> { Ok(url.parse().unwrap()) }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let fake = Arc::new(Fake(r#"{"access_token":"abc","token_type":"Bearer","expires_in":60}"#, Mutex::new(None)));
+    /// # let sent = |f: &Fake| f.1.lock().unwrap().take().unwrap();
+    /// # let body = |f: &Fake| String::from_utf8(sent(f).into_body().to_vec()).unwrap();
+    /// let source = ClientCredentials::builder("orders", "secret")
+    ///     .token_url("https://auth.example/token")
+    ///     .clock(Arc::new(ManualClock::new(1_700_000_000)))
+    ///     .http_client(fake)
+    ///     .build()
+    ///     .unwrap();
+    /// let token = source.fetch(&TokenRequest::new("", "")).await.unwrap();
+    /// assert_eq!(token.expires_at_unix(), 1_700_000_060); // `expires_in: 60`
+    /// # }
+    /// ```
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
         self
     }
 
     /// Checks the settings and builds the source.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::ClientCredentials;
+    ///
+    /// assert!(ClientCredentials::builder("orders", "secret").token_url("https://auth.example/token").build().is_ok());
+    /// assert!(ClientCredentials::builder("orders", "").token_url("https://auth.example/token").build().is_err());
+    /// assert!(ClientCredentials::builder("orders", "secret").build().is_err()); // no endpoint
+    /// ```
     ///
     /// # Errors
     ///

@@ -44,6 +44,15 @@ pub enum OAuthErrorCode {
 
 impl OAuthErrorCode {
     /// Maps the `error` member of the response.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::OAuthErrorCode;
+    ///
+    /// assert_eq!(OAuthErrorCode::parse("invalid_grant"), OAuthErrorCode::InvalidGrant);
+    /// assert_eq!(OAuthErrorCode::parse("slow_down").as_str(), "slow_down");
+    /// ```
     pub fn parse(code: &str) -> Self {
         match code {
             "invalid_request" => Self::InvalidRequest,
@@ -58,6 +67,14 @@ impl OAuthErrorCode {
     }
 
     /// The code as sent.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::OAuthErrorCode;
+    ///
+    /// assert_eq!(OAuthErrorCode::InvalidTarget.as_str(), "invalid_target");
+    /// ```
     pub fn as_str(&self) -> &str {
         match self {
             Self::InvalidRequest => "invalid_request",
@@ -73,6 +90,15 @@ impl OAuthErrorCode {
 
     /// Retrying cannot help: `invalid_client`, `unauthorized_client`, `unsupported_grant_type`,
     /// `invalid_scope`, `invalid_target`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::OAuthErrorCode;
+    ///
+    /// assert!(OAuthErrorCode::InvalidScope.is_permanent());
+    /// assert!(!OAuthErrorCode::InvalidGrant.is_permanent());
+    /// ```
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
@@ -112,6 +138,17 @@ pub struct OAuthError {
 
 impl OAuthError {
     /// An error with `status` and `code`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower_bearer::outbound::{OAuthError, OAuthErrorCode};
+    ///
+    /// let err = OAuthError::new(StatusCode::UNAUTHORIZED, OAuthErrorCode::InvalidClient);
+    /// assert_eq!(err.status, StatusCode::UNAUTHORIZED);
+    /// assert!(err.description.is_none() && err.retry_after.is_none());
+    /// ```
     pub fn new(status: StatusCode, code: OAuthErrorCode) -> Self {
         Self {
             status,
@@ -178,6 +215,17 @@ pub enum FetchError {
 impl FetchError {
     /// Retrying cannot help (RFC 6749 permanent codes, a wrong `token_type`, a bad
     /// configuration, a 4xx other than 408 / 429).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower_bearer::outbound::FetchError;
+    ///
+    /// assert!(FetchError::TokenType("mac".into()).is_permanent());
+    /// let busy = FetchError::Status { status: StatusCode::TOO_MANY_REQUESTS, retry_after: None };
+    /// assert!(!busy.is_permanent());
+    /// ```
     pub fn is_permanent(&self) -> bool {
         match self {
             Self::OAuth(e) => e.code.is_permanent(),
@@ -193,6 +241,19 @@ impl FetchError {
     }
 
     /// How long the server asked to wait (`Retry-After`, seconds).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http::StatusCode;
+    /// use tower_bearer::outbound::{FetchError, OAuthError, OAuthErrorCode};
+    ///
+    /// let mut oauth = OAuthError::new(StatusCode::BAD_REQUEST, OAuthErrorCode::InvalidRequest);
+    /// oauth.retry_after = Some(Duration::from_secs(5));
+    /// assert_eq!(FetchError::OAuth(oauth).retry_after(), Some(Duration::from_secs(5)));
+    /// assert_eq!(FetchError::Timeout(Duration::from_secs(1)).retry_after(), None);
+    /// ```
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::OAuth(e) => e.retry_after,
@@ -202,6 +263,16 @@ impl FetchError {
     }
 
     /// A stable snake_case label for logs and metrics.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_bearer::outbound::FetchError;
+    ///
+    /// assert_eq!(FetchError::Timeout(Duration::from_secs(1)).kind(), "timeout");
+    /// assert_eq!(FetchError::InvalidResponse("no access_token".into()).kind(), "invalid_response");
+    /// ```
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Http(_) => "http",
@@ -270,6 +341,15 @@ pub enum OutboundError {
 
 impl OutboundError {
     /// A stable snake_case label for logs and metrics.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::OutboundError;
+    ///
+    /// assert_eq!(OutboundError::TooManySlots.kind(), "too_many_slots");
+    /// assert_eq!(OutboundError::UnknownClient("orders".into()).kind(), "unknown_client");
+    /// ```
     pub fn kind(&self) -> &'static str {
         match self {
             Self::CircuitOpen { .. } => "circuit_open",

@@ -116,6 +116,27 @@ pub struct TokenStats {
 
 impl TokenStats {
     /// `hits / (hits + misses)`, 0 before the first call.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let manager = TokenManager::builder().client(TokenClient::new("orders", source())).build().unwrap();
+    /// manager.token("system", "").await.unwrap(); // miss
+    /// manager.token("system", "").await.unwrap(); // hit
+    /// assert_eq!(manager.stats().hit_rate(), 0.5);
+    /// # }
+    /// ```
     pub fn hit_rate(&self) -> f64 {
         let total = self.hits + self.misses;
         if total == 0 {
@@ -176,11 +197,55 @@ impl fmt::Debug for TokenClient {
 
 impl TokenClient {
     /// A client named `name` whose tokens come from `source`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    ///
+    /// let client = TokenClient::new("orders", source()).with_audience("system");
+    /// assert_eq!(client.name(), "orders");
+    /// ```
     pub fn new(name: impl Into<Arc<str>>, source: impl TokenSource) -> Self {
         Self::with_shared_source(name, Arc::new(source))
     }
 
     /// Like [`new`](Self::new), with a source shared with other code.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::TokenSource;
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    ///
+    /// let shared: Arc<dyn TokenSource> = Arc::new(source());
+    /// let manager = TokenManager::builder()
+    ///     .client(TokenClient::with_shared_source("orders", shared.clone()).with_audience("orders"))
+    ///     .client(TokenClient::with_shared_source("billing", shared).with_audience("billing"))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(manager.client_token("billing").await.unwrap(), "Bearer billing.-");
+    /// # }
+    /// ```
     pub fn with_shared_source(name: impl Into<Arc<str>>, source: Arc<dyn TokenSource>) -> Self {
         Self {
             name: name.into(),
@@ -194,12 +259,52 @@ impl TokenClient {
     }
 
     /// The audience of this client's tokens (`audience`; empty: not sent).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let client = TokenClient::new("orders", source()).with_audience("system");
+    /// let manager = TokenManager::builder().client(client).build().unwrap();
+    /// assert_eq!(manager.client_token("orders").await.unwrap(), "Bearer system.-");
+    /// # }
+    /// ```
     pub fn with_audience(mut self, audience: impl Into<Arc<str>>) -> Self {
         self.audience = audience.into();
         self
     }
 
     /// The space-separated scope of this client's tokens (`scope`; empty: not sent).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let client = TokenClient::new("orders", source()).with_audience("system").with_scope("read");
+    /// let manager = TokenManager::builder().client(client).build().unwrap();
+    /// assert_eq!(manager.client_token("orders").await.unwrap(), "Bearer system.read");
+    /// # }
+    /// ```
     pub fn with_scope(mut self, scope: impl Into<Arc<str>>) -> Self {
         self.scope = scope.into();
         self
@@ -207,6 +312,26 @@ impl TokenClient {
 
     /// Another `(audience, scope)` this client serves, with a slot made in advance (so its
     /// [`TokenManager::token`] calls take the lock-free path from the first call on).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let client = TokenClient::new("orders", source()).with_audience("system").with_pair("system", "write");
+    /// let manager = TokenManager::builder().client(client).build().unwrap();
+    /// assert_eq!(manager.token("system", "write").await.unwrap(), "Bearer system.write");
+    /// # }
+    /// ```
     pub fn with_pair(mut self, audience: impl Into<Arc<str>>, scope: impl Into<Arc<str>>) -> Self {
         self.pairs.push((audience.into(), scope.into()));
         self
@@ -214,6 +339,25 @@ impl TokenClient {
 
     /// An origin (`scheme://host[:port]`, nothing after it but `/`) that receives this
     /// client's token from [`InjectBearer`](super::InjectBearer). Nothing else does.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    ///
+    /// assert!(TokenClient::new("a", source()).with_destination("https://orders.internal").is_ok());
+    /// assert!(TokenClient::new("b", source()).with_destination("ftp://orders.internal").is_err());
+    /// assert!(TokenClient::new("c", source()).with_destination("https://orders.internal/api").is_err());
+    /// ```
     ///
     /// # Errors
     ///
@@ -226,6 +370,24 @@ impl TokenClient {
     /// Names of outgoing clients (see
     /// [`InjectBearerLayer::with_client_name`](super::InjectBearerLayer::with_client_name))
     /// that never receive this client's token (`skip-clients`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    ///
+    /// let client = TokenClient::new("orders", source()).with_skip_clients(["public-api"]);
+    /// assert!(format!("{client:?}").contains("public-api"));
+    /// ```
     pub fn with_skip_clients<I, S>(mut self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -236,6 +398,23 @@ impl TokenClient {
     }
 
     /// The client's name.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    ///
+    /// assert_eq!(TokenClient::new("orders", source()).name(), "orders");
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -340,6 +519,25 @@ impl fmt::Debug for TokenManager {
 
 impl TokenManager {
     /// Starts a builder.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let manager = TokenManager::builder().client(TokenClient::new("orders", source())).build().unwrap();
+    /// assert_eq!(manager.client_names().collect::<Vec<_>>(), ["orders"]);
+    /// # }
+    /// ```
     pub fn builder() -> TokenManagerBuilder {
         TokenManagerBuilder::default()
     }
@@ -352,6 +550,31 @@ impl TokenManager {
     ///
     /// The pair is served by the client configured for it (exactly, or by audience; with a
     /// single client, that client serves every pair).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::OutboundError;
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let manager = TokenManager::builder()
+    ///     .client(TokenClient::new("orders", source()).with_audience("orders"))
+    ///     .client(TokenClient::new("billing", source()).with_audience("billing"))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(manager.token("billing", "read").await.unwrap(), "Bearer billing.read");
+    /// assert!(matches!(manager.token("other", "").await, Err(OutboundError::NoClient { .. })));
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -380,6 +603,26 @@ impl TokenManager {
 
     /// The token itself for `audience` and `scope` (for callers that build their own header).
     ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let manager = TokenManager::builder().client(TokenClient::new("orders", source())).build().unwrap();
+    /// let token = manager.access_token("system", "read").await.unwrap();
+    /// assert_eq!(token.value(), "system.read");
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// As [`token`](Self::token).
@@ -404,6 +647,28 @@ impl TokenManager {
 
     /// The token of the client named `name`, for its configured audience and scope.
     ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::OutboundError;
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let client = TokenClient::new("orders", source()).with_audience("system");
+    /// let manager = TokenManager::builder().client(client).build().unwrap();
+    /// assert_eq!(manager.client_token("orders").await.unwrap(), "Bearer system.-");
+    /// assert!(matches!(manager.client_token("nope").await, Err(OutboundError::UnknownClient(_))));
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`OutboundError::UnknownClient`], or as [`token`](Self::token).
@@ -419,6 +684,27 @@ impl TokenManager {
 
     /// Drops the cached token of `audience` and `scope` (here and in the shared store); the
     /// next call fetches. `true` if there was one.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let manager = TokenManager::builder().client(TokenClient::new("orders", source())).build().unwrap();
+    /// manager.token("system", "").await.unwrap();
+    /// assert!(manager.invalidate("system", ""));
+    /// assert!(!manager.invalidate("system", "")); // already gone
+    /// # }
+    /// ```
     pub fn invalidate(&self, audience: &str, scope: &str) -> bool {
         match self.existing_slot(audience, scope) {
             Some(slot) => self.inner.invalidate(&slot),
@@ -464,6 +750,27 @@ impl TokenManager {
 
     /// Fetches the token of every configured pair now (e.g. at start-up).
     ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let client = TokenClient::new("orders", source()).with_audience("system");
+    /// let manager = TokenManager::builder().client(client).build().unwrap();
+    /// manager.warm_up().await.unwrap();
+    /// assert_eq!(manager.stats().fetches, 1);
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// The first failure.
@@ -477,11 +784,55 @@ impl TokenManager {
     }
 
     /// Counters since the manager was built; [`TokenStats::hit_rate`] is the hit rate.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let manager = TokenManager::builder().client(TokenClient::new("orders", source())).build().unwrap();
+    /// manager.token("system", "").await.unwrap();
+    /// let stats = manager.stats();
+    /// assert_eq!((stats.misses, stats.fetches, stats.failures), (1, 1, 0));
+    /// # }
+    /// ```
     pub fn stats(&self) -> TokenStats {
         self.inner.stats.snapshot()
     }
 
     /// The names of the configured clients.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let manager = TokenManager::builder()
+    ///     .client(TokenClient::new("orders", source()).with_audience("orders"))
+    ///     .client(TokenClient::new("billing", source()).with_audience("billing"))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(manager.client_names().collect::<Vec<_>>(), ["orders", "billing"]);
+    /// # }
+    /// ```
     pub fn client_names(&self) -> impl Iterator<Item = &str> + '_ {
         self.inner.clients.iter().map(|c| &*c.name)
     }
@@ -531,7 +882,19 @@ impl TokenManager {
 ///
 /// # Example
 ///
-/// See [`TokenManager`].
+/// ```
+/// # use tower_bearer::http_client::BoxFuture;
+/// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenFuture, TokenManager, TokenRequest};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let source = |_: &TokenRequest| -> BoxFuture<'static, Result<AccessToken, FetchError>> {
+/// #     Box::pin(async { Ok(AccessToken::bearer("abc", u64::MAX / 2)) })
+/// # };
+/// let manager = TokenManager::builder().client(TokenClient::new("orders", source)).build().unwrap();
+/// let future: TokenFuture = manager.token("system", "");
+/// let handle = tokio::spawn(future); // `Send + 'static`
+/// assert_eq!(handle.await.unwrap().unwrap(), "Bearer abc");
+/// # }
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct TokenFuture {
     state: TokenFutureState,
@@ -683,18 +1046,86 @@ impl Default for TokenManagerBuilder {
 
 impl TokenManagerBuilder {
     /// Adds a client.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let manager = TokenManager::builder().client(TokenClient::new("orders", source())).build().unwrap();
+    /// assert_eq!(manager.token("system", "").await.unwrap(), "Bearer system.-");
+    /// # }
+    /// ```
     pub fn client(mut self, client: TokenClient) -> Self {
         self.clients.push(client);
         self
     }
 
     /// The clock of expiry, refresh, circuit and invalidation timing (default: system).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::clock::ManualClock;
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let clock = ManualClock::new(1_700_000_000);
+    /// let manager = TokenManager::builder()
+    ///     .client(TokenClient::new("orders", source()))
+    ///     .clock(Arc::new(clock.clone()))
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(manager.token("system", "").await.is_ok());
+    /// # }
+    /// ```
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
         self
     }
 
     /// The shared token store (default: a [`MemoryTokenStore`] on the manager's clock).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::store::{MemoryTokenStore, TokenStore};
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let store: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::new());
+    /// let build = || TokenManager::builder().client(TokenClient::new("orders", source())).store(store.clone()).build().unwrap();
+    /// let (a, b) = (build(), build());
+    /// a.token("system", "").await.unwrap();
+    /// b.token("system", "").await.unwrap(); // found in the shared store
+    /// assert_eq!(a.stats().fetches + b.stats().fetches, 1);
+    /// # }
+    /// ```
     pub fn store(mut self, store: Arc<dyn TokenStore>) -> Self {
         self.store = Some(store);
         self
@@ -702,6 +1133,29 @@ impl TokenManagerBuilder {
 
     /// Refresh this long before expiry (`refresh-ahead-seconds`, default 60 s), clamped to
     /// half of each token's lifetime.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let manager = TokenManager::builder()
+    ///     .client(TokenClient::new("orders", source()))
+    ///     .refresh_ahead(Duration::from_secs(120))
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(manager.token("system", "").await.is_ok());
+    /// # }
+    /// ```
     pub fn refresh_ahead(mut self, ahead: Duration) -> Self {
         self.opts.refresh_ahead = ahead;
         self
@@ -709,18 +1163,97 @@ impl TokenManagerBuilder {
 
     /// Up to this fraction of the refresh window is cut at random, so replicas do not refresh
     /// together (default 0.1; `0.0..1.0`). It only moves the refresh later.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let builder = || TokenManager::builder().client(TokenClient::new("orders", source()));
+    /// assert!(builder().refresh_jitter(0.0).build().is_ok());
+    /// assert!(builder().refresh_jitter(1.5).build().is_err()); // out of range
+    /// # }
+    /// ```
     pub fn refresh_jitter(mut self, fraction: f64) -> Self {
         self.opts.refresh_jitter = fraction;
         self
     }
 
     /// Retries of one fetch.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::{OutboundError, RetryPolicy};
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let failing = |_: &TokenRequest| -> BoxFuture<'static, Result<AccessToken, FetchError>> {
+    /// #     Box::pin(async { Err(FetchError::Timeout(Duration::from_secs(5))) })
+    /// # };
+    /// let manager = TokenManager::builder()
+    ///     .client(TokenClient::new("orders", failing))
+    ///     .retry(RetryPolicy { max_attempts: 1, ..RetryPolicy::default() })
+    ///     .build()
+    ///     .unwrap();
+    /// let err = manager.token("system", "").await.unwrap_err();
+    /// assert!(matches!(err, OutboundError::Fetch { attempts: 1, .. }));
+    /// # }
+    /// ```
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.opts.retry = policy;
         self
     }
 
     /// The circuit breaker.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::{CircuitPolicy, OutboundError, RetryPolicy};
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let failing = |_: &TokenRequest| -> BoxFuture<'static, Result<AccessToken, FetchError>> {
+    /// #     Box::pin(async { Err(FetchError::Timeout(Duration::from_secs(5))) })
+    /// # };
+    /// let policy = CircuitPolicy { failure_threshold: 1, cool_down: Duration::from_secs(30) };
+    /// let manager = TokenManager::builder()
+    ///     .client(TokenClient::new("orders", failing))
+    ///     .retry(RetryPolicy { max_attempts: 1, ..RetryPolicy::default() })
+    ///     .circuit(policy)
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(manager.token("system", "").await.is_err()); // one failure opens the circuit
+    /// let err = manager.token("system", "").await.unwrap_err();
+    /// assert!(matches!(err, OutboundError::CircuitOpen { .. }));
+    /// # }
+    /// ```
     pub fn circuit(mut self, policy: CircuitPolicy) -> Self {
         self.opts.circuit = policy;
         self
@@ -728,6 +1261,32 @@ impl TokenManagerBuilder {
 
     /// [`TokenManager::invalidate_if_current`] acts at most once per slot per this interval
     /// (default 10 s).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let manager = TokenManager::builder()
+    ///     .client(TokenClient::new("orders", source()))
+    ///     .invalidate_interval(Duration::from_secs(60))
+    ///     .build()
+    ///     .unwrap();
+    /// let refused = manager.token("system", "").await.unwrap();
+    /// assert!(manager.invalidate_if_current("system", "", &refused));
+    /// let again = manager.token("system", "").await.unwrap();
+    /// assert!(!manager.invalidate_if_current("system", "", &again)); // within the interval
+    /// # }
+    /// ```
     pub fn invalidate_interval(mut self, interval: Duration) -> Self {
         self.opts.invalidate_interval = interval;
         self
@@ -735,6 +1294,29 @@ impl TokenManagerBuilder {
 
     /// How long a replica waits for another one that holds the store's fetch lock before it
     /// fetches itself (default 5 s), and how often it looks (default 100 ms).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let manager = TokenManager::builder()
+    ///     .client(TokenClient::new("orders", source()))
+    ///     .lock_wait(Duration::from_secs(2), Duration::from_millis(50))
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(manager.token("system", "").await.is_ok());
+    /// # }
+    /// ```
     pub fn lock_wait(mut self, wait: Duration, poll: Duration) -> Self {
         self.opts.lock_wait = wait;
         self.opts.lock_poll = poll;
@@ -742,18 +1324,94 @@ impl TokenManagerBuilder {
     }
 
     /// Timeout of each store operation (default 1 s); a slow store is skipped.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let manager = TokenManager::builder()
+    ///     .client(TokenClient::new("orders", source()))
+    ///     .store_timeout(Duration::from_millis(200))
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(manager.token("system", "").await.is_ok());
+    /// # }
+    /// ```
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
         self.opts.store_timeout = timeout;
         self
     }
 
     /// The prefix of shared store keys (default `tower-bearer`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use tower_bearer::store::{MemoryTokenStore, TokenStore};
+    ///
+    /// let store: Arc<dyn TokenStore> = Arc::new(MemoryTokenStore::new());
+    /// let build = |prefix: &str| {
+    ///     let client = TokenClient::new("orders", source());
+    ///     TokenManager::builder().client(client).store(store.clone()).store_key_prefix(prefix).build().unwrap()
+    /// };
+    /// let (a, b) = (build("team-a"), build("team-b"));
+    /// a.token("system", "").await.unwrap();
+    /// b.token("system", "").await.unwrap(); // other keys: not shared
+    /// assert_eq!(a.stats().fetches + b.stats().fetches, 2);
+    /// # }
+    /// ```
     pub fn store_key_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.opts.store_prefix = prefix.into();
         self
     }
 
     /// At most this many unconfigured `(audience, scope)` pairs get a slot (default 1024).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::OutboundError;
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let manager = TokenManager::builder()
+    ///     .client(TokenClient::new("orders", source()))
+    ///     .max_dynamic_slots(1)
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(manager.token("a", "").await.is_ok());
+    /// assert!(matches!(manager.token("b", "").await, Err(OutboundError::TooManySlots)));
+    /// # }
+    /// ```
     pub fn max_dynamic_slots(mut self, max: usize) -> Self {
         self.opts.max_dynamic_slots = max;
         self
@@ -761,6 +1419,28 @@ impl TokenManagerBuilder {
 
     /// Checks the settings and builds the manager. No token is fetched yet (see
     /// [`TokenManager::warm_up`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// assert!(TokenManager::builder().build().is_err()); // no client
+    /// let twice = TokenManager::builder()
+    ///     .client(TokenClient::new("orders", source()))
+    ///     .client(TokenClient::new("orders", source()));
+    /// assert!(twice.build().is_err()); // two clients share a name
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///

@@ -31,6 +31,16 @@ pub struct AccessToken {
 
 impl AccessToken {
     /// A `Bearer` token that expires at `expires_at_unix` (seconds since the epoch).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::AccessToken;
+    ///
+    /// let token = AccessToken::bearer("abc", 1_900_000_000);
+    /// assert_eq!(token.token_type(), "Bearer");
+    /// assert_eq!(token.value(), "abc");
+    /// ```
     pub fn bearer(value: impl Into<Arc<str>>, expires_at_unix: u64) -> Self {
         Self {
             value: value.into(),
@@ -40,6 +50,16 @@ impl AccessToken {
     }
 
     /// A token of another type, as the endpoint named it (the manager only accepts `Bearer`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::AccessToken;
+    ///
+    /// let token = AccessToken::with_type("abc", "DPoP", 1_900_000_000);
+    /// assert_eq!(token.token_type(), "DPoP");
+    /// assert_eq!(token.expires_at_unix(), 1_900_000_000);
+    /// ```
     pub fn with_type(
         value: impl Into<Arc<str>>,
         token_type: impl Into<Arc<str>>,
@@ -53,16 +73,40 @@ impl AccessToken {
     }
 
     /// The token itself. Never log it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::AccessToken;
+    ///
+    /// assert_eq!(AccessToken::bearer("abc", 0).value(), "abc");
+    /// ```
     pub fn value(&self) -> &str {
         &self.value
     }
 
     /// The `token_type` the endpoint answered (`Bearer`, in any case).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::AccessToken;
+    ///
+    /// assert_eq!(AccessToken::with_type("abc", "bearer", 0).token_type(), "bearer");
+    /// ```
     pub fn token_type(&self) -> &str {
         &self.token_type
     }
 
     /// When the token expires, in seconds since the epoch.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::AccessToken;
+    ///
+    /// assert_eq!(AccessToken::bearer("abc", 42).expires_at_unix(), 42);
+    /// ```
     pub fn expires_at_unix(&self) -> u64 {
         self.expires_at_unix
     }
@@ -101,6 +145,15 @@ pub struct TokenRequest {
 
 impl TokenRequest {
     /// A request for `audience` and `scope` (space-separated; empty strings mean "none").
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::TokenRequest;
+    ///
+    /// let req = TokenRequest::new("orders", "read write");
+    /// assert_eq!(req.scope(), Some("read write"));
+    /// ```
     pub fn new(audience: impl Into<Arc<str>>, scope: impl Into<Arc<str>>) -> Self {
         Self {
             audience: audience.into(),
@@ -109,11 +162,29 @@ impl TokenRequest {
     }
 
     /// The audience (the `audience` or `resource` parameter), if any.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::TokenRequest;
+    ///
+    /// assert_eq!(TokenRequest::new("orders", "").audience(), Some("orders"));
+    /// assert_eq!(TokenRequest::new("", "read").audience(), None);
+    /// ```
     pub fn audience(&self) -> Option<&str> {
         Some(&*self.audience).filter(|s| !s.is_empty())
     }
 
     /// The space-separated scope, if any.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::TokenRequest;
+    ///
+    /// assert_eq!(TokenRequest::new("orders", "read").scope(), Some("read"));
+    /// assert_eq!(TokenRequest::new("orders", "").scope(), None);
+    /// ```
     pub fn scope(&self) -> Option<&str> {
         Some(&*self.scope).filter(|s| !s.is_empty())
     }

@@ -35,6 +35,37 @@ pub(crate) struct Route {
 /// anything that is a `Service<http::Request<B>>`). The layer is the builder.
 ///
 /// See the [module docs](crate::outbound) for an example.
+///
+/// # Example
+///
+/// ```
+/// # use std::convert::Infallible;
+/// # use std::sync::Arc;
+/// # use std::sync::atomic::{AtomicU32, Ordering};
+/// # use http::{Request, Response, StatusCode};
+/// # use tower::{Layer, ServiceExt, service_fn};
+/// # use tower_bearer::http_client::BoxFuture;
+/// # use tower_bearer::outbound::{AccessToken, FetchError, InjectBearerLayer, TokenClient, TokenManager, TokenRequest};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let n = Arc::new(AtomicU32::new(0));
+/// # let counter = n.clone();
+/// # let source = move |_: &TokenRequest| -> BoxFuture<'static, Result<AccessToken, FetchError>> {
+/// #     let i = counter.fetch_add(1, Ordering::SeqCst);
+/// #     Box::pin(async move { Ok(AccessToken::bearer(format!("t{i}"), u64::MAX / 2)) })
+/// # };
+/// # let client = TokenClient::new("orders", source).with_destination("http://127.0.0.1:9002").unwrap();
+/// # let manager = TokenManager::builder().client(client).build().unwrap();
+/// # // Answers with the `Authorization` it got.
+/// # let echo = service_fn(|req: Request<()>| async move {
+/// #     let auth = req.headers().get("authorization").map_or("none", |v| v.to_str().unwrap()).to_owned();
+/// #     Ok::<_, Infallible>(Response::new(auth))
+/// # });
+/// # let get = |uri: &str| Request::get(uri).body(()).unwrap();
+/// let client = InjectBearerLayer::new(manager).layer(echo);
+/// let res = client.oneshot(get("http://127.0.0.1:9002/orders")).await.unwrap();
+/// assert_eq!(res.into_body(), "Bearer t0");
+/// # }
+/// ```
 #[must_use]
 pub struct InjectBearerLayer<R = NoReplay> {
     pub(crate) manager: TokenManager,
@@ -83,6 +114,39 @@ impl<R> fmt::Debug for InjectBearerLayer<R> {
 impl InjectBearerLayer {
     /// Injects the token of each of `manager`'s clients into requests to that client's
     /// destinations (and nowhere else).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::convert::Infallible;
+    /// # use std::sync::Arc;
+    /// # use std::sync::atomic::{AtomicU32, Ordering};
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, InjectBearerLayer, TokenClient, TokenManager, TokenRequest};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let n = Arc::new(AtomicU32::new(0));
+    /// # let counter = n.clone();
+    /// # let source = move |_: &TokenRequest| -> BoxFuture<'static, Result<AccessToken, FetchError>> {
+    /// #     let i = counter.fetch_add(1, Ordering::SeqCst);
+    /// #     Box::pin(async move { Ok(AccessToken::bearer(format!("t{i}"), u64::MAX / 2)) })
+    /// # };
+    /// # let client = TokenClient::new("orders", source).with_destination("http://127.0.0.1:9002").unwrap();
+    /// # let manager = TokenManager::builder().client(client).build().unwrap();
+    /// # // Answers with the `Authorization` it got.
+    /// # let echo = service_fn(|req: Request<()>| async move {
+    /// #     let auth = req.headers().get("authorization").map_or("none", |v| v.to_str().unwrap()).to_owned();
+    /// #     Ok::<_, Infallible>(Response::new(auth))
+    /// # });
+    /// # let get = |uri: &str| Request::get(uri).body(()).unwrap();
+    /// let client = InjectBearerLayer::new(manager).layer(echo);
+    /// let listed = client.clone().oneshot(get("http://127.0.0.1:9002/a")).await.unwrap();
+    /// assert_eq!(listed.into_body(), "Bearer t0");
+    /// let other = client.oneshot(get("http://127.0.0.1:9003/a")).await.unwrap();
+    /// assert_eq!(other.into_body(), "none");
+    /// # }
+    /// ```
     pub fn new(manager: TokenManager) -> Self {
         let routes = routes(&manager, None);
         Self {
@@ -101,6 +165,42 @@ impl InjectBearerLayer {
 impl<R> InjectBearerLayer<R> {
     /// The name of the outgoing client this layer wraps: token clients that list it in
     /// `skip-clients` inject nothing through it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::convert::Infallible;
+    /// # use std::sync::Arc;
+    /// # use std::sync::atomic::{AtomicU32, Ordering};
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, InjectBearerLayer, TokenClient, TokenManager, TokenRequest};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let n = Arc::new(AtomicU32::new(0));
+    /// # let counter = n.clone();
+    /// # let source = move |_: &TokenRequest| -> BoxFuture<'static, Result<AccessToken, FetchError>> {
+    /// #     let i = counter.fetch_add(1, Ordering::SeqCst);
+    /// #     Box::pin(async move { Ok(AccessToken::bearer(format!("t{i}"), u64::MAX / 2)) })
+    /// # };
+    /// # let client = TokenClient::new("orders", source).with_destination("http://127.0.0.1:9002").unwrap();
+    /// # let manager = TokenManager::builder().client(client).build().unwrap();
+    /// # // Answers with the `Authorization` it got.
+    /// # let echo = service_fn(|req: Request<()>| async move {
+    /// #     let auth = req.headers().get("authorization").map_or("none", |v| v.to_str().unwrap()).to_owned();
+    /// #     Ok::<_, Infallible>(Response::new(auth))
+    /// # });
+    /// # let get = |uri: &str| Request::get(uri).body(()).unwrap();
+    /// # let source = |_: &TokenRequest| -> BoxFuture<'static, Result<AccessToken, FetchError>> { Box::pin(async { Ok(AccessToken::bearer("t", u64::MAX / 2)) }) };
+    /// let client = TokenClient::new("orders", source)
+    ///     .with_destination("http://127.0.0.1:9002")
+    ///     .unwrap()
+    ///     .with_skip_clients(["public-api"]);
+    /// let manager = TokenManager::builder().client(client).build().unwrap();
+    /// let svc = InjectBearerLayer::new(manager).with_client_name("public-api").layer(echo);
+    /// assert_eq!(svc.oneshot(get("http://127.0.0.1:9002/a")).await.unwrap().into_body(), "none");
+    /// # }
+    /// ```
     pub fn with_client_name(mut self, name: impl Into<Arc<str>>) -> Self {
         let name = name.into();
         self.routes = routes(&self.manager, Some(&name));
@@ -111,6 +211,37 @@ impl<R> InjectBearerLayer<R> {
     /// The origin of requests whose URI has none (path only), as a tonic `Channel` bound to
     /// one endpoint sees them. Without it such requests match no destination.
     ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::convert::Infallible;
+    /// # use std::sync::Arc;
+    /// # use std::sync::atomic::{AtomicU32, Ordering};
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, InjectBearerLayer, TokenClient, TokenManager, TokenRequest};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let n = Arc::new(AtomicU32::new(0));
+    /// # let counter = n.clone();
+    /// # let source = move |_: &TokenRequest| -> BoxFuture<'static, Result<AccessToken, FetchError>> {
+    /// #     let i = counter.fetch_add(1, Ordering::SeqCst);
+    /// #     Box::pin(async move { Ok(AccessToken::bearer(format!("t{i}"), u64::MAX / 2)) })
+    /// # };
+    /// # let client = TokenClient::new("orders", source).with_destination("http://127.0.0.1:9002").unwrap();
+    /// # let manager = TokenManager::builder().client(client).build().unwrap();
+    /// # // Answers with the `Authorization` it got.
+    /// # let echo = service_fn(|req: Request<()>| async move {
+    /// #     let auth = req.headers().get("authorization").map_or("none", |v| v.to_str().unwrap()).to_owned();
+    /// #     Ok::<_, Infallible>(Response::new(auth))
+    /// # });
+    /// # let get = |uri: &str| Request::get(uri).body(()).unwrap();
+    /// let layer = InjectBearerLayer::new(manager).with_default_origin("http://127.0.0.1:9002").unwrap();
+    /// let res = layer.layer(echo).oneshot(get("/orders.Orders/Get")).await.unwrap(); // path only
+    /// assert_eq!(res.into_body(), "Bearer t0");
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`ConfigError::InvalidUrl`] when `origin` is not an http(s) origin.
@@ -120,6 +251,38 @@ impl<R> InjectBearerLayer<R> {
     }
 
     /// Replace an `Authorization` header the request already has (default: leave it alone).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::convert::Infallible;
+    /// # use std::sync::Arc;
+    /// # use std::sync::atomic::{AtomicU32, Ordering};
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, InjectBearerLayer, TokenClient, TokenManager, TokenRequest};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let n = Arc::new(AtomicU32::new(0));
+    /// # let counter = n.clone();
+    /// # let source = move |_: &TokenRequest| -> BoxFuture<'static, Result<AccessToken, FetchError>> {
+    /// #     let i = counter.fetch_add(1, Ordering::SeqCst);
+    /// #     Box::pin(async move { Ok(AccessToken::bearer(format!("t{i}"), u64::MAX / 2)) })
+    /// # };
+    /// # let client = TokenClient::new("orders", source).with_destination("http://127.0.0.1:9002").unwrap();
+    /// # let manager = TokenManager::builder().client(client).build().unwrap();
+    /// # // Answers with the `Authorization` it got.
+    /// # let echo = service_fn(|req: Request<()>| async move {
+    /// #     let auth = req.headers().get("authorization").map_or("none", |v| v.to_str().unwrap()).to_owned();
+    /// #     Ok::<_, Infallible>(Response::new(auth))
+    /// # });
+    /// # let get = |uri: &str| Request::get(uri).body(()).unwrap();
+    /// let client = InjectBearerLayer::new(manager).with_override(true).layer(echo);
+    /// let mut req = get("http://127.0.0.1:9002/a");
+    /// req.headers_mut().insert("authorization", "Bearer user-token".parse().unwrap());
+    /// assert_eq!(client.oneshot(req).await.unwrap().into_body(), "Bearer t0");
+    /// # }
+    /// ```
     pub fn with_override(mut self, override_existing: bool) -> Self {
         self.override_existing = override_existing;
         self
@@ -127,6 +290,39 @@ impl<R> InjectBearerLayer<R> {
 
     /// Strict mode: a request to an origin no client lists fails with
     /// [`InjectError::UnlistedDestination`] instead of passing untouched.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::InjectError;
+    /// # use std::convert::Infallible;
+    /// # use std::sync::Arc;
+    /// # use std::sync::atomic::{AtomicU32, Ordering};
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, InjectBearerLayer, TokenClient, TokenManager, TokenRequest};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let n = Arc::new(AtomicU32::new(0));
+    /// # let counter = n.clone();
+    /// # let source = move |_: &TokenRequest| -> BoxFuture<'static, Result<AccessToken, FetchError>> {
+    /// #     let i = counter.fetch_add(1, Ordering::SeqCst);
+    /// #     Box::pin(async move { Ok(AccessToken::bearer(format!("t{i}"), u64::MAX / 2)) })
+    /// # };
+    /// # let client = TokenClient::new("orders", source).with_destination("http://127.0.0.1:9002").unwrap();
+    /// # let manager = TokenManager::builder().client(client).build().unwrap();
+    /// # // Answers with the `Authorization` it got.
+    /// # let echo = service_fn(|req: Request<()>| async move {
+    /// #     let auth = req.headers().get("authorization").map_or("none", |v| v.to_str().unwrap()).to_owned();
+    /// #     Ok::<_, Infallible>(Response::new(auth))
+    /// # });
+    /// # let get = |uri: &str| Request::get(uri).body(()).unwrap();
+    /// let client = InjectBearerLayer::new(manager).with_strict(true).layer(echo);
+    /// let err = client.oneshot(get("https://elsewhere.example/a")).await.unwrap_err();
+    /// let err = err.downcast_ref::<InjectError>().unwrap();
+    /// assert!(matches!(err, InjectError::UnlistedDestination { .. }));
+    /// # }
+    /// ```
     pub fn with_strict(mut self, strict: bool) -> Self {
         self.strict = strict;
         self
@@ -136,12 +332,90 @@ impl<R> InjectBearerLayer<R> {
     /// invalidates the token it refused (if still current, at most once per interval, see
     /// [`TokenManager::invalidate_if_current`]); the request is sent again once, with the new
     /// token, when [`with_replay`](Self::with_replay) can copy it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::outbound::CloneBody;
+    /// # use std::convert::Infallible;
+    /// # use std::sync::Arc;
+    /// # use std::sync::atomic::{AtomicU32, Ordering};
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, InjectBearerLayer, TokenClient, TokenManager, TokenRequest};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let n = Arc::new(AtomicU32::new(0));
+    /// # let counter = n.clone();
+    /// # let source = move |_: &TokenRequest| -> BoxFuture<'static, Result<AccessToken, FetchError>> {
+    /// #     let i = counter.fetch_add(1, Ordering::SeqCst);
+    /// #     Box::pin(async move { Ok(AccessToken::bearer(format!("t{i}"), u64::MAX / 2)) })
+    /// # };
+    /// # let client = TokenClient::new("orders", source).with_destination("http://127.0.0.1:9002").unwrap();
+    /// # let manager = TokenManager::builder().client(client).build().unwrap();
+    /// # // Answers with the `Authorization` it got.
+    /// # let echo = service_fn(|req: Request<()>| async move {
+    /// #     let auth = req.headers().get("authorization").map_or("none", |v| v.to_str().unwrap()).to_owned();
+    /// #     Ok::<_, Infallible>(Response::new(auth))
+    /// # });
+    /// # let get = |uri: &str| Request::get(uri).body(()).unwrap();
+    /// // Refuses the first token as stale.
+    /// let downstream = service_fn(|req: Request<()>| async move {
+    ///     let auth = req.headers()["authorization"].to_str().unwrap().to_owned();
+    ///     let mut res = Response::new(auth.clone());
+    ///     if auth == "Bearer t0" {
+    ///         *res.status_mut() = StatusCode::UNAUTHORIZED;
+    ///         res.headers_mut().insert("www-authenticate", "Bearer error=\"invalid_token\"".parse().unwrap());
+    ///     }
+    ///     Ok::<_, Infallible>(res)
+    /// });
+    /// let client = InjectBearerLayer::new(manager).with_reactive(true).with_replay(CloneBody).layer(downstream);
+    /// let res = client.oneshot(get("http://127.0.0.1:9002/a")).await.unwrap();
+    /// assert_eq!((res.status(), res.into_body()), (StatusCode::OK, "Bearer t1".to_owned()));
+    /// # }
+    /// ```
     pub fn with_reactive(mut self, reactive: bool) -> Self {
         self.reactive = reactive;
         self
     }
 
     /// How the reactive mode copies a request to send it again (default [`NoReplay`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::convert::Infallible;
+    /// # use std::sync::Arc;
+    /// # use std::sync::atomic::{AtomicU32, Ordering};
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, InjectBearerLayer, TokenClient, TokenManager, TokenRequest};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let n = Arc::new(AtomicU32::new(0));
+    /// # let counter = n.clone();
+    /// # let source = move |_: &TokenRequest| -> BoxFuture<'static, Result<AccessToken, FetchError>> {
+    /// #     let i = counter.fetch_add(1, Ordering::SeqCst);
+    /// #     Box::pin(async move { Ok(AccessToken::bearer(format!("t{i}"), u64::MAX / 2)) })
+    /// # };
+    /// # let client = TokenClient::new("orders", source).with_destination("http://127.0.0.1:9002").unwrap();
+    /// # let manager = TokenManager::builder().client(client).build().unwrap();
+    /// # // Answers with the `Authorization` it got.
+    /// # let echo = service_fn(|req: Request<()>| async move {
+    /// #     let auth = req.headers().get("authorization").map_or("none", |v| v.to_str().unwrap()).to_owned();
+    /// #     Ok::<_, Infallible>(Response::new(auth))
+    /// # });
+    /// # let get = |uri: &str| Request::get(uri).body(()).unwrap();
+    /// // Replays through a closure: copies the request without its body.
+    /// let replay = |req: &Request<()>| {
+    ///     let mut copy = Request::new(());
+    ///     *copy.uri_mut() = req.uri().clone();
+    ///     Some(copy)
+    /// };
+    /// let client = InjectBearerLayer::new(manager).with_reactive(true).with_replay(replay).layer(echo);
+    /// assert_eq!(client.oneshot(get("http://127.0.0.1:9002/a")).await.unwrap().into_body(), "Bearer t0");
+    /// # }
+    /// ```
     pub fn with_replay<R2>(self, replay: R2) -> InjectBearerLayer<R2> {
         InjectBearerLayer {
             manager: self.manager,
@@ -156,6 +430,36 @@ impl<R> InjectBearerLayer<R> {
     }
 
     /// The manager.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::convert::Infallible;
+    /// # use std::sync::Arc;
+    /// # use std::sync::atomic::{AtomicU32, Ordering};
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, InjectBearerLayer, TokenClient, TokenManager, TokenRequest};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let n = Arc::new(AtomicU32::new(0));
+    /// # let counter = n.clone();
+    /// # let source = move |_: &TokenRequest| -> BoxFuture<'static, Result<AccessToken, FetchError>> {
+    /// #     let i = counter.fetch_add(1, Ordering::SeqCst);
+    /// #     Box::pin(async move { Ok(AccessToken::bearer(format!("t{i}"), u64::MAX / 2)) })
+    /// # };
+    /// # let client = TokenClient::new("orders", source).with_destination("http://127.0.0.1:9002").unwrap();
+    /// # let manager = TokenManager::builder().client(client).build().unwrap();
+    /// # // Answers with the `Authorization` it got.
+    /// # let echo = service_fn(|req: Request<()>| async move {
+    /// #     let auth = req.headers().get("authorization").map_or("none", |v| v.to_str().unwrap()).to_owned();
+    /// #     Ok::<_, Infallible>(Response::new(auth))
+    /// # });
+    /// # let get = |uri: &str| Request::get(uri).body(()).unwrap();
+    /// let layer = InjectBearerLayer::new(manager);
+    /// assert_eq!(layer.manager().client_names().collect::<Vec<_>>(), ["orders"]);
+    /// # }
+    /// ```
     pub fn manager(&self) -> &TokenManager {
         &self.manager
     }

@@ -55,7 +55,7 @@ use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequ
 use tower_http::trace::{MakeSpan, Trace, TraceLayer};
 use tower_layer::Layer;
 
-use crate::authn::{JwtAuth, JwtAuthLayer};
+use crate::authn::{DefaultRejection, JwtAuth, JwtAuthLayer};
 use crate::authz::{AccessRules, Authorize, AuthorizeLayer};
 use crate::gateway::{
     SetIdentityHeaders, SetIdentityHeadersLayer, StripIdentityHeaders, StripIdentityHeadersLayer,
@@ -95,6 +95,9 @@ use crate::verify::Verifier;
 #[must_use]
 #[derive(Debug, Clone)]
 pub struct SecurityLayer {
+    /// How every layer of the stack answers (realm, descriptions): the authentication
+    /// layer's, so one setting covers 400, 401, 403 and 503 alike.
+    rejection: DefaultRejection,
     strip: StripIdentityHeadersLayer,
     jwt: JwtAuthLayer,
     policy: PolicyVersionLayer,
@@ -138,6 +141,7 @@ impl SecurityLayer {
     /// ```
     pub fn new(verifier: Verifier, rules: AccessRules) -> Self {
         Self {
+            rejection: DefaultRejection::default(),
             strip: StripIdentityHeadersLayer::new(),
             jwt: JwtAuthLayer::new(verifier).optional(true),
             policy: PolicyVersionLayer::disabled(),
@@ -174,11 +178,15 @@ impl SecurityLayer {
     /// let svc = SecurityLayer::new(verifier, rules).with_jwt(jwt).layer(ok);
     /// let mut req = get("/orders");
     /// req.headers_mut().insert("authorization", "Bearer not-a-jwt".parse().unwrap());
-    /// let res = svc.oneshot(req).await.unwrap();
+    /// let res = svc.clone().oneshot(req).await.unwrap();
     /// assert_eq!(res.headers()["www-authenticate"], "Bearer realm=\"orders\", error=\"invalid_token\"");
+    /// // The realm covers the whole stack: here the 401 comes from the authorization layer.
+    /// let res = svc.oneshot(get("/orders")).await.unwrap();
+    /// assert_eq!(res.headers()["www-authenticate"], "Bearer realm=\"orders\"");
     /// # }
     /// ```
     pub fn with_jwt(mut self, jwt: JwtAuthLayer) -> Self {
+        self.rejection = jwt.rejection.clone();
         self.jwt = jwt.optional(true);
         self
     }
@@ -396,11 +404,12 @@ impl<S> Layer<S> for SecurityLayer {
     type Service = SecurityService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        let r = &self.rejection;
         let svc = self.set.layer(inner);
-        let svc = self.authorize.layer(svc);
-        let svc = self.policy.layer(svc);
+        let svc = self.authorize.clone().with_rejection(r.clone()).layer(svc);
+        let svc = self.policy.clone().with_rejection(r.clone()).layer(svc);
         let svc = self.jwt.layer(svc);
-        let svc = self.strip.layer(svc);
+        let svc = self.strip.clone().with_rejection(r.clone()).layer(svc);
         let svc = TraceLayer::new_for_http()
             .make_span_with(PathOnlySpan)
             .layer(svc);

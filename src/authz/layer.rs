@@ -349,10 +349,18 @@ fn reject<F, S, ReqBody, ResBody, R: ResponseForRejection<ResBody>>(
 /// # }
 /// ```
 #[must_use]
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct InternalOnlyLayer<R = DefaultRejection> {
     internal: InternalOnly,
     rejection: R,
+}
+
+impl<R> fmt::Debug for InternalOnlyLayer<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InternalOnlyLayer")
+            .field("internal", &self.internal)
+            .finish_non_exhaustive()
+    }
 }
 
 impl InternalOnlyLayer {
@@ -415,16 +423,6 @@ impl Default for InternalOnlyLayer {
     }
 }
 
-impl<S, R: Clone> Layer<S> for InternalOnlyLayer<R> {
-    type Service = InternalOnlyService<S, R>;
-    fn layer(&self, inner: S) -> Self::Service {
-        InternalOnlyService {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
 /// The service of [`InternalOnlyLayer`].
 ///
 /// # Example
@@ -442,13 +440,13 @@ impl<S, R: Clone> Layer<S> for InternalOnlyLayer<R> {
 /// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct InternalOnlyService<S, R = DefaultRejection> {
     inner: S,
     layer: InternalOnlyLayer<R>,
 }
 
-crate::macros::define_inner_service_accessors!(InternalOnlyService<S, R>);
+crate::macros::layer_with_rejection!(InternalOnlyLayer => InternalOnlyService);
 
 impl<ReqBody, ResBody, S, R> Service<Request<ReqBody>> for InternalOnlyService<S, R>
 where

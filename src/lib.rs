@@ -104,6 +104,9 @@ pub mod error;
 pub mod gateway;
 pub mod http_client;
 pub mod integrations;
+#[cfg(feature = "issuer")]
+#[cfg_attr(docsrs, doc(cfg(feature = "issuer")))]
+pub mod issuer;
 pub mod jwks;
 pub mod outbound;
 pub mod policy;

@@ -1,0 +1,1 @@
+//! Client registry and client authentication (RFC 6749 §2.3).

@@ -1,0 +1,1 @@
+//! `security.authorization-server`: the issuer configuration.

@@ -1,0 +1,1 @@
+//! Grants: one module per grant type.

@@ -1,0 +1,1 @@
+//! Signing keys: generation, loading, encrypted persistence, rotation states, JWKS.

@@ -1,0 +1,1 @@
+//! Password and client-secret hashes in Spring `DelegatingPasswordEncoder` format.

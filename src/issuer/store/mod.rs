@@ -1,0 +1,1 @@
+//! Grant store: refresh-token families, revocations (memory, Redis).

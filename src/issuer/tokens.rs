@@ -1,0 +1,1 @@
+//! Access-token minting (RFC 9068) and the claims customizer.

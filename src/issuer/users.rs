@@ -1,0 +1,1 @@
+//! Users: the `UserStore` trait and its YAML / in-memory stores.

@@ -294,6 +294,11 @@ pub enum AuthError {
     /// refused rather than rewritten behind the router's back.
     #[error("non-canonical path: {0}")]
     NonCanonicalPath(&'static str),
+    /// The method is a standard method spelled in another letter case (`delete`, `Delete`,
+    /// `pAtCh`): 400. To `http` it is an extension method that no `DELETE` rule names, while
+    /// ASP.NET Core, Django and Flask run their `DELETE` handler for it.
+    #[error("standard method not spelled upper-case")]
+    NonCanonicalMethod,
     /// The policy-version source cannot be reached beyond the staleness bound: 503.
     #[error("policy version source unavailable")]
     PolicyUnavailable,
@@ -367,7 +372,7 @@ impl AuthError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::InsufficientScope { .. } | Self::AccessDenied => StatusCode::FORBIDDEN,
-            Self::NonCanonicalPath(_) => StatusCode::BAD_REQUEST,
+            Self::NonCanonicalPath(_) | Self::NonCanonicalMethod => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -390,7 +395,7 @@ impl AuthError {
             Self::InvalidRequest(_) => GrpcCode::Unauthenticated,
             Self::KeysUnavailable { .. } | Self::PolicyUnavailable => GrpcCode::Unavailable,
             Self::InsufficientScope { .. } | Self::AccessDenied => GrpcCode::PermissionDenied,
-            Self::NonCanonicalPath(_) => GrpcCode::InvalidArgument,
+            Self::NonCanonicalPath(_) | Self::NonCanonicalMethod => GrpcCode::InvalidArgument,
         }
     }
 
@@ -411,7 +416,8 @@ impl AuthError {
             | Self::AuthenticationRequired
             | Self::KeysUnavailable { .. }
             | Self::PolicyUnavailable
-            | Self::NonCanonicalPath(_) => None,
+            | Self::NonCanonicalPath(_)
+            | Self::NonCanonicalMethod => None,
             Self::InvalidRequest(_) => Some("invalid_request"),
             Self::InvalidToken(_) => Some("invalid_token"),
             Self::InsufficientScope { .. } | Self::AccessDenied => Some("insufficient_scope"),
@@ -438,6 +444,7 @@ impl AuthError {
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::AccessDenied => "access_denied",
             Self::NonCanonicalPath(reason) => reason,
+            Self::NonCanonicalMethod => "miscased_method",
             Self::PolicyUnavailable => "policy_unavailable",
         }
     }
@@ -465,7 +472,10 @@ impl AuthError {
     pub fn www_authenticate(&self, realm: Option<&str>, describe: bool) -> Option<HeaderValue> {
         if matches!(
             self,
-            Self::KeysUnavailable { .. } | Self::PolicyUnavailable | Self::NonCanonicalPath(_)
+            Self::KeysUnavailable { .. }
+                | Self::PolicyUnavailable
+                | Self::NonCanonicalPath(_)
+                | Self::NonCanonicalMethod
         ) {
             return None;
         }

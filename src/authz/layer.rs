@@ -524,4 +524,50 @@ mod tests {
             .layer(inner);
         assert_eq!(open.oneshot(preflight()).await.unwrap().status(), 200);
     }
+
+    #[tokio::test]
+    async fn miscased_methods_and_encoded_reserved_answer_400() {
+        let rules = AccessRules::builder()
+            .rule(
+                Rule::new("/admin/**", Requirement::Role("admin".into()))
+                    .methods([Method::POST, Method::DELETE]),
+            )
+            .rule(Rule::new("/**", Requirement::PermitAll))
+            .build()
+            .unwrap();
+        let inner =
+            tower::service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+        let svc = AuthorizeLayer::new(rules)
+            .with_cors_preflight(true)
+            .layer(inner);
+        let call = |method: &str, uri: &str| {
+            let mut req = Request::builder()
+                .method(Method::from_bytes(method.as_bytes()).unwrap())
+                .uri(uri)
+                .header("origin", "https://app.example")
+                .header("access-control-request-method", "DELETE")
+                .body(())
+                .unwrap();
+            req.extensions_mut().insert(Authentication::Anonymous);
+            svc.clone().oneshot(req)
+        };
+        for m in ["delete", "Delete", "pAtCh", "options"] {
+            let res = call(m, "/admin/users/1").await.unwrap();
+            assert_eq!(res.status(), 400, "{m}");
+            assert_eq!(
+                res.extensions().get::<AuthError>(),
+                Some(&AuthError::NonCanonicalMethod)
+            );
+        }
+        assert_eq!(
+            call("DELETE", "/admin/users/1").await.unwrap().status(),
+            401
+        );
+        assert_eq!(call("PURGE", "/admin/users/1").await.unwrap().status(), 200);
+        assert_eq!(
+            call("OPTIONS", "/admin/users/1").await.unwrap().status(),
+            200
+        );
+        assert_eq!(call("POST", "/admin%3Ausers").await.unwrap().status(), 400);
+    }
 }

@@ -63,7 +63,9 @@ pub use layer::{
     INSECURE_DEV_VALUE,
 };
 #[doc(inline)]
-pub use rules::{AccessRules, AccessRulesBuilder, DefaultAction, InternalOnly, Requirement, Rule};
+pub use rules::{
+    AccessRules, AccessRulesBuilder, DefaultAction, InternalOnly, PathCase, Requirement, Rule,
+};
 
 /// The pure matching functions, for `benches/authz.rs` only: not a stable API.
 #[doc(hidden)]

@@ -7,9 +7,27 @@
 //! unreserved characters, invalid UTF-8) is refused, so that the string a rule matched is the
 //! one the protected resource is resolved from.
 //!
-//! Percent-escapes of other characters are accepted with either case of hex digits
-//! (`%c3%a9` and `%C3%A9`); pattern literals compare their escapes case-insensitively (see
-//! [`super::pattern`]).
+//! # The accepted escapes
+//!
+//! RFC 3986 §2.2 lets a URI producer escape a reserved character to keep it from acting as a
+//! delimiter, but routers (Go `net/http`, grpc-gateway, Spring, ASP.NET Core) decode the path
+//! before they route, so `/v1/jobs%3AbatchDelete` reaches the handler of `/v1/jobs:batchDelete`
+//! while a rule compared on the raw text would miss it. An escape is therefore accepted only
+//! for a byte that may **not** appear raw in a path segment, so that every character has one
+//! spelling:
+//!
+//! | escape | accepted? |
+//! |---|---|
+//! | `%20` space, `%22` `"`, `%23` `#`, `%3C` `<`, `%3E` `>`, `%3F` `?`, `%5B` `[`, `%5D` `]`, `%5E` `^`, `%60` `` ` ``, `%7B` `{`, `%7C` `\|`, `%7D` `}` | yes |
+//! | `%80`-`%FF` forming valid UTF-8 (non-ASCII text, e.g. `%C3%A9`) | yes |
+//! | unreserved `ALPHA DIGIT - . _ ~` (`%41`, `%2E`, ...) | no ([`PathError::EncodedUnreserved`]) |
+//! | `:` `@` and the sub-delimiters `! $ & ' ( ) * + , =` (`%3A`, `%40`, `%21`, `%24`, `%26`, `%27`, `%28`, `%29`, `%2A`, `%2B`, `%2C`, `%3D`) | no ([`PathError::EncodedReserved`]) |
+//! | `;` (`%3B`) | no ([`PathError::EncodedSemicolon`]) |
+//! | `/` (`%2F`), `\` (`%5C`), `%` (`%25`) | no (encoded separator, double encoding) |
+//! | control characters `%00`-`%1F`, `%7F` | no ([`PathError::EncodedControl`]) |
+//!
+//! Hex digits may be either case (`%c3%a9` and `%C3%A9`); pattern literals compare their
+//! escapes case-insensitively (see [`super::pattern`]).
 
 /// Why a request path is not canonical.
 ///
@@ -48,6 +66,11 @@ pub enum PathError {
     /// parameters.
     #[error("percent-encoded semicolon")]
     EncodedSemicolon,
+    /// A percent-encoded character that may appear raw in a path segment: `:`, `@` or a
+    /// sub-delimiter `! $ & ' ( ) * + , =` (e.g. `%3A`). Routers decode it before matching,
+    /// so `/v1/jobs%3AbatchDelete` would step around a rule for `/v1/jobs:batchDelete`.
+    #[error("percent-encoded reserved character allowed raw in a path")]
+    EncodedReserved,
     /// A `%` not followed by two hex digits.
     #[error("malformed percent-escape")]
     MalformedEscape,
@@ -79,6 +102,7 @@ impl PathError {
             Self::DoubleEncoding => "double_encoding",
             Self::EncodedControl => "encoded_control",
             Self::EncodedSemicolon => "encoded_semicolon",
+            Self::EncodedReserved => "encoded_reserved",
             Self::MalformedEscape => "malformed_escape",
             Self::Semicolon => "semicolon",
             Self::Backslash => "backslash",
@@ -105,8 +129,9 @@ const PLAIN: [bool; 256] = {
 ///
 /// Canonical means: starts with `/`; no empty segment except a single trailing `/`; no `.` or
 /// `..` segment, raw or encoded; only visible ASCII, without `;`, `\`, `?` or `#`; every `%`
-/// followed by two hex digits; no escape of an unreserved character, `/`, `\`, `%`, `;` or a
-/// control character; escaped bytes at or above `0x80` forming valid UTF-8.
+/// followed by two hex digits; no escape of an unreserved character, `:`, `@`, a
+/// sub-delimiter (`! $ & ' ( ) * + , ; =`), `/`, `\`, `%` or a control character; escaped
+/// bytes at or above `0x80` forming valid UTF-8 (see the [module docs](self)).
 ///
 /// The empty path and the asterisk-form `*` are refused as [`PathError::NotAbsolute`].
 ///
@@ -165,6 +190,8 @@ fn check_segment(seg: &[u8]) -> Result<(), PathError> {
                     b'\\' => return Err(PathError::EncodedBackslash),
                     b'%' => return Err(PathError::DoubleEncoding),
                     b';' => return Err(PathError::EncodedSemicolon),
+                    b':' | b'@' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b','
+                    | b'=' => return Err(PathError::EncodedReserved),
                     0x00..=0x1F | 0x7F => return Err(PathError::EncodedControl),
                     0x80..=0xFF => i = check_utf8_sequence(seg, i, v)?,
                     _ => {}
@@ -283,9 +310,10 @@ mod tests {
             "/x/%E2%82%AC",
             "/x/%F0%9F%98%80",
             "/x/%ef%bf%bd",
-            "/q/%3F%23%2B%26%3D%40%3A%24%2C%21",
-            "/q/%3f%23%2b",
+            "/q/%3F%23%20",
+            "/q/%3f%23",
             "/q/%22%3C%3E%5B%5D%7B%7D%7C%5E%60",
+            "/q/%22%3c%3e%5b%5d%7b%7d%7c%5e",
             "/a:b@c!$&'()*+,=",
             "/{id}/*/**",
             "/A/B/C",
@@ -378,6 +406,32 @@ mod tests {
         }
         for p in ["/a%3bb", "/a%3Bb", "/admin%3B"] {
             refused(p, PathError::EncodedSemicolon);
+        }
+    }
+
+    #[test]
+    fn refuses_escapes_of_characters_allowed_raw() {
+        for c in [
+            b':', b'@', b'!', b'$', b'&', b'\'', b'(', b')', b'*', b'+', b',', b'=',
+        ] {
+            // Raw: accepted. Escaped, either hex case: refused.
+            accepted(&format!("/v1/jobs{}x", char::from(c)));
+            refused(&format!("/v1/jobs%{c:02X}x"), PathError::EncodedReserved);
+            refused(&format!("/v1/jobs%{c:02x}x"), PathError::EncodedReserved);
+        }
+        for p in [
+            "/v1/jobs%3AbatchDelete",
+            "/v1/jobs%3abatchDelete",
+            "/users/a%40b",
+            "/x%2B",
+            "/%2C",
+            "/a/b%3Dc/d",
+        ] {
+            refused(p, PathError::EncodedReserved);
+        }
+        // Escapes of what must stay escaped keep working.
+        for p in ["/a%20b", "/a%3Fb", "/a%23b", "/a%7Bb%7D", "/caf%C3%A9"] {
+            accepted(p);
         }
     }
 
@@ -491,6 +545,7 @@ mod tests {
             PathError::DoubleEncoding,
             PathError::EncodedControl,
             PathError::EncodedSemicolon,
+            PathError::EncodedReserved,
             PathError::MalformedEscape,
             PathError::Semicolon,
             PathError::Backslash,

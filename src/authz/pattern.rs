@@ -4,14 +4,19 @@
 //!
 //! - it starts with `/` and is split on `/` into segments; `//` is refused, a single trailing
 //!   `/` is an empty last segment (so `/admin/` matches only `/admin/`);
-//! - a literal segment matches the same text, case-sensitively, on the canonical, still
-//!   percent-encoded path; hex digits inside a `%XX` escape compare case-insensitively. A
-//!   literal must itself be canonical (see [`super::path`]), otherwise no request could match;
+//! - a literal segment matches the same text, case-sensitively (ASCII case-insensitively with
+//!   [`CompiledPatterns::with_case`]), on the canonical, still percent-encoded path; hex digits
+//!   inside a `%XX` escape always compare case-insensitively. A literal must itself be
+//!   canonical (see [`super::path`]), otherwise no request could match;
 //! - `*` and `{name}` match exactly one segment, including the empty last segment of a path
 //!   ending in `/` (`/users/*` matches `/users/`);
 //! - `**` matches zero or more segments, anywhere in the pattern (`/public/**` matches
 //!   `/public`, `/public/` and `/public/a/b`; `/a/**/c` matches `/a/c` and `/a/x/y/c`);
-//! - a wildcard is always a whole segment: `a*b`, `x{id}` and `{*rest}` are refused.
+//! - one `{name}` or `*` may sit next to literal text in a segment, as in Spring `PathPattern`
+//!   and AIP-136 custom methods: `/v1/jobs/{id}:cancel`, `/files/{name}.json`, `/v*`. The
+//!   variable matches one or more characters of that segment (never a `/`, never part of a
+//!   `%XX` escape); the literal text around it matches as above. A segment with two
+//!   wildcards (`{a}{b}`, `a*b*`), `**` next to text (`**x`) and `{*rest}` are refused.
 //!
 //! Exact `/admin` does not match `/admin/` (like axum); `/admin/**` matches both.
 //!
@@ -58,6 +63,17 @@ pub fn method_bit(m: &Method) -> u16 {
     }
 }
 
+/// Whether `m` is a standard method (`GET`, `HEAD`, `POST`, `PUT`, `DELETE`, `CONNECT`,
+/// `OPTIONS`, `TRACE`, `PATCH`) spelled in another letter case (`delete`, `Delete`, `pAtCh`):
+/// `http` takes it for an extension method, frameworks that compare methods
+/// case-insensitively for the standard one.
+pub(crate) fn is_miscased_standard_method(m: &Method) -> bool {
+    method_bit(m) == 512
+        && METHOD_NAMES[..9]
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(m.as_str()))
+}
+
 /// Method names for [`fmt::Debug`], in bit order.
 const METHOD_NAMES: [&str; 10] = [
     "GET",
@@ -86,30 +102,62 @@ enum Seg {
     One,
     /// `**`: zero or more segments.
     Any,
+    /// One variable (`{name}` or `*`) with literal text before and/or after it in the same
+    /// segment (`{id}:cancel`, `{name}.json`, `v*`): the variable matches at least one
+    /// character, never part of an escape.
+    Affix {
+        /// The literal text before the variable (maybe empty).
+        prefix: Box<str>,
+        /// The literal text after the variable (maybe empty).
+        suffix: Box<str>,
+    },
 }
 
 impl Seg {
-    /// Whether this single-segment token matches `seg` (`Any` is handled by the caller).
-    fn matches_one(&self, seg: &str) -> bool {
+    /// Whether this single-segment token matches `seg` (`Any` is handled by the caller);
+    /// `ci`: literals compare ASCII case-insensitively.
+    fn matches_one(&self, seg: &str, ci: bool) -> bool {
         match self {
-            Self::Lit(lit) => **lit == *seg,
-            Self::EscapedLit(lit) => eq_escaped(seg, lit),
+            Self::Lit(lit) if !ci => **lit == *seg,
+            Self::Lit(lit) | Self::EscapedLit(lit) => lit_eq(seg.as_bytes(), lit.as_bytes(), ci),
             Self::One => true,
             Self::Any => false,
+            Self::Affix { prefix, suffix } => {
+                let (b, p, s) = (seg.as_bytes(), prefix.as_bytes(), suffix.as_bytes());
+                if b.len() < p.len() + s.len() + 1 {
+                    return false;
+                }
+                let cut = b.len() - s.len();
+                // The variable (at least one byte) must not end inside a `%XX` escape: in a
+                // canonical path every `%` starts one.
+                if b[cut - 1] == b'%' || (cut >= 2 && b[cut - 2] == b'%') {
+                    return false;
+                }
+                lit_eq(&b[..p.len()], p, ci) && lit_eq(&b[cut..], s, ci)
+            }
         }
+    }
+}
+
+/// `seg == lit` for a literal: hex digits of escapes always compare case-insensitively, the
+/// rest only with `ci`.
+fn lit_eq(seg: &[u8], lit: &[u8], ci: bool) -> bool {
+    if ci {
+        seg.eq_ignore_ascii_case(lit)
+    } else {
+        eq_escaped(seg, lit)
     }
 }
 
 /// `seg == lit`, except that the two hex digits after each `%` of `lit` (validated at compile
 /// time) compare case-insensitively.
-fn eq_escaped(seg: &str, lit: &str) -> bool {
-    let (a, b) = (seg.as_bytes(), lit.as_bytes());
+fn eq_escaped(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' {
+        if b[i] == b'%' && i + 2 < b.len() {
             if a[i] != b'%' || !a[i + 1..i + 3].eq_ignore_ascii_case(&b[i + 1..i + 3]) {
                 return false;
             }
@@ -148,11 +196,17 @@ struct Rule {
 impl Rule {
     /// Whether the pattern matches the path `path`, already split into `segs`.
     #[inline]
-    fn matches(&self, path: &str, segs: &[&str]) -> bool {
+    fn matches(&self, path: &str, segs: &[&str], ci: bool) -> bool {
         let p = self.prefix.as_bytes();
         if !p.is_empty() {
             let b = path.as_bytes();
-            if !b.starts_with(p) || (b.len() != p.len() && b[p.len()] != b'/') {
+            let head = b.get(..p.len());
+            let same = if ci {
+                head.is_some_and(|h| h.eq_ignore_ascii_case(p))
+            } else {
+                head == Some(p)
+            };
+            if !same || (b.len() != p.len() && b[p.len()] != b'/') {
                 return false;
             }
         }
@@ -163,16 +217,20 @@ impl Rule {
         }
         if !self.has_any {
             return tail.len() == self.rest.len()
-                && self.rest.iter().zip(tail).all(|(s, t)| s.matches_one(t));
+                && self
+                    .rest
+                    .iter()
+                    .zip(tail)
+                    .all(|(s, t)| s.matches_one(t, ci));
         }
-        tail.len() >= self.min_rest && glob(&self.rest, tail)
+        tail.len() >= self.min_rest && glob(&self.rest, tail, ci)
     }
 }
 
 /// Matches `segs` against `pat`, where `Any` matches zero or more segments and every other
 /// token exactly one. Greedy, backtracking only to the last `Any` seen: O(len(pat) ×
 /// len(segs)) at worst, linear when `Any` is last.
-fn glob(pat: &[Seg], segs: &[&str]) -> bool {
+fn glob(pat: &[Seg], segs: &[&str], ci: bool) -> bool {
     let (mut p, mut s) = (0, 0);
     // (pattern index after the last `Any`, path index that `Any` currently stops at)
     let mut star: Option<(usize, usize)> = None;
@@ -183,7 +241,7 @@ fn glob(pat: &[Seg], segs: &[&str]) -> bool {
                 p += 1;
                 continue;
             }
-            Some(tok) if tok.matches_one(segs[s]) => {
+            Some(tok) if tok.matches_one(segs[s], ci) => {
                 p += 1;
                 s += 1;
                 continue;
@@ -214,6 +272,8 @@ pub struct CompiledPatterns {
     /// Indices of the rules not starting with a plain literal, ascending: the candidates for
     /// a path whose first segment is no key of `index`.
     unindexed: Box<[usize]>,
+    /// Literals compare ASCII case-insensitively (index keys are then lower-case).
+    case_insensitive: bool,
 }
 
 impl fmt::Debug for CompiledPatterns {
@@ -234,12 +294,15 @@ impl fmt::Debug for CompiledPatterns {
                 f.debug_list().entries(names).finish()
             }
         }
-        f.debug_struct("CompiledPatterns")
-            .field(
-                "rules",
-                &self.rules.iter().map(RuleDebug).collect::<Vec<_>>(),
-            )
-            .finish()
+        let mut d = f.debug_struct("CompiledPatterns");
+        d.field(
+            "rules",
+            &self.rules.iter().map(RuleDebug).collect::<Vec<_>>(),
+        );
+        if self.case_insensitive {
+            d.field("case_insensitive", &true);
+        }
+        d.finish()
     }
 }
 
@@ -251,11 +314,24 @@ impl CompiledPatterns {
     /// # Errors
     ///
     /// [`ConfigError::Invalid`] named `path` for the first invalid pattern: empty, not starting
-    /// with `/`, `//`, `{` without `}` (or `}` without `{`), `{}`, a segment mixing literal
-    /// text and a wildcard, a literal segment that is not canonical, or an empty method mask.
+    /// with `/`, `//`, `{` without `}` (or `}` without `{`), `{}`, a segment with more than one
+    /// wildcard or with `**` next to literal text, literal text that is not canonical, or an
+    /// empty method mask.
     pub fn new<'a>(rules: impl IntoIterator<Item = (&'a str, u16)>) -> Result<Self, ConfigError> {
+        Self::with_case(rules, false)
+    }
+
+    /// [`Self::new`]; with `case_insensitive`, literal text compares ASCII case-insensitively.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::new`].
+    pub fn with_case<'a>(
+        rules: impl IntoIterator<Item = (&'a str, u16)>,
+        case_insensitive: bool,
+    ) -> Result<Self, ConfigError> {
         let mut compiled = Vec::new();
-        let mut first_keys: Vec<Option<&'a str>> = Vec::new();
+        let mut first_keys: Vec<Option<String>> = Vec::new();
         for (pattern, methods) in rules {
             let (rule, first) =
                 compile(pattern, methods).map_err(|reason| ConfigError::Invalid {
@@ -263,19 +339,25 @@ impl CompiledPatterns {
                     reason: format!("pattern `{pattern}`: {reason}"),
                 })?;
             compiled.push(rule);
-            first_keys.push(first);
+            first_keys.push(first.map(|k| {
+                if case_insensitive {
+                    k.to_ascii_lowercase()
+                } else {
+                    k.to_owned()
+                }
+            }));
         }
         let unindexed: Box<[usize]> = (0..compiled.len())
             .filter(|&i| first_keys[i].is_none())
             .collect();
-        let mut keys: Vec<&str> = first_keys.iter().flatten().copied().collect();
+        let mut keys: Vec<&str> = first_keys.iter().flatten().map(String::as_str).collect();
         keys.sort_unstable();
         keys.dedup();
         let index = keys
             .into_iter()
             .map(|key| {
                 let list: Box<[usize]> = (0..compiled.len())
-                    .filter(|&i| first_keys[i].is_none_or(|k| k == key))
+                    .filter(|&i| first_keys[i].as_deref().is_none_or(|k| k == key))
                     .collect();
                 (Box::from(key), list)
             })
@@ -284,6 +366,7 @@ impl CompiledPatterns {
             rules: compiled.into_boxed_slice(),
             index,
             unindexed,
+            case_insensitive,
         })
     }
 
@@ -310,13 +393,24 @@ impl CompiledPatterns {
 
     /// [`Self::first_match`] with the path split into its segments (at least one).
     fn first_match_in(&self, path: &str, segs: &[&str], method_bit: u16) -> Option<usize> {
-        let candidates = match self.index.binary_search_by(|(key, _)| (**key).cmp(segs[0])) {
+        let ci = self.case_insensitive;
+        let first = segs[0].bytes();
+        let found = if ci {
+            self.index.binary_search_by(|(key, _)| {
+                key.bytes()
+                    .cmp(first.clone().map(|b| b.to_ascii_lowercase()))
+            })
+        } else {
+            self.index
+                .binary_search_by(|(key, _)| key.bytes().cmp(first.clone()))
+        };
+        let candidates = match found {
             Ok(i) => &self.index[i].1,
             Err(_) => &self.unindexed,
         };
         candidates.iter().copied().find(|&i| {
             let rule = &self.rules[i];
-            rule.methods & method_bit != 0 && rule.matches(path, segs)
+            rule.methods & method_bit != 0 && rule.matches(path, segs, ci)
         })
     }
 
@@ -381,12 +475,13 @@ fn parse_segment(seg: &str, last: bool) -> Result<Seg, String> {
         "**" => return Ok(Seg::Any),
         _ => {}
     }
-    let open = seg.contains('{');
-    let close = seg.contains('}');
-    if open && !close {
+    let opens = seg.matches('{').count();
+    let closes = seg.matches('}').count();
+    let stars = seg.matches('*').count();
+    if opens > closes {
         return Err(format!("`{{` without matching `}}` in segment `{seg}`"));
     }
-    if close && !open {
+    if closes > opens {
         return Err(format!("`}}` without matching `{{` in segment `{seg}`"));
     }
     if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
@@ -400,11 +495,8 @@ fn parse_segment(seg: &str, last: bool) -> Result<Seg, String> {
             return Ok(Seg::One);
         }
     }
-    if open || seg.contains('*') {
-        return Err(format!(
-            "segment `{seg}` mixes literal text and a wildcard: a wildcard must be a whole \
-             segment (`*`, `**` or `{{name}}`)"
-        ));
+    if opens + stars > 0 {
+        return parse_affix(seg, opens, stars);
     }
     check_canonical(&format!("/{seg}")).map_err(|e| {
         format!("segment `{seg}` is not canonical ({e}), so no request path could match it")
@@ -413,6 +505,38 @@ fn parse_segment(seg: &str, last: bool) -> Result<Seg, String> {
         Seg::EscapedLit(seg.into())
     } else {
         Seg::Lit(seg.into())
+    })
+}
+
+/// Parses a segment holding one variable next to literal text (`{id}:cancel`, `v*`).
+fn parse_affix(seg: &str, opens: usize, stars: usize) -> Result<Seg, String> {
+    let too_many = || {
+        format!(
+            "segment `{seg}` holds more than one wildcard: a segment may hold one `{{name}}` \
+             or `*` with literal text around it, and `**` only alone"
+        )
+    };
+    let (prefix, suffix) = match (opens, stars) {
+        (1, 0) => {
+            let (prefix, rest) = seg.split_once('{').ok_or_else(too_many)?;
+            let (name, suffix) = rest
+                .split_once('}')
+                .ok_or_else(|| format!("`}}` without matching `{{` in segment `{seg}`"))?;
+            if name.is_empty() {
+                return Err("empty `{}`".into());
+            }
+            (prefix, suffix)
+        }
+        (0, 1) => seg.split_once('*').ok_or_else(too_many)?,
+        _ => return Err(too_many()),
+    };
+    // `x` stands for the variable: the literal parts must be canonical around it.
+    check_canonical(&format!("/{prefix}x{suffix}")).map_err(|e| {
+        format!("segment `{seg}` is not canonical ({e}), so no request path could match it")
+    })?;
+    Ok(Seg::Affix {
+        prefix: prefix.into(),
+        suffix: suffix.into(),
     })
 }
 
@@ -684,15 +808,18 @@ mod tests {
             ("/id}", "without matching `{`"),
             ("/{}", "empty `{}`"),
             ("/{*rest}", "use `**`"),
-            ("/{a{b}}", "mixes literal text and a wildcard"),
-            ("/{a*}", "mixes literal text and a wildcard"),
-            ("/a*b", "mixes literal text and a wildcard"),
-            ("/a*", "mixes literal text and a wildcard"),
-            ("/***", "mixes literal text and a wildcard"),
-            ("/x{id}", "mixes literal text and a wildcard"),
-            ("/{id}x", "mixes literal text and a wildcard"),
-            ("/{a}{b}", "mixes literal text and a wildcard"),
-            ("/**x", "mixes literal text and a wildcard"),
+            ("/{a{b}}", "more than one wildcard"),
+            ("/{a*}", "more than one wildcard"),
+            ("/a*b*", "more than one wildcard"),
+            ("/***", "more than one wildcard"),
+            ("/{a}{b}", "more than one wildcard"),
+            ("/{a}*", "more than one wildcard"),
+            ("/**x", "more than one wildcard"),
+            ("/x}{id", "without matching"),
+            ("/x{}.json", "empty `{}`"),
+            ("/{id}%3Acancel", "not canonical"),
+            ("/a%{id}", "not canonical"),
+            ("/a;{id}", "not canonical"),
             ("/a/./b", "not canonical (dot segment)"),
             ("/a/..", "not canonical (dot segment)"),
             ("/a;b", "not canonical (semicolon in path)"),
@@ -714,12 +841,96 @@ mod tests {
             Err(e) => assert!(e.to_string().contains("empty method set"), "{e}"),
             Ok(_) => panic!("empty method set accepted"),
         }
-        let err = CompiledPatterns::new([("/ok/**", GET), ("/bad*", GET)]).unwrap_err();
+        let err = CompiledPatterns::new([("/ok/**", GET), ("/bad**", GET)]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid setting `path`: pattern `/bad*`: segment `bad*` mixes literal text and a \
-             wildcard: a wildcard must be a whole segment (`*`, `**` or `{name}`)"
+            "invalid setting `path`: pattern `/bad**`: segment `bad**` holds more than one \
+             wildcard: a segment may hold one `{name}` or `*` with literal text around it, and \
+             `**` only alone"
         );
+    }
+
+    #[test]
+    fn a_variable_next_to_literal_text() {
+        check(
+            "/v1/jobs/{id}:cancel",
+            &[
+                "/v1/jobs/7:cancel",
+                "/v1/jobs/a:b:cancel",
+                "/v1/jobs/%20:cancel",
+            ],
+            &[
+                "/v1/jobs/:cancel",
+                "/v1/jobs/7:cancel/",
+                "/v1/jobs/7:Cancel",
+                "/v1/jobs/7",
+                "/v1/jobs/7/x:cancel",
+                "/v1/jobs/7:cancelx",
+            ],
+        );
+        check(
+            "/files/{name}.json",
+            &["/files/a.json", "/files/a.b.json", "/files/%C3%A9.json"],
+            &[
+                "/files/.json",
+                "/files/a.jsonx",
+                "/files/a.JSON",
+                "/files/a/b.json",
+            ],
+        );
+        check("/v*", &["/v1", "/v2beta"], &["/v", "/x1", "/v1/x"]);
+        check("/*.css/x", &["/a.css/x"], &["/.css/x", "/a.css"]);
+        check(
+            "/pre-{id}-post",
+            &["/pre-1-post"],
+            &["/pre--post", "/pre-1-pos"],
+        );
+        check("/{id}:run/**", &["/1:run", "/1:run/a/b"], &["/:run/a"]);
+        // The variable never ends inside an escape: `%2` + `0x` is not `x` after the escape.
+        check(
+            "/{id}20",
+            &["/a20", "/%20a20", "/%C3%A920", "/%2020"],
+            &["/a%20", "/20"],
+        );
+        check("/{id}A9", &["/aA9"], &["/%C3%A9"]);
+        check("/x%20{id}", &["/x%20a", "/x%20%20"], &["/x%20", "/x%2"]);
+        // First match wins across a literal and an affix rule.
+        let rules = compile_all(&[
+            ("/v1/jobs:batchDelete", POST),
+            ("/v1/{name}:batchDelete", GET),
+            ("/**", ALL_METHODS),
+        ]);
+        assert_eq!(rules.first_match("/v1/jobs:batchDelete", POST), Some(0));
+        assert_eq!(rules.first_match("/v1/jobs:batchDelete", GET), Some(1));
+        assert_eq!(rules.first_match("/v1/x:batchDelete", GET), Some(1));
+        assert_eq!(rules.first_match("/v1/:batchDelete", GET), Some(2));
+    }
+
+    #[test]
+    fn case_insensitive_literals() {
+        let rules = CompiledPatterns::with_case(
+            [
+                ("/Admin/**", POST),
+                ("/api/v1/{id}:Cancel", POST),
+                ("/files/%c3%a9", GET),
+                ("/admin/x", GET),
+                ("/**", ALL_METHODS),
+            ],
+            true,
+        )
+        .unwrap();
+        for p in ["/admin", "/ADMIN/x", "/aDmIn/users/1"] {
+            assert_eq!(rules.first_match(p, POST), Some(0), "{p}");
+        }
+        assert_eq!(rules.first_match("/API/V1/7:cancel", POST), Some(1));
+        assert_eq!(rules.first_match("/API/V1/7:cancel", GET), Some(4));
+        assert_eq!(rules.first_match("/FILES/%C3%A9", GET), Some(2));
+        // ASCII only: `É` (%C3%89) is not `é`.
+        assert_eq!(rules.first_match("/files/%C3%89", GET), Some(4));
+        assert_eq!(rules.first_match("/ADMIN/X", GET), Some(3));
+        // The default stays case-sensitive.
+        let rules = compile_all(&[("/Admin/**", POST), ("/**", ALL_METHODS)]);
+        assert_eq!(rules.first_match("/admin/x", POST), Some(1));
     }
 
     #[test]

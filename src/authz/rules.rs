@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::Method;
 
 use super::path::check_canonical;
-use super::pattern::{method_bit, CompiledPatterns, ALL_METHODS};
+use super::pattern::{is_miscased_standard_method, method_bit, CompiledPatterns, ALL_METHODS};
 
 /// The one bit all extension methods share in a pattern's method mask.
 const EXTENSION: u16 = 512;
@@ -239,6 +239,42 @@ pub enum DefaultAction {
     Authenticated,
 }
 
+/// How literal path text compares (`resource-server.path-case`: `sensitive` or
+/// `insensitive`).
+///
+/// The default, [`PathCase::Sensitive`], is right for upstreams that route case-sensitively
+/// (Spring, Go, axum, grpc-gateway). Choose [`PathCase::Insensitive`] when the upstream routes
+/// case-insensitively (ASP.NET Core, Express by default): otherwise `/ADMIN/users` steps
+/// around a rule for `/admin/**` and still reaches the admin handler. Only ASCII letters fold;
+/// escapes (`%C3%A9`) compare byte for byte, with either case of hex digits.
+///
+/// # Example
+///
+/// ```
+/// use http::Method;
+/// use tower_bearer::authz::{AccessRules, PathCase, Requirement, Rule};
+///
+/// assert_eq!(PathCase::default(), PathCase::Sensitive);
+/// let rules = AccessRules::builder()
+///     .rule(Rule::new("/admin/**", Requirement::Deny))
+///     .rule(Rule::new("/**", Requirement::PermitAll))
+///     .path_case(PathCase::Insensitive)
+///     .build()
+///     .unwrap();
+/// assert!(rules.check(&Method::GET, "/ADMIN/users", None).is_err());
+/// assert!(rules.check(&Method::GET, "/home", None).is_ok());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum PathCase {
+    /// Literals compare byte for byte (hex digits of escapes excepted).
+    #[default]
+    Sensitive,
+    /// Literals compare ASCII case-insensitively.
+    Insensitive,
+}
+
 /// Internal-only endpoints: `SCOPE_<scope>` **and** a service token, before any rule.
 ///
 /// # Example
@@ -428,6 +464,7 @@ pub struct AccessRulesBuilder {
     rules: Vec<Rule>,
     default: DefaultAction,
     internal: Option<InternalOnly>,
+    path_case: PathCase,
 }
 
 impl AccessRulesBuilder {
@@ -488,6 +525,26 @@ impl AccessRulesBuilder {
         self.internal = Some(internal);
         self
     }
+    /// How literal path text compares, for rules and internal-only paths (default
+    /// [`PathCase::Sensitive`]; see [`PathCase`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::Method;
+    /// use tower_bearer::authz::{AccessRules, PathCase, Requirement, Rule};
+    ///
+    /// let rules = AccessRules::builder()
+    ///     .rule(Rule::new("/public/**", Requirement::PermitAll))
+    ///     .path_case(PathCase::Insensitive)
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(rules.check(&Method::GET, "/Public/logo.png", None).is_ok());
+    /// ```
+    pub fn path_case(mut self, case: PathCase) -> Self {
+        self.path_case = case;
+        self
+    }
     /// Compiles the patterns.
     ///
     /// # Example
@@ -500,22 +557,36 @@ impl AccessRulesBuilder {
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] naming the bad pattern.
+    /// [`ConfigError`] naming the bad pattern, or a requirement with an empty list
+    /// (`AllScopes(vec![])`, `AnyRole(vec![])`, `AllOf(vec![])`, ...), which would let every
+    /// user through or nobody.
     pub fn build(self) -> Result<AccessRules, ConfigError> {
-        let patterns =
-            CompiledPatterns::new(self.rules.iter().map(|r| (r.path.as_str(), r.methods)))?;
+        for r in &self.rules {
+            check_requirement(&r.requirement).map_err(|reason| ConfigError::Invalid {
+                name: "rules",
+                reason: format!("rule `{}`: {reason}", r.path),
+            })?;
+        }
+        let ci = self.path_case == PathCase::Insensitive;
+        let patterns = CompiledPatterns::with_case(
+            self.rules.iter().map(|r| (r.path.as_str(), r.methods)),
+            ci,
+        )?;
         // The extension bit of a rule naming extension methods applies to those names only.
         let for_extension = |m: Option<&Method>| {
-            CompiledPatterns::new(self.rules.iter().map(|r| {
-                let applies = if r.methods & EXTENSION == 0 {
-                    false
-                } else if r.extension_methods.is_empty() {
-                    true
-                } else {
-                    m.is_some_and(|m| r.extension_methods.contains(m))
-                };
-                (r.path.as_str(), if applies { EXTENSION } else { NEVER })
-            }))
+            CompiledPatterns::with_case(
+                self.rules.iter().map(|r| {
+                    let applies = if r.methods & EXTENSION == 0 {
+                        false
+                    } else if r.extension_methods.is_empty() {
+                        true
+                    } else {
+                        m.is_some_and(|m| r.extension_methods.contains(m))
+                    };
+                    (r.path.as_str(), if applies { EXTENSION } else { NEVER })
+                }),
+                ci,
+            )
         };
         let mut named: Vec<Method> = self
             .rules
@@ -531,7 +602,10 @@ impl AccessRulesBuilder {
         let other_extensions = for_extension(None)?;
         let internal = match self.internal {
             Some(i) if !i.paths.is_empty() => {
-                let p = CompiledPatterns::new(i.paths.iter().map(|p| (p.as_str(), ALL_METHODS)))?;
+                let p = CompiledPatterns::with_case(
+                    i.paths.iter().map(|p| (p.as_str(), ALL_METHODS)),
+                    ci,
+                )?;
                 Some((i, p))
             }
             _ => None,
@@ -544,6 +618,23 @@ impl AccessRulesBuilder {
             default: self.default,
             internal,
         })))
+    }
+}
+
+/// Refuses a requirement holding an empty list: `AllScopes(vec![])` and `AllOf(vec![])` let
+/// any authenticated user through, `AnyRole(vec![])` and the other any-of lists nobody, and
+/// neither is ever what was meant.
+fn check_requirement(r: &Requirement) -> Result<(), String> {
+    let empty = |kind: &str| Err(format!("`{kind}` with an empty list"));
+    match r {
+        Requirement::AnyScope(v) if v.is_empty() => empty("AnyScope"),
+        Requirement::AllScopes(v) if v.is_empty() => empty("AllScopes"),
+        Requirement::AnyRole(v) if v.is_empty() => empty("AnyRole"),
+        Requirement::AnyAuthority(v) if v.is_empty() => empty("AnyAuthority"),
+        Requirement::AnyPermission(v) if v.is_empty() => empty("AnyPermission"),
+        Requirement::AllOf(v) if v.is_empty() => empty("AllOf"),
+        Requirement::AllOf(v) => v.iter().try_for_each(check_requirement),
+        _ => Ok(()),
     }
 }
 
@@ -580,7 +671,8 @@ impl AccessRules {
     ///
     /// # Errors
     ///
-    /// [`AuthError::NonCanonicalPath`] (400), or the requirement's error.
+    /// [`AuthError::NonCanonicalPath`] (400), [`AuthError::NonCanonicalMethod`] (400) for a
+    /// standard method not spelled upper-case (`delete`), or the requirement's error.
     pub fn check(
         &self,
         method: &Method,
@@ -588,6 +680,9 @@ impl AccessRules {
         user: Option<&CurrentUser>,
     ) -> Result<(), AuthError> {
         check_canonical(path).map_err(|e| AuthError::NonCanonicalPath(e.reason()))?;
+        if is_miscased_standard_method(method) {
+            return Err(AuthError::NonCanonicalMethod);
+        }
         let c = &*self.0;
         let bit = method_bit(method);
         // Many upstreams serve `/x/` like `/x`: a trailing slash must not step around a rule,
@@ -808,6 +903,165 @@ mod tests {
         );
         assert!(r.check(&mkcol, "/dav/x", Some(&alice)).is_ok());
         assert!(r.check(&Method::GET, "/dav/x", Some(&alice)).is_ok());
+    }
+
+    #[test]
+    fn miscased_standard_methods_are_refused() {
+        let r = rules();
+        let admin = user(json!({"sub": "bob", "uid": "2", "roles": ["admin"]}));
+        for m in [
+            "delete", "Delete", "dELETE", "post", "Post", "pAtCh", "get", "Get", "head", "put",
+            "options", "trace", "connect",
+        ] {
+            let m = Method::from_bytes(m.as_bytes()).unwrap();
+            assert_eq!(
+                r.check(&m, "/admin/users/1", Some(&admin)),
+                Err(AuthError::NonCanonicalMethod),
+                "{m}"
+            );
+            assert_eq!(
+                r.check(&m, "/public/x", None),
+                Err(AuthError::NonCanonicalMethod),
+                "{m}"
+            );
+        }
+        assert_eq!(
+            AuthError::NonCanonicalMethod.status(),
+            http::StatusCode::BAD_REQUEST
+        );
+        assert_eq!(AuthError::NonCanonicalMethod.reason(), "miscased_method");
+        // Real extension methods still work, matched by exact name.
+        let propfind = Method::from_bytes(b"PROPFIND").unwrap();
+        let lower = Method::from_bytes(b"propfind").unwrap();
+        let r = AccessRules::builder()
+            .rule(Rule::new("/dav/**", Requirement::PermitAll).methods([propfind.clone()]))
+            .rule(Rule::new("/**", Requirement::Authenticated))
+            .build()
+            .unwrap();
+        assert!(r.check(&propfind, "/dav/x", None).is_ok());
+        assert_eq!(
+            r.check(&lower, "/dav/x", None),
+            Err(AuthError::AuthenticationRequired)
+        );
+        assert!(r
+            .check(
+                &Method::from_bytes(b"DELETEX").unwrap(),
+                "/dav/x",
+                Some(&admin)
+            )
+            .is_ok());
+    }
+
+    #[test]
+    fn encoded_reserved_characters_do_not_step_around_a_rule() {
+        let r = AccessRules::builder()
+            .rule(
+                Rule::new("/v1/jobs:batchDelete", Requirement::Role("admin".into()))
+                    .methods([Method::POST]),
+            )
+            .rule(Rule::new("/**", Requirement::Authenticated))
+            .build()
+            .unwrap();
+        let alice = user(json!({"sub": "alice", "uid": "1"}));
+        assert_eq!(
+            r.check(&Method::POST, "/v1/jobs:batchDelete", Some(&alice)),
+            Err(AuthError::AccessDenied)
+        );
+        for p in ["/v1/jobs%3AbatchDelete", "/v1/jobs%3abatchDelete"] {
+            assert_eq!(
+                r.check(&Method::POST, p, Some(&alice)),
+                Err(AuthError::NonCanonicalPath("encoded_reserved")),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn affix_patterns_and_path_case() {
+        let r = AccessRules::builder()
+            .rule(
+                Rule::new("/v1/jobs/{id}:cancel", Requirement::Role("admin".into()))
+                    .methods([Method::POST]),
+            )
+            .rule(Rule::new("/files/{name}.json", Requirement::PermitAll))
+            .rule(Rule::new("/**", Requirement::Authenticated))
+            .path_case(PathCase::Insensitive)
+            .build()
+            .unwrap();
+        let alice = user(json!({"sub": "alice", "uid": "1"}));
+        assert_eq!(
+            r.check(&Method::POST, "/v1/jobs/7:cancel", Some(&alice)),
+            Err(AuthError::AccessDenied)
+        );
+        assert_eq!(
+            r.check(&Method::POST, "/V1/Jobs/7:CANCEL", Some(&alice)),
+            Err(AuthError::AccessDenied)
+        );
+        assert!(r.check(&Method::GET, "/files/a.json", None).is_ok());
+        assert!(r.check(&Method::GET, "/FILES/a.JSON", None).is_ok());
+        assert!(r.check(&Method::GET, "/files/.json", None).is_err());
+        assert!(r
+            .check(&Method::POST, "/v1/jobs/7:pause", Some(&alice))
+            .is_ok());
+        let sensitive = AccessRules::builder()
+            .rule(Rule::new("/admin/**", Requirement::Deny))
+            .rule(Rule::new("/**", Requirement::PermitAll))
+            .internal_only(InternalOnly::new(["/internal/**"]))
+            .build()
+            .unwrap();
+        assert!(sensitive.check(&Method::GET, "/ADMIN/x", None).is_ok());
+        let insensitive = AccessRules::builder()
+            .rule(Rule::new("/admin/**", Requirement::Deny))
+            .rule(Rule::new("/**", Requirement::PermitAll))
+            .internal_only(InternalOnly::new(["/internal/**"]))
+            .path_case(PathCase::Insensitive)
+            .build()
+            .unwrap();
+        assert!(insensitive.check(&Method::GET, "/ADMIN/x", None).is_err());
+        assert_eq!(
+            insensitive.check(&Method::GET, "/Internal/x", Some(&alice)),
+            Err(AuthError::InsufficientScope {
+                scope: Some("internal-service".into())
+            })
+        );
+    }
+
+    #[test]
+    fn empty_requirement_lists_are_refused_at_build() {
+        for req in [
+            Requirement::AllScopes(vec![]),
+            Requirement::AnyScope(vec![]),
+            Requirement::AnyRole(vec![]),
+            Requirement::AnyAuthority(vec![]),
+            Requirement::AnyPermission(vec![]),
+            Requirement::AllOf(vec![]),
+            Requirement::AllOf(vec![
+                Requirement::Authenticated,
+                Requirement::AllScopes(vec![]),
+            ]),
+            Requirement::AllOf(vec![Requirement::AllOf(vec![])]),
+        ] {
+            let err = AccessRules::builder()
+                .rule(Rule::new("/ok/**", Requirement::PermitAll))
+                .rule(Rule::new("/admin/**", req.clone()))
+                .build()
+                .unwrap_err();
+            match err {
+                ConfigError::Invalid { name, reason } => {
+                    assert_eq!(name, "rules");
+                    assert!(reason.starts_with("rule `/admin/**`: `"), "{reason}");
+                    assert!(reason.ends_with("with an empty list"), "{reason}");
+                }
+                other => panic!("{req:?}: {other:?}"),
+            }
+        }
+        assert!(AccessRules::builder()
+            .rule(Rule::new(
+                "/a",
+                Requirement::AllOf(vec![Requirement::AllScopes(vec!["x".into()])])
+            ))
+            .build()
+            .is_ok());
     }
 
     #[test]

@@ -174,54 +174,27 @@ fn is_b64token(s: &str) -> bool {
         })
 }
 
-/// The `access_token` query parameter, percent-decoded; more than one is an error.
+/// The `access_token` query parameter; more than one is an error.
+///
+/// The query is parsed as `application/x-www-form-urlencoded` (`form_urlencoded`, as axum's
+/// `Query` and `serde_urlencoded` do), so names are decoded too: `access%5Ftoken` is
+/// `access_token`, exactly as the application will read it. A malformed escape (`%+A`, `%-1`)
+/// is kept as it is, and a `%` is never part of a `b64token`.
 fn query_access_token(uri: &Uri) -> Result<Option<Cow<'_, str>>, AuthError> {
     let Some(query) = uri.query() else {
         return Ok(None);
     };
     let mut found = None;
-    for pair in query.split('&') {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         if name != "access_token" {
             continue;
         }
         if found.is_some() {
             return Err(AuthError::InvalidRequest(RequestError::MultipleCredentials));
         }
-        found = Some(percent_decode(value).ok_or(AuthError::InvalidRequest(
-            RequestError::MalformedCredentials,
-        ))?);
+        found = Some(value);
     }
     Ok(found)
-}
-
-fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
-    if !s.contains(['%', '+']) {
-        return Some(Cow::Borrowed(s));
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                // Form encoding: '+' is a space, which a b64token cannot hold.
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok().map(Cow::Owned)
 }
 
 #[cfg(test)]
@@ -310,6 +283,61 @@ mod tests {
             Some("a.b.c")
         );
         assert!(run(&[], "/?access_token=", true).is_err());
+    }
+
+    #[test]
+    fn query_names_are_decoded_like_the_application_does() {
+        let multi = AuthError::InvalidRequest(RequestError::MultipleCredentials);
+        let bad = AuthError::InvalidRequest(RequestError::MalformedCredentials);
+        for q in [
+            "access%5Ftoken",
+            "access%5ftoken",
+            "%61ccess_token",
+            "access_t%6Fken",
+        ] {
+            // A header and an encoded `access_token`: ambiguous, whether or not the query
+            // form is enabled.
+            for enabled in [false, true] {
+                assert_eq!(
+                    run(&["Bearer a"], &format!("/?{q}=b"), enabled),
+                    Err(multi.clone()),
+                    "{q}"
+                );
+            }
+            assert_eq!(
+                run(&[], &format!("/?{q}=a.b.c"), true).unwrap().as_deref(),
+                Some("a.b.c"),
+                "{q}"
+            );
+            assert_eq!(run(&[], &format!("/?{q}=a.b.c"), false), Ok(None), "{q}");
+            assert_eq!(
+                run(&[], &format!("/?access_token=a&{q}=b"), true),
+                Err(multi.clone()),
+                "{q}"
+            );
+        }
+        // Other names stay other names.
+        assert_eq!(
+            run(&[], "/?access_tokenx=a&xaccess_token=b", true),
+            Ok(None)
+        );
+        assert_eq!(run(&[], "/?access+token=a", true), Ok(None));
+        // Malformed escapes are not escapes (`u8::from_str_radix` took `+A` as 10).
+        for v in ["%+A", "a%+Ab", "%-1", "a%-1", "%+0a", "%2", "%", "a%zz"] {
+            assert_eq!(
+                run(&[], &format!("/?access_token={v}"), true),
+                Err(bad.clone()),
+                "{v}"
+            );
+        }
+        assert_eq!(
+            run(&[], "/?access_token=%2B%2Fa%3D", true)
+                .unwrap()
+                .as_deref(),
+            Some("+/a=")
+        );
+        assert_eq!(run(&[], "/?access_token=a+b", true), Err(bad.clone()));
+        assert_eq!(run(&[], "/?access_token=a%FFb", true), Err(bad));
     }
 
     #[test]

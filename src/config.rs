@@ -162,6 +162,9 @@ pub struct ResourceServerConfig {
     pub rules: Option<Vec<RuleConfig>>,
     /// `default`: what unmatched requests need (`deny` or `authenticated`).
     pub default: Option<crate::authz::DefaultAction>,
+    /// `path-case`: `sensitive` (default) or `insensitive`, for upstreams that route
+    /// case-insensitively (see [`crate::authz::PathCase`]).
+    pub path_case: Option<crate::authz::PathCase>,
 }
 
 /// `resource-server.claims`.
@@ -1002,7 +1005,9 @@ impl SecurityConfig {
             .resource_server
             .as_ref()
             .ok_or(ConfigError::Missing("security.resource-server"))?;
-        let mut b = AccessRules::builder().default_action(rs.default.unwrap_or_default());
+        let mut b = AccessRules::builder()
+            .default_action(rs.default.unwrap_or_default())
+            .path_case(rs.path_case.unwrap_or_default());
         for rule in rs.rules.iter().flatten() {
             b = b.rule(rule.to_rule()?);
         }
@@ -1613,6 +1618,15 @@ security:
                 "invalid method",
             ),
             ("{ path: /a, any-role: [] }", "empty list"),
+            ("{ path: /a, all-scopes: [] }", "empty list"),
+            (
+                "{ path: /a, authenticated: true, all-scopes: [] }",
+                "empty list",
+            ),
+            (
+                "{ path: \"/a{b}{c}\", authenticated: true }",
+                "more than one wildcard",
+            ),
         ] {
             let yaml = format!(
                 "security:\n  resource-server:\n    issuer: x\n    rules:\n      - {rule}\n"
@@ -1621,6 +1635,36 @@ security:
             let err = cfg.access_rules().unwrap_err().to_string();
             assert!(err.contains(needle), "{rule}: {err}");
         }
+    }
+
+    #[test]
+    fn path_case_and_affix_patterns_from_yaml() {
+        let yaml = |case: &str| {
+            format!(
+                "security:\n  resource-server:\n    issuer: x\n{case}    rules:\n      - {{ path: \"/v1/jobs/{{id}}:cancel\", methods: [post], role: admin }}\n      - {{ path: /admin/**, deny: true }}\n      - {{ path: /**, permit-all: true }}\n"
+            )
+        };
+        let rules = |case: &str| {
+            SecurityConfig::from_yaml(&yaml(case))
+                .unwrap()
+                .access_rules()
+                .unwrap()
+        };
+        let get = http::Method::GET;
+        let post = http::Method::POST;
+        for case in ["", "    path-case: sensitive\n"] {
+            let r = rules(case);
+            assert!(r.check(&get, "/ADMIN/x", None).is_ok(), "{case}");
+            assert!(r.check(&post, "/v1/jobs/7:cancel", None).is_err());
+            assert!(r.check(&post, "/v1/jobs/7:CANCEL", None).is_ok());
+        }
+        let r = rules("    path-case: insensitive\n");
+        assert!(r.check(&get, "/ADMIN/x", None).is_err());
+        assert!(r.check(&get, "/Admin", None).is_err());
+        assert!(r.check(&post, "/V1/JOBS/7:CANCEL", None).is_err());
+        assert!(r.check(&get, "/home", None).is_ok());
+        let err = SecurityConfig::from_yaml(&yaml("    path-case: lower\n")).unwrap_err();
+        assert!(err.to_string().contains("lower"), "{err}");
     }
 
     #[test]

@@ -46,6 +46,7 @@
 //! # }
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -54,6 +55,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http::header::{AUTHORIZATION, CONNECTION};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
 use serde_json::{Map, Value};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -515,32 +517,28 @@ where
 /// assert_eq!(encode_item("admin"), "admin");
 /// ```
 pub fn encode_item(item: &str) -> String {
-    let mut out = String::with_capacity(item.len());
-    for b in item.bytes() {
-        if (0x21..=0x7e).contains(&b) && b != b',' && b != b'%' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(item, ITEM).to_string()
 }
 
+/// What [`encode_item`] escapes besides non-ASCII bytes: controls, space, `,` and `%`.
+const ITEM: &AsciiSet = &CONTROLS.add(b' ').add(b',').add(b'%');
+
+/// Decodes one item of an identity header; `None` for a `%` not followed by two hex digits
+/// (`%+A`, `%-1`: never produced by [`encode_item`]) or bytes that are not UTF-8.
 fn decode_item(item: &str) -> Option<String> {
-    let bytes = item.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let b = item.as_bytes();
+    let well_formed = b.iter().enumerate().all(|(i, &c)| {
+        c != b'%'
+            || (b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_decode_str(item)
+        .decode_utf8()
+        .ok()
+        .map(Cow::into_owned)
 }
 
 fn join(items: &[String]) -> String {
@@ -1087,6 +1085,12 @@ mod tests {
         for s in ["a,b", "50%", "é x", "plain"] {
             assert_eq!(decode_item(&encode_item(s)).unwrap(), s);
         }
+        // `u8::from_str_radix` took a sign: `%+A` was a newline.
+        for bad in ["%+A", "a%+Ab", "%-1", "%2", "%", "%zz", "%C3", "%FF"] {
+            assert_eq!(decode_item(bad), None, "{bad}");
+        }
+        assert_eq!(decode_item("%2c%2C").as_deref(), Some(",,"));
+        assert_eq!(encode_item("\u{7f}\n"), "%7F%0A");
     }
 
     #[test]

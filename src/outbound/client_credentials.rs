@@ -754,20 +754,7 @@ pub(crate) fn is_absolute_uri(s: &str) -> bool {
 /// Appends `s` encoded as `application/x-www-form-urlencoded` (WHATWG URL §5.2): ASCII
 /// alphanumerics and `*-._` as they are, space as `+`, every other byte as `%XX`.
 pub(crate) fn form_urlencode(s: &str, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in s.as_bytes() {
-        match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                out.push(b as char);
-            }
-            b' ' => out.push('+'),
-            _ => {
-                out.push('%');
-                out.push(HEX[usize::from(b >> 4)] as char);
-                out.push(HEX[usize::from(b & 0xf)] as char);
-            }
-        }
-    }
+    out.extend(form_urlencoded::byte_serialize(s.as_bytes()));
 }
 
 fn push_pair(form: &mut String, name: &str, value: &str) {
@@ -924,6 +911,12 @@ mod tests {
         push_pair(&mut form, "grant_type", "client_credentials");
         push_pair(&mut form, "scope", "a b");
         assert_eq!(form, "grant_type=client_credentials&scope=a+b");
+        let secret = "p@ss w%rd&x=1+é";
+        push_pair(&mut form, "client_secret", secret);
+        let back: Vec<(String, String)> = form_urlencoded::parse(form.as_bytes())
+            .into_owned()
+            .collect();
+        assert_eq!(back[2], ("client_secret".into(), secret.into()));
     }
 
     #[test]

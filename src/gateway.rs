@@ -727,19 +727,8 @@ impl SetIdentityHeadersLayer {
     /// assert_eq!(headers.get_all("x-user-id").iter().collect::<Vec<_>>(), ["42"]);
     /// ```
     pub fn apply(&self, headers: &mut HeaderMap, user: &CurrentUser) {
+        self.remove_managed(headers);
         let id = &self.identity;
-        let claims_header = self.claims_header.as_ref();
-        let stale: Vec<HeaderName> = headers
-            .keys()
-            .filter(|k| {
-                id.is_identity(k.as_str())
-                    || claims_header.is_some_and(|c| same_header(c.as_str(), k.as_str()))
-            })
-            .cloned()
-            .collect();
-        for name in stale {
-            headers.remove(name);
-        }
         let mut set = |name: &HeaderName, value: Option<String>| {
             if let Some(v) = value.filter(|v| !v.is_empty()) {
                 if let Ok(v) = HeaderValue::from_str(&v) {
@@ -758,6 +747,37 @@ impl SetIdentityHeadersLayer {
         }
         if self.strip_authorization {
             headers.remove(AUTHORIZATION);
+        }
+    }
+
+    /// Removes every spelling of every header this layer manages (what an anonymous request
+    /// reaches the upstream without).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use http::HeaderMap;
+    /// use tower_bearer::gateway::SetIdentityHeadersLayer;
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("X_User_Id", "spoofed".parse().unwrap());
+    /// headers.insert("x-other", "kept".parse().unwrap());
+    /// SetIdentityHeadersLayer::new().remove_managed(&mut headers);
+    /// assert_eq!(headers.len(), 1);
+    /// ```
+    pub fn remove_managed(&self, headers: &mut HeaderMap) {
+        let id = &self.identity;
+        let claims_header = self.claims_header.as_ref();
+        let stale: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| {
+                id.is_identity(k.as_str())
+                    || claims_header.is_some_and(|c| same_header(c.as_str(), k.as_str()))
+            })
+            .cloned()
+            .collect();
+        for name in stale {
+            headers.remove(name);
         }
     }
 }
@@ -847,12 +867,17 @@ impl<B, S: Service<Request<B>>> Service<Request<B>> for SetIdentityHeaders<S> {
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let user = match req.extensions().get::<Authentication>() {
-            Some(Authentication::User(u)) if self.layer.enabled => Some(u.clone()),
-            _ => None,
-        };
-        if let Some(user) = user {
-            self.layer.apply(req.headers_mut(), &user);
+        if self.layer.enabled {
+            let user = match req.extensions().get::<Authentication>() {
+                Some(Authentication::User(u)) => Some(u.clone()),
+                _ => None,
+            };
+            match user {
+                Some(user) => self.layer.apply(req.headers_mut(), &user),
+                // Anonymous (permit-all paths): the upstream must not see any identity,
+                // whatever sits in front of this layer.
+                None => self.layer.remove_managed(req.headers_mut()),
+            }
         }
         self.inner.call(req)
     }
@@ -1091,6 +1116,47 @@ mod tests {
         }
         assert_eq!(decode_item("%2c%2C").as_deref(), Some(",,"));
         assert_eq!(encode_item("\u{7f}\n"), "%7F%0A");
+    }
+
+    #[tokio::test]
+    async fn set_identity_headers_removes_managed_headers_for_anonymous_requests() {
+        use tower::ServiceExt;
+        let echo = tower::service_fn(|req: Request<()>| async move {
+            Ok::<_, std::convert::Infallible>(Response::new(req.headers().clone()))
+        });
+        let layer =
+            SetIdentityHeadersLayer::new().with_claims_header(HeaderName::from_static("x-claims"));
+        for auth in [Some(Authentication::Anonymous), None] {
+            let mut req = Request::get("/public")
+                .header("x-user-id", "admin")
+                .header("X_Roles", "admin")
+                .header("x-claims", "eyJ9")
+                .header("x-http-method-override", "DELETE")
+                .header("x-other", "kept")
+                .body(())
+                .unwrap();
+            if let Some(a) = auth.clone() {
+                req.extensions_mut().insert(a);
+            }
+            let seen = layer
+                .clone()
+                .layer(echo)
+                .oneshot(req)
+                .await
+                .unwrap()
+                .into_body();
+            let names: Vec<&str> = seen.keys().map(|k| k.as_str()).collect();
+            assert_eq!(names, ["x-other"], "{auth:?}");
+        }
+        // Disabled: the layer touches nothing.
+        let req = Request::get("/").header("x-user-id", "a").body(()).unwrap();
+        let seen = SetIdentityHeadersLayer::disabled()
+            .layer(echo)
+            .oneshot(req)
+            .await
+            .unwrap()
+            .into_body();
+        assert_eq!(seen.len(), 1);
     }
 
     #[test]

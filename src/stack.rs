@@ -50,6 +50,7 @@
 use std::iter;
 
 use http::header::AUTHORIZATION;
+use http::HeaderName;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequestHeadersLayer};
 use tower_http::trace::{MakeSpan, Trace, TraceLayer};
@@ -99,6 +100,10 @@ pub struct SecurityLayer {
     /// layer's, so one setting covers 400, 401, 403 and 503 alike.
     rejection: DefaultRejection,
     strip: StripIdentityHeadersLayer,
+    /// The headers the set layer manages (gateway mode), kept apart from `strip` so that a
+    /// later [`SecurityLayer::with_strip`] cannot drop them; merged into the strip layer when
+    /// the stack is built.
+    managed: Vec<HeaderName>,
     jwt: JwtAuthLayer,
     policy: PolicyVersionLayer,
     authorize: AuthorizeLayer,
@@ -143,6 +148,7 @@ impl SecurityLayer {
         Self {
             rejection: DefaultRejection::default(),
             strip: StripIdentityHeadersLayer::new(),
+            managed: Vec::new(),
             jwt: JwtAuthLayer::new(verifier).optional(true),
             policy: PolicyVersionLayer::disabled(),
             authorize: AuthorizeLayer::new(rules),
@@ -190,7 +196,8 @@ impl SecurityLayer {
         self.jwt = jwt.optional(true);
         self
     }
-    /// Replaces the strip layer (header names, hop-by-hop removal).
+    /// Replaces the strip layer (header names, hop-by-hop removal). In gateway mode the
+    /// headers the set layer manages are still stripped, whichever order the two calls come in.
     ///
     /// # Example
     ///
@@ -336,7 +343,7 @@ impl SecurityLayer {
     /// # }
     /// ```
     pub fn gateway(mut self, set: SetIdentityHeadersLayer) -> Self {
-        self.strip = self.strip.with_extra_headers(set.managed_headers());
+        self.managed = set.managed_headers();
         self.set = set;
         self
     }
@@ -409,7 +416,12 @@ impl<S> Layer<S> for SecurityLayer {
         let svc = self.authorize.clone().with_rejection(r.clone()).layer(svc);
         let svc = self.policy.clone().with_rejection(r.clone()).layer(svc);
         let svc = self.jwt.layer(svc);
-        let svc = self.strip.clone().with_rejection(r.clone()).layer(svc);
+        let svc = self
+            .strip
+            .clone()
+            .with_extra_headers(self.managed.iter().cloned())
+            .with_rejection(r.clone())
+            .layer(svc);
         let svc = TraceLayer::new_for_http()
             .make_span_with(PathOnlySpan)
             .layer(svc);
@@ -468,5 +480,66 @@ mod tests {
             .unwrap();
         let res = svc.oneshot(req).await.unwrap();
         assert_eq!(res.headers()["x-seen"], "x-other");
+    }
+
+    #[tokio::test]
+    async fn with_strip_after_gateway_keeps_the_managed_headers() {
+        let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let keys =
+            KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
+        let verifier = Verifier::builder()
+            .issuer(IssuerConfig::static_keys("https://a", keys))
+            .audience("x")
+            .build()
+            .unwrap();
+        let rules = AccessRules::builder()
+            .rule(Rule::new("/**", Requirement::PermitAll))
+            .build()
+            .unwrap();
+        let custom = IdentityHeaders {
+            user_id: HeaderName::from_static("x-auth-user"),
+            ..IdentityHeaders::default()
+        };
+        let set = || {
+            SetIdentityHeadersLayer::new()
+                .with_headers(custom.clone())
+                .with_claims_header(HeaderName::from_static("x-verified-claims"))
+        };
+        let strip = || StripIdentityHeadersLayer::new();
+        let echo = || {
+            tower::service_fn(|req: Request<String>| async move {
+                let mut seen: Vec<String> = req.headers().keys().map(|k| k.to_string()).collect();
+                seen.sort();
+                let mut res = Response::new(String::new());
+                res.headers_mut()
+                    .insert("x-seen", seen.join(",").parse().unwrap());
+                Ok::<_, Infallible>(res)
+            })
+        };
+        let base = SecurityLayer::new(verifier, rules);
+        for layer in [
+            base.clone().gateway(set()).with_strip(strip()),
+            base.clone().with_strip(strip()).gateway(set()),
+            base.gateway(set()),
+        ] {
+            let req = Request::get("/public")
+                .header("x-auth-user", "admin")
+                .header("X_Verified_Claims", "eyJzdWIiOiJhZG1pbiJ9")
+                .header("x-user-id", "admin")
+                .header("x-other", "kept")
+                .body(String::new())
+                .unwrap();
+            let res = layer.layer(echo()).oneshot(req).await.unwrap();
+            assert_eq!(res.headers()["x-seen"], "x-other", "{layer:?}");
+            // The strip layer knows the custom names: `Connection` may not name them.
+            for name in ["x-auth-user", "x-verified-claims"] {
+                let req = Request::get("/public")
+                    .header("connection", name)
+                    .body(String::new())
+                    .unwrap();
+                let res = layer.layer(echo()).oneshot(req).await.unwrap();
+                assert_eq!(res.status(), 400, "{name} {layer:?}");
+            }
+        }
     }
 }

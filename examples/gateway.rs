@@ -5,9 +5,17 @@
 //! Run with `cargo run --example gateway -- --config gateway.yaml`.
 //!
 //! The YAML holds `listen:` and `upstream:` plus the `security:` subtree (`resource-server`
-//! with `issuer`, `jwks-uri` or `discovery`, `audience`, `rules`, `default`, ...). Bodies
-//! stream in both directions; hop-by-hop headers are removed; upstream failures answer 502;
-//! SIGINT/SIGTERM stop accepting connections and let in-flight requests finish (10 s at most).
+//! with `issuer`, `jwks-uri` or `discovery`, `audience`, `rules`, `default`, ...). Clients may
+//! speak HTTP/1.1 or HTTP/2 (also prior knowledge); the upstream is always called with
+//! HTTP/1.1. Bodies stream in both directions; hop-by-hop headers are removed; upstream
+//! failures answer 502; SIGINT/SIGTERM stop accepting connections and let in-flight requests
+//! finish (10 s at most).
+//!
+//! The rules see the method, the path and the headers, never the body or the query:
+//! method-override *parameters* (`_method=DELETE` in a form body or the query, honoured by
+//! Rails, Laravel, Symfony, Spring's `HiddenHttpMethodFilter`, ASP.NET Core's
+//! `UseHttpMethodOverride` with a form field) are invisible to them. Configure upstreams not to
+//! honour them (the `X-HTTP-Method-Override` style headers are stripped already).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -116,7 +124,22 @@ fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     }
 }
 
-/// Forwards one request to the upstream, streaming both bodies.
+/// HTTP/2 may split `Cookie` into several fields; HTTP/1.1 needs one (RFC 9113 §8.2.3).
+fn join_cookies(headers: &mut http::HeaderMap) {
+    if headers.get_all(header::COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(http::HeaderValue::as_bytes)
+        .collect();
+    if let Ok(v) = http::HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+/// Forwards one request to the upstream (always as HTTP/1.1), streaming both bodies.
 async fn forward(
     client: Client<HttpConnector, Incoming>,
     upstream: Uri,
@@ -140,6 +163,10 @@ async fn forward(
         ));
     };
     *req.uri_mut() = uri;
+    // The upstream client speaks HTTP/1.1: an HTTP/2 (or HTTP/1.0) request keeps its version
+    // otherwise and the client refuses it, which answered every HTTP/2 caller with 502.
+    *req.version_mut() = http::Version::HTTP_11;
+    join_cookies(req.headers_mut());
     req.headers_mut().remove(header::HOST);
     match tokio::time::timeout(UPSTREAM_TIMEOUT, client.request(req)).await {
         Ok(Ok(mut res)) => {

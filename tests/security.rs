@@ -359,6 +359,127 @@ async fn non_canonical_paths_never_reach_the_upstream() {
     assert_eq!(raw_status(gw.addr, b"/public/ok%20name", &token).await, 200);
 }
 
+/// Sends one raw request and returns the status code.
+async fn raw_method_status(
+    addr: std::net::SocketAddr,
+    method: &str,
+    target: &str,
+    token: &str,
+) -> u16 {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf);
+    text.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn miscased_methods_and_encoded_reserved_characters_never_reach_the_upstream() {
+    let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let idp = Idp::start(jwks_of(&[&key])).await;
+    let up = upstream().await;
+    let yaml = yaml(&idp, &up.url).replace(
+        "    rules:\n",
+        "    rules:\n      - { path: \"/v1/jobs:batchDelete\", methods: [POST], any-role: [admin] }\n      - { path: \"/v1/jobs/{id}:cancel\", methods: [POST], any-role: [admin] }\n      - { path: \"/v1/**\", authenticated: true }\n",
+    );
+    let gw = gateway(&yaml).await;
+    // A user without the admin role.
+    let token = key.sign(&user_claims(&idp.issuer())).unwrap();
+    let before = up.hits.load(Ordering::SeqCst);
+    for (method, target) in [
+        ("delete", "/admin/users/1"),
+        ("Delete", "/admin/users/1"),
+        ("dElEtE", "/admin/users/1"),
+        ("post", "/admin/users"),
+        ("pAtCh", "/api/x"),
+        ("get", "/public/x"),
+        ("POST", "/v1/jobs%3AbatchDelete"),
+        ("POST", "/v1/jobs%3abatchDelete"),
+        ("POST", "/v1/jobs/7%3Acancel"),
+        ("POST", "/admin%40x/users"),
+    ] {
+        assert_eq!(
+            raw_method_status(gw.addr, method, target, &token).await,
+            400,
+            "{method} {target}"
+        );
+    }
+    assert_eq!(up.hits.load(Ordering::SeqCst), before);
+    // The rules themselves: admin only, the same for the affix pattern.
+    assert_eq!(
+        raw_method_status(gw.addr, "DELETE", "/admin/users/1", &token).await,
+        403
+    );
+    assert_eq!(
+        raw_method_status(gw.addr, "POST", "/v1/jobs:batchDelete", &token).await,
+        403
+    );
+    assert_eq!(
+        raw_method_status(gw.addr, "POST", "/v1/jobs/7:cancel", &token).await,
+        403
+    );
+    assert_eq!(
+        raw_method_status(gw.addr, "POST", "/v1/jobs/7:pause", &token).await,
+        200
+    );
+    // A real extension method is not a miscased standard one.
+    assert_eq!(
+        raw_method_status(gw.addr, "PROPFIND", "/api/x", &token).await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn http2_clients_are_forwarded_to_the_http1_upstream() {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let idp = Idp::start(jwks_of(&[&key])).await;
+    let up = upstream().await;
+    let gw = gateway(&yaml(&idp, &up.url)).await;
+    let token = key.sign(&user_claims(&idp.issuer())).unwrap();
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Full<bytes::Bytes>>();
+    for (method, path, auth, body, want) in [
+        ("GET", "/public/x", false, "", 200),
+        ("GET", "/api/orders?x=1", true, "", 200),
+        ("POST", "/api/orders", true, "hello", 200),
+        ("GET", "/api/orders", false, "", 401),
+    ] {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", gw.url))
+            .header("x-user-id", "admin")
+            .header("cookie", "a=1")
+            .header("cookie", "b=2");
+        if auth {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let req = req.body(Full::new(bytes::Bytes::from(body))).unwrap();
+        let res = client.request(req).await.unwrap();
+        assert_eq!(res.version(), http::Version::HTTP_2);
+        assert_eq!(res.status(), want, "{method} {path}");
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        if want == 200 {
+            let seen: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(seen["len"], body.len(), "{seen}");
+            assert_eq!(seen["headers"]["cookie"], "a=1; b=2", "{seen}");
+            let user = if auth { json!("u-1") } else { Value::Null };
+            assert_eq!(seen["headers"]["x-user-id"], user, "{seen}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn upstream_failure_is_502_and_shutdown_is_graceful() {
     let key = SigningKey::generate(Algorithm::EdDSA).unwrap();

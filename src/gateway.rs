@@ -14,6 +14,16 @@
 //!   network guarantees requests come through the gateway (e.g. mTLS or a private network);
 //!   anywhere else it lets any caller claim any identity.
 //!
+//! # What the upstream must not do
+//!
+//! The rules decide on the method, the path and the headers. Method-override **headers**
+//! (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`) and path-override headers
+//! (`X-Original-URL`, `X-Rewrite-URL`) are stripped, but a method-override **parameter**
+//! (`_method=DELETE` in a form body or in the query string, honoured by Rails, Laravel,
+//! Symfony, Spring's `HiddenHttpMethodFilter` and ASP.NET Core's `UseHttpMethodOverride` with a
+//! form field name) is never seen: a `POST` the rules allowed would run a `DELETE` handler.
+//! Upstreams behind a gateway must be configured not to honour such parameters.
+//!
 //! # Example
 //!
 //! ```

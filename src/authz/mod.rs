@@ -2,11 +2,22 @@
 //! explicit default, and internal-only endpoints.
 //!
 //! - Paths are matched as the router and the upstream will see them: a path that is not
-//!   canonical (`//`, `/./`, `/../`, percent-encoded unreserved characters, encoded `/` `\` `.`,
-//!   `%25`, `;`, a raw `\`, control characters, invalid UTF-8) is refused with 400, never
-//!   rewritten. Matching is case-sensitive.
+//!   canonical (`//`, `/./`, `/../`, percent-encoded unreserved characters, an escape of a
+//!   character allowed raw in a path such as `%3A` for `:`, encoded `/` `\` `.`, `%25`, `;`, a
+//!   raw `\`, control characters, invalid UTF-8) is refused with 400, never rewritten. Only
+//!   escapes of what must stay escaped are accepted: space, `"` `#` `<` `>` `?` `[` `]` `^`
+//!   `` ` `` `{` `|` `}` and non-ASCII UTF-8.
+//! - Methods: a standard method spelled in another letter case (`delete`, `Delete`, `pAtCh`)
+//!   is refused with 400 ([`AuthError::NonCanonicalMethod`](crate::AuthError::NonCanonicalMethod)):
+//!   `http` sees an extension method that no `DELETE` rule names, while ASP.NET Core, Django
+//!   and Flask run their `DELETE` handler. Real extension methods (`PROPFIND`) match by exact
+//!   name.
+//! - Matching is case-sensitive by default; [`PathCase::Insensitive`]
+//!   (`resource-server.path-case: insensitive`) compares literals ASCII case-insensitively, for
+//!   upstreams that route that way (ASP.NET Core, Express by default).
 //! - Patterns: exact segments, `*` (one segment), `**` (any depth, zero included), `{name}`
-//!   (one segment).
+//!   (one segment), and one `{name}` or `*` with literal text in the same segment
+//!   (`/v1/jobs/{id}:cancel`, `/files/{name}.json`), matching one or more characters.
 //! - Requirements ([`Requirement`]): permit-all, authenticated, deny, scope(s), role(s),
 //!   authority(ies), permission(s); several in one rule must all hold.
 //! - Anonymous where a user is needed → 401; a user lacking what the rule needs → 403

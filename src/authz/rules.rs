@@ -562,10 +562,21 @@ impl AccessRulesBuilder {
     /// user through or nobody.
     pub fn build(self) -> Result<AccessRules, ConfigError> {
         for r in &self.rules {
-            check_requirement(&r.requirement).map_err(|reason| ConfigError::Invalid {
-                name: "rules",
-                reason: format!("rule `{}`: {reason}", r.path),
-            })?;
+            let miscased = r
+                .extension_methods
+                .iter()
+                .find(|m| is_miscased_standard_method(m))
+                .map(|m| {
+                    Err(format!(
+                        "method `{m}` must be spelled upper-case (requests spelled so are refused)"
+                    ))
+                });
+            miscased
+                .unwrap_or_else(|| check_requirement(&r.requirement))
+                .map_err(|reason| ConfigError::Invalid {
+                    name: "rules",
+                    reason: format!("rule `{}`: {reason}", r.path),
+                })?;
         }
         let ci = self.path_case == PathCase::Insensitive;
         let patterns = CompiledPatterns::with_case(
@@ -950,6 +961,19 @@ mod tests {
                 Some(&admin)
             )
             .is_ok());
+        // A rule naming a miscased standard method could never apply: refused at build.
+        let err = AccessRules::builder()
+            .rule(
+                Rule::new("/admin/**", Requirement::Deny)
+                    .methods([Method::from_bytes(b"delete").unwrap()]),
+            )
+            .build()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("method `delete` must be spelled upper-case"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -634,9 +634,24 @@ impl AccessRulesBuilder {
 
 /// Refuses a requirement holding an empty list: `AllScopes(vec![])` and `AllOf(vec![])` let
 /// any authenticated user through, `AnyRole(vec![])` and the other any-of lists nobody, and
-/// neither is ever what was meant.
+/// neither is ever what was meant. An empty name (`Role("")`) is refused too.
 fn check_requirement(r: &Requirement) -> Result<(), String> {
     let empty = |kind: &str| Err(format!("`{kind}` with an empty list"));
+    let names: &[String] = match r {
+        Requirement::Scope(n)
+        | Requirement::Role(n)
+        | Requirement::Authority(n)
+        | Requirement::Permission(n) => std::slice::from_ref(n),
+        Requirement::AnyScope(v)
+        | Requirement::AllScopes(v)
+        | Requirement::AnyRole(v)
+        | Requirement::AnyAuthority(v)
+        | Requirement::AnyPermission(v) => v,
+        _ => &[],
+    };
+    if names.iter().any(String::is_empty) {
+        return Err("an empty scope, role, authority or permission name".into());
+    }
     match r {
         Requirement::AnyScope(v) if v.is_empty() => empty("AnyScope"),
         Requirement::AllScopes(v) if v.is_empty() => empty("AllScopes"),
@@ -1078,6 +1093,20 @@ mod tests {
                 }
                 other => panic!("{req:?}: {other:?}"),
             }
+        }
+        for req in [
+            Requirement::Role(String::new()),
+            Requirement::AnyScope(vec!["a".into(), String::new()]),
+            Requirement::AllOf(vec![Requirement::Permission(String::new())]),
+        ] {
+            let err = AccessRules::builder()
+                .rule(Rule::new("/x", req.clone()))
+                .build()
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("empty scope, role"),
+                "{req:?}: {err}"
+            );
         }
         assert!(AccessRules::builder()
             .rule(Rule::new(

@@ -496,6 +496,21 @@ async fn upstream_failure_is_502_and_shutdown_is_graceful() {
         .unwrap();
 }
 
+#[test]
+fn the_sample_gateway_yaml_builds() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/gateway.yaml"
+    ))
+    .unwrap();
+    let cfg = gateway_example::parse_config(&text).unwrap();
+    let rules = cfg.security.access_rules().unwrap();
+    assert!(rules.check(&http::Method::GET, "/public/x", None).is_ok());
+    assert!(rules
+        .check(&http::Method::POST, "/v1/jobs/7:cancel", None)
+        .is_err());
+}
+
 #[tokio::test]
 async fn config_errors_are_clear() {
     for (yaml, needle) in [

@@ -7,7 +7,9 @@
 //! - a literal segment matches the same text, case-sensitively (ASCII case-insensitively with
 //!   [`CompiledPatterns::with_case`]), on the canonical, still percent-encoded path; hex digits
 //!   inside a `%XX` escape always compare case-insensitively. A literal must itself be
-//!   canonical (see [`super::path`]), otherwise no request could match;
+//!   canonical (see [`super::path`]), otherwise no request could match, and may not hold
+//!   `"`, `<`, `>`, `[`, `]`, `^`, `` ` ``, `{`, `|` or `}`, raw or escaped: requests may
+//!   spell those both ways;
 //! - `*` and `{name}` match exactly one segment, including the empty last segment of a path
 //!   ending in `/` (`/users/*` matches `/users/`);
 //! - `**` matches zero or more segments, anywhere in the pattern (`/public/**` matches
@@ -501,11 +503,40 @@ fn parse_segment(seg: &str, last: bool) -> Result<Seg, String> {
     check_canonical(&format!("/{seg}")).map_err(|e| {
         format!("segment `{seg}` is not canonical ({e}), so no request path could match it")
     })?;
+    check_one_spelling(seg)?;
     Ok(if seg.contains('%') {
         Seg::EscapedLit(seg.into())
     } else {
         Seg::Lit(seg.into())
     })
+}
+
+/// Characters a request may send raw or percent-encoded alike (both are canonical): a
+/// literal naming one would match only one of the two spellings of the same resource.
+const TWO_SPELLINGS: &[u8] = b"\"<>[]^`{|}";
+
+/// Refuses literal text holding a character of [`TWO_SPELLINGS`], raw or escaped.
+fn check_one_spelling(lit: &str) -> Result<(), String> {
+    let b = lit.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let (c, next) = if b[i] == b'%' && i + 2 < b.len() {
+            // The literal is canonical: every `%` starts a `%XX` escape.
+            let decoded = percent_encoding::percent_decode(&b[i..i + 3]).next();
+            (decoded.unwrap_or(b'%'), i + 3)
+        } else {
+            (b[i], i + 1)
+        };
+        if TWO_SPELLINGS.contains(&c) {
+            return Err(format!(
+                "`{}` in `{lit}` may be sent raw or percent-encoded, and a literal matches only \
+                 one spelling: use a wildcard",
+                char::from(c)
+            ));
+        }
+        i = next;
+    }
+    Ok(())
 }
 
 /// Parses a segment holding one variable next to literal text (`{id}:cancel`, `v*`).
@@ -534,6 +565,8 @@ fn parse_affix(seg: &str, opens: usize, stars: usize) -> Result<Seg, String> {
     check_canonical(&format!("/{prefix}x{suffix}")).map_err(|e| {
         format!("segment `{seg}` is not canonical ({e}), so no request path could match it")
     })?;
+    check_one_spelling(prefix)?;
+    check_one_spelling(suffix)?;
     Ok(Seg::Affix {
         prefix: prefix.into(),
         suffix: suffix.into(),
@@ -820,6 +853,12 @@ mod tests {
             ("/{id}%3Acancel", "not canonical"),
             ("/a%{id}", "not canonical"),
             ("/a;{id}", "not canonical"),
+            ("/a\"b", "may be sent raw or percent-encoded"),
+            ("/a%22b", "may be sent raw or percent-encoded"),
+            ("/a%7cb", "may be sent raw or percent-encoded"),
+            ("/a|b/**", "may be sent raw or percent-encoded"),
+            ("/x/[{id}]", "may be sent raw or percent-encoded"),
+            ("/x/{id}%5D", "may be sent raw or percent-encoded"),
             ("/a/./b", "not canonical (dot segment)"),
             ("/a/..", "not canonical (dot segment)"),
             ("/a;b", "not canonical (semicolon in path)"),

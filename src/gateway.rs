@@ -5,8 +5,9 @@
 //!   drop the header *after* checks), then every configured identity header, compared
 //!   case-insensitively with `_` and `-` alike (`X_User_Id` is `x-user-id`).
 //! - [`SetIdentityHeadersLayer`] runs after authorization and sets the headers from the
-//!   verified [`CurrentUser`]: `X-User-Id` (user id claim, else `sub`), `X-Roles`,
-//!   `X-Permissions` (comma-joined), `X-Tenant-Id`, `X-Client-Id`. An item holding `,`, `%` or
+//!   verified [`CurrentUser`]: `X-User-Id` ([`CurrentUser::user_id`]: user id claim, else `sub`;
+//!   `prefix:id` when several issuers are configured), `X-Roles`, `X-Permissions`
+//!   (comma-joined), `X-Tenant-Id`, `X-Client-Id`, `X-User-Issuer` (`iss`). An item holding `,`, `%` or
 //!   a character outside visible ASCII is percent-encoded (UTF-8), so a role named `a,b` can
 //!   never become two roles.
 //! - [`TrustedIdentityHeadersLayer`] is for services *behind* the gateway that choose to trust
@@ -89,6 +90,8 @@ pub struct IdentityHeaders {
     pub permissions: HeaderName,
     /// OAuth2 client id.
     pub client_id: HeaderName,
+    /// The token's issuer (`iss`), so an upstream can tell users of several issuers apart.
+    pub issuer: HeaderName,
     /// More headers to strip (never set). Default: the path and method override headers
     /// (`x-original-url`, `x-rewrite-url`, `x-http-method-override`, `x-http-method`,
     /// `x-method-override`) that some upstream frameworks obey after the rules were checked on
@@ -113,6 +116,7 @@ impl Default for IdentityHeaders {
             tenant: HeaderName::from_static("x-tenant-id"),
             permissions: HeaderName::from_static("x-permissions"),
             client_id: HeaderName::from_static("x-client-id"),
+            issuer: HeaderName::from_static("x-user-issuer"),
             extra: OVERRIDE_HEADERS
                 .iter()
                 .map(|h| HeaderName::from_static(h))
@@ -129,6 +133,7 @@ impl IdentityHeaders {
             &self.tenant,
             &self.permissions,
             &self.client_id,
+            &self.issuer,
         ]
         .into_iter()
         .chain(self.extra.iter())
@@ -754,6 +759,7 @@ impl SetIdentityHeadersLayer {
         set(&id.permissions, Some(join(user.permissions())));
         set(&id.tenant, user.tenant().map(encode_item));
         set(&id.client_id, user.client_id().map(encode_item));
+        set(&id.issuer, Some(encode_item(user.issuer())));
         if let Some(name) = &self.claims_header {
             let json = Value::Object(user.claims().clone()).to_string();
             set(name, Some(URL_SAFE_NO_PAD.encode(json)));
@@ -975,6 +981,9 @@ impl TrustedIdentityHeadersLayer {
         }
         if let Some(c) = one(&id.client_id) {
             claims.insert("client_id".into(), Value::String(c));
+        }
+        if let Some(iss) = one(&id.issuer) {
+            claims.insert("iss".into(), Value::String(iss));
         }
         CurrentUser::from_claims(claims, &ClaimMapping::default().compile()).ok()
     }

@@ -770,7 +770,7 @@ async fn several_issuers_each_with_their_keys() {
     let b = Idp::start(jwks_of(&[&kb])).await;
     let verifier = Verifier::builder()
         .issuer(IssuerConfig::jwks_uri(a.issuer(), a.jwks_url()))
-        .issuer(IssuerConfig::jwks_uri(b.issuer(), b.jwks_url()))
+        .issuer(IssuerConfig::jwks_uri(b.issuer(), b.jwks_url()).prefix("b"))
         .audience(AUD)
         .remote_options(fast())
         .build()

@@ -279,9 +279,23 @@ async fn rules_scopes_roles_and_internal_only_through_the_gateway() {
         403
     );
 
-    // A service token (sub == client_id, no uid) with the scope passes.
+    // `sub == client_id` and no uid is no service token by default (a user may choose its `sub`).
+    let posing = json!({"iss": iss, "aud": AUD, "sub": "service-order", "client_id": "service-order",
+                        "scope": "internal-service", "exp": now() + 300});
+    let posing = format!("Bearer {}", sign(posing));
+    assert_eq!(
+        http_get(
+            &format!("{}/internal/ping", gw.url),
+            &[("authorization", &posing)]
+        )
+        .await
+        .status,
+        403
+    );
+
+    // A service token (`gty: client-credentials`) with the scope passes.
     let service = json!({"iss": iss, "aud": AUD, "sub": "service-order", "client_id": "service-order",
-                         "scope": "internal-service", "exp": now() + 300});
+                         "gty": "client-credentials", "scope": "internal-service", "exp": now() + 300});
     let service = format!("Bearer {}", sign(service));
     assert_eq!(
         http_get(

@@ -723,12 +723,22 @@ mod tests {
     #[test]
     fn internal_only_needs_scope_and_service_token() {
         let r = rules();
-        let service =
-            user(json!({"sub": "orders", "client_id": "orders", "scope": "internal-service"}));
+        // The default rule is the claim rule `gty: client-credentials`.
+        let service = user(
+            json!({"sub": "orders", "client_id": "orders", "gty": "client-credentials", "scope": "internal-service"}),
+        );
         let user_with_scope = user(
             json!({"sub": "alice", "uid": "1", "client_id": "web", "scope": "internal-service"}),
         );
-        let service_no_scope = user(json!({"sub": "orders", "client_id": "orders"}));
+        let service_no_scope =
+            user(json!({"sub": "orders", "client_id": "orders", "gty": "client-credentials"}));
+        // `sub == client_id` alone is no longer a service token by default.
+        let sub_is_client =
+            user(json!({"sub": "orders", "client_id": "orders", "scope": "internal-service"}));
+        assert_eq!(
+            r.check(&Method::GET, "/internal/ping", Some(&sub_is_client)),
+            Err(AuthError::AccessDenied)
+        );
         assert!(r
             .check(&Method::GET, "/internal/ping", Some(&service))
             .is_ok());
@@ -744,19 +754,16 @@ mod tests {
             r.check(&Method::GET, "/internal/ping", None),
             Err(AuthError::AuthenticationRequired)
         );
-        // Claim-based rule.
-        let gty = InternalOnly::new(["/internal/**"]).service_token(ServiceTokenRule::Claim {
-            name: "gty".into(),
-            value: "client-credentials".into(),
-        });
-        let r = AccessRules::builder().internal_only(gty).build().unwrap();
+        // The named older rule.
+        let legacy = InternalOnly::new(["/internal/**"]).service_token(ServiceTokenRule::SubjectIsClient);
+        let r = AccessRules::builder().internal_only(legacy).build().unwrap();
+        assert!(r
+            .check(&Method::GET, "/internal/ping", Some(&sub_is_client))
+            .is_ok());
         let cc = user(
             json!({"sub": "x", "uid": "1", "gty": "client-credentials", "scope": "internal-service"}),
         );
-        assert!(r.check(&Method::GET, "/internal/ping", Some(&cc)).is_ok());
-        assert!(r
-            .check(&Method::GET, "/internal/ping", Some(&service))
-            .is_err());
+        assert!(r.check(&Method::GET, "/internal/ping", Some(&cc)).is_err());
     }
 
     #[test]

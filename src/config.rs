@@ -1881,4 +1881,108 @@ security:
             .unwrap_err();
         assert!(err.to_string().contains("insecure"), "{err}");
     }
+
+    const ISSUERS: &str = "security:
+  resource-server:
+    issuer: https://auth.example
+    jwks-uri: https://auth.example/oauth2/jwks
+    audience: orders
+    service-tokens: true
+    prefix: main
+    reject-id-tokens: false
+    allow-any-rsa-alg-for-keys-without-alg: true
+    internal-only:
+      paths: [\"/internal/**\"]
+      service-token: sub-equals-client-id
+    additional-issuers:
+      - issuer: https://login.partner.example
+        discovery: https://login.partner.example
+        audience: [partner-orders]
+        algorithms: [RS256]
+        service-tokens: false
+        prefix: partner
+";
+
+    #[test]
+    fn additional_issuers_and_identity_keys() {
+        let cfg = SecurityConfig::from_yaml(ISSUERS).unwrap();
+        let rs = cfg.resource_server.as_ref().unwrap();
+        assert_eq!(rs.service_tokens, Some(true));
+        assert_eq!(rs.prefix.as_deref(), Some("main"));
+        assert_eq!(rs.reject_id_tokens, Some(false));
+        assert_eq!(rs.allow_any_rsa_alg_for_keys_without_alg, Some(true));
+        let extra = &rs.additional_issuers.as_ref().unwrap()[0];
+        assert_eq!(extra.issuer, "https://login.partner.example");
+        assert_eq!(extra.audience, ["partner-orders"]);
+        assert_eq!(extra.service_tokens, Some(false));
+        assert_eq!(cfg.service_token_rule(), ServiceTokenRule::SubjectIsClient);
+        assert!(cfg.verifier().is_ok());
+        assert!(cfg.access_rules().is_ok());
+
+        // Unknown keys inside an entry are refused by name.
+        let bad = ISSUERS.replace("        prefix: partner\n", "        prefix: partner\n        jwks-url: x\n");
+        let err = SecurityConfig::from_yaml(&bad).unwrap_err();
+        assert!(err.to_string().contains("jwks-url"), "{err}");
+        // A further issuer without a prefix is refused, by name.
+        let bad = ISSUERS.replace("        prefix: partner\n", "");
+        let err = SecurityConfig::from_yaml(&bad).unwrap().verifier().unwrap_err();
+        assert!(err.to_string().contains("additional-issuers.prefix"), "{err}");
+        // Neither `jwks-uri` nor `discovery`.
+        let bad = ISSUERS.replace("        discovery: https://login.partner.example\n", "");
+        let err = SecurityConfig::from_yaml(&bad).unwrap().verifier().unwrap_err();
+        assert!(err.to_string().contains("additional-issuers.jwks-uri"), "{err}");
+        // A bad algorithm name.
+        let bad = ISSUERS.replace("[RS256]", "[RS257]");
+        assert!(SecurityConfig::from_yaml(&bad).unwrap().verifier().is_err());
+    }
+
+    #[test]
+    fn service_token_rule_forms() {
+        let yaml = |rule: &str| {
+            format!("security:\n  resource-server:\n    issuer: https://a.example\n    audience: x\n    internal-only:\n      paths: [\"/internal/**\"]\n      service-token: {rule}\n")
+        };
+        let rule = |r: &str| SecurityConfig::from_yaml(&yaml(r)).map(|c| c.service_token_rule());
+        assert_eq!(
+            rule("sub-equals-client-id").unwrap(),
+            ServiceTokenRule::SubjectIsClient
+        );
+        assert_eq!(
+            rule("{ rule: sub-equals-client-id }").unwrap(),
+            ServiceTokenRule::SubjectIsClient
+        );
+        assert_eq!(
+            rule("{ claim: gty, value: client-credentials }").unwrap(),
+            ServiceTokenRule::default()
+        );
+        assert_eq!(
+            rule("{ rule: claim, claim: typ, value: svc }").unwrap(),
+            ServiceTokenRule::Claim {
+                name: "typ".into(),
+                value: "svc".into()
+            }
+        );
+        for bad in [
+            "subject-is-client",
+            "{ rule: sub-equals-client-id, claim: gty }",
+            "{ claim: gty }",
+            "{ value: x }",
+            "{ claim: gty, value: x, extra: 1 }",
+        ] {
+            assert!(rule(bad).is_err(), "{bad}");
+        }
+        let err = rule("{ claim: gty, value: x, extra: 1 }").unwrap_err();
+        assert!(err.to_string().contains("extra"), "{err}");
+        // Absent: the claim rule `gty: client-credentials`.
+        let cfg = SecurityConfig::from_yaml(
+            "security:\n  resource-server:\n    issuer: https://a.example\n    audience: x\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.service_token_rule(),
+            ServiceTokenRule::Claim {
+                name: "gty".into(),
+                value: "client-credentials".into()
+            }
+        );
+    }
 }

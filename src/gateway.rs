@@ -1115,4 +1115,33 @@ mod tests {
         assert_eq!(back.roles(), ["a,b", "c"]);
         assert_eq!(back.tenant(), Some("t"));
     }
+
+    #[test]
+    fn user_issuer_header_is_set_and_never_spoofed() {
+        let id = IdentityHeaders::default();
+        let mut h = HeaderMap::new();
+        h.insert("X_User_Issuer", "https://evil.example".parse().unwrap());
+        strip_identity_headers(&mut h, &id, true).unwrap();
+        assert!(h.is_empty(), "{h:?}");
+        // A partner user (issuer prefix set by the verifier with several issuers).
+        let claims = serde_json::json!({"iss": "https://partner.example", "sub": "42"});
+        let binding = crate::claims::IssuerBinding {
+            prefix: Some("partner".into()),
+            service_tokens: false,
+        };
+        let user = CurrentUser::from_claims_bound(
+            claims.as_object().unwrap().clone(),
+            &ClaimMapping::default().compile(),
+            &binding,
+        )
+        .unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("x-user-issuer", "https://evil.example".parse().unwrap());
+        SetIdentityHeadersLayer::new().apply(&mut h, &user);
+        assert_eq!(h["x-user-id"], "partner:42");
+        assert_eq!(h["x-user-issuer"], "https://partner.example");
+        let back = TrustedIdentityHeadersLayer::new().user_from(&h).unwrap();
+        assert_eq!(back.issuer(), "https://partner.example");
+        assert_eq!(back.user_id(), Some("partner:42"));
+    }
 }

@@ -646,6 +646,199 @@ mod tests {
         .unwrap()
     }
 
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::{Layer, ServiceExt};
+
+    /// Counts lookups; each takes 50 ms.
+    #[derive(Debug)]
+    struct Counting {
+        calls: Arc<AtomicUsize>,
+        version: i64,
+    }
+
+    impl PolicyVersions for Counting {
+        fn current(&self, _user_id: &str) -> BoxFuture<'static, Result<Option<i64>, BoxError>> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let v = self.version;
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(Some(v))
+            })
+        }
+    }
+
+    fn request(u: &CurrentUser) -> Request<()> {
+        let mut r = Request::new(());
+        r.extensions_mut().insert(Authentication::User(u.clone()));
+        r
+    }
+
+    fn ok_service(
+    ) -> impl tower_service::Service<Request<()>, Response = Response<()>, Error = Infallible, Future: Send>
+           + Clone
+           + Send
+           + 'static {
+        tower::service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(())) })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_for_one_user_share_one_lookup() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let source = Arc::new(Counting {
+            calls: calls.clone(),
+            version: 3,
+        });
+        let svc = PolicyVersionLayer::new(source).layer(ok_service());
+        let alice = user(serde_json::json!({"sub": "alice", "uid": "u-1", "pv": 3}));
+        let stale = user(serde_json::json!({"sub": "alice", "uid": "u-1", "pv": 2}));
+        let tasks: Vec<_> = (0..100)
+            .map(|i| {
+                let svc = svc.clone();
+                let u = if i % 10 == 0 { stale.clone() } else { alice.clone() };
+                tokio::spawn(async move { svc.oneshot(request(&u)).await.unwrap().status() })
+            })
+            .collect();
+        let mut ok = 0;
+        for t in tasks {
+            if t.await.unwrap() == http::StatusCode::OK {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, 90, "the 10 stale tokens are refused, the rest pass");
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "one source lookup for one user");
+        // Another user: one more lookup.
+        let bob = user(serde_json::json!({"sub": "bob", "uid": "u-2", "pv": 3}));
+        assert_eq!(
+            svc.clone().oneshot(request(&bob)).await.unwrap().status(),
+            http::StatusCode::OK
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_lookup_is_not_cached_and_fails_closed() {
+        #[derive(Debug)]
+        struct Down(Arc<AtomicUsize>);
+        impl PolicyVersions for Down {
+            fn current(&self, _: &str) -> BoxFuture<'static, Result<Option<i64>, BoxError>> {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async { Err("down".into()) })
+            }
+        }
+        let calls = Arc::new(AtomicUsize::new(0));
+        let svc = PolicyVersionLayer::new(Arc::new(Down(calls.clone()))).layer(ok_service());
+        let alice = user(serde_json::json!({"sub": "alice", "uid": "u-1", "pv": 3}));
+        for _ in 0..2 {
+            assert_eq!(
+                svc.clone().oneshot(request(&alice)).await.unwrap().status(),
+                http::StatusCode::SERVICE_UNAVAILABLE
+            );
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn settings_on_a_disabled_or_cloned_layer_never_panic() {
+        let disabled = PolicyVersionLayer::disabled()
+            .with_max_staleness(Duration::from_secs(1))
+            .with_lookup_timeout(Duration::from_secs(1))
+            .with_service_token_rule(ServiceTokenRule::SubjectIsClient);
+        assert_eq!(format!("{disabled:?}"), "PolicyVersionLayer(disabled)");
+        let versions = Arc::new(MemoryPolicyVersions::new());
+        versions.set("u-1", 5);
+        let layer = PolicyVersionLayer::new(versions.clone());
+        let _kept = layer.clone();
+        // Configured after a clone: this copy gets its own checker.
+        let svc = layer
+            .with_max_staleness(Duration::ZERO)
+            .layer(ok_service());
+        let alice = user(serde_json::json!({"sub": "alice", "uid": "u-1", "pv": 5}));
+        assert_eq!(
+            svc.clone().oneshot(request(&alice)).await.unwrap().status(),
+            http::StatusCode::OK
+        );
+        versions.bump("u-1");
+        assert_eq!(
+            svc.oneshot(request(&alice)).await.unwrap().status(),
+            http::StatusCode::UNAUTHORIZED
+        );
+    }
+
+    #[tokio::test]
+    async fn the_sub_equals_client_id_rule_never_skips_the_check() {
+        let versions = Arc::new(MemoryPolicyVersions::new());
+        // A user whose `sub` equals a client id (user-chosen on some identity providers).
+        versions.set("web", 4);
+        let posing = user(serde_json::json!({"sub": "web", "client_id": "web", "pv": 1}));
+        let legacy = PolicyVersionLayer::new(versions.clone())
+            .with_service_token_rule(ServiceTokenRule::SubjectIsClient)
+            .layer(ok_service());
+        assert_eq!(
+            legacy.oneshot(request(&posing)).await.unwrap().status(),
+            http::StatusCode::UNAUTHORIZED
+        );
+        // Under the default claim rule a real service token is not checked.
+        let svc = user(serde_json::json!({"sub": "web", "client_id": "web",
+                                          "gty": "client-credentials"}));
+        let default = PolicyVersionLayer::new(versions).layer(ok_service());
+        assert_eq!(
+            default.clone().oneshot(request(&svc)).await.unwrap().status(),
+            http::StatusCode::OK
+        );
+        assert_eq!(
+            default.oneshot(request(&posing)).await.unwrap().status(),
+            http::StatusCode::UNAUTHORIZED
+        );
+    }
+
+    #[tokio::test]
+    async fn partner_users_have_their_own_policy_version() {
+        use crate::jwks::{Algorithm, KeySet};
+        use crate::signing::SigningKey;
+        use crate::verify::{IssuerConfig, Verifier};
+        let main = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let partner = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let keys = |k: &SigningKey| {
+            KeySet::from_jwks(k.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap()
+        };
+        let verifier = Verifier::builder()
+            .issuer(IssuerConfig::static_keys("https://auth.example", keys(&main)))
+            .issuer(
+                IssuerConfig::static_keys("https://partner.example", keys(&partner))
+                    .prefix("partner"),
+            )
+            .audience("orders")
+            .build()
+            .unwrap();
+        let tok = |k: &SigningKey, iss: &str, pv: i64| {
+            let c = serde_json::json!({"iss": iss, "aud": "orders", "sub": "42", "pv": pv,
+                                       "exp": 4_000_000_000u64});
+            verifier.try_verify(&k.sign(&c).unwrap()).unwrap()
+        };
+        let versions = Arc::new(MemoryPolicyVersions::new());
+        versions.set("42", 7); // the main issuer's user 42
+        let svc = PolicyVersionLayer::new(versions.clone())
+            .with_max_staleness(Duration::ZERO)
+            .layer(ok_service());
+        // Partner user 42 is not held to main user 42's version, nor main user 42 to theirs.
+        let p = tok(&partner, "https://partner.example", 1);
+        assert_eq!(
+            svc.clone().oneshot(request(&p)).await.unwrap().status(),
+            http::StatusCode::OK
+        );
+        let m = tok(&main, "https://auth.example", 6);
+        assert_eq!(
+            svc.clone().oneshot(request(&m)).await.unwrap().status(),
+            http::StatusCode::UNAUTHORIZED
+        );
+        versions.set("partner:42", 2);
+        assert_eq!(
+            svc.oneshot(request(&p)).await.unwrap().status(),
+            http::StatusCode::UNAUTHORIZED
+        );
+    }
+
     #[test]
     fn decisions() {
         let with_pv = user(serde_json::json!({"sub": "a", "pv": 3}));

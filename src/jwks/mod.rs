@@ -905,6 +905,72 @@ impl fmt::Debug for KeySource {
 mod tests {
     use super::*;
 
+    /// An RSA JWKS without `alg`, and a token of its key for `alg`'s message.
+    fn rsa_without_alg() -> (crate::signing::SigningKey, Vec<u8>) {
+        let key = crate::signing::SigningKey::generate(Algorithm::RS256).unwrap();
+        let mut jwks = key.jwks();
+        jwks["keys"][0].as_object_mut().unwrap().remove("alg");
+        (key, jwks.to_string().into_bytes())
+    }
+
+    #[test]
+    fn rsa_key_without_alg_serves_the_first_allowed_rsa_alg() {
+        let (key, jwks) = rsa_without_alg();
+        let kid = Some(key.kid());
+        // Allow-list order decides: PS256 first, so the key serves PS256 only.
+        let set = KeySet::from_jwks(&jwks, &[Algorithm::ES256, Algorithm::PS256, Algorithm::RS256])
+            .unwrap();
+        assert!(set.candidates(kid, Algorithm::PS256).is_ok());
+        for alg in [Algorithm::RS256, Algorithm::RS384, Algorithm::PS384] {
+            assert_eq!(
+                set.candidates(kid, alg).err(),
+                Some(TokenError::KeyAlgorithmMismatch),
+                "{alg}"
+            );
+        }
+        // RS256 first: the key serves RS256, and an RS256 signature verifies.
+        let set = KeySet::from_jwks(&jwks, &[Algorithm::RS256, Algorithm::PS256]).unwrap();
+        let msg = b"header.payload";
+        let token = key.sign_raw(br#"{"alg":"RS256"}"#, msg).unwrap();
+        let sig = crate::json::b64url(token.rsplit('.').next().unwrap()).unwrap();
+        let signed = token.rsplit_once('.').unwrap().0.as_bytes().to_vec();
+        let k = set.candidates(kid, Algorithm::RS256).unwrap().remove(0);
+        assert!(k.verify(Algorithm::RS256, &signed, &sig));
+        assert_eq!(
+            set.candidates(kid, Algorithm::PS256).err(),
+            Some(TokenError::KeyAlgorithmMismatch)
+        );
+    }
+
+    #[test]
+    fn rsa_key_without_alg_serves_every_rsa_alg_only_when_allowed() {
+        let (key, jwks) = rsa_without_alg();
+        let kid = Some(key.kid());
+        let set = KeySet::from_jwks_any_rsa_alg(&jwks, &Algorithm::ALL).unwrap();
+        for alg in [
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+        ] {
+            assert!(set.candidates(kid, alg).is_ok(), "{alg}");
+        }
+        let bound = KeySet::from_jwks(&jwks, &Algorithm::ALL).unwrap();
+        assert_eq!(
+            bound.candidates(kid, Algorithm::PS512).err(),
+            Some(TokenError::KeyAlgorithmMismatch)
+        );
+        // A key with its own `alg` is bound to it either way.
+        let with_alg = key.jwks().to_string();
+        let set = KeySet::from_jwks_any_rsa_alg(with_alg.as_bytes(), &Algorithm::ALL).unwrap();
+        assert_eq!(
+            set.candidates(kid, Algorithm::PS256).err(),
+            Some(TokenError::KeyAlgorithmMismatch)
+        );
+    }
+
     #[test]
     fn rfc8037_and_filters() {
         let ok = br#"{"keys":[

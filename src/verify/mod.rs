@@ -1683,6 +1683,250 @@ mod tests {
         );
     }
 
+    use crate::claims::ServiceTokenRule;
+    use crate::signing::SigningKey;
+    use serde_json::json;
+
+    const MAIN: &str = "https://auth.example";
+    const PARTNER: &str = "https://login.partner.example";
+
+    fn keys(k: &SigningKey) -> KeySet {
+        KeySet::from_jwks(k.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap()
+    }
+
+    fn token(k: &SigningKey, iss: &str, extra: Value) -> String {
+        let mut c = json!({"iss": iss, "aud": "orders", "exp": 4_000_000_000u64});
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        k.sign(&c).unwrap()
+    }
+
+    struct Two {
+        main: SigningKey,
+        partner: SigningKey,
+    }
+
+    impl Two {
+        fn new() -> Self {
+            Self {
+                main: SigningKey::generate(Algorithm::EdDSA).unwrap(),
+                partner: SigningKey::generate(Algorithm::EdDSA).unwrap(),
+            }
+        }
+        fn verifier(&self, partner: impl FnOnce(IssuerConfig) -> IssuerConfig) -> Verifier {
+            Verifier::builder()
+                .issuer(IssuerConfig::static_keys(MAIN, keys(&self.main)))
+                .issuer(partner(IssuerConfig::static_keys(
+                    PARTNER,
+                    keys(&self.partner),
+                )))
+                .audience("orders")
+                .build()
+                .unwrap()
+        }
+    }
+
+    #[test]
+    fn partner_users_never_collide_with_main_users() {
+        let two = Two::new();
+        let v = two.verifier(|p| p.prefix("partner"));
+        let main = v
+            .try_verify(&token(&two.main, MAIN, json!({"sub": "42"})))
+            .unwrap();
+        let partner = v
+            .try_verify(&token(&two.partner, PARTNER, json!({"sub": "42"})))
+            .unwrap();
+        assert_eq!(main.user_id(), Some("42"));
+        assert_eq!(partner.user_id(), Some("partner:42"));
+        assert_ne!(main.user_id(), partner.user_id());
+        assert_eq!(partner.local_user_id(), Some("42"));
+        assert_eq!(partner.issuer_prefix(), Some("partner"));
+        assert_eq!(partner.issuer(), PARTNER);
+        // A main-issuer id that reads as a partner id is refused, not confused.
+        assert_eq!(
+            v.try_verify(&token(&two.main, MAIN, json!({"sub": "partner:42"})))
+                .unwrap_err(),
+            AuthError::InvalidToken(TokenError::UserIdPrefixClash)
+        );
+        assert_eq!(
+            v.try_verify(&token(&two.main, MAIN, json!({"sub": "a", "uid": "partner:42"})))
+                .unwrap_err(),
+            AuthError::InvalidToken(TokenError::UserIdPrefixClash)
+        );
+        // `partnerx:42` is no clash.
+        assert!(v
+            .try_verify(&token(&two.main, MAIN, json!({"sub": "partnerx:42"})))
+            .is_ok());
+    }
+
+    #[test]
+    fn several_issuers_need_distinct_valid_prefixes() {
+        let two = Two::new();
+        let build = |p: Option<&str>, main: Option<&str>| {
+            let mut m = IssuerConfig::static_keys(MAIN, keys(&two.main));
+            if let Some(x) = main {
+                m = m.prefix(x);
+            }
+            let mut q = IssuerConfig::static_keys(PARTNER, keys(&two.partner));
+            if let Some(x) = p {
+                q = q.prefix(x);
+            }
+            Verifier::builder()
+                .issuer(m)
+                .issuer(q)
+                .audience("orders")
+                .build()
+        };
+        for (p, main) in [
+            (None, None),
+            (Some(""), None),
+            (Some("a:b"), None),
+            (Some("p"), Some("p")),
+        ] {
+            assert!(
+                matches!(build(p, main), Err(ConfigError::Invalid { name: "prefix", .. })),
+                "{p:?} {main:?}"
+            );
+        }
+        assert!(build(Some("p"), Some("m")).is_ok());
+        // One issuer: its prefix is not applied.
+        let one = Verifier::builder()
+            .issuer(IssuerConfig::static_keys(MAIN, keys(&two.main)).prefix("m"))
+            .audience("orders")
+            .build()
+            .unwrap();
+        let u = one
+            .try_verify(&token(&two.main, MAIN, json!({"sub": "42"})))
+            .unwrap();
+        assert_eq!(u.user_id(), Some("42"));
+    }
+
+    #[test]
+    fn audiences_are_per_issuer() {
+        let two = Two::new();
+        let v = two.verifier(|p| p.prefix("partner").audience("partner-orders"));
+        assert!(v
+            .try_verify(&token(&two.partner, PARTNER, json!({"sub": "1", "aud": "partner-orders"})))
+            .is_ok());
+        assert_eq!(
+            v.try_verify(&token(&two.partner, PARTNER, json!({"sub": "1"})))
+                .unwrap_err(),
+            AuthError::InvalidToken(TokenError::AudienceMismatch)
+        );
+        assert_eq!(
+            v.try_verify(&token(&two.main, MAIN, json!({"sub": "1", "aud": "partner-orders"})))
+                .unwrap_err(),
+            AuthError::InvalidToken(TokenError::AudienceMismatch)
+        );
+        assert!(v
+            .try_verify(&token(&two.main, MAIN, json!({"sub": "1"})))
+            .is_ok());
+        // No verifier-wide audience: every issuer needs its own.
+        let err = Verifier::builder()
+            .issuer(IssuerConfig::static_keys(MAIN, keys(&two.main)))
+            .issuer(
+                IssuerConfig::static_keys(PARTNER, keys(&two.partner))
+                    .prefix("p")
+                    .audience("x"),
+            )
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Missing("audience")));
+    }
+
+    #[test]
+    fn only_the_first_issuer_mints_service_tokens_by_default() {
+        let two = Two::new();
+        let svc = json!({"sub": "svc", "client_id": "svc", "gty": "client-credentials",
+                         "scope": "internal-service"});
+        let rule = ServiceTokenRule::default();
+        let legacy = ServiceTokenRule::SubjectIsClient;
+        let v = two.verifier(|p| p.prefix("partner"));
+        let main = v.try_verify(&token(&two.main, MAIN, svc.clone())).unwrap();
+        let partner = v
+            .try_verify(&token(&two.partner, PARTNER, svc.clone()))
+            .unwrap();
+        assert!(rule.matches(&main) && legacy.matches(&main));
+        assert!(!partner.issuer_may_mint_service_tokens());
+        assert!(!rule.matches(&partner) && !legacy.matches(&partner));
+        // Marked `service-tokens: true`.
+        let v = two.verifier(|p| p.prefix("partner").service_tokens(true));
+        let partner = v
+            .try_verify(&token(&two.partner, PARTNER, svc.clone()))
+            .unwrap();
+        assert!(rule.matches(&partner));
+        // The first issuer may be switched off too.
+        let v = Verifier::builder()
+            .issuer(IssuerConfig::static_keys(MAIN, keys(&two.main)).service_tokens(false))
+            .audience("orders")
+            .build()
+            .unwrap();
+        assert!(!rule.matches(&v.try_verify(&token(&two.main, MAIN, svc)).unwrap()));
+    }
+
+    #[test]
+    fn algorithms_are_per_issuer() {
+        let two = Two::new();
+        let v = two.verifier(|p| p.prefix("partner").algorithms([Algorithm::ES256]));
+        assert_eq!(
+            v.try_verify(&token(&two.partner, PARTNER, json!({"sub": "1"})))
+                .unwrap_err(),
+            AuthError::InvalidToken(TokenError::AlgorithmNotAllowed)
+        );
+        assert!(v
+            .try_verify(&token(&two.main, MAIN, json!({"sub": "1"})))
+            .is_ok());
+    }
+
+    #[test]
+    fn id_tokens_are_refused_as_access_tokens() {
+        let k = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let build = |reject: Option<bool>| {
+            let mut b = Verifier::builder()
+                .issuer(IssuerConfig::static_keys(MAIN, keys(&k)))
+                .audience("orders");
+            if let Some(r) = reject {
+                b = b.reject_id_tokens(r);
+            }
+            b.build().unwrap()
+        };
+        let strict = build(None);
+        let lax = build(Some(false));
+        let id_err = AuthError::InvalidToken(TokenError::IdToken);
+        for extra in [
+            json!({"sub": "a", "nonce": "n-0S6_WzA2Mj"}),
+            json!({"sub": "a", "at_hash": "77QmUPtjPfzWtF2AnpK9RQ"}),
+        ] {
+            let t = token(&k, MAIN, extra);
+            assert_eq!(strict.try_verify(&t).unwrap_err(), id_err);
+            assert!(lax.try_verify(&t).is_ok());
+        }
+        let claims = json!({"iss": MAIN, "aud": "orders", "sub": "a", "exp": 4_000_000_000u64});
+        for typ in ["id_token+jwt", "application/ID_TOKEN+JWT"] {
+            let header = json!({"alg": "EdDSA", "kid": k.kid(), "typ": typ});
+            let t = k
+                .sign_raw(header.to_string().as_bytes(), claims.to_string().as_bytes())
+                .unwrap();
+            assert_eq!(strict.try_verify(&t).unwrap_err(), id_err, "{typ}");
+            assert!(lax.try_verify(&t).is_ok());
+        }
+        // Even where `typ` is required, the reason is precise.
+        let at = Verifier::builder()
+            .issuer(IssuerConfig::static_keys(MAIN, keys(&k)))
+            .audience("orders")
+            .typ("at+jwt")
+            .build()
+            .unwrap();
+        let header = json!({"alg": "EdDSA", "kid": k.kid(), "typ": "id_token+jwt"});
+        let t = k
+            .sign_raw(header.to_string().as_bytes(), claims.to_string().as_bytes())
+            .unwrap();
+        assert_eq!(at.try_verify(&t).unwrap_err(), id_err);
+        // An ordinary access token passes.
+        assert!(strict.try_verify(&token(&k, MAIN, json!({"sub": "a"}))).is_ok());
+    }
+
     #[test]
     fn typ_normalization() {
         assert_eq!(normalize_typ("Application/AT+JWT"), "at+jwt");

@@ -57,7 +57,8 @@ fn bench(c: &mut Criterion) {
     for i in 0..10_000 {
         versions.set(&format!("u-{i}"), 3);
     }
-    let inner = tower::service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    let inner =
+        tower::service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
     let mut svc = PolicyVersionLayer::new(versions)
         .with_max_staleness(Duration::from_secs(3600))
         .layer(inner);

@@ -431,7 +431,10 @@ impl<'de> Deserialize<'de> for ServiceTokenSection {
         impl<'de> de::Visitor<'de> for Visit {
             type Value = ServiceTokenSection;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                write!(f, "`{SUB_EQUALS_CLIENT_ID}` or `{{ claim: <name>, value: <string> }}`")
+                write!(
+                    f,
+                    "`{SUB_EQUALS_CLIENT_ID}` or `{{ claim: <name>, value: <string> }}`"
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 ServiceTokenSection {
@@ -1034,7 +1037,9 @@ impl SecurityConfig {
             .http_client_config(self.http_client_config());
         for extra in rs.additional_issuers.iter().flatten() {
             if extra.issuer.is_empty() {
-                return Err(ConfigError::Missing("resource-server.additional-issuers.issuer"));
+                return Err(ConfigError::Missing(
+                    "resource-server.additional-issuers.issuer",
+                ));
             }
             let source = key_source(
                 "resource-server.additional-issuers",
@@ -1920,17 +1925,32 @@ security:
         assert!(cfg.access_rules().is_ok());
 
         // Unknown keys inside an entry are refused by name.
-        let bad = ISSUERS.replace("        prefix: partner\n", "        prefix: partner\n        jwks-url: x\n");
+        let bad = ISSUERS.replace(
+            "        prefix: partner\n",
+            "        prefix: partner\n        jwks-url: x\n",
+        );
         let err = SecurityConfig::from_yaml(&bad).unwrap_err();
         assert!(err.to_string().contains("jwks-url"), "{err}");
         // A further issuer without a prefix is refused, by name.
         let bad = ISSUERS.replace("        prefix: partner\n", "");
-        let err = SecurityConfig::from_yaml(&bad).unwrap().verifier().unwrap_err();
-        assert!(err.to_string().contains("additional-issuers.prefix"), "{err}");
+        let err = SecurityConfig::from_yaml(&bad)
+            .unwrap()
+            .verifier()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("additional-issuers.prefix"),
+            "{err}"
+        );
         // Neither `jwks-uri` nor `discovery`.
         let bad = ISSUERS.replace("        discovery: https://login.partner.example\n", "");
-        let err = SecurityConfig::from_yaml(&bad).unwrap().verifier().unwrap_err();
-        assert!(err.to_string().contains("additional-issuers.jwks-uri"), "{err}");
+        let err = SecurityConfig::from_yaml(&bad)
+            .unwrap()
+            .verifier()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("additional-issuers.jwks-uri"),
+            "{err}"
+        );
         // A bad algorithm name.
         let bad = ISSUERS.replace("[RS256]", "[RS257]");
         assert!(SecurityConfig::from_yaml(&bad).unwrap().verifier().is_err());

@@ -674,9 +674,12 @@ mod tests {
         r
     }
 
-    fn ok_service(
-    ) -> impl tower_service::Service<Request<()>, Response = Response<()>, Error = Infallible, Future: Send>
-           + Clone
+    fn ok_service() -> impl tower_service::Service<
+        Request<()>,
+        Response = Response<()>,
+        Error = Infallible,
+        Future: Send,
+    > + Clone
            + Send
            + 'static {
         tower::service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(())) })
@@ -695,7 +698,11 @@ mod tests {
         let tasks: Vec<_> = (0..100)
             .map(|i| {
                 let svc = svc.clone();
-                let u = if i % 10 == 0 { stale.clone() } else { alice.clone() };
+                let u = if i % 10 == 0 {
+                    stale.clone()
+                } else {
+                    alice.clone()
+                };
                 tokio::spawn(async move { svc.oneshot(request(&u)).await.unwrap().status() })
             })
             .collect();
@@ -706,7 +713,11 @@ mod tests {
             }
         }
         assert_eq!(ok, 90, "the 10 stale tokens are refused, the rest pass");
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "one source lookup for one user");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "one source lookup for one user"
+        );
         // Another user: one more lookup.
         let bob = user(serde_json::json!({"sub": "bob", "uid": "u-2", "pv": 3}));
         assert_eq!(
@@ -750,9 +761,7 @@ mod tests {
         let layer = PolicyVersionLayer::new(versions.clone());
         let _kept = layer.clone();
         // Configured after a clone: this copy gets its own checker.
-        let svc = layer
-            .with_max_staleness(Duration::ZERO)
-            .layer(ok_service());
+        let svc = layer.with_max_staleness(Duration::ZERO).layer(ok_service());
         let alice = user(serde_json::json!({"sub": "alice", "uid": "u-1", "pv": 5}));
         assert_eq!(
             svc.clone().oneshot(request(&alice)).await.unwrap().status(),
@@ -783,7 +792,12 @@ mod tests {
                                           "gty": "client-credentials"}));
         let default = PolicyVersionLayer::new(versions).layer(ok_service());
         assert_eq!(
-            default.clone().oneshot(request(&svc)).await.unwrap().status(),
+            default
+                .clone()
+                .oneshot(request(&svc))
+                .await
+                .unwrap()
+                .status(),
             http::StatusCode::OK
         );
         assert_eq!(
@@ -803,7 +817,10 @@ mod tests {
             KeySet::from_jwks(k.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap()
         };
         let verifier = Verifier::builder()
-            .issuer(IssuerConfig::static_keys("https://auth.example", keys(&main)))
+            .issuer(IssuerConfig::static_keys(
+                "https://auth.example",
+                keys(&main),
+            ))
             .issuer(
                 IssuerConfig::static_keys("https://partner.example", keys(&partner))
                     .prefix("partner"),

@@ -904,7 +904,9 @@ async fn rsa_key_without_alg_in_a_fetched_jwks_serves_one_algorithm() {
     let strict = verifier(Some(false));
     assert_eq!(
         strict.verify(&token).await.unwrap_err(),
-        tower_bearer::AuthError::InvalidToken(tower_bearer::error::TokenError::KeyAlgorithmMismatch)
+        tower_bearer::AuthError::InvalidToken(
+            tower_bearer::error::TokenError::KeyAlgorithmMismatch
+        )
     );
     // Opted in: the key serves every allowed RSA algorithm.
     let url = format!("{}/me", app_url(verifier(Some(true))).await);

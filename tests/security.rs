@@ -500,7 +500,11 @@ async fn partner_issuer_users_are_told_apart_and_never_mint_service_tokens() {
     };
 
     // The same `uid` from both issuers: two users upstream.
-    let r = get("/api/me", main_key.sign(&user_claims(&main.issuer())).unwrap()).await;
+    let r = get(
+        "/api/me",
+        main_key.sign(&user_claims(&main.issuer())).unwrap(),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let seen: Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(seen["headers"]["x-user-id"], "u-1");
@@ -520,7 +524,11 @@ async fn partner_issuer_users_are_told_apart_and_never_mint_service_tokens() {
         json!({"iss": iss, "aud": AUD, "sub": "service-order", "client_id": "service-order",
                "gty": "client-credentials", "scope": "internal-service", "exp": now() + 300})
     };
-    let r = get("/internal/ping", main_key.sign(&service(main.issuer())).unwrap()).await;
+    let r = get(
+        "/internal/ping",
+        main_key.sign(&service(main.issuer())).unwrap(),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let r = get(
         "/internal/ping",

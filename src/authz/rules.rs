@@ -755,8 +755,12 @@ mod tests {
             Err(AuthError::AuthenticationRequired)
         );
         // The named older rule.
-        let legacy = InternalOnly::new(["/internal/**"]).service_token(ServiceTokenRule::SubjectIsClient);
-        let r = AccessRules::builder().internal_only(legacy).build().unwrap();
+        let legacy =
+            InternalOnly::new(["/internal/**"]).service_token(ServiceTokenRule::SubjectIsClient);
+        let r = AccessRules::builder()
+            .internal_only(legacy)
+            .build()
+            .unwrap();
         assert!(r
             .check(&Method::GET, "/internal/ping", Some(&sub_is_client))
             .is_ok());

@@ -438,7 +438,11 @@ impl KeySet {
     ///
     /// As [`KeySet::from_jwks`].
     pub fn from_jwks_any_rsa_alg(json: &[u8], allowed: &[Algorithm]) -> Result<Self, ConfigError> {
-        Self::parse_jwks(json, AlgSet::from_slice(allowed).with_any_rsa_alg(true), false)
+        Self::parse_jwks(
+            json,
+            AlgSet::from_slice(allowed).with_any_rsa_alg(true),
+            false,
+        )
     }
 
     pub(crate) fn parse_jwks(
@@ -918,8 +922,11 @@ mod tests {
         let (key, jwks) = rsa_without_alg();
         let kid = Some(key.kid());
         // Allow-list order decides: PS256 first, so the key serves PS256 only.
-        let set = KeySet::from_jwks(&jwks, &[Algorithm::ES256, Algorithm::PS256, Algorithm::RS256])
-            .unwrap();
+        let set = KeySet::from_jwks(
+            &jwks,
+            &[Algorithm::ES256, Algorithm::PS256, Algorithm::RS256],
+        )
+        .unwrap();
         assert!(set.candidates(kid, Algorithm::PS256).is_ok());
         for alg in [Algorithm::RS256, Algorithm::RS384, Algorithm::PS384] {
             assert_eq!(

@@ -900,7 +900,12 @@ impl VerifierBuilder {
         if self.audiences.is_empty() && self.issuers.iter().any(|i| i.audiences.is_empty()) {
             return Err(ConfigError::Missing("audience"));
         }
-        if self.algorithms.is_empty() || self.issuers.iter().any(|i| i.algorithms.as_ref().is_some_and(Vec::is_empty)) {
+        if self.algorithms.is_empty()
+            || self
+                .issuers
+                .iter()
+                .any(|i| i.algorithms.as_ref().is_some_and(Vec::is_empty))
+        {
             return Err(ConfigError::Missing("algorithms"));
         }
         let several = self.issuers.len() > 1;
@@ -1750,8 +1755,12 @@ mod tests {
             AuthError::InvalidToken(TokenError::UserIdPrefixClash)
         );
         assert_eq!(
-            v.try_verify(&token(&two.main, MAIN, json!({"sub": "a", "uid": "partner:42"})))
-                .unwrap_err(),
+            v.try_verify(&token(
+                &two.main,
+                MAIN,
+                json!({"sub": "a", "uid": "partner:42"})
+            ))
+            .unwrap_err(),
             AuthError::InvalidToken(TokenError::UserIdPrefixClash)
         );
         // `partnerx:42` is no clash.
@@ -1785,7 +1794,10 @@ mod tests {
             (Some("p"), Some("p")),
         ] {
             assert!(
-                matches!(build(p, main), Err(ConfigError::Invalid { name: "prefix", .. })),
+                matches!(
+                    build(p, main),
+                    Err(ConfigError::Invalid { name: "prefix", .. })
+                ),
                 "{p:?} {main:?}"
             );
         }
@@ -1807,7 +1819,11 @@ mod tests {
         let two = Two::new();
         let v = two.verifier(|p| p.prefix("partner").audience("partner-orders"));
         assert!(v
-            .try_verify(&token(&two.partner, PARTNER, json!({"sub": "1", "aud": "partner-orders"})))
+            .try_verify(&token(
+                &two.partner,
+                PARTNER,
+                json!({"sub": "1", "aud": "partner-orders"})
+            ))
             .is_ok());
         assert_eq!(
             v.try_verify(&token(&two.partner, PARTNER, json!({"sub": "1"})))
@@ -1815,8 +1831,12 @@ mod tests {
             AuthError::InvalidToken(TokenError::AudienceMismatch)
         );
         assert_eq!(
-            v.try_verify(&token(&two.main, MAIN, json!({"sub": "1", "aud": "partner-orders"})))
-                .unwrap_err(),
+            v.try_verify(&token(
+                &two.main,
+                MAIN,
+                json!({"sub": "1", "aud": "partner-orders"})
+            ))
+            .unwrap_err(),
             AuthError::InvalidToken(TokenError::AudienceMismatch)
         );
         assert!(v
@@ -1924,7 +1944,9 @@ mod tests {
             .unwrap();
         assert_eq!(at.try_verify(&t).unwrap_err(), id_err);
         // An ordinary access token passes.
-        assert!(strict.try_verify(&token(&k, MAIN, json!({"sub": "a"}))).is_ok());
+        assert!(strict
+            .try_verify(&token(&k, MAIN, json!({"sub": "a"})))
+            .is_ok());
     }
 
     #[test]

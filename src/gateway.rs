@@ -838,7 +838,7 @@ impl<S> SetIdentityHeaders<S> {
     /// use tower_bearer::gateway::SetIdentityHeaders;
     ///
     /// let layer = SetIdentityHeaders::<()>::layer(); // the layer does not depend on `S`
-    /// assert_eq!(layer.managed_headers().len(), 10); // 5 identity headers, 5 override headers
+    /// assert_eq!(layer.managed_headers().len(), 11); // 6 identity headers, 5 override headers
     /// ```
     pub fn layer() -> SetIdentityHeadersLayer {
         SetIdentityHeadersLayer::new()

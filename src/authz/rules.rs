@@ -21,7 +21,7 @@ use crate::error::{AuthError, ConfigError};
 ///
 /// ```
 /// use tower_bearer::authz::Requirement;
-/// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+/// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "gty": "client-credentials", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
 ///
 /// let both = Requirement::AllOf(vec![Requirement::Authenticated, Requirement::AnyScope(vec!["orders.read".into(), "orders.write".into()])]);
 /// assert!(both.check(Some(&user)).is_ok());
@@ -67,7 +67,7 @@ impl Requirement {
     /// ```
     /// use tower_bearer::authz::Requirement;
     /// use tower_bearer::AuthError;
-    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "gty": "client-credentials", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
     ///
     /// assert!(Requirement::Scope("orders.read".into()).check(Some(&user)).is_ok());
     /// assert!(Requirement::Role("admin".into()).check(Some(&user)).is_err());
@@ -247,7 +247,7 @@ pub enum DefaultAction {
 /// use http::Method;
 /// use tower_bearer::authz::{AccessRules, InternalOnly, Requirement, Rule};
 /// use tower_bearer::AuthError;
-/// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+/// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "gty": "client-credentials", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
 ///
 /// let rules = AccessRules::builder()
 ///     .internal_only(InternalOnly::new(["/internal/**"]).scope("orders.write"))
@@ -281,7 +281,7 @@ impl InternalOnly {
     ///
     /// ```
     /// use tower_bearer::authz::InternalOnly;
-    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "gty": "client-credentials", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
     ///
     /// let internal = InternalOnly::new(["/internal/**"]);
     /// assert!(internal.check(Some(&user)).is_ok());
@@ -303,7 +303,7 @@ impl InternalOnly {
     ///
     /// ```
     /// use tower_bearer::authz::InternalOnly;
-    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "gty": "client-credentials", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
     ///
     /// assert!(InternalOnly::new(["/internal/**"]).scope("orders.read").check(Some(&user)).is_ok());
     /// assert!(InternalOnly::new(["/internal/**"]).scope("ops").check(Some(&user)).is_err());
@@ -320,7 +320,7 @@ impl InternalOnly {
     /// ```
     /// use tower_bearer::authz::InternalOnly;
     /// use tower_bearer::claims::ServiceTokenRule;
-    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "gty": "client-credentials", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
     ///
     /// let rule = ServiceTokenRule::Claim { name: "gty".into(), value: "client-credentials".into() };
     /// let internal = InternalOnly::new(["/internal/**"]).service_token(rule);
@@ -339,7 +339,7 @@ impl InternalOnly {
     /// ```
     /// use tower_bearer::authz::InternalOnly;
     /// use tower_bearer::AuthError;
-    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "gty": "client-credentials", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
     ///
     /// let internal = InternalOnly::new(["/internal/**"]);
     /// assert!(internal.check(Some(&user)).is_ok());
@@ -372,7 +372,7 @@ impl InternalOnly {
 /// ```
 /// use http::Method;
 /// use tower_bearer::authz::{AccessRules, Requirement, Rule};
-/// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+/// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "gty": "client-credentials", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
 ///
 /// let rules = AccessRules::builder()
 ///     .rule(Rule::new("/orders/**", Requirement::Scope("orders.read".into())))
@@ -474,7 +474,7 @@ impl AccessRulesBuilder {
     /// ```
     /// use http::Method;
     /// use tower_bearer::authz::{AccessRules, InternalOnly, Requirement, Rule};
-    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "gty": "client-credentials", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
     ///
     /// let rules = AccessRules::builder()
     ///     .internal_only(InternalOnly::new(["/internal/**"]))

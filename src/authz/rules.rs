@@ -322,9 +322,12 @@ impl InternalOnly {
     /// use tower_bearer::claims::ServiceTokenRule;
     /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "gty": "client-credentials", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
     ///
-    /// let rule = ServiceTokenRule::Claim { name: "gty".into(), value: "client-credentials".into() };
+    /// // The older rule, by name: `sub == client_id` and no user id claim.
+    /// let internal = InternalOnly::new(["/internal/**"]).service_token(ServiceTokenRule::SubjectIsClient);
+    /// assert!(internal.check(Some(&user)).is_ok());
+    /// let rule = ServiceTokenRule::Claim { name: "gty".into(), value: "other".into() };
     /// let internal = InternalOnly::new(["/internal/**"]).service_token(rule);
-    /// assert!(internal.check(Some(&user)).is_err()); // no `gty` claim
+    /// assert!(internal.check(Some(&user)).is_err()); // `gty` has another value
     /// ```
     #[must_use]
     pub fn service_token(mut self, rule: ServiceTokenRule) -> Self {

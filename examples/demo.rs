@@ -116,6 +116,7 @@ fn token_endpoint(
     }
     let token = key.sign(&json!({
         "iss": issuer, "sub": "service-order", "client_id": "service-order",
+        "gty": "client-credentials",
         "aud": param("audience").unwrap_or_default(), "scope": param("scope").unwrap_or_default(),
         "iat": now(), "exp": now() + 300,
     }));
@@ -194,7 +195,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scoped_user = key.sign(&scoped_user)?;
     let service = key.sign(&json!({
         "iss": issuer, "aud": AUDIENCE, "sub": "service-order", "client_id": "service-order",
-        "scope": "internal-service", "iat": now(), "exp": now() + 300,
+        "gty": "client-credentials", "scope": "internal-service", "iat": now(), "exp": now() + 300,
     }))?;
     let valid = key.sign(&claims(AUDIENCE, now() + 300))?;
     let expired = key.sign(&claims(AUDIENCE, now() - 600))?;

@@ -159,7 +159,12 @@ pub struct CurrentUser(Arc<UserInner>);
 /// kept on first use, so a request that never asks for them never pays for them.
 struct UserInner {
     subject: Option<String>,
+    /// The user id as handlers and headers see it: `prefix:id` when the issuer has a prefix.
     user_id: Option<String>,
+    /// The user id claim (else `sub`) as the issuer wrote it.
+    local_user_id: Option<String>,
+    issuer_prefix: Option<Arc<str>>,
+    service_tokens: bool,
     user_id_claim: bool,
     tenant: Option<String>,
     policy_version: Option<i64>,
@@ -277,6 +282,23 @@ fn string_set(v: Option<&Value>) -> Result<Vec<String>, TokenError> {
     Ok(out)
 }
 
+/// What the verifier knows about the issuer of a token: its identity prefix and whether it may
+/// mint service tokens.
+#[derive(Debug, Clone)]
+pub(crate) struct IssuerBinding {
+    pub(crate) prefix: Option<Arc<str>>,
+    pub(crate) service_tokens: bool,
+}
+
+impl Default for IssuerBinding {
+    fn default() -> Self {
+        Self {
+            prefix: None,
+            service_tokens: true,
+        }
+    }
+}
+
 fn contains(set: &[String], item: &str) -> bool {
     set.binary_search_by(|s| s.as_str().cmp(item)).is_ok()
 }
@@ -306,10 +328,23 @@ impl CurrentUser {
         claims: Map<String, Value>,
         mapping: &CompiledMapping,
     ) -> Result<Self, TokenError> {
+        Self::from_claims_bound(claims, mapping, &IssuerBinding::default())
+    }
+
+    /// As [`CurrentUser::from_claims`], for a token of an issuer with this binding.
+    pub(crate) fn from_claims_bound(
+        claims: Map<String, Value>,
+        mapping: &CompiledMapping,
+        binding: &IssuerBinding,
+    ) -> Result<Self, TokenError> {
         let subject = string_like(claims.get("sub"))?;
         let claimed_user_id = string_like(path(&claims, &mapping.0.user_id))?;
         let user_id_claim = claimed_user_id.is_some();
-        let user_id = claimed_user_id.or_else(|| subject.clone());
+        let local_user_id = claimed_user_id.or_else(|| subject.clone());
+        let user_id = match (&binding.prefix, &local_user_id) {
+            (Some(p), Some(id)) => Some(format!("{p}:{id}")),
+            _ => local_user_id.clone(),
+        };
         let tenant = string_like(path(&claims, &mapping.0.tenant))?;
         let policy_version = match claims.get("pv") {
             None | Some(Value::Null) => None,
@@ -336,6 +371,9 @@ impl CurrentUser {
         Ok(Self(Arc::new(UserInner {
             subject,
             user_id,
+            local_user_id,
+            issuer_prefix: binding.prefix.clone(),
+            service_tokens: binding.service_tokens,
             user_id_claim,
             tenant,
             policy_version,
@@ -375,7 +413,9 @@ impl CurrentUser {
     pub fn subject(&self) -> Option<&str> {
         self.0.subject.as_deref()
     }
-    /// The user id claim (default `uid`), else `sub`.
+    /// The user id claim (default `uid`), else `sub`; with several issuers configured and a
+    /// prefix for the token's issuer, `prefix:id` (RFC 7519 §4.1.2: `sub` is unique only within
+    /// its issuer). This is the id of the policy-version check and of the `X-User-Id` header.
     ///
     /// # Example
     ///
@@ -388,6 +428,55 @@ impl CurrentUser {
     /// ```
     pub fn user_id(&self) -> Option<&str> {
         self.0.user_id.as_deref()
+    }
+    /// The user id as the issuer wrote it (user id claim, else `sub`), without the issuer
+    /// prefix. Unique only together with [`CurrentUser::issuer`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice", "uid": 42});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// assert_eq!(user.local_user_id(), Some("42"));
+    /// assert_eq!(user.issuer_prefix(), None);
+    /// ```
+    pub fn local_user_id(&self) -> Option<&str> {
+        self.0.local_user_id.as_deref()
+    }
+    /// The prefix of the token's issuer in [`CurrentUser::user_id`] (set by the verifier when
+    /// several issuers are configured and the issuer has one).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice"});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// // Built directly (not by a verifier): no issuer prefix.
+    /// assert_eq!(user.issuer_prefix(), None);
+    /// ```
+    pub fn issuer_prefix(&self) -> Option<&str> {
+        self.0.issuer_prefix.as_deref()
+    }
+    /// Whether the token's issuer may mint service tokens (per issuer `service-tokens`; by
+    /// default only the first configured issuer). A [`ServiceTokenRule`] never matches a token
+    /// of an issuer that may not.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::claims::{ClaimMapping, CurrentUser};
+    /// # let claims = serde_json::json!({"sub": "alice"});
+    /// # let user = CurrentUser::from_claims(
+    /// #     claims.as_object().unwrap().clone(), &ClaimMapping::default().compile()).unwrap();
+    /// // Built directly (not by a verifier): allowed.
+    /// assert!(user.issuer_may_mint_service_tokens());
+    /// ```
+    pub fn issuer_may_mint_service_tokens(&self) -> bool {
+        self.0.service_tokens
     }
     /// Whether the token carries the user id claim itself (not only `sub`).
     ///
@@ -702,8 +791,14 @@ impl fmt::Debug for CurrentUser {
 
 /// What makes a token a *service* token (client credentials, no end user).
 ///
-/// Default (RFC 9068 §2.2): `sub` equals `client_id` and there is no user id claim. Or a
-/// configured claim with a configured string value, e.g. `gty: client-credentials`.
+/// Default: the claim rule `gty: client-credentials` (what this crate's issuer puts into
+/// client-credentials tokens; Auth0 does the same). [`ServiceTokenRule::SubjectIsClient`]
+/// (`sub` equals `client_id` and no user id claim; YAML `service-token: sub-equals-client-id`)
+/// is kept for issuers that emit no such claim, but a user token meets it wherever users may
+/// choose their `sub`: prefer a claim only the token endpoint sets.
+///
+/// A rule never matches a token whose issuer may not mint service tokens
+/// ([`CurrentUser::issuer_may_mint_service_tokens`]).
 ///
 /// # Example
 ///
@@ -717,11 +812,11 @@ impl fmt::Debug for CurrentUser {
 /// let rule = ServiceTokenRule::Claim { name: "gty".into(), value: "client-credentials".into() };
 /// assert!(rule.matches(&user));
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ServiceTokenRule {
-    /// `sub == client_id` and no user id claim.
-    #[default]
+    /// `sub == client_id` and no user id claim (YAML `sub-equals-client-id`; the former
+    /// default, weaker: see the type docs).
     SubjectIsClient,
     /// This claim holds this string value.
     Claim {
@@ -732,8 +827,19 @@ pub enum ServiceTokenRule {
     },
 }
 
+impl Default for ServiceTokenRule {
+    /// `gty: client-credentials`.
+    fn default() -> Self {
+        Self::Claim {
+            name: "gty".into(),
+            value: "client-credentials".into(),
+        }
+    }
+}
+
 impl ServiceTokenRule {
-    /// Whether `user` is a service token under this rule.
+    /// Whether `user` is a service token under this rule (never when its issuer may not mint
+    /// service tokens).
     ///
     /// # Example
     ///
@@ -746,9 +852,14 @@ impl ServiceTokenRule {
     /// let human = serde_json::json!({"sub": "alice", "client_id": "web", "uid": 42});
     /// let human = CurrentUser::from_claims(human.as_object().unwrap().clone(), &mapping).unwrap();
     /// assert!(ServiceTokenRule::SubjectIsClient.matches(&svc));
-    /// assert!(!ServiceTokenRule::default().matches(&human));
+    /// assert!(!ServiceTokenRule::SubjectIsClient.matches(&human));
+    /// // The default rule wants `gty: client-credentials`.
+    /// assert!(!ServiceTokenRule::default().matches(&svc));
     /// ```
     pub fn matches(&self, user: &CurrentUser) -> bool {
+        if !user.0.service_tokens {
+            return false;
+        }
         match self {
             Self::SubjectIsClient => {
                 !user.has_user_id_claim()

@@ -165,6 +165,73 @@ pub struct ResourceServerConfig {
     /// `path-case`: `sensitive` (default) or `insensitive`, for upstreams that route
     /// case-insensitively (see [`crate::authz::PathCase`]).
     pub path_case: Option<crate::authz::PathCase>,
+    /// `service-tokens`: whether this (the primary) issuer may mint service tokens for
+    /// internal-only paths (default true).
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub service_tokens: Option<bool>,
+    /// `prefix`: the primary issuer's user-id prefix when several issuers are configured
+    /// (optional; see [`IssuerConfig::prefix`]).
+    pub prefix: Option<String>,
+    /// `reject-id-tokens` (default true): refuse OpenID Connect ID tokens (`typ: id_token+jwt`,
+    /// or a `nonce` or `at_hash` claim).
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub reject_id_tokens: Option<bool>,
+    /// `allow-any-rsa-alg-for-keys-without-alg` (default false): an RSA key without `alg`
+    /// serves every allowed RS/PS algorithm instead of the first RSA one of `algorithms`.
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub allow_any_rsa_alg_for_keys_without_alg: Option<bool>,
+    /// `additional-issuers`: further trusted issuers (partner identity providers).
+    pub additional_issuers: Option<Vec<AdditionalIssuerSection>>,
+}
+
+/// One entry of `resource-server.additional-issuers`: a further trusted issuer, like an Envoy
+/// `jwt_authn` provider or a Spring trusted issuer. Its users are told apart from the primary
+/// issuer's by `prefix` (required): [`CurrentUser::user_id`](crate::CurrentUser::user_id), the
+/// policy-version key and `X-User-Id` read `prefix:id`, and `X-User-Issuer` carries `iss`.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::SecurityConfig;
+///
+/// let cfg = SecurityConfig::from_yaml(r#"
+/// security:
+///   resource-server:
+///     issuer: https://auth.example
+///     jwks-uri: https://auth.example/oauth2/jwks
+///     audience: orders
+///     additional-issuers:
+///       - issuer: https://login.partner.example
+///         discovery: https://login.partner.example
+///         audience: [partner-orders]
+///         algorithms: [RS256]
+///         prefix: partner
+/// "#).unwrap();
+/// let extra = &cfg.resource_server.as_ref().unwrap().additional_issuers.as_ref().unwrap()[0];
+/// assert_eq!(extra.prefix.as_deref(), Some("partner"));
+/// assert_eq!(extra.service_tokens, None); // not the first issuer: may not mint service tokens
+/// assert!(cfg.verifier().is_ok());
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AdditionalIssuerSection {
+    /// `issuer` (required): the exact `iss` of its tokens.
+    pub issuer: String,
+    /// `jwks-uri`: where its keys are.
+    pub jwks_uri: Option<String>,
+    /// `discovery`: base URL for OIDC / RFC 8414 discovery (instead of `jwks-uri`).
+    pub discovery: Option<String>,
+    /// `audience`: accepted audiences for its tokens (default: `resource-server.audience`).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub audience: Vec<String>,
+    /// `algorithms`: its allow-list (default: `resource-server.algorithms`).
+    pub algorithms: Option<Vec<String>>,
+    /// `service-tokens` (default false): it may mint service tokens for internal-only paths.
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub service_tokens: Option<bool>,
+    /// `prefix` (required): its users' id prefix.
+    pub prefix: Option<String>,
 }
 
 /// `resource-server.claims`.
@@ -255,16 +322,32 @@ pub struct InternalOnlySection {
     /// `paths`: patterns (same grammar as rules).
     #[serde(default)]
     pub paths: Vec<String>,
-    /// `service-token`: what makes a service token (default: `sub == client_id`, no user id).
+    /// `service-token`: what makes a service token (default: the claim rule
+    /// `gty: client-credentials`; `sub-equals-client-id` names the older, weaker rule).
     pub service_token: Option<ServiceTokenSection>,
 }
 
-/// `internal-only.service-token`.
+/// `internal-only.service-token`: `{ claim: <name>, value: <string> }` (the claim rule; the
+/// default is `{ claim: gty, value: client-credentials }`), or `sub-equals-client-id` (also
+/// written `{ rule: sub-equals-client-id }`): `sub == client_id` and no user id claim, for
+/// issuers that emit no such claim. A user token meets the latter wherever users choose their
+/// `sub`; see [`ServiceTokenRule`].
 ///
 /// # Example
 ///
 /// ```
+/// use tower_bearer::claims::ServiceTokenRule;
 /// use tower_bearer::config::SecurityConfig;
+///
+/// let yaml = |rule: &str| format!("security:\n  resource-server:\n    issuer: https://auth.example\n    audience: orders\n    internal-only:\n      paths: [\"/internal/**\"]\n      service-token: {rule}\n");
+/// let named = SecurityConfig::from_yaml(&yaml("sub-equals-client-id")).unwrap();
+/// assert_eq!(named.service_token_rule(), ServiceTokenRule::SubjectIsClient);
+/// let err = SecurityConfig::from_yaml(&yaml("sub-is-anything")).unwrap_err();
+/// assert!(err.to_string().contains("sub-is-anything"));
+/// let err = SecurityConfig::from_yaml(&yaml("{ claim: gty }")).unwrap_err();
+/// assert!(err.to_string().contains("value"));
+///
+/// // The claim rule:
 ///
 /// let cfg = SecurityConfig::from_yaml(r#"
 /// security:
@@ -276,16 +359,107 @@ pub struct InternalOnlySection {
 ///       service-token: { claim: gty, value: client-credentials }
 /// "#).unwrap();
 /// let internal = cfg.resource_server.unwrap().internal_only.unwrap();
-/// assert_eq!(internal.service_token.unwrap().claim, "gty");
+/// assert_eq!(internal.service_token.unwrap().claim.as_deref(), Some("gty"));
 /// ```
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct ServiceTokenSection {
+    /// `rule`: `claim` (implied by `claim`) or `sub-equals-client-id`.
+    pub rule: Option<String>,
     /// `claim`: claim name.
-    pub claim: String,
+    pub claim: Option<String>,
     /// `value`: required string value.
-    pub value: String,
+    pub value: Option<String>,
+}
+
+/// The rule names of `service-token`.
+const SUB_EQUALS_CLIENT_ID: &str = "sub-equals-client-id";
+
+impl ServiceTokenSection {
+    fn validated(self) -> Result<Self, String> {
+        match (self.rule.as_deref(), &self.claim, &self.value) {
+            (Some(SUB_EQUALS_CLIENT_ID), None, None) => Ok(self),
+            (Some(SUB_EQUALS_CLIENT_ID), _, _) => Err(format!(
+                "`{SUB_EQUALS_CLIENT_ID}` takes no `claim` or `value`"
+            )),
+            (None | Some("claim"), Some(_), Some(_)) => Ok(self),
+            (None | Some("claim"), Some(_), None) => Err("`claim` needs a `value`".into()),
+            (None | Some("claim"), None, _) => Err("the claim rule needs `claim` and `value`".into()),
+            (Some(other), _, _) => Err(format!(
+                "unknown service-token rule `{other}` (expected `{SUB_EQUALS_CLIENT_ID}` or `claim`)"
+            )),
+        }
+    }
+
+    /// The rule this section describes.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::claims::ServiceTokenRule;
+    /// use tower_bearer::config::SecurityConfig;
+    ///
+    /// let cfg = SecurityConfig::from_yaml(r#"
+    /// security:
+    ///   resource-server:
+    ///     issuer: https://auth.example
+    ///     audience: orders
+    ///     internal-only: { paths: ["/internal/**"], service-token: { rule: sub-equals-client-id } }
+    /// "#).unwrap();
+    /// let section = cfg.resource_server.unwrap().internal_only.unwrap().service_token.unwrap();
+    /// assert_eq!(section.to_rule(), ServiceTokenRule::SubjectIsClient);
+    /// ```
+    pub fn to_rule(&self) -> ServiceTokenRule {
+        match (self.rule.as_deref(), &self.claim, &self.value) {
+            (Some(SUB_EQUALS_CLIENT_ID), _, _) => ServiceTokenRule::SubjectIsClient,
+            (_, Some(name), Some(value)) => ServiceTokenRule::Claim {
+                name: name.clone(),
+                value: value.clone(),
+            },
+            _ => ServiceTokenRule::default(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceTokenSection {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+        struct Raw {
+            rule: Option<String>,
+            claim: Option<String>,
+            value: Option<String>,
+        }
+        struct Visit;
+        impl<'de> de::Visitor<'de> for Visit {
+            type Value = ServiceTokenSection;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(
+                    f,
+                    "`{SUB_EQUALS_CLIENT_ID}` or `{{ claim: <name>, value: <string> }}`"
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                ServiceTokenSection {
+                    rule: Some(v.to_owned()),
+                    ..Default::default()
+                }
+                .validated()
+                .map_err(E::custom)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let raw = Raw::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                ServiceTokenSection {
+                    rule: raw.rule,
+                    claim: raw.claim,
+                    value: raw.value,
+                }
+                .validated()
+                .map_err(de::Error::custom)
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// `resource-server.policy-version`.
@@ -847,39 +1021,69 @@ impl SecurityConfig {
         if rs.issuer.is_empty() {
             return Err(ConfigError::Missing("resource-server.issuer"));
         }
-        let source = match (&rs.jwks_uri, &rs.discovery) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::Invalid {
-                    name: "resource-server",
-                    reason: "set either `jwks-uri` or `discovery`, not both".into(),
-                })
-            }
-            (Some(uri), None) => KeySource::JwksUri(uri.clone()),
-            (None, Some(d)) if d.trim_end_matches('/') == rs.issuer.trim_end_matches('/') => {
-                KeySource::Discovery
-            }
-            (None, Some(d)) => KeySource::DiscoveryAt(d.clone()),
-            (None, None) => {
-                return Err(ConfigError::Missing(
-                    "resource-server.jwks-uri (or resource-server.discovery)",
-                ))
-            }
-        };
+        let source = key_source("resource-server", &rs.issuer, &rs.jwks_uri, &rs.discovery)?
+            .ok_or(ConfigError::Missing(
+                "resource-server.jwks-uri (or resource-server.discovery)",
+            ))?;
         if rs.audience.is_empty() {
             return Err(ConfigError::Missing("resource-server.audience"));
         }
+        let mut primary = IssuerConfig::new(rs.issuer.clone(), source);
+        if let Some(allowed) = rs.service_tokens {
+            primary = primary.service_tokens(allowed);
+        }
+        if let Some(p) = &rs.prefix {
+            primary = primary.prefix(p.clone());
+        }
         let mut b = Verifier::builder()
-            .issuer(IssuerConfig::new(rs.issuer.clone(), source))
+            .issuer(primary)
             .http_client_config(self.http_client_config());
+        for extra in rs.additional_issuers.iter().flatten() {
+            if extra.issuer.is_empty() {
+                return Err(ConfigError::Missing(
+                    "resource-server.additional-issuers.issuer",
+                ));
+            }
+            let source = key_source(
+                "resource-server.additional-issuers",
+                &extra.issuer,
+                &extra.jwks_uri,
+                &extra.discovery,
+            )?
+            .ok_or(ConfigError::Missing(
+                "resource-server.additional-issuers.jwks-uri (or discovery)",
+            ))?;
+            let mut issuer = IssuerConfig::new(extra.issuer.clone(), source);
+            for aud in &extra.audience {
+                issuer = issuer.audience(aud.clone());
+            }
+            if let Some(algs) = &extra.algorithms {
+                issuer = issuer.algorithms(parse_algorithms(algs)?);
+            }
+            if let Some(allowed) = extra.service_tokens {
+                issuer = issuer.service_tokens(allowed);
+            }
+            match &extra.prefix {
+                Some(p) => issuer = issuer.prefix(p.clone()),
+                None => {
+                    return Err(ConfigError::Missing(
+                        "resource-server.additional-issuers.prefix",
+                    ))
+                }
+            }
+            b = b.issuer(issuer);
+        }
+        if let Some(r) = rs.reject_id_tokens {
+            b = b.reject_id_tokens(r);
+        }
+        if let Some(a) = rs.allow_any_rsa_alg_for_keys_without_alg {
+            b = b.allow_any_rsa_alg_for_keys_without_alg(a);
+        }
         for aud in &rs.audience {
             b = b.audience(aud.clone());
         }
         if let Some(algs) = &rs.algorithms {
-            let algs = algs
-                .iter()
-                .map(|a| a.parse::<Algorithm>())
-                .collect::<Result<Vec<_>, _>>()?;
-            b = b.algorithms(algs);
+            b = b.algorithms(parse_algorithms(algs)?);
         }
         if let Some(l) = rs.leeway_seconds {
             b = b.leeway(Duration::from_secs(l));
@@ -1285,18 +1489,43 @@ impl SecurityConfig {
     /// use tower_bearer::claims::ServiceTokenRule;
     /// use tower_bearer::config::SecurityConfig;
     ///
-    /// assert_eq!(SecurityConfig::default().service_token_rule(), ServiceTokenRule::SubjectIsClient);
+    /// // Default: the claim rule `gty: client-credentials`.
+    /// assert_eq!(SecurityConfig::default().service_token_rule(), ServiceTokenRule::default());
     /// ```
     pub fn service_token_rule(&self) -> ServiceTokenRule {
         self.resource_server
             .as_ref()
             .and_then(|r| r.internal_only.as_ref())
             .and_then(|i| i.service_token.as_ref())
-            .map_or(ServiceTokenRule::default(), |s| ServiceTokenRule::Claim {
-                name: s.claim.clone(),
-                value: s.value.clone(),
-            })
+            .map_or(ServiceTokenRule::default(), ServiceTokenSection::to_rule)
     }
+}
+
+fn parse_algorithms(algs: &[String]) -> Result<Vec<Algorithm>, ConfigError> {
+    algs.iter().map(|a| a.parse::<Algorithm>()).collect()
+}
+
+/// The key source of an issuer: `jwks-uri` or `discovery` (not both); `None` when neither.
+fn key_source(
+    section: &'static str,
+    issuer: &str,
+    jwks_uri: &Option<String>,
+    discovery: &Option<String>,
+) -> Result<Option<KeySource>, ConfigError> {
+    Ok(match (jwks_uri, discovery) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid {
+                name: section,
+                reason: "set either `jwks-uri` or `discovery`, not both".into(),
+            })
+        }
+        (Some(uri), None) => Some(KeySource::JwksUri(uri.clone())),
+        (None, Some(d)) if d.trim_end_matches('/') == issuer.trim_end_matches('/') => {
+            Some(KeySource::Discovery)
+        }
+        (None, Some(d)) => Some(KeySource::DiscoveryAt(d.clone())),
+        (None, None) => None,
+    })
 }
 
 fn client_from(
@@ -1700,5 +1929,124 @@ security:
             .verifier()
             .unwrap_err();
         assert!(err.to_string().contains("insecure"), "{err}");
+    }
+
+    const ISSUERS: &str = "security:
+  resource-server:
+    issuer: https://auth.example
+    jwks-uri: https://auth.example/oauth2/jwks
+    audience: orders
+    service-tokens: true
+    prefix: main
+    reject-id-tokens: false
+    allow-any-rsa-alg-for-keys-without-alg: true
+    internal-only:
+      paths: [\"/internal/**\"]
+      service-token: sub-equals-client-id
+    additional-issuers:
+      - issuer: https://login.partner.example
+        discovery: https://login.partner.example
+        audience: [partner-orders]
+        algorithms: [RS256]
+        service-tokens: false
+        prefix: partner
+";
+
+    #[test]
+    fn additional_issuers_and_identity_keys() {
+        let cfg = SecurityConfig::from_yaml(ISSUERS).unwrap();
+        let rs = cfg.resource_server.as_ref().unwrap();
+        assert_eq!(rs.service_tokens, Some(true));
+        assert_eq!(rs.prefix.as_deref(), Some("main"));
+        assert_eq!(rs.reject_id_tokens, Some(false));
+        assert_eq!(rs.allow_any_rsa_alg_for_keys_without_alg, Some(true));
+        let extra = &rs.additional_issuers.as_ref().unwrap()[0];
+        assert_eq!(extra.issuer, "https://login.partner.example");
+        assert_eq!(extra.audience, ["partner-orders"]);
+        assert_eq!(extra.service_tokens, Some(false));
+        assert_eq!(cfg.service_token_rule(), ServiceTokenRule::SubjectIsClient);
+        assert!(cfg.verifier().is_ok());
+        assert!(cfg.access_rules().is_ok());
+
+        // Unknown keys inside an entry are refused by name.
+        let bad = ISSUERS.replace(
+            "        prefix: partner\n",
+            "        prefix: partner\n        jwks-url: x\n",
+        );
+        let err = SecurityConfig::from_yaml(&bad).unwrap_err();
+        assert!(err.to_string().contains("jwks-url"), "{err}");
+        // A further issuer without a prefix is refused, by name.
+        let bad = ISSUERS.replace("        prefix: partner\n", "");
+        let err = SecurityConfig::from_yaml(&bad)
+            .unwrap()
+            .verifier()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("additional-issuers.prefix"),
+            "{err}"
+        );
+        // Neither `jwks-uri` nor `discovery`.
+        let bad = ISSUERS.replace("        discovery: https://login.partner.example\n", "");
+        let err = SecurityConfig::from_yaml(&bad)
+            .unwrap()
+            .verifier()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("additional-issuers.jwks-uri"),
+            "{err}"
+        );
+        // A bad algorithm name.
+        let bad = ISSUERS.replace("[RS256]", "[RS257]");
+        assert!(SecurityConfig::from_yaml(&bad).unwrap().verifier().is_err());
+    }
+
+    #[test]
+    fn service_token_rule_forms() {
+        let yaml = |rule: &str| {
+            format!("security:\n  resource-server:\n    issuer: https://a.example\n    audience: x\n    internal-only:\n      paths: [\"/internal/**\"]\n      service-token: {rule}\n")
+        };
+        let rule = |r: &str| SecurityConfig::from_yaml(&yaml(r)).map(|c| c.service_token_rule());
+        assert_eq!(
+            rule("sub-equals-client-id").unwrap(),
+            ServiceTokenRule::SubjectIsClient
+        );
+        assert_eq!(
+            rule("{ rule: sub-equals-client-id }").unwrap(),
+            ServiceTokenRule::SubjectIsClient
+        );
+        assert_eq!(
+            rule("{ claim: gty, value: client-credentials }").unwrap(),
+            ServiceTokenRule::default()
+        );
+        assert_eq!(
+            rule("{ rule: claim, claim: typ, value: svc }").unwrap(),
+            ServiceTokenRule::Claim {
+                name: "typ".into(),
+                value: "svc".into()
+            }
+        );
+        for bad in [
+            "subject-is-client",
+            "{ rule: sub-equals-client-id, claim: gty }",
+            "{ claim: gty }",
+            "{ value: x }",
+            "{ claim: gty, value: x, extra: 1 }",
+        ] {
+            assert!(rule(bad).is_err(), "{bad}");
+        }
+        let err = rule("{ claim: gty, value: x, extra: 1 }").unwrap_err();
+        assert!(err.to_string().contains("extra"), "{err}");
+        // Absent: the claim rule `gty: client-credentials`.
+        let cfg = SecurityConfig::from_yaml(
+            "security:\n  resource-server:\n    issuer: https://a.example\n    audience: x\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.service_token_rule(),
+            ServiceTokenRule::Claim {
+                name: "gty".into(),
+                value: "client-credentials".into()
+            }
+        );
     }
 }

@@ -143,6 +143,14 @@ pub enum TokenError {
     /// The token's policy version is older than the current one: get a new token.
     #[error("policy version outdated, refresh the token")]
     PolicyVersionStale,
+    /// An OpenID Connect ID token presented as an access token: header `typ` `id_token+jwt`, or
+    /// a `nonce` or `at_hash` claim (RFC 9068 §4; `reject-id-tokens`, on by default).
+    #[error("id token presented as an access token")]
+    IdToken,
+    /// With several issuers, a token of an issuer without a prefix carries a user id that starts
+    /// with another issuer's prefix (`prefix:`), so it would read as that issuer's user.
+    #[error("user id uses another issuer's prefix")]
+    UserIdPrefixClash,
 }
 
 impl TokenError {
@@ -192,6 +200,8 @@ impl TokenError {
             Self::MissingRequiredClaim => "missing_required_claim",
             Self::InvalidClaim => "invalid_claim",
             Self::PolicyVersionStale => "policy_version_stale",
+            Self::IdToken => "id_token",
+            Self::UserIdPrefixClash => "user_id_prefix_clash",
         }
     }
 }

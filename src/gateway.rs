@@ -5,8 +5,9 @@
 //!   drop the header *after* checks), then every configured identity header, compared
 //!   case-insensitively with `_` and `-` alike (`X_User_Id` is `x-user-id`).
 //! - [`SetIdentityHeadersLayer`] runs after authorization and sets the headers from the
-//!   verified [`CurrentUser`]: `X-User-Id` (user id claim, else `sub`), `X-Roles`,
-//!   `X-Permissions` (comma-joined), `X-Tenant-Id`, `X-Client-Id`. An item holding `,`, `%` or
+//!   verified [`CurrentUser`]: `X-User-Id` ([`CurrentUser::user_id`]: user id claim, else `sub`;
+//!   `prefix:id` when several issuers are configured), `X-Roles`, `X-Permissions`
+//!   (comma-joined), `X-Tenant-Id`, `X-Client-Id`, `X-User-Issuer` (`iss`). An item holding `,`, `%` or
 //!   a character outside visible ASCII is percent-encoded (UTF-8), so a role named `a,b` can
 //!   never become two roles.
 //! - [`TrustedIdentityHeadersLayer`] is for services *behind* the gateway that choose to trust
@@ -101,6 +102,8 @@ pub struct IdentityHeaders {
     pub permissions: HeaderName,
     /// OAuth2 client id.
     pub client_id: HeaderName,
+    /// The token's issuer (`iss`), so an upstream can tell users of several issuers apart.
+    pub issuer: HeaderName,
     /// More headers to strip (never set). Default: the path and method override headers
     /// (`x-original-url`, `x-rewrite-url`, `x-http-method-override`, `x-http-method`,
     /// `x-method-override`) that some upstream frameworks obey after the rules were checked on
@@ -125,6 +128,7 @@ impl Default for IdentityHeaders {
             tenant: HeaderName::from_static("x-tenant-id"),
             permissions: HeaderName::from_static("x-permissions"),
             client_id: HeaderName::from_static("x-client-id"),
+            issuer: HeaderName::from_static("x-user-issuer"),
             extra: OVERRIDE_HEADERS
                 .iter()
                 .map(|h| HeaderName::from_static(h))
@@ -141,6 +145,7 @@ impl IdentityHeaders {
             &self.tenant,
             &self.permissions,
             &self.client_id,
+            &self.issuer,
         ]
         .into_iter()
         .chain(self.extra.iter())
@@ -751,6 +756,7 @@ impl SetIdentityHeadersLayer {
         set(&id.permissions, Some(join(user.permissions())));
         set(&id.tenant, user.tenant().map(encode_item));
         set(&id.client_id, user.client_id().map(encode_item));
+        set(&id.issuer, Some(encode_item(user.issuer())));
         if let Some(name) = &self.claims_header {
             let json = Value::Object(user.claims().clone()).to_string();
             set(name, Some(URL_SAFE_NO_PAD.encode(json)));
@@ -860,7 +866,7 @@ impl<S> SetIdentityHeaders<S> {
     /// use tower_bearer::gateway::SetIdentityHeaders;
     ///
     /// let layer = SetIdentityHeaders::<()>::layer(); // the layer does not depend on `S`
-    /// assert_eq!(layer.managed_headers().len(), 10); // 5 identity headers, 5 override headers
+    /// assert_eq!(layer.managed_headers().len(), 11); // 6 identity headers, 5 override headers
     /// ```
     pub fn layer() -> SetIdentityHeadersLayer {
         SetIdentityHeadersLayer::new()
@@ -1008,6 +1014,9 @@ impl TrustedIdentityHeadersLayer {
         }
         if let Some(c) = one(&id.client_id) {
             claims.insert("client_id".into(), Value::String(c));
+        }
+        if let Some(iss) = one(&id.issuer) {
+            claims.insert("iss".into(), Value::String(iss));
         }
         CurrentUser::from_claims(claims, &ClaimMapping::default().compile()).ok()
     }
@@ -1185,5 +1194,34 @@ mod tests {
         assert_eq!(back.user_id(), Some("u,1"));
         assert_eq!(back.roles(), ["a,b", "c"]);
         assert_eq!(back.tenant(), Some("t"));
+    }
+
+    #[test]
+    fn user_issuer_header_is_set_and_never_spoofed() {
+        let id = IdentityHeaders::default();
+        let mut h = HeaderMap::new();
+        h.insert("X_User_Issuer", "https://evil.example".parse().unwrap());
+        strip_identity_headers(&mut h, &id, true).unwrap();
+        assert!(h.is_empty(), "{h:?}");
+        // A partner user (issuer prefix set by the verifier with several issuers).
+        let claims = serde_json::json!({"iss": "https://partner.example", "sub": "42"});
+        let binding = crate::claims::IssuerBinding {
+            prefix: Some("partner".into()),
+            service_tokens: false,
+        };
+        let user = CurrentUser::from_claims_bound(
+            claims.as_object().unwrap().clone(),
+            &ClaimMapping::default().compile(),
+            &binding,
+        )
+        .unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("x-user-issuer", "https://evil.example".parse().unwrap());
+        SetIdentityHeadersLayer::new().apply(&mut h, &user);
+        assert_eq!(h["x-user-id"], "partner:42");
+        assert_eq!(h["x-user-issuer"], "https://partner.example");
+        let back = TrustedIdentityHeadersLayer::new().user_from(&h).unwrap();
+        assert_eq!(back.issuer(), "https://partner.example");
+        assert_eq!(back.user_id(), Some("partner:42"));
     }
 }

@@ -4,10 +4,16 @@
 //! administrator changes a user's roles, the version is bumped, and every token carrying an older
 //! `pv` is refused with 401 `invalid_token` ("policy version outdated, refresh the token") even
 //! though it has not expired. A token without `pv` for a user the source knows is refused; an
-//! unknown user or a service token is not checked.
+//! unknown user is not checked, nor a service token under a claim rule (the default
+//! `gty: client-credentials`, see [`ServiceTokenRule`]); under
+//! [`ServiceTokenRule::SubjectIsClient`] every token is checked, since a user token can meet
+//! that rule. The user is [`CurrentUser::user_id`], which carries the issuer prefix when several
+//! issuers are configured.
 //!
 //! Versions come from a [`PolicyVersions`] source (in memory here; Redis with the `redis`
-//! feature), cached locally for at most `max_staleness` (default 5 s). If the source cannot be
+//! feature), cached locally for at most `max_staleness` (default 5 s) in a concurrent cache
+//! (quick_cache: sharded, bounded, no global lock; concurrent misses for one user share one
+//! source lookup). If the source cannot be
 //! reached and the cached answer is older than that bound, requests fail closed (503).
 //! [`PolicyVersionLayer`] goes after `JwtAuth` (it reads the verified user, so it runs after the
 //! verified-token cache).
@@ -27,11 +33,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
+use quick_cache::sync::{Cache, EntryAction, EntryResult};
 use tower_service::Service;
 
 use crate::authn::{is_grpc, DefaultRejection, ResponseForRejection};
@@ -179,41 +186,53 @@ enum Cached {
     Miss,
 }
 
-struct Checker {
+/// The settings of a [`Checker`], kept apart from its cache.
+#[derive(Clone)]
+struct Settings {
     source: Arc<dyn PolicyVersions>,
     max_staleness: Duration,
     lookup_timeout: Duration,
     service_token: ServiceTokenRule,
-    cache: Mutex<HashMap<String, (Option<i64>, Instant)>>,
+}
+
+/// The checker: settings plus a concurrent (sharded, CLOCK-Pro evicting) cache of looked-up
+/// versions. A hit takes one shard read lock; concurrent misses for one user wait for a single
+/// source lookup (quick_cache placeholders).
+struct Checker {
+    settings: Settings,
+    cache: Cache<String, (Option<i64>, Instant)>,
 }
 
 impl Checker {
+    fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            cache: Cache::new(MAX_CACHED_USERS),
+        }
+    }
+
     fn cached(&self, user: &str) -> Cached {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        match cache.get(user) {
-            Some((v, at)) if at.elapsed() <= self.max_staleness => Cached::Fresh(*v),
+        match self.cache.get(user) {
+            Some((v, at)) if at.elapsed() <= self.settings.max_staleness => Cached::Fresh(v),
             _ => Cached::Miss,
         }
     }
 
-    fn store(&self, user: &str, v: Option<i64>) {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= MAX_CACHED_USERS {
-            let bound = self.max_staleness;
-            cache.retain(|_, (_, at)| at.elapsed() <= bound);
-            if cache.len() >= MAX_CACHED_USERS {
-                cache.clear();
-            }
-        }
-        cache.insert(user.to_owned(), (v, Instant::now()));
+    /// Whether a token is not checked: a service token under a claim rule. The
+    /// `sub == client_id` rule is met by user tokens wherever users choose their `sub`, so
+    /// under it every token is checked (a client id the source does not know passes).
+    fn skips(&self, user: &CurrentUser) -> bool {
+        let rule = &self.settings.service_token;
+        !matches!(rule, ServiceTokenRule::SubjectIsClient) && rule.matches(user)
     }
 
+    /// The current version: fresh from the cache, or one source lookup shared by every
+    /// concurrent request for this user. The whole wait (queueing behind another lookup
+    /// included) is bounded by the lookup timeout.
     async fn fetch(&self, user: &str) -> Result<Option<i64>, AuthError> {
-        match tokio::time::timeout(self.lookup_timeout, self.source.current(user)).await {
-            Ok(Ok(v)) => {
-                self.store(user, v);
-                Ok(v)
-            }
+        let bound = self.settings.lookup_timeout;
+        match tokio::time::timeout(bound, self.fetch_shared(user)).await {
+            Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "policy version source failed; failing closed");
                 crate::telemetry::counter("tower_bearer_policy_source_failures_total", &[]);
@@ -225,6 +244,32 @@ impl Checker {
                 Err(AuthError::PolicyUnavailable)
             }
         }
+    }
+
+    async fn fetch_shared(&self, user: &str) -> Result<Option<i64>, BoxError> {
+        let max = self.settings.max_staleness;
+        let entry = self
+            .cache
+            .entry_async(user, |_, (v, at)| {
+                if at.elapsed() <= max {
+                    EntryAction::Retain(*v)
+                } else {
+                    EntryAction::ReplaceWithGuard
+                }
+            })
+            .await;
+        let guard = match entry {
+            // Filled by the lookup we waited for.
+            EntryResult::Retained(v) => return Ok(v),
+            EntryResult::Replaced(guard, _) | EntryResult::Vacant(guard) => Some(guard),
+            _ => None,
+        };
+        // On an error the guard is dropped unfilled: the next waiter looks up itself.
+        let v = self.settings.source.current(user).await?;
+        if let Some(guard) = guard {
+            let _ = guard.insert((v, Instant::now()));
+        }
+        Ok(v)
     }
 }
 
@@ -276,8 +321,8 @@ impl<R> fmt::Debug for PolicyVersionLayer<R> {
         match &self.checker {
             Some(c) => f
                 .debug_struct("PolicyVersionLayer")
-                .field("source", &c.source)
-                .field("max_staleness", &c.max_staleness)
+                .field("source", &c.settings.source)
+                .field("max_staleness", &c.settings.max_staleness)
                 .finish_non_exhaustive(),
             None => f.write_str("PolicyVersionLayer(disabled)"),
         }
@@ -313,13 +358,12 @@ impl PolicyVersionLayer {
     /// ```
     pub fn new(source: Arc<dyn PolicyVersions>) -> Self {
         Self {
-            checker: Some(Arc::new(Checker {
+            checker: Some(Arc::new(Checker::new(Settings {
                 source,
                 max_staleness: Duration::from_secs(5),
                 lookup_timeout: Duration::from_secs(2),
                 service_token: ServiceTokenRule::default(),
-                cache: Mutex::new(HashMap::new()),
-            })),
+            }))),
             rejection: DefaultRejection::default(),
         }
     }
@@ -356,11 +400,20 @@ impl PolicyVersionLayer {
 }
 
 impl<R> PolicyVersionLayer<R> {
-    fn checker_mut(&mut self) -> &mut Checker {
-        self.checker
-            .as_mut()
-            .and_then(Arc::get_mut)
-            .expect("configured on an enabled layer before it is cloned")
+    /// Changes a setting: nothing on a disabled layer; on a layer already cloned, this copy
+    /// gets its own checker (and an empty cache).
+    fn update(mut self, f: impl FnOnce(&mut Settings)) -> Self {
+        if let Some(checker) = &mut self.checker {
+            match Arc::get_mut(checker) {
+                Some(c) => f(&mut c.settings),
+                None => {
+                    let mut settings = checker.settings.clone();
+                    f(&mut settings);
+                    *checker = Arc::new(Checker::new(settings));
+                }
+            }
+        }
+        self
     }
     /// How long a looked-up version may be used (`policy-version.max-staleness-seconds`).
     ///
@@ -392,12 +445,9 @@ impl<R> PolicyVersionLayer<R> {
     /// # }
     /// ```
     ///
-    /// # Panics
-    ///
-    /// If called after the layer was cloned (configure it first) or on a disabled layer.
-    pub fn with_max_staleness(mut self, d: Duration) -> Self {
-        self.checker_mut().max_staleness = d;
-        self
+    /// On a [disabled](PolicyVersionLayer::disabled) layer this does nothing.
+    pub fn with_max_staleness(self, d: Duration) -> Self {
+        self.update(|s| s.max_staleness = d)
     }
     /// Timeout of one lookup (default 2 s).
     ///
@@ -426,12 +476,9 @@ impl<R> PolicyVersionLayer<R> {
     /// # }
     /// ```
     ///
-    /// # Panics
-    ///
-    /// If called after the layer was cloned.
-    pub fn with_lookup_timeout(mut self, d: Duration) -> Self {
-        self.checker_mut().lookup_timeout = d;
-        self
+    /// On a [disabled](PolicyVersionLayer::disabled) layer this does nothing.
+    pub fn with_lookup_timeout(self, d: Duration) -> Self {
+        self.update(|s| s.lookup_timeout = d)
     }
     /// Which tokens are service tokens (never checked).
     ///
@@ -462,12 +509,9 @@ impl<R> PolicyVersionLayer<R> {
     /// # }
     /// ```
     ///
-    /// # Panics
-    ///
-    /// If called after the layer was cloned.
-    pub fn with_service_token_rule(mut self, rule: ServiceTokenRule) -> Self {
-        self.checker_mut().service_token = rule;
-        self
+    /// On a [disabled](PolicyVersionLayer::disabled) layer this does nothing.
+    pub fn with_service_token_rule(self, rule: ServiceTokenRule) -> Self {
+        self.update(|s| s.service_token = rule)
     }
     /// Replaces how rejections become responses.
     ///
@@ -558,7 +602,7 @@ where
             return ResponseFuture::future(self.inner.call(req));
         };
         let user = match req.extensions().get::<Authentication>() {
-            Some(Authentication::User(u)) if !checker.service_token.matches(u) => u.clone(),
+            Some(Authentication::User(u)) if !checker.skips(u) => u.clone(),
             _ => return ResponseFuture::future(self.inner.call(req)),
         };
         let Some(key) = user.user_id().map(str::to_owned) else {
@@ -600,6 +644,216 @@ mod tests {
             &ClaimMapping::default().compile(),
         )
         .unwrap()
+    }
+
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::{Layer, ServiceExt};
+
+    /// Counts lookups; each takes 50 ms.
+    #[derive(Debug)]
+    struct Counting {
+        calls: Arc<AtomicUsize>,
+        version: i64,
+    }
+
+    impl PolicyVersions for Counting {
+        fn current(&self, _user_id: &str) -> BoxFuture<'static, Result<Option<i64>, BoxError>> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let v = self.version;
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(Some(v))
+            })
+        }
+    }
+
+    fn request(u: &CurrentUser) -> Request<()> {
+        let mut r = Request::new(());
+        r.extensions_mut().insert(Authentication::User(u.clone()));
+        r
+    }
+
+    fn ok_service() -> impl tower_service::Service<
+        Request<()>,
+        Response = Response<()>,
+        Error = Infallible,
+        Future: Send,
+    > + Clone
+           + Send
+           + 'static {
+        tower::service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(())) })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_for_one_user_share_one_lookup() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let source = Arc::new(Counting {
+            calls: calls.clone(),
+            version: 3,
+        });
+        let svc = PolicyVersionLayer::new(source).layer(ok_service());
+        let alice = user(serde_json::json!({"sub": "alice", "uid": "u-1", "pv": 3}));
+        let stale = user(serde_json::json!({"sub": "alice", "uid": "u-1", "pv": 2}));
+        let tasks: Vec<_> = (0..100)
+            .map(|i| {
+                let svc = svc.clone();
+                let u = if i % 10 == 0 {
+                    stale.clone()
+                } else {
+                    alice.clone()
+                };
+                tokio::spawn(async move { svc.oneshot(request(&u)).await.unwrap().status() })
+            })
+            .collect();
+        let mut ok = 0;
+        for t in tasks {
+            if t.await.unwrap() == http::StatusCode::OK {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, 90, "the 10 stale tokens are refused, the rest pass");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "one source lookup for one user"
+        );
+        // Another user: one more lookup.
+        let bob = user(serde_json::json!({"sub": "bob", "uid": "u-2", "pv": 3}));
+        assert_eq!(
+            svc.clone().oneshot(request(&bob)).await.unwrap().status(),
+            http::StatusCode::OK
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_lookup_is_not_cached_and_fails_closed() {
+        #[derive(Debug)]
+        struct Down(Arc<AtomicUsize>);
+        impl PolicyVersions for Down {
+            fn current(&self, _: &str) -> BoxFuture<'static, Result<Option<i64>, BoxError>> {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async { Err("down".into()) })
+            }
+        }
+        let calls = Arc::new(AtomicUsize::new(0));
+        let svc = PolicyVersionLayer::new(Arc::new(Down(calls.clone()))).layer(ok_service());
+        let alice = user(serde_json::json!({"sub": "alice", "uid": "u-1", "pv": 3}));
+        for _ in 0..2 {
+            assert_eq!(
+                svc.clone().oneshot(request(&alice)).await.unwrap().status(),
+                http::StatusCode::SERVICE_UNAVAILABLE
+            );
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn settings_on_a_disabled_or_cloned_layer_never_panic() {
+        let disabled = PolicyVersionLayer::disabled()
+            .with_max_staleness(Duration::from_secs(1))
+            .with_lookup_timeout(Duration::from_secs(1))
+            .with_service_token_rule(ServiceTokenRule::SubjectIsClient);
+        assert_eq!(format!("{disabled:?}"), "PolicyVersionLayer(disabled)");
+        let versions = Arc::new(MemoryPolicyVersions::new());
+        versions.set("u-1", 5);
+        let layer = PolicyVersionLayer::new(versions.clone());
+        let _kept = layer.clone();
+        // Configured after a clone: this copy gets its own checker.
+        let svc = layer.with_max_staleness(Duration::ZERO).layer(ok_service());
+        let alice = user(serde_json::json!({"sub": "alice", "uid": "u-1", "pv": 5}));
+        assert_eq!(
+            svc.clone().oneshot(request(&alice)).await.unwrap().status(),
+            http::StatusCode::OK
+        );
+        versions.bump("u-1");
+        assert_eq!(
+            svc.oneshot(request(&alice)).await.unwrap().status(),
+            http::StatusCode::UNAUTHORIZED
+        );
+    }
+
+    #[tokio::test]
+    async fn the_sub_equals_client_id_rule_never_skips_the_check() {
+        let versions = Arc::new(MemoryPolicyVersions::new());
+        // A user whose `sub` equals a client id (user-chosen on some identity providers).
+        versions.set("web", 4);
+        let posing = user(serde_json::json!({"sub": "web", "client_id": "web", "pv": 1}));
+        let legacy = PolicyVersionLayer::new(versions.clone())
+            .with_service_token_rule(ServiceTokenRule::SubjectIsClient)
+            .layer(ok_service());
+        assert_eq!(
+            legacy.oneshot(request(&posing)).await.unwrap().status(),
+            http::StatusCode::UNAUTHORIZED
+        );
+        // Under the default claim rule a real service token is not checked.
+        let svc = user(serde_json::json!({"sub": "web", "client_id": "web",
+                                          "gty": "client-credentials"}));
+        let default = PolicyVersionLayer::new(versions).layer(ok_service());
+        assert_eq!(
+            default
+                .clone()
+                .oneshot(request(&svc))
+                .await
+                .unwrap()
+                .status(),
+            http::StatusCode::OK
+        );
+        assert_eq!(
+            default.oneshot(request(&posing)).await.unwrap().status(),
+            http::StatusCode::UNAUTHORIZED
+        );
+    }
+
+    #[tokio::test]
+    async fn partner_users_have_their_own_policy_version() {
+        use crate::jwks::{Algorithm, KeySet};
+        use crate::signing::SigningKey;
+        use crate::verify::{IssuerConfig, Verifier};
+        let main = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let partner = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let keys = |k: &SigningKey| {
+            KeySet::from_jwks(k.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap()
+        };
+        let verifier = Verifier::builder()
+            .issuer(IssuerConfig::static_keys(
+                "https://auth.example",
+                keys(&main),
+            ))
+            .issuer(
+                IssuerConfig::static_keys("https://partner.example", keys(&partner))
+                    .prefix("partner"),
+            )
+            .audience("orders")
+            .build()
+            .unwrap();
+        let tok = |k: &SigningKey, iss: &str, pv: i64| {
+            let c = serde_json::json!({"iss": iss, "aud": "orders", "sub": "42", "pv": pv,
+                                       "exp": 4_000_000_000u64});
+            verifier.try_verify(&k.sign(&c).unwrap()).unwrap()
+        };
+        let versions = Arc::new(MemoryPolicyVersions::new());
+        versions.set("42", 7); // the main issuer's user 42
+        let svc = PolicyVersionLayer::new(versions.clone())
+            .with_max_staleness(Duration::ZERO)
+            .layer(ok_service());
+        // Partner user 42 is not held to main user 42's version, nor main user 42 to theirs.
+        let p = tok(&partner, "https://partner.example", 1);
+        assert_eq!(
+            svc.clone().oneshot(request(&p)).await.unwrap().status(),
+            http::StatusCode::OK
+        );
+        let m = tok(&main, "https://auth.example", 6);
+        assert_eq!(
+            svc.clone().oneshot(request(&m)).await.unwrap().status(),
+            http::StatusCode::UNAUTHORIZED
+        );
+        versions.set("partner:42", 2);
+        assert_eq!(
+            svc.oneshot(request(&p)).await.unwrap().status(),
+            http::StatusCode::UNAUTHORIZED
+        );
     }
 
     #[test]

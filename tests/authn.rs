@@ -770,7 +770,7 @@ async fn several_issuers_each_with_their_keys() {
     let b = Idp::start(jwks_of(&[&kb])).await;
     let verifier = Verifier::builder()
         .issuer(IssuerConfig::jwks_uri(a.issuer(), a.jwks_url()))
-        .issuer(IssuerConfig::jwks_uri(b.issuer(), b.jwks_url()))
+        .issuer(IssuerConfig::jwks_uri(b.issuer(), b.jwks_url()).prefix("b"))
         .audience(AUD)
         .remote_options(fast())
         .build()
@@ -882,4 +882,51 @@ fn fetch_task_restarts_when_its_runtime_ended() {
         assert!(verifier.verify(&tb).await.is_ok());
     });
     drop(idp);
+}
+
+#[tokio::test]
+async fn rsa_key_without_alg_in_a_fetched_jwks_serves_one_algorithm() {
+    let key = SigningKey::generate(Algorithm::RS256).unwrap();
+    let mut jwks = jwks_of(&[&key]);
+    jwks["keys"][0].as_object_mut().unwrap().remove("alg");
+    let idp = Idp::start(jwks).await;
+    let token = key.sign(&claims(&idp.issuer(), AUD)).unwrap();
+    let verifier = |any: Option<bool>| {
+        let mut b = builder(&idp).algorithms([Algorithm::PS256, Algorithm::RS256]);
+        if let Some(any) = any {
+            b = b.allow_any_rsa_alg_for_keys_without_alg(any);
+        }
+        b.build().unwrap()
+    };
+    // The key is bound to PS256 (first RSA algorithm of the allow-list): an RS256 token fails.
+    let url = format!("{}/me", app_url(verifier(None)).await);
+    assert_eq!(get_bearer(&url, &token).await.status, 401);
+    let strict = verifier(Some(false));
+    assert_eq!(
+        strict.verify(&token).await.unwrap_err(),
+        tower_bearer::AuthError::InvalidToken(
+            tower_bearer::error::TokenError::KeyAlgorithmMismatch
+        )
+    );
+    // Opted in: the key serves every allowed RSA algorithm.
+    let url = format!("{}/me", app_url(verifier(Some(true))).await);
+    assert_eq!(get_bearer(&url, &token).await.status, 200);
+}
+
+#[tokio::test]
+async fn id_token_with_matching_audience_is_refused() {
+    let key = SigningKey::generate(Algorithm::ES256).unwrap();
+    let idp = Idp::start(jwks_of(&[&key])).await;
+    let url = format!("{}/me", app_url(builder(&idp).build().unwrap()).await);
+    let mut id_token = claims(&idp.issuer(), AUD);
+    id_token["nonce"] = json!("n-0S6_WzA2Mj");
+    id_token["at_hash"] = json!("77QmUPtjPfzWtF2AnpK9RQ");
+    let r = get_bearer(&url, &key.sign(&id_token).unwrap()).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        get_bearer(&url, &key.sign(&claims(&idp.issuer(), AUD)).unwrap())
+            .await
+            .status,
+        200
+    );
 }

@@ -279,9 +279,23 @@ async fn rules_scopes_roles_and_internal_only_through_the_gateway() {
         403
     );
 
-    // A service token (sub == client_id, no uid) with the scope passes.
+    // `sub == client_id` and no uid is no service token by default (a user may choose its `sub`).
+    let posing = json!({"iss": iss, "aud": AUD, "sub": "service-order", "client_id": "service-order",
+                        "scope": "internal-service", "exp": now() + 300});
+    let posing = format!("Bearer {}", sign(posing));
+    assert_eq!(
+        http_get(
+            &format!("{}/internal/ping", gw.url),
+            &[("authorization", &posing)]
+        )
+        .await
+        .status,
+        403
+    );
+
+    // A service token (`gty: client-credentials`) with the scope passes.
     let service = json!({"iss": iss, "aud": AUD, "sub": "service-order", "client_id": "service-order",
-                         "scope": "internal-service", "exp": now() + 300});
+                         "gty": "client-credentials", "scope": "internal-service", "exp": now() + 300});
     let service = format!("Bearer {}", sign(service));
     assert_eq!(
         http_get(
@@ -589,4 +603,79 @@ async fn policy_version_bump_refuses_the_same_token() {
     assert_eq!(call(key.sign(&no_pv).unwrap()).await.status(), 401);
     versions.remove("u-1");
     assert_eq!(call(key.sign(&no_pv).unwrap()).await.status(), 200);
+}
+
+#[tokio::test]
+async fn partner_issuer_users_are_told_apart_and_never_mint_service_tokens() {
+    let main_key = SigningKey::generate(Algorithm::ES256).unwrap();
+    let partner_key = SigningKey::generate(Algorithm::ES256).unwrap();
+    let main = Idp::start(jwks_of(&[&main_key])).await;
+    let partner = Idp::start(jwks_of(&[&partner_key])).await;
+    let up = upstream().await;
+    let yaml = yaml(&main, &up.url).replace(
+        "    internal-only:\n",
+        &format!(
+            "    additional-issuers:\n      - {{ issuer: \"{}\", jwks-uri: \"{}\", prefix: partner }}\n    internal-only:\n",
+            partner.issuer(),
+            partner.jwks_url()
+        ),
+    );
+    let gw = gateway(&yaml).await;
+    let get = |path: &str, token: String| {
+        let url = format!("{}{path}", gw.url);
+        async move {
+            http_get(
+                &url,
+                &[
+                    ("authorization", &format!("Bearer {token}")),
+                    ("x-user-issuer", "https://spoofed.example"),
+                ],
+            )
+            .await
+        }
+    };
+
+    // The same `uid` from both issuers: two users upstream.
+    let r = get(
+        "/api/me",
+        main_key.sign(&user_claims(&main.issuer())).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let seen: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(seen["headers"]["x-user-id"], "u-1");
+    assert_eq!(seen["headers"]["x-user-issuer"], json!(main.issuer()));
+    let r = get(
+        "/api/me",
+        partner_key.sign(&user_claims(&partner.issuer())).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let seen: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(seen["headers"]["x-user-id"], "partner:u-1");
+    assert_eq!(seen["headers"]["x-user-issuer"], json!(partner.issuer()));
+
+    // Service tokens: the primary issuer's pass internal-only paths, the partner's never.
+    let service = |iss: String| {
+        json!({"iss": iss, "aud": AUD, "sub": "service-order", "client_id": "service-order",
+               "gty": "client-credentials", "scope": "internal-service", "exp": now() + 300})
+    };
+    let r = get(
+        "/internal/ping",
+        main_key.sign(&service(main.issuer())).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = get(
+        "/internal/ping",
+        partner_key.sign(&service(partner.issuer())).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+
+    // An ID token of the primary issuer whose `aud` matches is no access token.
+    let mut id_token = user_claims(&main.issuer());
+    id_token["nonce"] = json!("n-0S6_WzA2Mj");
+    let r = get("/api/me", main_key.sign(&id_token).unwrap()).await;
+    assert_eq!(r.status, 401);
 }

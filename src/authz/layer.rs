@@ -364,7 +364,8 @@ impl<R> fmt::Debug for InternalOnlyLayer<R> {
 }
 
 impl InternalOnlyLayer {
-    /// Requires `internal-service` and a service token (`sub == client_id`, no user id).
+    /// Requires `internal-service` and a service token (by default `gty: client-credentials`; see
+    /// [`ServiceTokenRule`](crate::claims::ServiceTokenRule)).
     ///
     /// # Example
     ///
@@ -401,7 +402,7 @@ impl InternalOnlyLayer {
     /// # use tower::{Layer, ServiceExt, service_fn};
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
-    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "ops", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "gty": "client-credentials", "scope": "ops", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
     ///
     /// let layer = InternalOnlyLayer::with(InternalOnly::default().scope("ops"));
     /// let mut req = Request::get("/sync").body(()).unwrap();

@@ -21,7 +21,7 @@ use crate::error::{AuthError, ConfigError};
 ///
 /// ```
 /// use tower_bearer::authz::Requirement;
-/// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+/// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "gty": "client-credentials", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
 ///
 /// let both = Requirement::AllOf(vec![Requirement::Authenticated, Requirement::AnyScope(vec!["orders.read".into(), "orders.write".into()])]);
 /// assert!(both.check(Some(&user)).is_ok());
@@ -67,7 +67,7 @@ impl Requirement {
     /// ```
     /// use tower_bearer::authz::Requirement;
     /// use tower_bearer::AuthError;
-    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "gty": "client-credentials", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
     ///
     /// assert!(Requirement::Scope("orders.read".into()).check(Some(&user)).is_ok());
     /// assert!(Requirement::Role("admin".into()).check(Some(&user)).is_err());
@@ -283,7 +283,7 @@ pub enum PathCase {
 /// use http::Method;
 /// use tower_bearer::authz::{AccessRules, InternalOnly, Requirement, Rule};
 /// use tower_bearer::AuthError;
-/// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+/// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "gty": "client-credentials", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
 ///
 /// let rules = AccessRules::builder()
 ///     .internal_only(InternalOnly::new(["/internal/**"]).scope("orders.write"))
@@ -317,7 +317,7 @@ impl InternalOnly {
     ///
     /// ```
     /// use tower_bearer::authz::InternalOnly;
-    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "gty": "client-credentials", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
     ///
     /// let internal = InternalOnly::new(["/internal/**"]);
     /// assert!(internal.check(Some(&user)).is_ok());
@@ -339,7 +339,7 @@ impl InternalOnly {
     ///
     /// ```
     /// use tower_bearer::authz::InternalOnly;
-    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "gty": "client-credentials", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
     ///
     /// assert!(InternalOnly::new(["/internal/**"]).scope("orders.read").check(Some(&user)).is_ok());
     /// assert!(InternalOnly::new(["/internal/**"]).scope("ops").check(Some(&user)).is_err());
@@ -356,11 +356,14 @@ impl InternalOnly {
     /// ```
     /// use tower_bearer::authz::InternalOnly;
     /// use tower_bearer::claims::ServiceTokenRule;
-    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "gty": "client-credentials", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
     ///
-    /// let rule = ServiceTokenRule::Claim { name: "gty".into(), value: "client-credentials".into() };
+    /// // The older rule, by name: `sub == client_id` and no user id claim.
+    /// let internal = InternalOnly::new(["/internal/**"]).service_token(ServiceTokenRule::SubjectIsClient);
+    /// assert!(internal.check(Some(&user)).is_ok());
+    /// let rule = ServiceTokenRule::Claim { name: "gty".into(), value: "other".into() };
     /// let internal = InternalOnly::new(["/internal/**"]).service_token(rule);
-    /// assert!(internal.check(Some(&user)).is_err()); // no `gty` claim
+    /// assert!(internal.check(Some(&user)).is_err()); // `gty` has another value
     /// ```
     #[must_use]
     pub fn service_token(mut self, rule: ServiceTokenRule) -> Self {
@@ -375,7 +378,7 @@ impl InternalOnly {
     /// ```
     /// use tower_bearer::authz::InternalOnly;
     /// use tower_bearer::AuthError;
-    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "gty": "client-credentials", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
     ///
     /// let internal = InternalOnly::new(["/internal/**"]);
     /// assert!(internal.check(Some(&user)).is_ok());
@@ -408,7 +411,7 @@ impl InternalOnly {
 /// ```
 /// use http::Method;
 /// use tower_bearer::authz::{AccessRules, Requirement, Rule};
-/// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+/// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "gty": "client-credentials", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
 ///
 /// let rules = AccessRules::builder()
 ///     .rule(Rule::new("/orders/**", Requirement::Scope("orders.read".into())))
@@ -511,7 +514,7 @@ impl AccessRulesBuilder {
     /// ```
     /// use http::Method;
     /// use tower_bearer::authz::{AccessRules, InternalOnly, Requirement, Rule};
-    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// # let user = tower_bearer::CurrentUser::from_claims(serde_json::json!({"iss": "i", "sub": "svc", "client_id": "svc", "gty": "client-credentials", "scope": "internal-service orders.read", "exp": 2000000000, "aud": "api"}).as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
     ///
     /// let rules = AccessRules::builder()
     ///     .internal_only(InternalOnly::new(["/internal/**"]))
@@ -844,12 +847,22 @@ mod tests {
     #[test]
     fn internal_only_needs_scope_and_service_token() {
         let r = rules();
-        let service =
-            user(json!({"sub": "orders", "client_id": "orders", "scope": "internal-service"}));
+        // The default rule is the claim rule `gty: client-credentials`.
+        let service = user(
+            json!({"sub": "orders", "client_id": "orders", "gty": "client-credentials", "scope": "internal-service"}),
+        );
         let user_with_scope = user(
             json!({"sub": "alice", "uid": "1", "client_id": "web", "scope": "internal-service"}),
         );
-        let service_no_scope = user(json!({"sub": "orders", "client_id": "orders"}));
+        let service_no_scope =
+            user(json!({"sub": "orders", "client_id": "orders", "gty": "client-credentials"}));
+        // `sub == client_id` alone is no longer a service token by default.
+        let sub_is_client =
+            user(json!({"sub": "orders", "client_id": "orders", "scope": "internal-service"}));
+        assert_eq!(
+            r.check(&Method::GET, "/internal/ping", Some(&sub_is_client)),
+            Err(AuthError::AccessDenied)
+        );
         assert!(r
             .check(&Method::GET, "/internal/ping", Some(&service))
             .is_ok());
@@ -865,19 +878,20 @@ mod tests {
             r.check(&Method::GET, "/internal/ping", None),
             Err(AuthError::AuthenticationRequired)
         );
-        // Claim-based rule.
-        let gty = InternalOnly::new(["/internal/**"]).service_token(ServiceTokenRule::Claim {
-            name: "gty".into(),
-            value: "client-credentials".into(),
-        });
-        let r = AccessRules::builder().internal_only(gty).build().unwrap();
+        // The named older rule.
+        let legacy =
+            InternalOnly::new(["/internal/**"]).service_token(ServiceTokenRule::SubjectIsClient);
+        let r = AccessRules::builder()
+            .internal_only(legacy)
+            .build()
+            .unwrap();
+        assert!(r
+            .check(&Method::GET, "/internal/ping", Some(&sub_is_client))
+            .is_ok());
         let cc = user(
             json!({"sub": "x", "uid": "1", "gty": "client-credentials", "scope": "internal-service"}),
         );
-        assert!(r.check(&Method::GET, "/internal/ping", Some(&cc)).is_ok());
-        assert!(r
-            .check(&Method::GET, "/internal/ping", Some(&service))
-            .is_err());
+        assert!(r.check(&Method::GET, "/internal/ping", Some(&cc)).is_err());
     }
 
     #[test]

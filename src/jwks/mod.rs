@@ -7,7 +7,9 @@
 //!
 //! Each key is filtered on its own: `kty` RSA, EC or OKP (`oct` only from static config), `use`
 //! absent or `sig`, `key_ops` absent or containing `verify`, algorithms from `alg` or else from
-//! `kty`/`crv` intersected with the allow-list, RSA of at least 2048 bits. A bad key is skipped
+//! `kty`/`crv` intersected with the allow-list, RSA of at least 2048 bits. An RSA key without
+//! `alg` serves only the first RSA algorithm of the allow-list (RFC 8725 §3.1: one algorithm per
+//! key) unless `allow-any-rsa-alg-for-keys-without-alg` is set. A bad key is skipped
 //! and logged; a set with no usable key is an error.
 //!
 //! # Example
@@ -240,16 +242,40 @@ enum Family {
     Oct,
 }
 
-/// A set of algorithms as a bit mask.
+/// A set of algorithms as a bit mask, plus what an RSA key without `alg` is bound to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct AlgSet(u16);
+pub(crate) struct AlgSet {
+    bits: u16,
+    /// The first RSA algorithm of the allow-list (in its order): what an RSA key without `alg`
+    /// serves (RFC 8725 §3.1: one algorithm per key).
+    rsa_default: Option<Algorithm>,
+    /// An RSA key without `alg` serves every allowed RS/PS algorithm instead.
+    any_rsa: bool,
+}
 
 impl AlgSet {
     pub(crate) fn from_slice(algs: &[Algorithm]) -> Self {
-        Self(algs.iter().fold(0, |m, a| m | a.bit()))
+        Self {
+            bits: algs.iter().fold(0, |m, a| m | a.bit()),
+            rsa_default: algs.iter().copied().find(|a| a.family() == Family::Rsa),
+            any_rsa: false,
+        }
+    }
+    /// Lets an RSA key without `alg` serve every allowed RS/PS algorithm
+    /// (`allow-any-rsa-alg-for-keys-without-alg`).
+    pub(crate) fn with_any_rsa_alg(mut self, any: bool) -> Self {
+        self.any_rsa = any;
+        self
+    }
+    /// The union of two sets (the RSA binding of `self`).
+    pub(crate) fn union(self, other: Self) -> Self {
+        Self {
+            bits: self.bits | other.bits,
+            ..self
+        }
     }
     pub(crate) fn contains(self, a: Algorithm) -> bool {
-        self.0 & a.bit() != 0
+        self.bits & a.bit() != 0
     }
     fn iter(self) -> impl Iterator<Item = Algorithm> {
         Algorithm::ALL
@@ -372,6 +398,9 @@ impl KeySet {
     /// Parses a JWKS document (`{"keys":[...]}`), keeping the keys usable with `allowed`.
     /// `oct` keys are skipped: shared secrets come only from [`KeySet::with_hmac_secret`].
     ///
+    /// An RSA key without `alg` serves one algorithm (RFC 8725 §3.1): the first RSA algorithm
+    /// of `allowed`, in its order. [`KeySet::from_jwks_any_rsa_alg`] lets it serve all of them.
+    ///
     /// # Example
     ///
     /// ```
@@ -389,6 +418,31 @@ impl KeySet {
     /// [`ConfigError::InvalidKey`] when the document is not a JWKS or holds no usable key.
     pub fn from_jwks(json: &[u8], allowed: &[Algorithm]) -> Result<Self, ConfigError> {
         Self::parse_jwks(json, AlgSet::from_slice(allowed), false)
+    }
+
+    /// As [`KeySet::from_jwks`], but an RSA key without `alg` serves every allowed RS/PS
+    /// algorithm (`allow-any-rsa-alg-for-keys-without-alg`). Prefer publishing `alg` per key.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::{Algorithm, KeySet};
+    /// use tower_bearer::signing::SigningKey;
+    ///
+    /// let jwks = SigningKey::generate(Algorithm::EdDSA).unwrap().jwks().to_string();
+    /// let set = KeySet::from_jwks_any_rsa_alg(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap();
+    /// assert_eq!(set.len(), 1);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`KeySet::from_jwks`].
+    pub fn from_jwks_any_rsa_alg(json: &[u8], allowed: &[Algorithm]) -> Result<Self, ConfigError> {
+        Self::parse_jwks(
+            json,
+            AlgSet::from_slice(allowed).with_any_rsa_alg(true),
+            false,
+        )
     }
 
     pub(crate) fn parse_jwks(
@@ -700,7 +754,9 @@ fn parse_jwk(jwk: &RawJwk, allowed: AlgSet, allow_oct: bool) -> Result<KeyEntry,
         "oct" if allow_oct => Family::Oct,
         other => return Err(format!("unsupported kty `{other}`")),
     };
-    // Algorithms: the key's own `alg`, or every allowed algorithm of its family.
+    // Algorithms: the key's own `alg`; without one, an RSA key is bound to the first allowed RSA
+    // algorithm of the allow-list (RFC 8725 §3.1) unless any is allowed; other families have
+    // one algorithm per curve.
     let algs: Vec<Algorithm> = match jwk.alg.as_deref() {
         Some(name) => {
             let alg = match name {
@@ -715,6 +771,9 @@ fn parse_jwk(jwk: &RawJwk, allowed: AlgSet, allow_oct: bool) -> Result<KeyEntry,
                 return Err(format!("alg `{name}` is not in the allow-list"));
             }
             vec![alg]
+        }
+        None if family == Family::Rsa && !allowed.any_rsa => {
+            allowed.rsa_default.into_iter().collect()
         }
         None => allowed.iter().filter(|a| a.family() == family).collect(),
     };
@@ -849,6 +908,75 @@ impl fmt::Debug for KeySource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An RSA JWKS without `alg`, and a token of its key for `alg`'s message.
+    fn rsa_without_alg() -> (crate::signing::SigningKey, Vec<u8>) {
+        let key = crate::signing::SigningKey::generate(Algorithm::RS256).unwrap();
+        let mut jwks = key.jwks();
+        jwks["keys"][0].as_object_mut().unwrap().remove("alg");
+        (key, jwks.to_string().into_bytes())
+    }
+
+    #[test]
+    fn rsa_key_without_alg_serves_the_first_allowed_rsa_alg() {
+        let (key, jwks) = rsa_without_alg();
+        let kid = Some(key.kid());
+        // Allow-list order decides: PS256 first, so the key serves PS256 only.
+        let set = KeySet::from_jwks(
+            &jwks,
+            &[Algorithm::ES256, Algorithm::PS256, Algorithm::RS256],
+        )
+        .unwrap();
+        assert!(set.candidates(kid, Algorithm::PS256).is_ok());
+        for alg in [Algorithm::RS256, Algorithm::RS384, Algorithm::PS384] {
+            assert_eq!(
+                set.candidates(kid, alg).err(),
+                Some(TokenError::KeyAlgorithmMismatch),
+                "{alg}"
+            );
+        }
+        // RS256 first: the key serves RS256, and an RS256 signature verifies.
+        let set = KeySet::from_jwks(&jwks, &[Algorithm::RS256, Algorithm::PS256]).unwrap();
+        let msg = b"header.payload";
+        let token = key.sign_raw(br#"{"alg":"RS256"}"#, msg).unwrap();
+        let sig = crate::json::b64url(token.rsplit('.').next().unwrap()).unwrap();
+        let signed = token.rsplit_once('.').unwrap().0.as_bytes().to_vec();
+        let k = set.candidates(kid, Algorithm::RS256).unwrap().remove(0);
+        assert!(k.verify(Algorithm::RS256, &signed, &sig));
+        assert_eq!(
+            set.candidates(kid, Algorithm::PS256).err(),
+            Some(TokenError::KeyAlgorithmMismatch)
+        );
+    }
+
+    #[test]
+    fn rsa_key_without_alg_serves_every_rsa_alg_only_when_allowed() {
+        let (key, jwks) = rsa_without_alg();
+        let kid = Some(key.kid());
+        let set = KeySet::from_jwks_any_rsa_alg(&jwks, &Algorithm::ALL).unwrap();
+        for alg in [
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+        ] {
+            assert!(set.candidates(kid, alg).is_ok(), "{alg}");
+        }
+        let bound = KeySet::from_jwks(&jwks, &Algorithm::ALL).unwrap();
+        assert_eq!(
+            bound.candidates(kid, Algorithm::PS512).err(),
+            Some(TokenError::KeyAlgorithmMismatch)
+        );
+        // A key with its own `alg` is bound to it either way.
+        let with_alg = key.jwks().to_string();
+        let set = KeySet::from_jwks_any_rsa_alg(with_alg.as_bytes(), &Algorithm::ALL).unwrap();
+        assert_eq!(
+            set.candidates(kid, Algorithm::PS256).err(),
+            Some(TokenError::KeyAlgorithmMismatch)
+        );
+    }
 
     #[test]
     fn rfc8037_and_filters() {

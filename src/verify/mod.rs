@@ -61,7 +61,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::bearer::DEFAULT_MAX_TOKEN_LEN;
-use crate::claims::{ClaimMapping, CompiledMapping, CurrentUser};
+use crate::claims::{ClaimMapping, CompiledMapping, CurrentUser, IssuerBinding};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{AuthError, ConfigError, TokenError};
 use crate::http_client::{HttpClient, HttpClientConfig, HyperClient};
@@ -115,7 +115,7 @@ const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
 /// # };
 /// let verifier = Verifier::builder()
 ///     .issuer(issuer())
-///     .issuer(IssuerConfig::discovery("https://login.partner.example"))
+///     .issuer(IssuerConfig::discovery("https://login.partner.example").prefix("partner"))
 ///     .audience("orders")
 ///     .build()
 ///     .unwrap();
@@ -125,6 +125,10 @@ const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
 pub struct IssuerConfig {
     issuer: String,
     source: KeySource,
+    audiences: Vec<String>,
+    algorithms: Option<Vec<Algorithm>>,
+    service_tokens: Option<bool>,
+    prefix: Option<String>,
 }
 
 impl IssuerConfig {
@@ -144,7 +148,120 @@ impl IssuerConfig {
         Self {
             issuer: issuer.into(),
             source,
+            audiences: Vec::new(),
+            algorithms: None,
+            service_tokens: None,
+            prefix: None,
         }
+    }
+    /// Accepts this audience for this issuer's tokens (call again for more). An issuer with
+    /// its own audiences ignores [`VerifierBuilder::audience`]; one without uses it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::verify::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let jwks = key.jwks().to_string();
+    /// # let keys = || KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap();
+    /// # let token = |aud: &str| key.sign(&serde_json::json!({"iss": "https://auth.example",
+    /// #     "aud": aud, "sub": "alice", "exp": 4_000_000_000u64})).unwrap();
+    /// let verifier = Verifier::builder()
+    ///     .issuer(IssuerConfig::static_keys("https://auth.example", keys()).audience("partner-api"))
+    ///     .audience("orders")
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(verifier.try_verify(&token("partner-api")).is_ok());
+    /// assert!(verifier.try_verify(&token("orders")).is_err());
+    /// ```
+    pub fn audience(mut self, aud: impl Into<String>) -> Self {
+        self.audiences.push(aud.into());
+        self
+    }
+    /// The algorithm allow-list for this issuer (default: [`VerifierBuilder::algorithms`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::verify::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let jwks = key.jwks().to_string();
+    /// # let keys = || KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap();
+    /// # let token = key.sign(&serde_json::json!({"iss": "https://auth.example",
+    /// #     "aud": "orders", "sub": "alice", "exp": 4_000_000_000u64})).unwrap();
+    /// use tower_bearer::error::{AuthError, TokenError};
+    ///
+    /// let issuer = IssuerConfig::static_keys("https://auth.example", keys()).algorithms([Algorithm::ES256]);
+    /// let verifier = Verifier::builder().issuer(issuer).audience("orders").build().unwrap();
+    /// assert_eq!(
+    ///     verifier.try_verify(&token).unwrap_err(),
+    ///     AuthError::InvalidToken(TokenError::AlgorithmNotAllowed)
+    /// );
+    /// ```
+    pub fn algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = Some(algs.into_iter().collect());
+        self
+    }
+    /// Whether this issuer may mint service tokens, the tokens a
+    /// [`ServiceTokenRule`](crate::claims::ServiceTokenRule) accepts for internal-only paths
+    /// (default: only the first configured issuer).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::verify::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let jwks = key.jwks().to_string();
+    /// # let keys = || KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap();
+    /// # let token = key.sign(&serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+    /// #     "sub": "svc", "gty": "client-credentials", "exp": 4_000_000_000u64})).unwrap();
+    /// use tower_bearer::claims::ServiceTokenRule;
+    ///
+    /// let issuer = IssuerConfig::static_keys("https://auth.example", keys()).service_tokens(false);
+    /// let verifier = Verifier::builder().issuer(issuer).audience("orders").build().unwrap();
+    /// let user = verifier.try_verify(&token).unwrap();
+    /// assert!(!ServiceTokenRule::default().matches(&user));
+    /// ```
+    pub fn service_tokens(mut self, allowed: bool) -> Self {
+        self.service_tokens = Some(allowed);
+        self
+    }
+    /// The prefix of this issuer's users when several issuers are configured:
+    /// [`CurrentUser::user_id`] (so the policy-version key and `X-User-Id`) becomes
+    /// `prefix:id`. ASCII letters, digits, `.`, `_` and `-`. With several issuers every issuer
+    /// but the first needs one (the first may have one); with one issuer it is not applied.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::verify::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let jwks = key.jwks().to_string();
+    /// # let keys = || KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap();
+    /// # let token = key.sign(&serde_json::json!({"iss": "https://partner.example", "aud": "orders",
+    /// #     "sub": "42", "exp": 4_000_000_000u64})).unwrap();
+    /// let verifier = Verifier::builder()
+    ///     .issuer(IssuerConfig::discovery("https://auth.example"))
+    ///     .issuer(IssuerConfig::static_keys("https://partner.example", keys()).prefix("partner"))
+    ///     .audience("orders")
+    ///     .build()
+    ///     .unwrap();
+    /// let user = verifier.try_verify(&token).unwrap();
+    /// assert_eq!(user.user_id(), Some("partner:42"));
+    /// assert_eq!(user.local_user_id(), Some("42"));
+    /// assert_eq!(user.issuer(), "https://partner.example");
+    /// ```
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
     }
     /// Keys from a JWKS URL.
     ///
@@ -244,6 +361,8 @@ pub struct VerifierBuilder {
     remote: RemoteOptions,
     clock: Arc<dyn Clock>,
     reject_embedded_keys: bool,
+    reject_id_tokens: bool,
+    any_rsa_alg: bool,
     max_token_len: usize,
 }
 
@@ -273,6 +392,8 @@ impl Default for VerifierBuilder {
             remote: RemoteOptions::default(),
             clock: Arc::new(SystemClock),
             reject_embedded_keys: false,
+            reject_id_tokens: true,
+            any_rsa_alg: false,
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
         }
     }
@@ -662,6 +783,64 @@ impl VerifierBuilder {
         self.reject_embedded_keys = reject;
         self
     }
+    /// Refuse OpenID Connect ID tokens presented as access tokens (default `true`; YAML
+    /// `reject-id-tokens`): a header `typ` of `id_token+jwt`, or a `nonce` or `at_hash` claim
+    /// (claims of ID tokens only), is refused with [`TokenError::IdToken`]. RFC 9068 §4 wants
+    /// `typ: at+jwt` for this; this check also holds where `typ` is not required.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::verify::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let jwks = key.jwks().to_string();
+    /// # let issuer = || IssuerConfig::static_keys("https://auth.example",
+    /// #     KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA]).unwrap());
+    /// # let token = |extra: serde_json::Value| {
+    /// #     let mut c = serde_json::json!({"iss": "https://auth.example", "aud": "orders",
+    /// #         "sub": "alice", "exp": 4_000_000_000u64});
+    /// #     c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    /// #     key.sign(&c).unwrap()
+    /// # };
+    /// use tower_bearer::error::{AuthError, TokenError};
+    ///
+    /// let id_token = token(serde_json::json!({"nonce": "n-0S6_WzA2Mj"}));
+    /// let strict = Verifier::builder().issuer(issuer()).audience("orders").build().unwrap();
+    /// assert_eq!(strict.try_verify(&id_token).unwrap_err(), AuthError::InvalidToken(TokenError::IdToken));
+    /// let lax = Verifier::builder().issuer(issuer()).audience("orders")
+    ///     .reject_id_tokens(false).build().unwrap();
+    /// assert!(lax.try_verify(&id_token).is_ok());
+    /// ```
+    pub fn reject_id_tokens(mut self, reject: bool) -> Self {
+        self.reject_id_tokens = reject;
+        self
+    }
+    /// Let an RSA key without `alg` in a fetched JWKS serve every allowed RS/PS algorithm
+    /// (default `false`; YAML `allow-any-rsa-alg-for-keys-without-alg`). By default such a key
+    /// serves only the first RSA algorithm of the allow-list, in its order (RFC 8725 §3.1: one
+    /// algorithm per key). Static key sets are bound when parsed (see
+    /// [`KeySet::from_jwks_any_rsa_alg`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::jwks::Algorithm;
+    /// use tower_bearer::verify::{IssuerConfig, Verifier};
+    ///
+    /// let verifier = Verifier::builder()
+    ///     .issuer(IssuerConfig::jwks_uri("https://auth.example", "https://auth.example/jwks"))
+    ///     .audience("orders")
+    ///     .algorithms([Algorithm::PS256, Algorithm::RS256]) // a key without `alg` serves PS256
+    ///     .allow_any_rsa_alg_for_keys_without_alg(false)
+    ///     .build();
+    /// assert!(verifier.is_ok());
+    /// ```
+    pub fn allow_any_rsa_alg_for_keys_without_alg(mut self, allow: bool) -> Self {
+        self.any_rsa_alg = allow;
+        self
+    }
     /// Longest accepted token (default 8 KiB).
     ///
     /// # Example
@@ -718,17 +897,62 @@ impl VerifierBuilder {
         if self.issuers.is_empty() {
             return Err(ConfigError::Missing("issuer"));
         }
-        if self.audiences.is_empty() {
+        if self.audiences.is_empty() && self.issuers.iter().any(|i| i.audiences.is_empty()) {
             return Err(ConfigError::Missing("audience"));
         }
-        if self.algorithms.is_empty() {
+        if self.algorithms.is_empty()
+            || self
+                .issuers
+                .iter()
+                .any(|i| i.algorithms.as_ref().is_some_and(Vec::is_empty))
+        {
             return Err(ConfigError::Missing("algorithms"));
         }
-        let allowed = AlgSet::from_slice(&self.algorithms);
+        let several = self.issuers.len() > 1;
+        let mut prefixes: Vec<Arc<str>> = Vec::new();
+        for (i, cfg) in self.issuers.iter().enumerate() {
+            match &cfg.prefix {
+                Some(p) => {
+                    if p.is_empty()
+                        || !p
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                    {
+                        return Err(ConfigError::Invalid {
+                            name: "prefix",
+                            reason: format!(
+                                "`{p}` of issuer `{}`: use ASCII letters, digits, `.`, `_`, `-`",
+                                cfg.issuer
+                            ),
+                        });
+                    }
+                    if prefixes.iter().any(|q| **q == **p) {
+                        return Err(ConfigError::Invalid {
+                            name: "prefix",
+                            reason: format!("`{p}` used by two issuers"),
+                        });
+                    }
+                    prefixes.push(p.as_str().into());
+                }
+                None if several && i > 0 => {
+                    return Err(ConfigError::Invalid {
+                        name: "prefix",
+                        reason: format!(
+                            "issuer `{}` needs a prefix: with several issuers, user ids are unique only per issuer",
+                            cfg.issuer
+                        ),
+                    })
+                }
+                None => {}
+            }
+        }
+        let global = AlgSet::from_slice(&self.algorithms).with_any_rsa_alg(self.any_rsa_alg);
+        let mut allowed = AlgSet::default();
         let mut client = self.http_client.clone();
         let mut issuers = Vec::new();
+        let mut policies = Vec::new();
         let mut by_name = HashMap::new();
-        for cfg in self.issuers {
+        for (i, cfg) in self.issuers.into_iter().enumerate() {
             if cfg.issuer.is_empty() {
                 return Err(ConfigError::Missing("issuer"));
             }
@@ -738,6 +962,27 @@ impl VerifierBuilder {
                     reason: format!("`{}` configured twice", cfg.issuer),
                 });
             }
+            let issuer_allowed = match &cfg.algorithms {
+                Some(algs) => AlgSet::from_slice(algs).with_any_rsa_alg(self.any_rsa_alg),
+                None => global,
+            };
+            allowed = allowed.union(issuer_allowed);
+            policies.push(IssuerPolicy {
+                audiences: if cfg.audiences.is_empty() {
+                    self.audiences.clone()
+                } else {
+                    cfg.audiences.clone()
+                },
+                allowed: issuer_allowed,
+                binding: IssuerBinding {
+                    prefix: if several {
+                        cfg.prefix.as_deref().map(Into::into)
+                    } else {
+                        None
+                    },
+                    service_tokens: cfg.service_tokens.unwrap_or(i == 0),
+                },
+            });
             let name: Arc<str> = cfg.issuer.as_str().into();
             let provider = match cfg.source {
                 KeySource::Static(keys) => KeyProvider::fixed(name, keys),
@@ -762,7 +1007,7 @@ impl VerifierBuilder {
                             RemoteSource::Discovery(cfg.issuer.clone())
                         }
                     };
-                    KeyProvider::remote(name, source, client, self.remote.clone(), allowed)
+                    KeyProvider::remote(name, source, client, self.remote.clone(), issuer_allowed)
                 }
             };
             by_name.insert(cfg.issuer, issuers.len());
@@ -771,6 +1016,8 @@ impl VerifierBuilder {
         Ok(Verifier {
             inner: Arc::new(Inner {
                 issuers,
+                policies,
+                prefixes: if several { prefixes } else { Vec::new() },
                 by_name,
                 audiences: self.audiences,
                 allowed,
@@ -781,6 +1028,7 @@ impl VerifierBuilder {
                 cache: (self.cache_entries > 0).then(|| TokenCache::new(self.cache_entries)),
                 clock: self.clock,
                 reject_embedded_keys: self.reject_embedded_keys,
+                reject_id_tokens: self.reject_id_tokens,
                 max_token_len: self.max_token_len,
             }),
         })
@@ -818,6 +1066,10 @@ pub struct Verifier {
 
 struct Inner {
     issuers: Vec<KeyProvider>,
+    /// Per issuer, same index as `issuers`.
+    policies: Vec<IssuerPolicy>,
+    /// Every issuer prefix, when several issuers are configured (else empty).
+    prefixes: Vec<Arc<str>>,
     by_name: HashMap<String, usize>,
     audiences: Vec<String>,
     allowed: AlgSet,
@@ -828,7 +1080,15 @@ struct Inner {
     cache: Option<TokenCache>,
     clock: Arc<dyn Clock>,
     reject_embedded_keys: bool,
+    reject_id_tokens: bool,
     max_token_len: usize,
+}
+
+/// What applies to one issuer's tokens.
+struct IssuerPolicy {
+    audiences: Vec<String>,
+    allowed: AlgSet,
+    binding: IssuerBinding,
 }
 
 impl fmt::Debug for Verifier {
@@ -1055,6 +1315,10 @@ impl Verifier {
             Some(_) => return Err(TokenError::InvalidIssuer.into()),
             None => return Err(TokenError::MissingIssuer.into()),
         };
+        let policy = &inner.policies[issuer];
+        if !policy.allowed.contains(header.alg) {
+            return Err(TokenError::AlgorithmNotAllowed.into());
+        }
         let signature = b64url(s64)?;
         if signature.is_empty() {
             return Err(TokenError::InvalidSignature.into());
@@ -1084,8 +1348,20 @@ impl Verifier {
         };
         drop(keys);
 
-        let (exp, nbf) = self.check_claims(&claims, now)?;
-        let user = CurrentUser::from_claims(claims, &inner.mapping)?;
+        let (exp, nbf) = self.check_claims(&claims, policy, now)?;
+        let user = CurrentUser::from_claims_bound(claims, &inner.mapping, &policy.binding)?;
+        if policy.binding.prefix.is_none() && !inner.prefixes.is_empty() {
+            // An unprefixed id that reads as `prefix:id` would be another issuer's user.
+            if let Some(id) = user.local_user_id() {
+                let clash = inner.prefixes.iter().any(|p| {
+                    id.strip_prefix(&**p)
+                        .is_some_and(|rest| rest.starts_with(':'))
+                });
+                if clash {
+                    return Err(TokenError::UserIdPrefixClash.into());
+                }
+            }
+        }
         if let (Some(cache), Some(key)) = (&inner.cache, cache_key) {
             let entry = Entry {
                 user: user.clone(),
@@ -1144,6 +1420,13 @@ impl Verifier {
         {
             return Err(TokenError::EmbeddedKey);
         }
+        if self.inner.reject_id_tokens {
+            if let Some(Value::String(t)) = h.get("typ") {
+                if normalize_typ(t) == "id_token+jwt" {
+                    return Err(TokenError::IdToken);
+                }
+            }
+        }
         if let Some(want) = &self.inner.typ {
             match h.get("typ") {
                 Some(Value::String(t)) if normalize_typ(t) == *want => {}
@@ -1162,10 +1445,16 @@ impl Verifier {
     fn check_claims(
         &self,
         c: &Map<String, Value>,
+        policy: &IssuerPolicy,
         now: u64,
     ) -> Result<(u64, Option<u64>), TokenError> {
         let inner = &*self.inner;
-        let accepted = |a: &str| inner.audiences.iter().any(|x| x == a);
+        // `nonce` and `at_hash` belong to ID tokens (OIDC Core §2, §3.1.3.6), never to access
+        // tokens (RFC 9068 §2.2).
+        if inner.reject_id_tokens && (c.contains_key("nonce") || c.contains_key("at_hash")) {
+            return Err(TokenError::IdToken);
+        }
+        let accepted = |a: &str| policy.audiences.iter().any(|x| x == a);
         match c.get("aud") {
             None => return Err(TokenError::MissingAudience),
             Some(Value::String(a)) => {
@@ -1397,6 +1686,267 @@ mod tests {
             check_crit(&hdr["crit"], &hdr),
             Err(TokenError::MalformedCrit)
         );
+    }
+
+    use crate::claims::ServiceTokenRule;
+    use crate::signing::SigningKey;
+    use serde_json::json;
+
+    const MAIN: &str = "https://auth.example";
+    const PARTNER: &str = "https://login.partner.example";
+
+    fn keys(k: &SigningKey) -> KeySet {
+        KeySet::from_jwks(k.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap()
+    }
+
+    fn token(k: &SigningKey, iss: &str, extra: Value) -> String {
+        let mut c = json!({"iss": iss, "aud": "orders", "exp": 4_000_000_000u64});
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        k.sign(&c).unwrap()
+    }
+
+    struct Two {
+        main: SigningKey,
+        partner: SigningKey,
+    }
+
+    impl Two {
+        fn new() -> Self {
+            Self {
+                main: SigningKey::generate(Algorithm::EdDSA).unwrap(),
+                partner: SigningKey::generate(Algorithm::EdDSA).unwrap(),
+            }
+        }
+        fn verifier(&self, partner: impl FnOnce(IssuerConfig) -> IssuerConfig) -> Verifier {
+            Verifier::builder()
+                .issuer(IssuerConfig::static_keys(MAIN, keys(&self.main)))
+                .issuer(partner(IssuerConfig::static_keys(
+                    PARTNER,
+                    keys(&self.partner),
+                )))
+                .audience("orders")
+                .build()
+                .unwrap()
+        }
+    }
+
+    #[test]
+    fn partner_users_never_collide_with_main_users() {
+        let two = Two::new();
+        let v = two.verifier(|p| p.prefix("partner"));
+        let main = v
+            .try_verify(&token(&two.main, MAIN, json!({"sub": "42"})))
+            .unwrap();
+        let partner = v
+            .try_verify(&token(&two.partner, PARTNER, json!({"sub": "42"})))
+            .unwrap();
+        assert_eq!(main.user_id(), Some("42"));
+        assert_eq!(partner.user_id(), Some("partner:42"));
+        assert_ne!(main.user_id(), partner.user_id());
+        assert_eq!(partner.local_user_id(), Some("42"));
+        assert_eq!(partner.issuer_prefix(), Some("partner"));
+        assert_eq!(partner.issuer(), PARTNER);
+        // A main-issuer id that reads as a partner id is refused, not confused.
+        assert_eq!(
+            v.try_verify(&token(&two.main, MAIN, json!({"sub": "partner:42"})))
+                .unwrap_err(),
+            AuthError::InvalidToken(TokenError::UserIdPrefixClash)
+        );
+        assert_eq!(
+            v.try_verify(&token(
+                &two.main,
+                MAIN,
+                json!({"sub": "a", "uid": "partner:42"})
+            ))
+            .unwrap_err(),
+            AuthError::InvalidToken(TokenError::UserIdPrefixClash)
+        );
+        // `partnerx:42` is no clash.
+        assert!(v
+            .try_verify(&token(&two.main, MAIN, json!({"sub": "partnerx:42"})))
+            .is_ok());
+    }
+
+    #[test]
+    fn several_issuers_need_distinct_valid_prefixes() {
+        let two = Two::new();
+        let build = |p: Option<&str>, main: Option<&str>| {
+            let mut m = IssuerConfig::static_keys(MAIN, keys(&two.main));
+            if let Some(x) = main {
+                m = m.prefix(x);
+            }
+            let mut q = IssuerConfig::static_keys(PARTNER, keys(&two.partner));
+            if let Some(x) = p {
+                q = q.prefix(x);
+            }
+            Verifier::builder()
+                .issuer(m)
+                .issuer(q)
+                .audience("orders")
+                .build()
+        };
+        for (p, main) in [
+            (None, None),
+            (Some(""), None),
+            (Some("a:b"), None),
+            (Some("p"), Some("p")),
+        ] {
+            assert!(
+                matches!(
+                    build(p, main),
+                    Err(ConfigError::Invalid { name: "prefix", .. })
+                ),
+                "{p:?} {main:?}"
+            );
+        }
+        assert!(build(Some("p"), Some("m")).is_ok());
+        // One issuer: its prefix is not applied.
+        let one = Verifier::builder()
+            .issuer(IssuerConfig::static_keys(MAIN, keys(&two.main)).prefix("m"))
+            .audience("orders")
+            .build()
+            .unwrap();
+        let u = one
+            .try_verify(&token(&two.main, MAIN, json!({"sub": "42"})))
+            .unwrap();
+        assert_eq!(u.user_id(), Some("42"));
+    }
+
+    #[test]
+    fn audiences_are_per_issuer() {
+        let two = Two::new();
+        let v = two.verifier(|p| p.prefix("partner").audience("partner-orders"));
+        assert!(v
+            .try_verify(&token(
+                &two.partner,
+                PARTNER,
+                json!({"sub": "1", "aud": "partner-orders"})
+            ))
+            .is_ok());
+        assert_eq!(
+            v.try_verify(&token(&two.partner, PARTNER, json!({"sub": "1"})))
+                .unwrap_err(),
+            AuthError::InvalidToken(TokenError::AudienceMismatch)
+        );
+        assert_eq!(
+            v.try_verify(&token(
+                &two.main,
+                MAIN,
+                json!({"sub": "1", "aud": "partner-orders"})
+            ))
+            .unwrap_err(),
+            AuthError::InvalidToken(TokenError::AudienceMismatch)
+        );
+        assert!(v
+            .try_verify(&token(&two.main, MAIN, json!({"sub": "1"})))
+            .is_ok());
+        // No verifier-wide audience: every issuer needs its own.
+        let err = Verifier::builder()
+            .issuer(IssuerConfig::static_keys(MAIN, keys(&two.main)))
+            .issuer(
+                IssuerConfig::static_keys(PARTNER, keys(&two.partner))
+                    .prefix("p")
+                    .audience("x"),
+            )
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Missing("audience")));
+    }
+
+    #[test]
+    fn only_the_first_issuer_mints_service_tokens_by_default() {
+        let two = Two::new();
+        let svc = json!({"sub": "svc", "client_id": "svc", "gty": "client-credentials",
+                         "scope": "internal-service"});
+        let rule = ServiceTokenRule::default();
+        let legacy = ServiceTokenRule::SubjectIsClient;
+        let v = two.verifier(|p| p.prefix("partner"));
+        let main = v.try_verify(&token(&two.main, MAIN, svc.clone())).unwrap();
+        let partner = v
+            .try_verify(&token(&two.partner, PARTNER, svc.clone()))
+            .unwrap();
+        assert!(rule.matches(&main) && legacy.matches(&main));
+        assert!(!partner.issuer_may_mint_service_tokens());
+        assert!(!rule.matches(&partner) && !legacy.matches(&partner));
+        // Marked `service-tokens: true`.
+        let v = two.verifier(|p| p.prefix("partner").service_tokens(true));
+        let partner = v
+            .try_verify(&token(&two.partner, PARTNER, svc.clone()))
+            .unwrap();
+        assert!(rule.matches(&partner));
+        // The first issuer may be switched off too.
+        let v = Verifier::builder()
+            .issuer(IssuerConfig::static_keys(MAIN, keys(&two.main)).service_tokens(false))
+            .audience("orders")
+            .build()
+            .unwrap();
+        assert!(!rule.matches(&v.try_verify(&token(&two.main, MAIN, svc)).unwrap()));
+    }
+
+    #[test]
+    fn algorithms_are_per_issuer() {
+        let two = Two::new();
+        let v = two.verifier(|p| p.prefix("partner").algorithms([Algorithm::ES256]));
+        assert_eq!(
+            v.try_verify(&token(&two.partner, PARTNER, json!({"sub": "1"})))
+                .unwrap_err(),
+            AuthError::InvalidToken(TokenError::AlgorithmNotAllowed)
+        );
+        assert!(v
+            .try_verify(&token(&two.main, MAIN, json!({"sub": "1"})))
+            .is_ok());
+    }
+
+    #[test]
+    fn id_tokens_are_refused_as_access_tokens() {
+        let k = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let build = |reject: Option<bool>| {
+            let mut b = Verifier::builder()
+                .issuer(IssuerConfig::static_keys(MAIN, keys(&k)))
+                .audience("orders");
+            if let Some(r) = reject {
+                b = b.reject_id_tokens(r);
+            }
+            b.build().unwrap()
+        };
+        let strict = build(None);
+        let lax = build(Some(false));
+        let id_err = AuthError::InvalidToken(TokenError::IdToken);
+        for extra in [
+            json!({"sub": "a", "nonce": "n-0S6_WzA2Mj"}),
+            json!({"sub": "a", "at_hash": "77QmUPtjPfzWtF2AnpK9RQ"}),
+        ] {
+            let t = token(&k, MAIN, extra);
+            assert_eq!(strict.try_verify(&t).unwrap_err(), id_err);
+            assert!(lax.try_verify(&t).is_ok());
+        }
+        let claims = json!({"iss": MAIN, "aud": "orders", "sub": "a", "exp": 4_000_000_000u64});
+        for typ in ["id_token+jwt", "application/ID_TOKEN+JWT"] {
+            let header = json!({"alg": "EdDSA", "kid": k.kid(), "typ": typ});
+            let t = k
+                .sign_raw(header.to_string().as_bytes(), claims.to_string().as_bytes())
+                .unwrap();
+            assert_eq!(strict.try_verify(&t).unwrap_err(), id_err, "{typ}");
+            assert!(lax.try_verify(&t).is_ok());
+        }
+        // Even where `typ` is required, the reason is precise.
+        let at = Verifier::builder()
+            .issuer(IssuerConfig::static_keys(MAIN, keys(&k)))
+            .audience("orders")
+            .typ("at+jwt")
+            .build()
+            .unwrap();
+        let header = json!({"alg": "EdDSA", "kid": k.kid(), "typ": "id_token+jwt"});
+        let t = k
+            .sign_raw(header.to_string().as_bytes(), claims.to_string().as_bytes())
+            .unwrap();
+        assert_eq!(at.try_verify(&t).unwrap_err(), id_err);
+        // An ordinary access token passes.
+        assert!(strict
+            .try_verify(&token(&k, MAIN, json!({"sub": "a"})))
+            .is_ok());
     }
 
     #[test]

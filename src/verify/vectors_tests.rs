@@ -96,12 +96,18 @@ fn public_jwk(jwk: &Value) -> Value {
 
 /// Parses a JWK set with every algorithm allowed; `oct` keys are accepted when the set holds
 /// any (the crate takes HMAC secrets from static configuration only).
+///
+/// RSA keys without `alg` serve every RS/PS algorithm here
+/// (`allow-any-rsa-alg-for-keys-without-alg`): these suites check the signature math for each
+/// algorithm (RFC 7520 §4.2 and Wycheproof publish PS384 tokens for an RSA key without `alg`),
+/// while the default binding of such a key to one algorithm (RFC 8725 §3.1) has its own tests
+/// (`jwks::tests::rsa_key_without_alg_*`).
 fn key_set(keys: &[Value]) -> Result<KeySet, ConfigError> {
     let allow_oct = keys.iter().any(|k| k["kty"] == "oct");
     let jwks = json!({ "keys": keys.iter().map(public_jwk).collect::<Vec<_>>() });
     KeySet::parse_jwks(
         jwks.to_string().as_bytes(),
-        AlgSet::from_slice(&Algorithm::ALL),
+        AlgSet::from_slice(&Algorithm::ALL).with_any_rsa_alg(true),
         allow_oct,
     )
 }

@@ -272,7 +272,7 @@ pub async fn token_endpoint(
                 let now = now();
                 let token = key
                     .sign(&json!({
-                        "iss": issuer, "sub": expected.0, "client_id": expected.0,
+                        "iss": issuer, "sub": expected.0, "client_id": expected.0, "gty": "client-credentials",
                         "aud": get("audience").unwrap_or_default(), "scope": get("scope").unwrap_or_default(),
                         "iat": now, "exp": now + 300, "jti": format!("t-{now}")
                     }))

@@ -715,6 +715,7 @@ impl VerifierBuilder {
     /// backend fails its known-answer self test.
     pub fn build(self) -> Result<Verifier, ConfigError> {
         self_test()?;
+        self.remote.validate()?;
         if self.issuers.is_empty() {
             return Err(ConfigError::Missing("issuer"));
         }

@@ -78,7 +78,7 @@ impl RemoteOptions {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::Invalid`] naming the offending setting.
+    /// [`ConfigError::Invalid`](crate::error::ConfigError::Invalid) naming the offending setting.
     pub fn validate(&self) -> Result<(), crate::error::ConfigError> {
         let invalid =
             |name, reason: String| Err(crate::error::ConfigError::Invalid { name, reason });

@@ -2,7 +2,9 @@
 //!
 //! Every key is part of the public contract; optional keys may be omitted; an unknown key is an
 //! error that names it. `${VAR}` is expanded in each scalar after parsing; an unset variable is
-//! an error that names it. Programs keep their own top-level keys (`listen`, `upstream`).
+//! an error that names it. `${VAR:-default}` takes `default` when `VAR` is unset or empty, and
+//! `$${` is a literal `${`. Error messages never repeat a whole scalar value (it may be a secret
+//! taken from the environment). Programs keep their own top-level keys (`listen`, `upstream`).
 //!
 //! # Example
 //!
@@ -90,7 +92,7 @@ pub struct SecurityConfig {
 ///   http-client:
 ///     timeout-seconds: "${TIMEOUT:-3}"
 ///     allow-insecure-http: true
-/// "#, |_| Some("3".into())).unwrap();
+/// "#, |_| None).unwrap();
 /// let http = cfg.http_client.unwrap();
 /// assert_eq!(http.timeout_seconds, Some(3));
 /// assert_eq!(http.allow_insecure_http, Some(true));
@@ -740,6 +742,15 @@ pub struct ClientSection {
     /// `refresh-ahead-seconds` (default 60).
     #[serde(default, deserialize_with = "opt_u64")]
     pub refresh_ahead_seconds: Option<u64>,
+    /// `cache-expire-seconds`: reuse one fetched token for at most this long, even when the
+    /// token endpoint grants a longer lifetime (see [`TokenClient::with_max_reuse`]). Refresh
+    /// ahead counts back from this bound: with `540` and `refresh-ahead-seconds: 60`, a token
+    /// is refreshed 480 s after it was fetched, however long it would stay valid.
+    #[serde(default, deserialize_with = "opt_u64")]
+    pub cache_expire_seconds: Option<u64>,
+    /// `grant-type`: only `client_credentials` (the default) is supported; any other value is
+    /// refused by name when the clients are built.
+    pub grant_type: Option<String>,
     /// `destinations`: origins that receive this token; nothing else does.
     #[serde(default)]
     pub destinations: Vec<String>,
@@ -791,7 +802,7 @@ pub struct NamedClientSection {
 /// assert_eq!(redis.url, "redis://127.0.0.1:6379");
 /// assert_eq!(redis.key_prefix, None);
 /// ```
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RedisConfig {
@@ -799,6 +810,15 @@ pub struct RedisConfig {
     pub url: String,
     /// `key-prefix` (default `tower-bearer`).
     pub key_prefix: Option<String>,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &crate::http_client::redact_userinfo(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
 }
 
 /// The default `redis.key-prefix`.
@@ -926,7 +946,7 @@ impl SecurityConfig {
         expand(&mut security, &env)?;
         SecurityConfig::deserialize(security).map_err(|e| ConfigError::Invalid {
             name: "security",
-            reason: e.to_string(),
+            reason: scrub_serde(&e.to_string()),
         })
     }
 
@@ -1542,6 +1562,17 @@ fn client_from(
         .client_secret
         .as_ref()
         .ok_or(ConfigError::Missing("internal-token.client-secret"))?;
+    if let Some(grant) = c.grant_type.as_deref() {
+        if grant != "client_credentials" {
+            return Err(ConfigError::Invalid {
+                name: "internal-token.grant-type",
+                reason: format!(
+                    "`{}` is not supported: only `client_credentials`",
+                    redact_value(grant)
+                ),
+            });
+        }
+    }
     let mut cc = ClientCredentials::builder(id, secret.expose())
         .http_client_config(http.clone())
         .client_auth(ClientAuth::parse(
@@ -1576,10 +1607,19 @@ fn client_from(
     for d in &c.destinations {
         client = client.with_destination(d)?;
     }
+    if let Some(secs) = c.cache_expire_seconds {
+        if secs == 0 {
+            return Err(ConfigError::Invalid {
+                name: "internal-token.cache-expire-seconds",
+                reason: "must be at least 1".into(),
+            });
+        }
+        client = client.with_max_reuse(Duration::from_secs(secs));
+    }
     Ok(client)
 }
 
-/// Expands `${VAR}` in every string scalar.
+/// Expands `${VAR}` and `${VAR:-default}` in every string scalar; `$${` is a literal `${`.
 fn expand(v: &mut Value, env: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
     match v {
         Value::String(s) if s.contains("${") => {
@@ -1601,26 +1641,102 @@ fn expand(v: &mut Value, env: &impl Fn(&str) -> Option<String>) -> Result<(), Co
     Ok(())
 }
 
+/// One scalar: `${NAME}` (must be set), `${NAME:-default}` (the default when `NAME` is unset
+/// or empty, as in POSIX shells), `$${` (a literal `${`, not expanded). The expanded values are
+/// never scanned again. Errors name the variable, never the scalar (it may hold a secret).
 fn expand_str(s: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
+        if rest[..start].ends_with('$') {
+            // `$${`: the escape, a literal `${`.
+            out.push_str(&rest[..start - 1]);
+            out.push_str("${");
+            rest = &rest[start + 2..];
+            continue;
+        }
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let end = after.find('}').ok_or_else(|| ConfigError::Invalid {
             name: "security",
-            reason: format!("unterminated `${{` in `{s}`"),
+            reason: "unterminated `${` in a value (write `$${` for a literal `${`)".into(),
         })?;
-        let name = &after[..end];
-        let value = env(name).ok_or_else(|| ConfigError::Invalid {
-            name: "security",
-            reason: format!("environment variable `{name}` is not set"),
-        })?;
+        let expr = &after[..end];
+        let (name, default) = match expr.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (expr, None),
+        };
+        if !is_var_name(name) {
+            return Err(ConfigError::Invalid {
+                name: "security",
+                reason: format!(
+                    "`${{{}}}`: not a variable name (letters, digits and `_`)",
+                    redact_value(name)
+                ),
+            });
+        }
+        let value = match (env(name), default) {
+            (Some(v), Some(d)) if v.is_empty() => d.to_owned(),
+            (Some(v), _) => v,
+            (None, Some(d)) => d.to_owned(),
+            (None, None) => {
+                return Err(ConfigError::Invalid {
+                    name: "security",
+                    reason: format!("environment variable `{name}` is not set"),
+                })
+            }
+        };
         out.push_str(&value);
         rest = &after[end + 1..];
     }
     out.push_str(rest);
     Ok(out)
+}
+
+fn is_var_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A scalar value for an error message: never the whole of it (it may be a secret expanded from
+/// the environment), only a short prefix and its length.
+fn redact_value(s: &str) -> String {
+    let count = s.chars().count();
+    let shown = (count / 4).min(4);
+    let prefix: String = s.chars().take(shown).collect();
+    format!("{prefix}… ({count} chars)")
+}
+
+/// A deserializer message with the scalar values it quotes redacted (`string "…"`,
+/// `unknown variant `…``); key names it quotes (`unknown field`) stay.
+fn scrub_serde(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    loop {
+        let string_at = rest.find("string \"").map(|i| (i, "string \"", '"'));
+        let variant_at = rest
+            .find("unknown variant `")
+            .map(|i| (i, "unknown variant `", '`'));
+        let next = match (string_at, variant_at) {
+            (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        };
+        let Some((at, lead, close)) = next else {
+            out.push_str(rest);
+            return out;
+        };
+        let body = &rest[at + lead.len()..];
+        let Some(end) = body.find(close) else {
+            out.push_str(&rest[..at + lead.len()]);
+            out.push_str(&redact_value(body));
+            return out;
+        };
+        out.push_str(&rest[..at + lead.len()]);
+        out.push_str(&redact_value(&body[..end]));
+        out.push(close);
+        rest = &body[end + 1..];
+    }
 }
 
 /// A number, or a string holding one (after `${VAR}` expansion).
@@ -1631,11 +1747,12 @@ fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
             .as_u64()
             .map(Some)
             .ok_or_else(|| de::Error::custom(format!("expected a non-negative integer, got {n}"))),
-        Some(Value::String(s)) => {
-            s.trim().parse().map(Some).map_err(|_| {
-                de::Error::custom(format!("expected a non-negative integer, got `{s}`"))
-            })
-        }
+        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| {
+            de::Error::custom(format!(
+                "expected a non-negative integer, got `{}`",
+                redact_value(&s)
+            ))
+        }),
         Some(other) => Err(de::Error::custom(format!(
             "expected a non-negative integer, got {other:?}"
         ))),
@@ -1651,7 +1768,8 @@ fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
             "true" => Ok(Some(true)),
             "false" => Ok(Some(false)),
             _ => Err(de::Error::custom(format!(
-                "expected true or false, got `{s}`"
+                "expected true or false, got `{}`",
+                redact_value(&s)
             ))),
         },
         Some(other) => Err(de::Error::custom(format!(
@@ -1819,6 +1937,141 @@ security:
         let err = SecurityConfig::from_yaml_with_env(FULL, |_| None).unwrap_err();
         assert!(err.to_string().contains("INTERNAL_CLIENT_SECRET"), "{err}");
     }
+
+    #[test]
+    fn variable_defaults_and_escape() {
+        let env = |name: &str| match name {
+            "SET" => Some("7".to_owned()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        let x = |s: &str| expand_str(s, &env);
+        assert_eq!(x("${TIMEOUT:-3}").unwrap(), "3");
+        assert_eq!(x("${SET:-3}").unwrap(), "7");
+        assert_eq!(x("${EMPTY:-3}").unwrap(), "3");
+        assert_eq!(x("${EMPTY}").unwrap(), "");
+        assert_eq!(x("a${UNSET:-}b").unwrap(), "ab");
+        assert_eq!(x("${UNSET:-http://h:1/x}").unwrap(), "http://h:1/x");
+        assert_eq!(x("$${SET}").unwrap(), "${SET}");
+        assert_eq!(x("p$${SET}-${SET}").unwrap(), "p${SET}-7");
+        assert_eq!(x("$$").unwrap(), "$$");
+        let err = x("${TIMEOUT:3}").unwrap_err().to_string();
+        assert!(err.contains("not a variable name"), "{err}");
+        assert!(x("${SET").is_err());
+        // Through the whole loader, as the docs of `HttpClientSection` show it.
+        let cfg = SecurityConfig::from_yaml_with_env(
+            "security:\n  http-client:\n    timeout-seconds: \"${TIMEOUT:-3}\"\n",
+            env,
+        )
+        .unwrap();
+        assert_eq!(cfg.http_client.unwrap().timeout_seconds, Some(3));
+    }
+
+    #[test]
+    fn errors_never_echo_a_secret_value() {
+        const SECRET: &str = "hunter2-very-secret-value";
+        let env = |name: &str| (name == "S").then(|| SECRET.to_owned());
+        let cases = [
+            "security:\n  http-client:\n    timeout-seconds: ${S}\n",
+            "security:\n  http-client:\n    allow-insecure-http: ${S}\n",
+            "security:\n  http-client:\n    timeout-seconds: [${S}]\n",
+            "security:\n  internal-token:\n    client-id: a\n    client-secret: x\n    token-url: http://127.0.0.1:1/t\n    grant-type: ${S}\n",
+            "security:\n  internal-token:\n    client-id: a\n    client-secret: x\n    token-url: http://127.0.0.1:1/t\n    cache-expire-seconds: ${S}\n",
+            "security:\n  redis: { url: \"${S}${S}\" }\n  internal-token:\n    enabled: { a: ${S} }\n",
+            "security:\n  internal-token:\n    client-secret: \"${S}${\"\n",
+        ];
+        for yaml in cases {
+            let err = SecurityConfig::from_yaml_with_env(yaml, env)
+                .and_then(|c| c.token_clients().map(|_| ()))
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains(SECRET), "{yaml}: {err}");
+            assert!(!err.contains("hunter2-very"), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn redis_userinfo_is_redacted() {
+        let cfg = SecurityConfig::from_yaml(
+            "security:\n  redis: { url: \"redis://user:hunter2@cache.internal:6379/0\" }\n",
+        )
+        .unwrap();
+        let debug = format!("{:?}", cfg.redis.as_ref().unwrap());
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(
+            debug.contains("redis://***@cache.internal:6379/0"),
+            "{debug}"
+        );
+        let debug = format!("{cfg:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert_eq!(
+            crate::http_client::redact_userinfo("redis://:pass@host"),
+            "redis://***@host"
+        );
+        let err = crate::http_client::parse_url("https://u:hunter2@h/x", false)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn seed_internal_token_block_loads() {
+        let env = |name: &str| (name == "INTERNAL_CLIENT_SECRET").then(|| "s".to_owned());
+        let cfg = SecurityConfig::from_yaml_with_env(SEED_INTERNAL_TOKEN, env).unwrap();
+        let it = cfg.internal_token.as_ref().unwrap();
+        assert_eq!(it.client.cache_expire_seconds, Some(540));
+        assert_eq!(it.client.grant_type.as_deref(), Some("client_credentials"));
+        let clients = cfg.token_clients().unwrap();
+        assert!(format!("{:?}", clients[0]).contains("540s"));
+        // The same keys in an entry of `clients:`.
+        let yaml = "security:\n  internal-token:\n    clients:\n      - { name: a, client-id: a, client-secret: b, token-url: 'http://127.0.0.1:1/t', cache-expire-seconds: 30, grant-type: client_credentials }\n";
+        let clients = SecurityConfig::from_yaml(yaml)
+            .unwrap()
+            .token_clients()
+            .unwrap();
+        assert!(format!("{:?}", clients[0]).contains("30s"));
+        for (good, bad, key) in [
+            (
+                "grant-type: client_credentials",
+                "grant-type: password",
+                "internal-token.grant-type",
+            ),
+            (
+                "grant-type: client_credentials",
+                "grant-type: authorization_code",
+                "internal-token.grant-type",
+            ),
+            (
+                "cache-expire-seconds: 540",
+                "cache-expire-seconds: 0",
+                "internal-token.cache-expire-seconds",
+            ),
+        ] {
+            let yaml = SEED_INTERNAL_TOKEN.replace(good, bad);
+            let err = SecurityConfig::from_yaml_with_env(&yaml, env)
+                .unwrap()
+                .token_clients()
+                .unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { name, .. } if *name == key),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    const SEED_INTERNAL_TOKEN: &str = r#"
+security:
+  internal-token:
+    enabled: true
+    client-id: internal-service-client
+    client-secret: ${INTERNAL_CLIENT_SECRET}
+    token-url: http://127.0.0.1:9000/oauth2/token
+    scope: internal-service
+    cache-expire-seconds: 540
+    refresh-ahead-seconds: 60
+    audience: service-system
+    grant-type: client_credentials
+"#;
 
     #[test]
     fn unknown_keys_are_named_at_any_depth() {

@@ -397,16 +397,32 @@ pub fn https_connector(
 /// [`ConfigError::InvalidUrl`] or [`ConfigError::InsecureUrl`].
 pub fn parse_url(url: &str, allow_insecure_http: bool) -> Result<Uri, ConfigError> {
     let uri: Uri = url.parse().map_err(|_| ConfigError::InvalidUrl {
-        url: url.to_owned(),
+        url: redact_userinfo(url),
         reason: "not a valid URL",
     })?;
     check_uri(&uri, allow_insecure_http)?;
     Ok(uri)
 }
 
+/// `url` without its user info (a password may be there): `redis://:pw@host` →
+/// `redis://***@host`; text that is not a URL is not echoed at all.
+pub(crate) fn redact_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        None if url.contains('@') => "<not a URL>".to_owned(),
+        None => url.to_owned(),
+    }
+}
+
 fn check_uri(uri: &Uri, allow_insecure_http: bool) -> Result<(), ConfigError> {
     let invalid = |reason| ConfigError::InvalidUrl {
-        url: uri.to_string(),
+        url: redact_userinfo(&uri.to_string()),
         reason,
     };
     let host = uri.host().ok_or_else(|| invalid("no host"))?;

@@ -14,6 +14,36 @@ use crate::error::TokenError;
 
 const DUPLICATE: &str = "duplicate member";
 
+/// The single key of the map that `serde_json` hands to a visitor in place of a number when any
+/// crate in the build enables its `arbitrary_precision` feature (the value is the number's text).
+const PRIVATE_NUMBER: &str = "$serde_json::private::Number";
+
+/// Whether `serde_json` runs with `arbitrary_precision` in this build (features are unified
+/// across the whole dependency graph, so another crate may turn it on). With it, numbers keep
+/// their text: `1e3` stays `1e3` instead of becoming `1000.0`.
+fn arbitrary_precision() -> bool {
+    struct Probe;
+    impl<'de> Visitor<'de> for Probe {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a number")
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+            while map.next_entry::<String, String>()?.is_some() {}
+            Ok(true)
+        }
+    }
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        serde_json::Deserializer::from_str("1.5")
+            .deserialize_any(Probe)
+            .unwrap_or(false)
+    })
+}
+
 /// Decodes canonical unpadded base64url (no padding, no stray bits, no other alphabet).
 pub(crate) fn b64url(part: &str) -> Result<Vec<u8>, TokenError> {
     URL_SAFE_NO_PAD
@@ -92,7 +122,20 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
+        let mut first = true;
         while let Some(key) = map.next_key::<String>()? {
+            if first && key == PRIVATE_NUMBER && arbitrary_precision() {
+                // A number under `arbitrary_precision`: its text, then nothing else.
+                let text = map.next_value::<String>()?;
+                if map.next_key::<String>()?.is_some() {
+                    return Err(de::Error::custom("malformed number"));
+                }
+                return text
+                    .parse::<serde_json::Number>()
+                    .map(Value::Number)
+                    .map_err(|_| de::Error::custom("malformed number"));
+            }
+            first = false;
             let value = map.next_value_seed(StrictSeed)?;
             match out.entry(key) {
                 serde_json::map::Entry::Vacant(slot) => {
@@ -132,6 +175,46 @@ mod tests {
         assert_eq!(parse_object(b"[1]"), Err(TokenError::InvalidJson));
         assert_eq!(parse_object(b"{} x"), Err(TokenError::InvalidJson));
         assert_eq!(parse_object(b"{\"a\":1"), Err(TokenError::InvalidJson));
+    }
+
+    #[test]
+    fn numbers_are_numbers_with_or_without_arbitrary_precision() {
+        let map = parse_object(
+            br#"{"exp":1700000300,"nbf":-5,"iat":1.7e9,"pv":3,"x":[1,{"y":2.5}],"big":18446744073709551615}"#,
+        )
+        .unwrap();
+        assert_eq!(map["exp"].as_u64(), Some(1_700_000_300));
+        assert_eq!(map["nbf"].as_i64(), Some(-5));
+        assert_eq!(map["iat"].as_f64(), Some(1.7e9));
+        assert_eq!(map["pv"].as_i64(), Some(3));
+        assert_eq!(map["x"][0].as_u64(), Some(1));
+        assert_eq!(map["x"][1]["y"].as_f64(), Some(2.5));
+        assert_eq!(map["big"].as_u64(), Some(u64::MAX));
+        assert!(map
+            .values()
+            .all(|v| !v.is_object() || v.get(PRIVATE_NUMBER).is_none()));
+        // Duplicates are still found inside nested objects holding numbers.
+        assert_eq!(
+            parse_object(br#"{"a":{"n":1,"n":2}}"#),
+            Err(TokenError::DuplicateMember)
+        );
+    }
+
+    #[test]
+    fn private_number_key_is_an_object_without_arbitrary_precision() {
+        let map = parse_object(br#"{"exp":{"$serde_json::private::Number":"1"}}"#);
+        if arbitrary_precision() {
+            // serde_json itself reads this form as a number in that mode.
+            assert_eq!(map.unwrap()["exp"].as_u64(), Some(1));
+        } else {
+            assert!(map.unwrap()["exp"].is_object());
+        }
+    }
+
+    #[cfg(feature = "__test-arbitrary-precision")]
+    #[test]
+    fn the_test_feature_turns_arbitrary_precision_on() {
+        assert!(arbitrary_precision());
     }
 
     #[test]

@@ -137,3 +137,91 @@ async fn every_failure_says_what_is_wrong() {
         internal_call::parse_args(["--config", "a", "--url", "ftp://x"].map(String::from)).is_err()
     );
 }
+
+/// The seeds' `internal-token` block, verbatim (only the port is this test's).
+const SEED_BLOCK: &str = r#"
+security:
+  internal-token:
+    enabled: true
+    client-id: internal-service-client
+    client-secret: ${INTERNAL_CLIENT_SECRET}
+    token-url: http://127.0.0.1:9000/oauth2/token
+    scope: internal-service
+    cache-expire-seconds: 540
+    refresh-ahead-seconds: 60
+    audience: service-system
+    grant-type: client_credentials
+"#;
+
+#[tokio::test]
+async fn seed_internal_token_block_builds_a_working_manager() {
+    let key = Arc::new(SigningKey::generate(Algorithm::ES256).unwrap());
+    let te = token_endpoint(
+        key.clone(),
+        ISS.into(),
+        "internal-service-client",
+        "seed-s3cret",
+    )
+    .await;
+    let yaml = SEED_BLOCK.replace("http://127.0.0.1:9000/oauth2/token", &te.url);
+    let env = |name: &str| (name == "INTERNAL_CLIENT_SECRET").then(|| "seed-s3cret".to_owned());
+    let cfg = tower_bearer::config::SecurityConfig::from_yaml_with_env(&yaml, env).unwrap();
+    let manager = cfg.token_manager().unwrap();
+    let header = manager.client_token("default").await.unwrap();
+    assert_eq!(te.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The token opens the internal-only path of service-system.
+    let target = service_system(&key).await;
+    let token = header.to_str().unwrap().strip_prefix("Bearer ").unwrap();
+    let reply = get_bearer(&format!("{target}/internal/ping"), token).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "pong"));
+}
+
+/// `cache-expire-seconds` bounds reuse below the token's real lifetime (300 s here), and
+/// refresh ahead counts back from that bound.
+#[tokio::test]
+async fn cache_expire_seconds_forces_a_refetch() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::time::Duration;
+    use tower_bearer::clock::ManualClock;
+
+    let key = Arc::new(SigningKey::generate(Algorithm::ES256).unwrap());
+    let te = token_endpoint(
+        key.clone(),
+        ISS.into(),
+        "internal-service-client",
+        "seed-s3cret",
+    )
+    .await;
+    let yaml = SEED_BLOCK
+        .replace("http://127.0.0.1:9000/oauth2/token", &te.url)
+        .replace("cache-expire-seconds: 540", "cache-expire-seconds: 100");
+    let env = |name: &str| (name == "INTERNAL_CLIENT_SECRET").then(|| "seed-s3cret".to_owned());
+    let cfg = tower_bearer::config::SecurityConfig::from_yaml_with_env(&yaml, env).unwrap();
+    let clock = ManualClock::new(now());
+    let manager = cfg
+        .token_manager_builder()
+        .unwrap()
+        .clock(Arc::new(clock.clone()))
+        .refresh_jitter(0.0)
+        .build()
+        .unwrap();
+    let first = manager.client_token("default").await.unwrap();
+    assert_eq!(te.hits.load(SeqCst), 1);
+    // Refresh ahead: min(60, 100 / 2) = 50 s before the bound, so nothing before +50 s.
+    clock.advance(Duration::from_secs(45));
+    assert_eq!(manager.client_token("default").await.unwrap(), first);
+    assert_eq!(te.hits.load(SeqCst), 1);
+    // Past +50 s: the cached token is served while one background refresh runs.
+    clock.advance(Duration::from_secs(6));
+    manager.client_token("default").await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while te.hits.load(SeqCst) < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(te.hits.load(SeqCst), 2);
+    // The refreshed token (fetched at +51 s) is bounded at +151 s, far below its real
+    // 300 s lifetime: at +152 s it is not used any more and the manager fetches again.
+    clock.advance(Duration::from_secs(101));
+    manager.client_token("default").await.unwrap();
+    assert_eq!(te.hits.load(SeqCst), 3);
+}

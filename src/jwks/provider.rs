@@ -51,6 +51,65 @@ pub struct RemoteOptions {
     pub first_fetch_wait: Duration,
 }
 
+impl RemoteOptions {
+    /// Checks that the bounds are consistent: `min-refresh-interval <= max-refresh-interval`,
+    /// `retry-min <= retry-max`, and `min-refresh-interval` and `retry-min` positive (a zero
+    /// would let a failing or `max-age=0` endpoint be fetched back to back).
+    /// [`VerifierBuilder::build`](crate::verify::VerifierBuilder::build) calls it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_bearer::error::ConfigError;
+    /// use tower_bearer::jwks::RemoteOptions;
+    ///
+    /// assert!(RemoteOptions::default().validate().is_ok());
+    /// let bad = RemoteOptions {
+    ///     min_refresh_interval: Duration::from_secs(600),
+    ///     max_refresh_interval: Duration::from_secs(60),
+    ///     ..RemoteOptions::default()
+    /// };
+    /// assert!(matches!(
+    ///     bad.validate(),
+    ///     Err(ConfigError::Invalid { name: "min-refresh-interval", .. })
+    /// ));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`](crate::error::ConfigError::Invalid) naming the offending setting.
+    pub fn validate(&self) -> Result<(), crate::error::ConfigError> {
+        let invalid =
+            |name, reason: String| Err(crate::error::ConfigError::Invalid { name, reason });
+        if self.min_refresh_interval.is_zero() {
+            return invalid("min-refresh-interval", "must be positive".into());
+        }
+        if self.min_refresh_interval > self.max_refresh_interval {
+            return invalid(
+                "min-refresh-interval",
+                format!(
+                    "{:?} is above max-refresh-interval {:?}",
+                    self.min_refresh_interval, self.max_refresh_interval
+                ),
+            );
+        }
+        if self.retry_min.is_zero() {
+            return invalid("retry-min", "must be positive".into());
+        }
+        if self.retry_min > self.retry_max {
+            return invalid(
+                "retry-min",
+                format!(
+                    "{:?} is above retry-max {:?}",
+                    self.retry_min, self.retry_max
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
 impl Default for RemoteOptions {
     fn default() -> Self {
         Self {
@@ -291,7 +350,10 @@ impl KeyProvider {
 impl Remote {
     fn client_timeout_hint(&self) -> Duration {
         // Discovery plus JWKS, each bounded by the client's own timeout.
-        self.opts.first_fetch_wait.max(Duration::from_secs(1)) * 2
+        self.opts
+            .first_fetch_wait
+            .max(Duration::from_secs(1))
+            .saturating_mul(2)
     }
 
     async fn fetch(&self, issuer: &str) -> Result<(KeySet, Option<Duration>), String> {
@@ -367,9 +429,26 @@ impl Remote {
     }
 
     fn backoff(&self, failures: u32) -> Duration {
-        let exp = failures.saturating_sub(1).min(16);
-        (self.opts.retry_min * 2u32.pow(exp)).min(self.opts.retry_max)
+        backoff(&self.opts, failures)
     }
+}
+
+/// `retry_min * 2^(failures - 1)`, saturating, at most `retry_max`.
+fn backoff(opts: &RemoteOptions, failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    opts.retry_min
+        .checked_mul(1u32 << exp)
+        .unwrap_or(Duration::MAX)
+        .min(opts.retry_max)
+}
+
+/// The delay after a good fetch: `max-age` (or the default interval) within the bounds. Never
+/// panics, even on bounds that `validate` would refuse (the lower bound wins).
+fn refresh_delay(opts: &RemoteOptions, max_age: Option<Duration>) -> Duration {
+    max_age
+        .unwrap_or(opts.refresh_interval)
+        .min(opts.max_refresh_interval)
+        .max(opts.min_refresh_interval)
 }
 
 /// The fetch task: scheduled refreshes and on-demand refetches, one at a time.
@@ -413,10 +492,7 @@ async fn run(weak: Weak<Inner>, mut rx: mpsc::Receiver<()>) {
                     }
                 });
                 inner.loaded_at.store(Arc::new(Some(Instant::now())));
-                delay = max_age.unwrap_or(remote.opts.refresh_interval).clamp(
-                    remote.opts.min_refresh_interval,
-                    remote.opts.max_refresh_interval,
-                );
+                delay = refresh_delay(&remote.opts, max_age);
                 tracing::debug!(issuer = %inner.issuer, keys, skipped, next_in = ?delay, "signing keys loaded");
             }
             Err(reason) => {
@@ -433,7 +509,11 @@ async fn run(weak: Weak<Inner>, mut rx: mpsc::Receiver<()>) {
                 );
             }
         }
-        *lock(&remote.next_attempt) = Instant::now() + delay;
+        let now = Instant::now();
+        // Saturate far in the future instead of overflowing `Instant`.
+        *lock(&remote.next_attempt) = now
+            .checked_add(delay)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
         {
             let mut c = lock(&remote.ctl);
             if c.on_demand_target.is_some_and(|t| attempt >= t) {
@@ -486,5 +566,97 @@ mod tests {
         assert_eq!(cache_max_age(&h), Some(Duration::from_secs(600)));
         h.insert(header::CACHE_CONTROL, "no-store".parse().unwrap());
         assert_eq!(cache_max_age(&h), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn backoff_saturates() {
+        let opts = RemoteOptions {
+            retry_min: Duration::MAX / 2,
+            retry_max: Duration::MAX,
+            ..RemoteOptions::default()
+        };
+        // `retry_min * 2^16` overflows `Duration`: saturate instead of panicking.
+        assert_eq!(backoff(&opts, 1), Duration::MAX / 2);
+        assert_eq!(backoff(&opts, 17), Duration::MAX);
+        assert_eq!(backoff(&opts, u32::MAX), Duration::MAX);
+        let d = RemoteOptions::default();
+        assert_eq!(backoff(&d, 1), Duration::from_secs(1));
+        assert_eq!(backoff(&d, 3), Duration::from_secs(4));
+        assert_eq!(backoff(&d, 40), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn refresh_delay_never_panics() {
+        let inverted = RemoteOptions {
+            min_refresh_interval: Duration::from_secs(600),
+            max_refresh_interval: Duration::from_secs(60),
+            ..RemoteOptions::default()
+        };
+        assert!(inverted.validate().is_err());
+        assert_eq!(refresh_delay(&inverted, None), Duration::from_secs(600));
+        let d = RemoteOptions::default();
+        assert_eq!(
+            refresh_delay(&d, Some(Duration::ZERO)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            refresh_delay(&d, Some(Duration::MAX)),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(refresh_delay(&d, None), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn inconsistent_options_are_refused_at_build() {
+        use crate::error::ConfigError;
+        use crate::verify::{IssuerConfig, Verifier};
+        let build = |opts: RemoteOptions| {
+            Verifier::builder()
+                .issuer(IssuerConfig::jwks_uri(
+                    "https://auth.example",
+                    "https://auth.example/jwks",
+                ))
+                .audience("api")
+                .remote_options(opts)
+                .build()
+        };
+        let cases = [
+            (
+                RemoteOptions {
+                    min_refresh_interval: Duration::from_secs(7200),
+                    ..RemoteOptions::default()
+                },
+                "min-refresh-interval",
+            ),
+            (
+                RemoteOptions {
+                    min_refresh_interval: Duration::ZERO,
+                    ..RemoteOptions::default()
+                },
+                "min-refresh-interval",
+            ),
+            (
+                RemoteOptions {
+                    retry_min: Duration::from_secs(120),
+                    ..RemoteOptions::default()
+                },
+                "retry-min",
+            ),
+            (
+                RemoteOptions {
+                    retry_min: Duration::ZERO,
+                    ..RemoteOptions::default()
+                },
+                "retry-min",
+            ),
+        ];
+        for (opts, key) in cases {
+            let err = build(opts).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { name, .. } if *name == key),
+                "{key}: {err}"
+            );
+        }
+        assert!(build(RemoteOptions::default()).is_ok());
     }
 }

@@ -138,6 +138,8 @@ pub(crate) struct ClientState {
     pub(crate) destinations: Vec<Origin>,
     pub(crate) skip_callers: Vec<Arc<str>>,
     pub(crate) default_slot: usize,
+    /// Upper bound on how long one fetched token is reused (`cache-expire-seconds`).
+    pub(crate) max_reuse: Option<Duration>,
     circuit: Mutex<Circuit>,
 }
 
@@ -164,6 +166,7 @@ impl ClientState {
             destinations,
             skip_callers,
             default_slot,
+            max_reuse: None,
             circuit: Mutex::new(Circuit::default()),
         }
     }
@@ -644,7 +647,8 @@ impl Inner {
                 Ok(result) => result,
                 Err(_) => Err(FetchError::Timeout(policy.attempt_timeout)),
             };
-            let error = match result.and_then(|token| self.prepare(token, None)) {
+            let capped = result.map(|token| self.cap(token, client.max_reuse));
+            let error = match capped.and_then(|token| self.prepare(token, None)) {
                 Ok(cached) => return Ok(cached),
                 Err(e) => e,
             };
@@ -665,6 +669,18 @@ impl Inner {
                 delay = delay.max(wait);
             }
             tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// A fetched token treated as expiring at `min(its expiry, now + max_reuse)`: refresh
+    /// ahead then counts back from that bound, and the bound also travels to the store.
+    fn cap(&self, token: AccessToken, max_reuse: Option<Duration>) -> AccessToken {
+        match max_reuse {
+            Some(max) => {
+                let bound = self.clock.now_unix().saturating_add(max.as_secs());
+                token.expiring_no_later_than(bound)
+            }
+            None => token,
         }
     }
 

@@ -179,6 +179,7 @@ pub struct TokenClient {
     pairs: Vec<(Arc<str>, Arc<str>)>,
     destinations: Vec<Origin>,
     skip_callers: Vec<Arc<str>>,
+    max_reuse: Option<Duration>,
 }
 
 impl fmt::Debug for TokenClient {
@@ -191,6 +192,7 @@ impl fmt::Debug for TokenClient {
             .field("pairs", &self.pairs)
             .field("destinations", &self.destinations)
             .field("skip_clients", &self.skip_callers)
+            .field("max_reuse", &self.max_reuse)
             .finish()
     }
 }
@@ -255,6 +257,7 @@ impl TokenClient {
             pairs: Vec::new(),
             destinations: Vec::new(),
             skip_callers: Vec::new(),
+            max_reuse: None,
         }
     }
 
@@ -417,6 +420,33 @@ impl TokenClient {
     /// ```
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Reuses one fetched token for at most `max` (YAML `cache-expire-seconds`), even when the
+    /// token endpoint grants a longer lifetime: the token is treated as expiring at
+    /// `min(its expiry, fetched + max)`, and the manager's refresh ahead counts back from that
+    /// bound (clamped to half of it, as for any short-lived token).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use tower_bearer::http_client::BoxFuture;
+    /// # use tower_bearer::outbound::{AccessToken, FetchError, TokenClient, TokenManager, TokenRequest};
+    /// # fn source() -> impl Fn(&TokenRequest) -> BoxFuture<'static, Result<AccessToken, FetchError>> + Send + Sync + 'static {
+    /// #     |req: &TokenRequest| {
+    /// #         let value = format!("{}.{}", req.audience().unwrap_or("-"), req.scope().unwrap_or("-"));
+    /// #         Box::pin(async move { Ok(AccessToken::bearer(value, u64::MAX / 2)) })
+    /// #     }
+    /// # }
+    ///
+    /// let client = TokenClient::new("orders", source()).with_max_reuse(Duration::from_secs(540));
+    /// assert!(format!("{client:?}").contains("540s"));
+    /// ```
+    pub fn with_max_reuse(mut self, max: Duration) -> Self {
+        self.max_reuse = Some(max);
+        self
     }
 }
 
@@ -1468,6 +1498,13 @@ impl TokenManagerBuilder {
         if o.circuit.failure_threshold == 0 {
             return Err(invalid("failure-threshold", "must be at least 1"));
         }
+        if self
+            .clients
+            .iter()
+            .any(|c| c.max_reuse.is_some_and(|m| m.as_secs() == 0))
+        {
+            return Err(invalid("cache-expire-seconds", "must be at least 1 second"));
+        }
         if o.lock_poll.is_zero() {
             return Err(invalid("lock-poll", "must be positive"));
         }
@@ -1519,14 +1556,16 @@ impl TokenManagerBuilder {
                 }
                 slots.push((index, request));
             }
-            clients.push(ClientState::new(
+            let mut state = ClientState::new(
                 c.name.clone(),
                 c.source.clone(),
                 audiences,
                 c.destinations.clone(),
                 c.skip_callers.clone(),
                 default_slot,
-            ));
+            );
+            state.max_reuse = c.max_reuse;
+            clients.push(state);
         }
         let slots: Vec<Arc<Slot>> = slots
             .into_iter()

@@ -72,6 +72,12 @@ impl AccessToken {
         }
     }
 
+    /// This token, treated as expiring at `at` if that is earlier than its own expiry.
+    pub(crate) fn expiring_no_later_than(mut self, at: u64) -> Self {
+        self.expires_at_unix = self.expires_at_unix.min(at);
+        self
+    }
+
     /// The token itself. Never log it.
     ///
     /// # Example

@@ -590,15 +590,10 @@ fn connect_lazy(url: &str) -> Result<ConnectionManager, ConfigError> {
 
 /// The URL without its user info (a password may be there).
 fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-                None => url.to_owned(),
-            }
-        }
-        None => "<not a URL>".to_owned(),
+    if url.contains("://") {
+        crate::http_client::redact_userinfo(url)
+    } else {
+        "<not a URL>".to_owned()
     }
 }
 

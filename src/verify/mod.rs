@@ -894,6 +894,7 @@ impl VerifierBuilder {
     /// backend fails its known-answer self test.
     pub fn build(self) -> Result<Verifier, ConfigError> {
         self_test()?;
+        self.remote.validate()?;
         if self.issuers.is_empty() {
             return Err(ConfigError::Missing("issuer"));
         }
@@ -1588,41 +1589,95 @@ fn normalize_typ(t: &str) -> String {
     }
 }
 
-/// Installs jsonwebtoken's aws-lc provider (so jsonwebtoken never panics on an ambiguous
-/// backend in this process) and runs a known-answer verification (RFC 8037 §A.4, Ed25519) both
-/// through our pre-parsed keys and through jsonwebtoken. Runs once per process.
+/// Known-answer self-test of the crypto backend, run once per process before the first verifier
+/// is built: fixed public signatures (RFC 8037 §A.4 Ed25519, RFC 7515 §A.2 RS256, §A.3 ES256)
+/// must verify with aws-lc-rs directly, the same signatures with one bit flipped must not, and
+/// the Ed25519 one must also verify through our JWK parsing and key selection.
 fn self_test() -> Result<(), ConfigError> {
     static RESULT: OnceLock<Result<(), &'static str>> = OnceLock::new();
     RESULT
-        .get_or_init(|| {
-            // "Already installed" is fine: any provider installed before us was chosen on purpose.
-            let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-            const X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
-            const MSG: &str = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc";
-            const SIG: &str = "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
-            let jwks = format!(r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","x":"{X}"}}]}}"#);
-            let set = KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA])
-                .map_err(|_| "Ed25519 key rejected")?;
-            let sig = b64url(SIG).map_err(|_| "bad vector")?;
-            let key = set
-                .candidates(None, Algorithm::EdDSA)
-                .map_err(|_| "no key")?
-                .remove(0);
-            if !key.verify(Algorithm::EdDSA, MSG.as_bytes(), &sig) {
-                return Err("aws-lc-rs rejected the RFC 8037 signature");
-            }
-            let jkey = jsonwebtoken::DecodingKey::from_ed_components(X).map_err(|_| "jsonwebtoken key")?;
-            // jsonwebtoken panics here if its provider is ambiguous: catch that at build time.
-            let ok = std::panic::catch_unwind(|| {
-                jsonwebtoken::crypto::verify(SIG, MSG.as_bytes(), &jkey, jsonwebtoken::Algorithm::EdDSA)
-            })
-            .map_err(|_| "jsonwebtoken has no usable crypto provider")?;
-            match ok {
-                Ok(true) => Ok(()),
-                _ => Err("jsonwebtoken rejected the RFC 8037 signature"),
-            }
-        })
+        .get_or_init(known_answers)
         .map_err(ConfigError::Crypto)
+}
+
+fn known_answers() -> Result<(), &'static str> {
+    use aws_lc_rs::signature::{
+        RsaPublicKeyComponents, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ED25519,
+        RSA_PKCS1_2048_8192_SHA256,
+    };
+    // RFC 8037 §A.4.
+    const ED_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    const ED_JWS: &str = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc.hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
+    // RFC 7515 §A.2.
+    const RSA_N: &str = "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ";
+    const RSA_JWS: &str = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw";
+    // RFC 7515 §A.3.
+    const EC_X: &str = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
+    const EC_Y: &str = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
+    const EC_JWS: &str = "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q";
+
+    fn split(jws: &str) -> Result<(&[u8], Vec<u8>), &'static str> {
+        let (input, sig) = jws.rsplit_once('.').ok_or("bad vector")?;
+        Ok((input.as_bytes(), b64url(sig).map_err(|_| "bad vector")?))
+    }
+    fn both_ways(
+        name: &'static str,
+        verify: impl Fn(&[u8], &[u8]) -> bool,
+        jws: &str,
+    ) -> Result<(), &'static str> {
+        let (input, mut sig) = split(jws)?;
+        if !verify(input, &sig) {
+            return Err(name);
+        }
+        sig[7] ^= 0x10;
+        if verify(input, &sig) {
+            return Err("aws-lc-rs accepted a corrupted known-answer signature");
+        }
+        Ok(())
+    }
+    let b = |s: &str| b64url(s).map_err(|_| "bad vector");
+
+    let ed_x = b(ED_X)?;
+    both_ways(
+        "aws-lc-rs rejected the RFC 8037 Ed25519 signature",
+        |m, s| UnparsedPublicKey::new(&ED25519, &ed_x).verify(m, s).is_ok(),
+        ED_JWS,
+    )?;
+    let rsa = RsaPublicKeyComponents {
+        n: b(RSA_N)?,
+        e: vec![1, 0, 1],
+    };
+    both_ways(
+        "aws-lc-rs rejected the RFC 7515 RS256 signature",
+        |m, s| rsa.verify(&RSA_PKCS1_2048_8192_SHA256, m, s).is_ok(),
+        RSA_JWS,
+    )?;
+    let mut point = vec![4u8];
+    point.extend(b(EC_X)?);
+    point.extend(b(EC_Y)?);
+    both_ways(
+        "aws-lc-rs rejected the RFC 7515 ES256 signature",
+        |m, s| {
+            UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
+                .verify(m, s)
+                .is_ok()
+        },
+        EC_JWS,
+    )?;
+
+    // The same Ed25519 vector through our own JWK parsing and key selection.
+    let jwks = format!(r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","x":"{ED_X}"}}]}}"#);
+    let set = KeySet::from_jwks(jwks.as_bytes(), &[Algorithm::EdDSA])
+        .map_err(|_| "Ed25519 key rejected")?;
+    let key = set
+        .candidates(None, Algorithm::EdDSA)
+        .map_err(|_| "no key")?
+        .remove(0);
+    let (input, sig) = split(ED_JWS)?;
+    if !key.verify(Algorithm::EdDSA, input, &sig) {
+        return Err("our key rejected the RFC 8037 signature");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1632,6 +1687,7 @@ mod tests {
     #[test]
     fn self_test_passes() {
         self_test().unwrap();
+        known_answers().unwrap();
     }
 
     #[test]

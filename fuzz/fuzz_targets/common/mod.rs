@@ -131,6 +131,9 @@ pub fn verify_checked(verifier: &Verifier, token: &str) -> Option<CurrentUser> {
         (Err(a), Err(b)) => assert_eq!(a, b, "second verification differs"),
         _ => panic!("verify {result:?} but try_verify {again:?}"),
     }
+    if debug() {
+        eprintln!("{token}\n  -> {:?}", result.as_ref().map(CurrentUser::claims));
+    }
     let user = result.ok()?;
     assert!(
         user.issuer() == ISSUER || user.issuer() == OTHER_ISSUER,
@@ -150,6 +153,12 @@ pub fn verify_checked(verifier: &Verifier, token: &str) -> Option<CurrentUser> {
         user.expires_at()
     );
     Some(user)
+}
+
+/// `FUZZ_DEBUG=1`: print each token and its verification result (to check the seeds).
+fn debug() -> bool {
+    static D: OnceLock<bool> = OnceLock::new();
+    *D.get_or_init(|| std::env::var_os("FUZZ_DEBUG").is_some())
 }
 
 /// Errors are values, never panics; the display of an error never echoes input verbatim.

@@ -9,13 +9,19 @@
 # by the runs, not checked in).
 #
 # Environment: FUZZ_TARGETS (space-separated subset), FUZZ_SANITIZER (default `none`: the
-# crate forbids `unsafe`; `address` for ASan), FUZZ_NICE (default 15), FUZZ_ARGS (extra
-# libFuzzer flags).
+# crate forbids `unsafe`; `address` for ASan), FUZZ_BUILD (`release`, the default, or `dev`:
+# half the build time from scratch, slower runs; the CI smoke uses it), FUZZ_NICE (default
+# 15), FUZZ_ARGS (extra libFuzzer flags).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECONDS_EACH="${1:-600}"
 SANITIZER="${FUZZ_SANITIZER:-none}"
+case "${FUZZ_BUILD:-release}" in
+  release) BUILD=() ;;
+  dev) BUILD=(--dev) ;;
+  *) echo "FUZZ_BUILD must be release or dev" >&2; exit 2 ;;
+esac
 NICE="nice -n ${FUZZ_NICE:-15}"
 # The fuzz crate is its own workspace with its own target dir (fuzz/target).
 unset CARGO_TARGET_DIR
@@ -36,7 +42,7 @@ else
 fi
 
 start=$(date +%s)
-$NICE cargo +nightly fuzz build -s "$SANITIZER"
+$NICE cargo +nightly fuzz build "${BUILD[@]}" -s "$SANITIZER"
 echo "fuzz: built ${#targets[@]} targets in $(($(date +%s) - start)) s"
 
 logdir="fuzz/target/logs"
@@ -50,7 +56,7 @@ for t in "${targets[@]}"; do
   log="$logdir/$t.log"
   status=0
   # shellcheck disable=SC2086
-  $NICE cargo +nightly fuzz run -s "$SANITIZER" "$t" "fuzz/corpus/$t" "${seeds[@]}" -- \
+  $NICE cargo +nightly fuzz run "${BUILD[@]}" -s "$SANITIZER" "$t" "fuzz/corpus/$t" "${seeds[@]}" -- \
     -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     ${FUZZ_ARGS:-} >"$log" 2>&1 || status=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "$log" | tail -1)

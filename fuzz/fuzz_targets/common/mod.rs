@@ -132,7 +132,10 @@ pub fn verify_checked(verifier: &Verifier, token: &str) -> Option<CurrentUser> {
         _ => panic!("verify {result:?} but try_verify {again:?}"),
     }
     if debug() {
-        eprintln!("{token}\n  -> {:?}", result.as_ref().map(CurrentUser::claims));
+        eprintln!(
+            "{token}\n  -> {:?}",
+            result.as_ref().map(CurrentUser::claims)
+        );
     }
     let user = result.ok()?;
     assert!(

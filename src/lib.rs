@@ -133,3 +133,39 @@ pub use verify::{IssuerConfig, Verifier};
 /// Crate internals for `benches/authz.rs` only: not a stable API.
 #[doc(hidden)]
 pub use authz::__bench as __authz_bench;
+
+/// Thin wrappers over private decoders, for the `fuzz/` targets only: not a stable API.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// Decodes a Redis token-store value as `RedisTokenStore::get` does, with the store
+    /// secret `secret` and the full Redis key `rkey`.
+    ///
+    /// # Errors
+    ///
+    /// The reason the value is treated as absent.
+    #[cfg(feature = "redis")]
+    pub fn redis_open(
+        secret: &[u8],
+        rkey: &str,
+        raw: &[u8],
+    ) -> Result<crate::store::StoredToken, &'static str> {
+        crate::store::redis::fuzz_open(secret, rkey, raw)
+    }
+
+    /// A Redis token-store value holding an arbitrary plaintext, sealed under the key
+    /// `redis_open` uses with the same `secret` and `rkey`, behind the clear fingerprint
+    /// `clear_fp`.
+    ///
+    /// # Errors
+    ///
+    /// An empty secret, or a failed encryption.
+    #[cfg(feature = "redis")]
+    pub fn redis_seal_plain(
+        secret: &[u8],
+        rkey: &str,
+        clear_fp: &str,
+        plain: &[u8],
+    ) -> Result<Vec<u8>, &'static str> {
+        crate::store::redis::fuzz_seal_plain(secret, rkey, clear_fp, plain)
+    }
+}

@@ -38,7 +38,7 @@
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-mod redis;
+pub(crate) mod redis;
 mod token;
 
 #[cfg(feature = "redis")]

@@ -779,6 +779,42 @@ fn open(prk: &Prk, rkey: &str, raw: &[u8]) -> Result<StoredToken, &'static str> 
     Ok(StoredToken::new(token, payload.refresh_at))
 }
 
+// ---------------------------------------------------------------------------------------------
+// For `crate::__fuzz` (the `fuzz/` targets) only.
+
+/// Decodes a stored value exactly as [`RedisTokenStore`]'s `get` does.
+pub(crate) fn fuzz_open(
+    secret: &[u8],
+    rkey: &str,
+    raw: &[u8],
+) -> Result<StoredToken, &'static str> {
+    let prk = derive_prk(secret).map_err(|_| "empty secret")?;
+    open(&prk, rkey, raw)
+}
+
+/// `clear_fp:base64(nonce ‖ AES-GCM(plain) ‖ tag)` under the key `get` uses: a value only a
+/// holder of the secret can write, with an arbitrary plaintext.
+pub(crate) fn fuzz_seal_plain(
+    secret: &[u8],
+    rkey: &str,
+    clear_fp: &str,
+    plain: &[u8],
+) -> Result<Vec<u8>, &'static str> {
+    let prk = derive_prk(secret).map_err(|_| "empty secret")?;
+    let key = key_for(&prk, rkey)?;
+    let mut buf = plain.to_vec();
+    let nonce = [7u8; NONCE_LEN];
+    key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(rkey.as_bytes()),
+        &mut buf,
+    )
+    .map_err(|_| "sealing")?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&buf);
+    Ok(format!("{clear_fp}:{}", STANDARD_NO_PAD.encode(&out)).into_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

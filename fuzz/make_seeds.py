@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Writes the checked-in seed corpora (fuzz/seeds/<target>/): valid and near-valid inputs.
+
+Run from the repository root: `python3 fuzz/make_seeds.py [VECTORS_DIR]` (default
+../shared/vectors; the Wycheproof / JOSE cookbook inputs are skipped when it is absent).
+The layouts are the targets' own (see the doc comment of each target).
+"""
+import base64, hashlib, json, os, shutil, sys
+
+root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seeds")
+vectors = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(root), "..", "..", "shared", "vectors")
+seeds = {}
+
+def add(target, name, data):
+    seeds.setdefault(target, {})[name] = data if isinstance(data, bytes) else data.encode()
+
+def b64u(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+def compact(obj):
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+# bearer: sel uri \n header...
+add("bearer", "header", b"\x00/orders\nBearer abc.def.ghi")
+add("bearer", "scheme_case", b"\x00/\nbEaReR   abc-_~+/==")
+add("bearer", "basic", b"\x00/\nBasic dXNlcjpwdw==")
+add("bearer", "two_headers", b"\x00/\nBearer a\nBearer b")
+add("bearer", "query", b"\x01/orders?x=1&access_token=abc%2Edef\n")
+add("bearer", "query_and_header", b"\x01/?access_token=abc\nBearer abc")
+add("bearer", "too_large", b"\x02/\nBearer 0123456789abcdefXYZ")
+
+# verify (arbitrary tokens): sel 0/1 raw text, sel 2/3 header \xff payload \xff signature
+claims = {"iss": "https://auth.example", "aud": "orders", "sub": "alice", "exp": 4000000000, "iat": 1699999000}
+hdr_ed = {"alg": "EdDSA", "kid": "fuzz-ed25519", "typ": "JWT"}
+add("verify", "segments_ed", b"\x02" + compact(hdr_ed) + b"\xff" + compact(claims) + b"\xff" + bytes(64))
+add("verify", "segments_rs", b"\x03" + compact({"alg": "RS256", "kid": "fuzz-rsa", "typ": "at+jwt"}) + b"\xff"
+    + compact(dict(claims, jti="j1")) + b"\xff" + bytes(256))
+add("verify", "none", b"\x00" + (b64u(compact({"alg": "none"})) + "." + b64u(compact(claims)) + ".").encode())
+add("verify", "jwe_form", b"\x00eyJhbGciOiJSU0EtT0FFUCJ9.a.b.c.d")
+add("verify", "json_serialization", b"\x01" + compact({"payload": "e30", "signatures": []}))
+sig_path = os.path.join(vectors, "wycheproof", "json_web_signature_test.json")
+if os.path.exists(sig_path):
+    groups = json.load(open(sig_path))["testGroups"]
+    picked = 0
+    for gi in (0, 1, 2, 6, 22):
+        for t in groups[gi]["tests"][:2]:
+            if isinstance(t.get("jws"), str):
+                add("verify", f"wycheproof_{t['tcId']}", b"\x00" + t["jws"].encode())
+                picked += 1
+
+# verify_signed: sel header \xff payload (signed here with the fixed-kid test keys)
+def signed(name, sel, header, payload):
+    h = header if isinstance(header, bytes) else compact(header)
+    p = payload if isinstance(payload, bytes) else compact(payload)
+    add("verify_signed", name, bytes([sel]) + h + b"\xff" + p)
+
+signed("valid_ed", 0, hdr_ed, dict(claims, roles=["admin"], scope="orders.read", uid="u-1", tenant="acme", pv=3))
+signed("valid_es", 2, {"alg": "ES256", "kid": "fuzz-p256"}, dict(claims, aud=["orders", "x"], nbf=1699999000))
+signed("valid_rs", 6, {"alg": "RS256", "kid": "fuzz-rsa", "typ": "JWT"}, claims)
+signed("valid_other_issuer", 4, {"alg": "ES256", "kid": "fuzz-other"}, dict(claims, iss="https://other.example"))
+signed("strict_valid", 1, {"alg": "EdDSA", "kid": "fuzz-ed25519", "typ": "at+jwt"},
+       dict(claims, jti="j-1", realm_access={"roles": ["admin"]}, org={"id": "acme"}, authorities=["ROLE_x"],
+            scp=["a", "b"], client_id="svc", permissions=["orders:read"]))
+signed("expired", 0, hdr_ed, dict(claims, exp=1600000000))
+signed("not_yet", 0, hdr_ed, dict(claims, nbf=1800000000))
+signed("wrong_aud", 0, hdr_ed, dict(claims, aud="billing"))
+signed("crit", 0, dict(hdr_ed, crit=["exp"]), claims)
+signed("b64_false", 0, dict(hdr_ed, b64=False, crit=["b64"]), claims)
+signed("embedded_jwk", 1, dict(hdr_ed, typ="at+jwt", jwk={"kty": "OKP", "crv": "Ed25519", "x": "AA"}), dict(claims, jti="j"))
+signed("duplicate_member", 0, hdr_ed, b'{"iss":"https://auth.example","aud":"orders","exp":4000000000,"sub":"a","sub":"b"}')
+signed("float_exp", 0, hdr_ed, b'{"iss":"https://auth.example","aud":"orders","exp":4e9,"iat":1.5e9,"pv":"7"}')
+signed("no_kid", 0, {"alg": "EdDSA"}, claims)
+signed("not_json", 0, hdr_ed, b"not json")
+
+# jwks: sel json
+add("jwks", "ed25519", b"\x00" + compact({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1", "use": "sig",
+                                                     "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}))
+add("jwks", "empty", b"\x00" + compact({"keys": []}))
+add("jwks", "not_a_set", b"\x01[1,2,3]")
+for rel, sel in (("jose-cookbook/jwk/3_1.ec_public_key.json", 2), ("jose-cookbook/jwk/3_3.rsa_public_key.json", 1),
+                 ("jose-cookbook/jwk/3_5.symmetric_key_mac_computation.json", 3)):
+    p = os.path.join(vectors, rel)
+    if os.path.exists(p):
+        add("jwks", os.path.basename(rel).split(".")[0], bytes([sel]) + compact({"keys": [json.load(open(p))]}))
+key_path = os.path.join(vectors, "wycheproof", "json_web_key_test.json")
+if os.path.exists(key_path):
+    for gi, g in enumerate(json.load(open(key_path))["testGroups"][:5]):
+        add("jwks", f"wycheproof_set_{gi}", bytes([gi % 4]) + compact(g["private"]))
+
+# authz: sel method ' ' path (sel: user = sel % 5, bit 7 = through http::Uri)
+for name, data in {
+    "public": b"\x00GET /public/a/b", "health": b"\x00GET /health/", "admin_post": b"\x01POST /admin/users",
+    "admin_delete_root": b"\x02DELETE /admin", "internal": b"\x83GET /internal/sync?x=1",
+    "reports": b"\x04GET /reports/r-1/export/", "encoded_dot": b"\x01GET /a/%2e%2e/admin",
+    "dot_dot": b"\x00GET /public/../admin", "orders": b"\x01PUT /orders/o-1/items/2",
+    "utf8": b"\x01GET /caf%C3%A9/%e2%82%ac", "extension": b"\x01post /admin/x",
+}.items():
+    add("authz", name, data)
+
+# config: YAML
+design = """listen: 127.0.0.1:8080
+security:
+  http-client: { timeout-seconds: 5, allow-insecure-http: false }
+  resource-server:
+    issuer: https://auth.eon.internal
+    jwks-uri: http://127.0.0.1:9000/oauth2/jwks
+    audience: [eon-internal]
+    algorithms: [RS256, ES256, EdDSA]
+    leeway-seconds: ${NUM}
+    typ: at+jwt
+    required-claims: [sub, client_id, jti]
+    claims: { user-id: uid, roles: realm_access.roles, permissions: permissions, tenant: tenant, merge-authorities-claim: ${BOOL} }
+    token-cache: { max-entries: 100000 }
+    internal-only:
+      scope: internal-service
+      paths: ["/internal/**"]
+      service-token: { claim: gty, value: client-credentials }
+    policy-version: { max-staleness-seconds: 5 }
+    rules:
+      - { path: "/public/**", permit-all: true }
+      - { path: "/admin/**", methods: [POST, DELETE], any-role: [admin] }
+      - { path: "/reports/{id}", scope: reports.read }
+      - { path: "/**", authenticated: true }
+    default: deny
+  internal-token:
+    enabled: true
+    client-id: internal-service-client
+    client-secret: ${SECRET}
+    token-url: http://127.0.0.1:9000/oauth2/token
+    scope: internal-service
+    audience: service-system
+    audience-parameter: audience
+    client-auth: client_secret_basic
+    refresh-ahead-seconds: 60
+    destinations: ["http://127.0.0.1:9002"]
+    skip-clients: [payments-gateway]
+  redis: { url: "redis://127.0.0.1:${PORT}", key-prefix: tower-bearer }
+"""
+add("config", "design", design)
+add("config", "minimal", "security:\n  redis: { url: redis://localhost }\n")
+add("config", "unknown_key", "security:\n  resource-server: { issuer: x, jwks-uri: y, bogus: 1 }\n")
+add("config", "unset_var", "security:\n  redis: { url: \"${NOPE}\" }\n")
+add("config", "anchors", "a: &a [1, 2]\nsecurity:\n  resource-server:\n    issuer: i\n    audience: *a\n")
+add("config", "clients", "security:\n  internal-token:\n    clients:\n      - { name: orders, client-id: o, client-secret: s, token-url: http://127.0.0.1/t, destinations: [http://127.0.0.1:1] }\n")
+
+# redis_value: sel 0 raw value; sel 1 clear_fp \n plaintext
+def fp(token):
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+payload = {"v": 1, "token": "abc", "token_type": "Bearer", "expires_at": 1900000000, "refresh_at": 1899999940, "fingerprint": fp("abc")}
+add("redis_value", "valid_plain", b"\x01" + fp("abc").encode() + b"\n" + compact(payload))
+add("redis_value", "fp_mismatch", b"\x01" + fp("abd").encode() + b"\n" + compact(payload))
+add("redis_value", "version_2", b"\x01" + fp("abc").encode() + b"\n" + compact(dict(payload, v=2)))
+add("redis_value", "raw_value", b"\x00" + fp("abc").encode() + b":" + base64.b64encode(bytes(40)).rstrip(b"="))
+add("redis_value", "raw_short", b"\x00x:AAAA")
+
+for target, files in seeds.items():
+    d = os.path.join(root, target)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    for name, data in files.items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+    print(f"{target}: {len(files)} seeds")

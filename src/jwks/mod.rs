@@ -451,11 +451,11 @@ impl KeySet {
         allow_oct: bool,
     ) -> Result<Self, ConfigError> {
         let raw: RawJwks = serde_json::from_slice(json)
-            .map_err(|e| ConfigError::InvalidKey(format!("not a JWK set: {e}")))?;
+            .map_err(|e| ConfigError::InvalidKey(format!("not a JWK set: {}", serde_reason(&e))))?;
         let mut set = KeySet::default();
         for (i, value) in raw.keys.into_iter().enumerate() {
             let parsed = serde_json::from_value::<RawJwk>(value)
-                .map_err(|e| e.to_string())
+                .map_err(|e| format!("not a JWK: {}", serde_reason(&e)))
                 .and_then(|jwk| parse_jwk(&jwk, allowed, allow_oct));
             match parsed {
                 Ok(entry) => set.push(entry),
@@ -718,6 +718,35 @@ fn bits(n: &[u8]) -> usize {
     }
 }
 
+/// What a JSON error says without quoting the remote document (serde_json's messages echo the
+/// offending value, which a JWKS endpoint controls): the error class and its position.
+fn serde_reason(e: &serde_json::Error) -> String {
+    let class = match e.classify() {
+        serde_json::error::Category::Io => "I/O error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected shape or type",
+        serde_json::error::Category::Eof => "unexpected end of input",
+    };
+    if e.line() == 0 {
+        class.to_owned()
+    } else {
+        format!("{class} at line {} column {}", e.line(), e.column())
+    }
+}
+
+/// A value from a remote JWK set, shown in a log line or an error: escaped and cut to 32
+/// characters, so garbage from the endpoint never reaches logs verbatim or at length.
+fn shown(v: &str) -> String {
+    const MAX: usize = 32;
+    let cut: String = v.chars().take(MAX).collect();
+    let more = if v.chars().count() > MAX { "…" } else { "" };
+    format!("{:?}{more}", cut)
+}
+
+fn shown_opt(v: Option<&str>) -> String {
+    v.map_or_else(|| "(none)".to_owned(), shown)
+}
+
 fn strip_zeros(n: &[u8]) -> &[u8] {
     let start = n.iter().position(|b| *b != 0).unwrap_or(n.len());
     &n[start..]
@@ -731,7 +760,7 @@ fn decode_field(name: &str, v: &Option<String>) -> Result<Vec<u8>, String> {
 fn parse_jwk(jwk: &RawJwk, allowed: AlgSet, allow_oct: bool) -> Result<KeyEntry, String> {
     if let Some(u) = &jwk.use_ {
         if u != "sig" {
-            return Err(format!("use `{u}` is not sig"));
+            return Err(format!("use {} is not sig", shown(u)));
         }
     }
     if let Some(ops) = &jwk.key_ops {
@@ -745,14 +774,14 @@ fn parse_jwk(jwk: &RawJwk, allowed: AlgSet, allow_oct: bool) -> Result<KeyEntry,
         "EC" => Family::Ec(match jwk.crv.as_deref() {
             Some("P-256") => "P-256",
             Some("P-384") => "P-384",
-            other => return Err(format!("unsupported EC curve {other:?}")),
+            other => return Err(format!("unsupported EC curve {}", shown_opt(other))),
         }),
         "OKP" => match jwk.crv.as_deref() {
             Some("Ed25519") => Family::Okp,
-            other => return Err(format!("unsupported OKP curve {other:?}")),
+            other => return Err(format!("unsupported OKP curve {}", shown_opt(other))),
         },
         "oct" if allow_oct => Family::Oct,
-        other => return Err(format!("unsupported kty `{other}`")),
+        other => return Err(format!("unsupported kty {}", shown(other))),
     };
     // Algorithms: the key's own `alg`; without one, an RSA key is bound to the first allowed RSA
     // algorithm of the allow-list (RFC 8725 §3.1) unless any is allowed; other families have
@@ -762,7 +791,8 @@ fn parse_jwk(jwk: &RawJwk, allowed: AlgSet, allow_oct: bool) -> Result<KeyEntry,
             let alg = match name {
                 // RFC 9864 fully-specified name for the same algorithm.
                 "Ed25519" => Algorithm::EdDSA,
-                _ => Algorithm::from_str(name).map_err(|_| format!("unsupported alg `{name}`"))?,
+                _ => Algorithm::from_str(name)
+                    .map_err(|_| format!("unsupported alg {}", shown(name)))?,
             };
             if alg.family() != family {
                 return Err(format!("alg `{name}` does not match kty/crv"));

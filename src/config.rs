@@ -2,7 +2,8 @@
 //!
 //! Every key is part of the public contract; optional keys may be omitted; an unknown key is an
 //! error that names it. `${VAR}` is expanded in each scalar after parsing; an unset variable is
-//! an error that names it. Programs keep their own top-level keys (`listen`, `upstream`).
+//! an error that names it, unless a default is given as `${VAR:-default}` (used when `VAR` is
+//! unset or empty). Programs keep their own top-level keys (`listen`, `upstream`).
 //!
 //! # Example
 //!
@@ -76,6 +77,23 @@ pub struct SecurityConfig {
     pub internal_token: Option<InternalTokenConfig>,
     /// `redis`: shared state.
     pub redis: Option<RedisConfig>,
+    /// `authorization-server`: the issuer (feature `issuer`).
+    #[cfg(feature = "issuer")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "issuer")))]
+    pub authorization_server: Option<crate::issuer::config::AuthorizationServerConfig>,
+    /// Without feature `issuer`, an `authorization-server` key is an error naming the feature.
+    #[cfg(not(feature = "issuer"))]
+    #[serde(default, deserialize_with = "issuer_feature_missing")]
+    #[allow(dead_code)]
+    authorization_server: Option<()>,
+}
+
+/// `authorization-server` without feature `issuer`: refused with a reason naming the feature.
+#[cfg(not(feature = "issuer"))]
+fn issuer_feature_missing<'de, D: Deserializer<'de>>(_: D) -> Result<Option<()>, D::Error> {
+    Err(de::Error::custom(
+        "`authorization-server` needs the `issuer` feature of tower-bearer",
+    ))
 }
 
 /// `security.http-client`.
@@ -1377,11 +1395,23 @@ fn expand_str(s: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, 
             name: "security",
             reason: format!("unterminated `${{` in `{s}`"),
         })?;
-        let name = &after[..end];
-        let value = env(name).ok_or_else(|| ConfigError::Invalid {
-            name: "security",
-            reason: format!("environment variable `{name}` is not set"),
-        })?;
+        let expr = &after[..end];
+        // `${VAR:-default}`: the default when VAR is unset or empty.
+        let (name, default) = match expr.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (expr, None),
+        };
+        let value = match (env(name), default) {
+            (Some(v), Some(d)) if v.is_empty() => d.to_owned(),
+            (Some(v), _) => v,
+            (None, Some(d)) => d.to_owned(),
+            (None, None) => {
+                return Err(ConfigError::Invalid {
+                    name: "security",
+                    reason: format!("environment variable `{name}` is not set"),
+                })
+            }
+        };
         out.push_str(&value);
         rest = &after[end + 1..];
     }
@@ -1390,7 +1420,7 @@ fn expand_str(s: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, 
 }
 
 /// A number, or a string holding one (after `${VAR}` expansion).
-fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+pub(crate) fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
@@ -1409,7 +1439,7 @@ fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
 }
 
 /// A boolean, or a string `true`/`false`.
-fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+pub(crate) fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(b)),
@@ -1427,7 +1457,7 @@ fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
 }
 
 /// A string or a list of strings.
-fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub(crate) fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {
@@ -1578,6 +1608,31 @@ security:
                 .to_string();
             assert!(err.contains(needle), "{needle}: {err}");
         }
+    }
+
+    #[test]
+    fn authorization_server_needs_the_issuer_feature() {
+        let yaml = "security:\n  authorization-server:\n    issuer: https://auth.example\n";
+        let parsed = SecurityConfig::from_yaml(yaml);
+        #[cfg(feature = "issuer")]
+        assert_eq!(
+            parsed.unwrap().authorization_server.unwrap().issuer,
+            "https://auth.example"
+        );
+        #[cfg(not(feature = "issuer"))]
+        {
+            let err = parsed.unwrap_err().to_string();
+            assert!(err.contains("`issuer` feature"), "{err}");
+        }
+    }
+
+    #[test]
+    fn variable_defaults() {
+        let yaml = "security:\n  redis: { url: \"redis://${H:-localhost}:${P:-6379}\" }\n";
+        let cfg = SecurityConfig::from_yaml_with_env(yaml, |n| (n == "P").then(|| "7000".into()));
+        assert_eq!(cfg.unwrap().redis.unwrap().url, "redis://localhost:7000");
+        let cfg = SecurityConfig::from_yaml_with_env(yaml, |_| Some(String::new()));
+        assert_eq!(cfg.unwrap().redis.unwrap().url, "redis://localhost:6379");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! Sub-modules by capability: [`keys`] (signing keys, states, rotation), [`clients`] (registry and
 //! client authentication), [`grants`] (one file per grant), [`tokens`] (minting, claims
-//! customizer), [`endpoints`] (HTTP: token, JWKS, metadata, revoke, introspect), [`users`]
+//! customizer), [`endpoints`] (HTTP: token, jwks, metadata, revoke, introspect), [`users`]
 //! (`UserStore`), [`password`] (password and client-secret hashes), [`store`] (grant store: memory,
 //! Redis), [`config`] (`security.authorization-server`).
 

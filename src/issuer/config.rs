@@ -891,21 +891,18 @@ pub(crate) fn check_issuer(issuer: &str, allow_insecure_http: bool) -> Result<()
     Ok(())
 }
 
-/// `{noop}` is refused outside `insecure-dev`; anything else must carry a `{id}` prefix.
+/// The hash must parse (Spring `{id}` format, a supported id); `{noop}` only with
+/// `insecure-dev`.
 fn check_hash_prefix(name: &'static str, hash: &str) -> Result<(), ConfigError> {
-    if hash.starts_with("{noop}") && !cfg!(feature = "insecure-dev") {
-        return Err(invalid(
-            name,
-            "`{noop}` (plain text) is refused; it needs feature `insecure-dev`",
-        ));
-    }
     if !hash.starts_with('{') || !hash.contains('}') {
         return Err(invalid(
             name,
             "expected Spring's `{id}hash` format ({bcrypt}, {argon2}, {sha256})",
         ));
     }
-    Ok(())
+    crate::issuer::password::PasswordHash::parse(hash)
+        .map(|_| ())
+        .map_err(|e| invalid(name, strip_invalid_prefix(&e)))
 }
 
 fn validate_client(c: &ClientConfig) -> Result<(), ConfigError> {

@@ -67,7 +67,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -474,8 +474,8 @@ struct Inner {
     opts: KeyOptions,
     backend: Backend,
     /// The keys, sorted by [`Entry::order`]; the mutex serializes changes within the process
-    /// (the `.lock` file across processes). Held only on blocking threads.
-    entries: Mutex<Vec<Entry>>,
+    /// (the backend lock across processes).
+    entries: tokio::sync::Mutex<Vec<Entry>>,
     snapshot: ArcSwap<Snapshot>,
 }
 
@@ -547,7 +547,7 @@ impl KeyManager {
         let inner = Arc::new(Inner {
             opts,
             backend,
-            entries: Mutex::new(Vec::new()),
+            entries: tokio::sync::Mutex::new(Vec::new()),
             snapshot: ArcSwap::from_pointee(Snapshot::placeholder()?),
         });
         let manager = Self { inner };
@@ -585,7 +585,7 @@ impl KeyManager {
             inner: Arc::new(Inner {
                 opts,
                 backend: Backend::Memory,
-                entries: Mutex::new(entries),
+                entries: tokio::sync::Mutex::new(entries),
                 snapshot: ArcSwap::from_pointee(snapshot),
             }),
         }
@@ -858,10 +858,13 @@ impl KeyManager {
     }
 
     async fn run(&self, action: Action) -> Result<(), ConfigError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.apply(action))
-            .await
-            .map_err(|e| ConfigError::InvalidKey(format!("key manager task failed: {e}")))?
+        let inner = &self.inner;
+        // Serializes changes within the process; the backend lock does it across instances.
+        let mut entries = inner.entries.lock().await;
+        let lock = inner.backend.lock().await?;
+        let result = inner.apply(&mut entries, action).await;
+        lock.release().await;
+        result
     }
 }
 
@@ -929,35 +932,25 @@ impl Inner {
             .saturating_add(self.opts.tick_interval.as_secs())
     }
 
-    fn apply(&self, action: Action) -> Result<(), ConfigError> {
-        let now = self.opts.clock.now_unix();
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let _lock = match &self.backend {
-            Backend::Dir { path, secret } => {
-                let lock = DirLock::acquire(path)?;
-                reload(path, secret, &mut entries)?;
-                Some(lock)
-            }
-            Backend::Memory => None,
-        };
-        let next_seq = entries.iter().map(|e| e.seq).max().unwrap_or(0) + 1;
+    /// What `action` changes at `now`: indices of keys to remove, and the schedule of a new key
+    /// (`Some(key)` for an import, `None` to generate one).
+    fn plan(
+        &self,
+        entries: &[Entry],
+        now: u64,
+        action: Action,
+    ) -> Result<(Vec<usize>, Option<(Option<SigningKey>, u64, u64)>), ConfigError> {
         let lead = self.opts.publish_lead.as_secs();
-        let mut new_key: Option<(SigningKey, u64, u64)> = None;
-        // Drop keys past their grace: a prefix of the sorted list.
-        let mut expired = Vec::new();
-        for i in 0..entries.len().saturating_sub(1) {
-            if self.remove_at(entries[i + 1].active_at) <= now {
-                expired.push(i);
-            }
-        }
-        // Never drop the active key (the last one with active_at <= now is never expired, since
-        // its successor is not active yet).
+        // Keys past their grace: a prefix of the sorted list, never the active key (its
+        // successor is not active yet).
+        let mut expired: Vec<usize> = (0..entries.len().saturating_sub(1))
+            .filter(|&i| self.remove_at(entries[i + 1].active_at) <= now)
+            .collect();
+        let mut new_key = None;
         match action {
-            Action::Tick => {
-                if let Some(last) = entries.last() {
+            Action::Tick => match entries.last() {
+                None => new_key = Some((None, now, now)),
+                Some(last) => {
                     let pending = last.active_at > now;
                     let due = self.opts.rotate_after.is_some_and(|after| {
                         now.saturating_add(lead) >= last.active_at.saturating_add(after.as_secs())
@@ -971,23 +964,19 @@ impl Inner {
                                 .max(now + lead),
                             _ => now + lead,
                         };
-                        new_key = Some((SigningKey::generate(self.opts.algorithm)?, now, at));
+                        new_key = Some((None, now, at));
                     }
-                } else {
-                    new_key = Some((SigningKey::generate(self.opts.algorithm)?, now, now));
                 }
-            }
+            },
             Action::Rotate => {
                 if entries.last().is_none_or(|last| last.active_at <= now) {
-                    new_key = Some((SigningKey::generate(self.opts.algorithm)?, now, now + lead));
+                    new_key = Some((None, now, now + lead));
                 }
             }
-            Action::RotateNow => {
-                new_key = Some((SigningKey::generate(self.opts.algorithm)?, now, now));
-            }
+            Action::RotateNow => new_key = Some((None, now, now)),
             Action::Import(key) => {
                 if !entries.iter().any(|e| e.key.kid() == key.kid()) {
-                    new_key = Some((*key, now, now));
+                    new_key = Some((Some(*key), now, now));
                 }
             }
             Action::Remove(kid) => {
@@ -1007,39 +996,54 @@ impl Inner {
                 }
             }
         }
-        for &i in expired.iter().rev() {
-            if let Backend::Dir { path, .. } = &self.backend {
-                let file = path.join(file_name(&entries[i].key));
-                match std::fs::remove_file(&file) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(source) => return Err(io_error(&file, source)),
-                }
+        Ok((expired, new_key))
+    }
+
+    async fn apply(&self, entries: &mut Vec<Entry>, action: Action) -> Result<(), ConfigError> {
+        let now = self.opts.clock.now_unix();
+        self.backend.reload(entries).await?;
+        let (expired, new_key) = self.plan(entries, now, action)?;
+        let new_entry = match new_key {
+            None => None,
+            Some((key, published_at, active_at)) => {
+                let key = match key {
+                    Some(key) => key,
+                    None => {
+                        // RSA generation takes tens of milliseconds: off the async threads.
+                        let alg = self.opts.algorithm;
+                        tokio::task::spawn_blocking(move || SigningKey::generate(alg))
+                            .await
+                            .map_err(|e| {
+                                ConfigError::InvalidKey(format!("key generation: {e}"))
+                            })??
+                    }
+                };
+                Some(Entry {
+                    key: Arc::new(key),
+                    seq: entries.iter().map(|e| e.seq).max().unwrap_or(0) + 1,
+                    published_at,
+                    active_at,
+                })
             }
+        };
+        for &i in expired.iter().rev() {
+            self.backend.delete(&entries[i]).await?;
             let gone = entries.remove(i);
             tracing::info!(kid = gone.key.kid(), "signing key removed from the JWKS");
         }
-        if let Some((key, published_at, active_at)) = new_key {
-            let entry = Entry {
-                key: Arc::new(key),
-                seq: next_seq,
-                published_at,
-                active_at,
-            };
-            if let Backend::Dir { path, secret } = &self.backend {
-                write_entry(path, secret, &entry)?;
-            }
+        if let Some(entry) = new_entry {
+            self.backend.write(&entry).await?;
             tracing::info!(
                 kid = entry.key.kid(),
                 alg = %entry.key.algorithm(),
-                published_at,
-                active_at,
+                published_at = entry.published_at,
+                active_at = entry.active_at,
                 "signing key published"
             );
             entries.push(entry);
             entries.sort_by(|a, b| a.order().cmp(&b.order()));
         }
-        let mut snapshot = Snapshot::build(&entries, now);
+        let mut snapshot = Snapshot::build(entries, now);
         for info in &mut snapshot.infos {
             info.remove_at = info.retired_at.map(|at| self.remove_at(at));
         }
@@ -1052,6 +1056,104 @@ impl Inner {
     }
 }
 
+fn join_error(e: tokio::task::JoinError) -> ConfigError {
+    ConfigError::InvalidKey(format!("key store task failed: {e}"))
+}
+
+/// Held while a change is made; released explicitly (a dropped `Dir` lock removes its file, a
+/// lost Redis lock expires).
+enum BackendLock {
+    None,
+    Dir(#[allow(dead_code)] DirLock),
+    #[cfg(feature = "redis")]
+    Redis(redis_keys::RedisLock),
+}
+
+impl BackendLock {
+    async fn release(self) {
+        match self {
+            BackendLock::None | BackendLock::Dir(_) => {}
+            #[cfg(feature = "redis")]
+            BackendLock::Redis(lock) => lock.release().await,
+        }
+    }
+}
+
+impl Backend {
+    async fn lock(&self) -> Result<BackendLock, ConfigError> {
+        match self {
+            Backend::Memory => Ok(BackendLock::None),
+            Backend::Dir { path, .. } => {
+                let path = path.clone();
+                let lock = tokio::task::spawn_blocking(move || DirLock::acquire(&path))
+                    .await
+                    .map_err(join_error)??;
+                Ok(BackendLock::Dir(lock))
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis(store) => Ok(BackendLock::Redis(store.lock().await?)),
+        }
+    }
+
+    /// Syncs `entries` with the stored records: new ones decrypted, vanished ones dropped
+    /// (records are immutable, so known ones are not read again).
+    async fn reload(&self, entries: &mut Vec<Entry>) -> Result<(), ConfigError> {
+        let known: Vec<String> = entries.iter().map(|e| record_name(&e.key)).collect();
+        let (names, fresh) = match self {
+            Backend::Memory => return Ok(()),
+            Backend::Dir { path, secret } => {
+                let (path, secret) = (path.clone(), secret.clone());
+                tokio::task::spawn_blocking(move || read_dir(&path, &secret, &known))
+                    .await
+                    .map_err(join_error)??
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis(store) => store.read_all(&known).await?,
+        };
+        entries.retain(|e| names.contains(&record_name(&e.key)));
+        entries.extend(fresh);
+        entries.sort_by(|a, b| a.order().cmp(&b.order()));
+        Ok(())
+    }
+
+    async fn write(&self, entry: &Entry) -> Result<(), ConfigError> {
+        match self {
+            Backend::Memory => Ok(()),
+            Backend::Dir { path, secret } => {
+                let record = seal_record(secret, entry)?;
+                let target = path.join(record_name(&entry.key));
+                let dir = path.clone();
+                tokio::task::spawn_blocking(move || write_file(&dir, &target, &record))
+                    .await
+                    .map_err(join_error)?
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis(store) => {
+                let record = seal_record(&store.secret, entry)?;
+                store.write(&record_name(&entry.key), record).await
+            }
+        }
+    }
+
+    async fn delete(&self, entry: &Entry) -> Result<(), ConfigError> {
+        match self {
+            Backend::Memory => Ok(()),
+            Backend::Dir { path, .. } => {
+                let file = path.join(record_name(&entry.key));
+                tokio::task::spawn_blocking(move || match std::fs::remove_file(&file) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(source) => Err(io_error(&file, source)),
+                })
+                .await
+                .map_err(join_error)?
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis(store) => store.delete(&record_name(&entry.key)).await,
+        }
+    }
+}
+
 fn io_error(path: &Path, source: std::io::Error) -> ConfigError {
     ConfigError::Io {
         path: path.display().to_string(),
@@ -1059,11 +1161,12 @@ fn io_error(path: &Path, source: std::io::Error) -> ConfigError {
     }
 }
 
-fn file_name(key: &SigningKey) -> String {
+/// The file name (key directory) or hash field (Redis) of a key's record.
+fn record_name(key: &SigningKey) -> String {
     format!("key-{}.json", key.thumbprint())
 }
 
-/// One key file: the schedule in clear, the PKCS#8 encrypted; all of it authenticated.
+/// One key record: the schedule in clear, the PKCS#8 encrypted; all of it authenticated.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KeyFile {
@@ -1097,7 +1200,8 @@ fn derive_key(secret: &Secret, salt: &[u8]) -> Result<LessSafeKey, ConfigError> 
     Ok(LessSafeKey::new(UnboundKey::from(okm)))
 }
 
-fn write_entry(dir: &Path, secret: &Secret, entry: &Entry) -> Result<(), ConfigError> {
+/// The encrypted record (JSON) of `entry`.
+fn seal_record(secret: &Secret, entry: &Entry) -> Result<Vec<u8>, ConfigError> {
     let rng = SystemRandom::new();
     let mut salt = [0u8; 32];
     let mut nonce = [0u8; NONCE_LEN];
@@ -1129,47 +1233,19 @@ fn write_entry(dir: &Path, secret: &Secret, entry: &Entry) -> Result<(), ConfigE
         )
         .map_err(|_| ConfigError::Crypto("AES-256-GCM seal"))?;
     file.ciphertext = URL_SAFE_NO_PAD.encode(&buf[..]);
-    let json = serde_json::to_vec_pretty(&file)
-        .map_err(|e| ConfigError::InvalidKey(format!("key file: {e}")))?;
-    let target = dir.join(file_name(&entry.key));
-    let mut tmp_name = [0u8; 8];
-    rng.fill(&mut tmp_name)
-        .map_err(|_| ConfigError::Crypto("random"))?;
-    let tmp = dir.join(format!(".tmp-{}", URL_SAFE_NO_PAD.encode(tmp_name)));
-    write_private(&tmp, &json).map_err(|e| io_error(&tmp, e))?;
-    std::fs::rename(&tmp, &target).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io_error(&target, e)
-    })
+    serde_json::to_vec_pretty(&file).map_err(|e| ConfigError::InvalidKey(format!("key file: {e}")))
 }
 
-/// Creates `path` (mode 0600 on unix), writes and syncs it.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
-fn read_entry(path: &Path, secret: &Secret) -> Result<Entry, ConfigError> {
-    let shown = path.display();
-    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
-    #[cfg(unix)]
-    if let Ok(meta) = std::fs::metadata(path) {
-        use std::os::unix::fs::PermissionsExt as _;
-        if meta.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(file = %shown, "signing key file is readable by group or others: chmod 600");
-        }
-    }
+/// Decrypts a record stored as `name`; `shown` names it in errors (the file path, or the Redis
+/// key and field).
+fn open_record(
+    secret: &Secret,
+    bytes: &[u8],
+    name: &str,
+    shown: &str,
+) -> Result<Entry, ConfigError> {
     let bad = |why: &str| ConfigError::InvalidKey(format!("key file `{shown}`: {why}"));
-    let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| bad(&e.to_string()))?;
+    let file: KeyFile = serde_json::from_slice(bytes).map_err(|e| bad(&e.to_string()))?;
     if file.format != FILE_FORMAT || file.version != 1 {
         return Err(bad("unknown format or version"));
     }
@@ -1195,9 +1271,8 @@ fn read_entry(path: &Path, secret: &Secret) -> Result<Entry, ConfigError> {
     if key.kid() != file.kid {
         key = key.with_kid(file.kid.clone());
     }
-    let expected = path.file_name().and_then(|n| n.to_str());
-    if expected != Some(file_name(&key).as_str()) {
-        return Err(bad("file name does not match the key's thumbprint"));
+    if name != record_name(&key) {
+        return Err(bad("name does not match the key's thumbprint"));
     }
     Ok(Entry {
         key: Arc::new(key),
@@ -1207,27 +1282,69 @@ fn read_entry(path: &Path, secret: &Secret) -> Result<Entry, ConfigError> {
     })
 }
 
-/// Syncs `entries` with the directory: new files decrypted, vanished ones dropped (files are
-/// immutable, so known ones are not read again).
-fn reload(dir: &Path, secret: &Secret, entries: &mut Vec<Entry>) -> Result<(), ConfigError> {
+/// Writes `target` atomically (temporary file, mode 0600, then rename).
+fn write_file(dir: &Path, target: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
+    let mut tmp_name = [0u8; 8];
+    SystemRandom::new()
+        .fill(&mut tmp_name)
+        .map_err(|_| ConfigError::Crypto("random"))?;
+    let tmp = dir.join(format!(".tmp-{}", URL_SAFE_NO_PAD.encode(tmp_name)));
+    write_private(&tmp, bytes).map_err(|e| io_error(&tmp, e))?;
+    std::fs::rename(&tmp, target).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_error(target, e)
+    })
+}
+
+/// Creates `path` (mode 0600 on unix), writes and syncs it.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// The record names in `dir`, and the entries of those not in `known`.
+fn read_dir(
+    dir: &Path,
+    secret: &Secret,
+    known: &[String],
+) -> Result<(Vec<String>, Vec<Entry>), ConfigError> {
     let mut names = Vec::new();
     for item in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
         let item = item.map_err(|e| io_error(dir, e))?;
-        let name = item.file_name();
-        if let Some(name) = name.to_str() {
+        if let Some(name) = item.file_name().to_str() {
             if name.starts_with("key-") && name.ends_with(".json") {
                 names.push(name.to_owned());
             }
         }
     }
-    entries.retain(|e| names.contains(&file_name(&e.key)));
-    for name in names {
-        if entries.iter().all(|e| file_name(&e.key) != name) {
-            entries.push(read_entry(&dir.join(&name), secret)?);
+    let mut fresh = Vec::new();
+    for name in names.iter().filter(|n| !known.contains(n)) {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(&path) {
+            use std::os::unix::fs::PermissionsExt as _;
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(file = %path.display(), "signing key file is readable by group or others: chmod 600");
+            }
         }
+        fresh.push(open_record(
+            secret,
+            &bytes,
+            name,
+            &path.display().to_string(),
+        )?);
     }
-    entries.sort_by(|a, b| a.order().cmp(&b.order()));
-    Ok(())
+    Ok((names, fresh))
 }
 
 /// An exclusive `.lock` file in the key directory, removed on drop.

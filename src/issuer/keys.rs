@@ -137,6 +137,8 @@ pub struct KeyOptions {
     /// `retire_grace`, since the switch to a new key can be this late. Default 30 seconds.
     pub tick_interval: Duration,
     clock: SharedClock,
+    #[cfg(feature = "redis")]
+    redis: Option<(::redis::aio::ConnectionManager, String)>,
 }
 
 impl Default for KeyOptions {
@@ -151,6 +153,8 @@ impl Default for KeyOptions {
             jwks_max_age: Duration::from_secs(300),
             tick_interval: Duration::from_secs(30),
             clock: Arc::new(SystemClock),
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 }
@@ -166,6 +170,7 @@ impl fmt::Debug for KeyOptions {
             .field("retire_grace", &self.retire_grace)
             .field("jwks_max_age", &self.jwks_max_age)
             .field("tick_interval", &self.tick_interval)
+            .field("redis", &self.uses_redis())
             .finish_non_exhaustive()
     }
 }
@@ -309,6 +314,47 @@ impl KeyOptions {
         self
     }
 
+    /// Persists keys in Redis (for `store: redis`), encrypted exactly as in a key directory, in
+    /// the hash `{key_prefix}:issuer:signing-keys` (no TTL: keys leave it when removed), with
+    /// changes made under the lock `{key_prefix}:issuer:signing-keys:lock`. Every instance on the
+    /// same Redis and prefix signs with the same keys. Exclusive with [`KeyOptions::key_dir`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use tower_bearer::config::Secret;
+    /// use tower_bearer::issuer::keys::{KeyManager, KeyOptions};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let conn = redis::aio::ConnectionManager::new(client).await?;
+    /// let opts = KeyOptions::default().with_redis(conn, "auth", Secret::new("0123456789abcdef"));
+    /// let keys = KeyManager::open(opts).await?;
+    /// assert!(!keys.signing_key().kid().is_empty());
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    #[must_use]
+    pub fn with_redis(
+        mut self,
+        conn: ::redis::aio::ConnectionManager,
+        key_prefix: &str,
+        secret: Secret,
+    ) -> Self {
+        self.redis = Some((conn, key_prefix.to_owned()));
+        self.secret = Some(secret);
+        self
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(clippy::unused_self))]
+    fn uses_redis(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.redis.is_some();
+        #[cfg(not(feature = "redis"))]
+        false
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if !matches!(
             self.algorithm,
@@ -348,7 +394,14 @@ impl KeyOptions {
                 });
             }
         }
-        if self.key_dir.is_some() {
+        if self.key_dir.is_some() && self.uses_redis() {
+            return Err(ConfigError::Invalid {
+                name: "signing.key-dir",
+                reason: "keys are kept in Redis (store: redis) or in a key directory, not both"
+                    .into(),
+            });
+        }
+        if self.key_dir.is_some() || self.uses_redis() {
             match &self.secret {
                 None => {
                     return Err(ConfigError::Missing(
@@ -467,7 +520,12 @@ struct Snapshot {
 
 enum Backend {
     Memory,
-    Dir { path: PathBuf, secret: Secret },
+    Dir {
+        path: PathBuf,
+        secret: Secret,
+    },
+    #[cfg(feature = "redis")]
+    Redis(redis_keys::RedisKeys),
 }
 
 struct Inner {
@@ -532,6 +590,11 @@ impl KeyManager {
     pub async fn open(opts: KeyOptions) -> Result<Self, ConfigError> {
         opts.validate()?;
         let backend = match (&opts.key_dir, &opts.secret) {
+            #[cfg(feature = "redis")]
+            (None, Some(secret)) if opts.redis.is_some() => {
+                let (conn, prefix) = opts.redis.clone().unwrap_or_else(|| unreachable!());
+                Backend::Redis(redis_keys::RedisKeys::new(conn, &prefix, secret.clone()))
+            }
             (Some(path), Some(secret)) => Backend::Dir {
                 path: path.clone(),
                 secret: secret.clone(),
@@ -1397,6 +1460,143 @@ impl DirLock {
 impl Drop for DirLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(feature = "redis")]
+mod redis_keys {
+    //! Key records in a Redis hash, changed under a `SET NX PX` lock.
+
+    use std::time::Duration;
+
+    use ::redis::aio::ConnectionManager;
+    use ::redis::{Cmd, FromRedisValue};
+    use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+
+    use super::{open_record, Entry, LOCK_STALE, LOCK_WAIT};
+    use crate::config::Secret;
+    use crate::error::ConfigError;
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    const UNLOCK: &str =
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+    pub(super) struct RedisKeys {
+        conn: ConnectionManager,
+        hash: String,
+        pub(super) secret: Secret,
+    }
+
+    pub(super) struct RedisLock {
+        conn: ConnectionManager,
+        key: String,
+        token: String,
+    }
+
+    async fn run<T: FromRedisValue>(
+        conn: &ConnectionManager,
+        op: &str,
+        cmd: Cmd,
+    ) -> Result<T, ConfigError> {
+        let mut conn = conn.clone();
+        let fail = |reason: String| ConfigError::Invalid {
+            name: "authorization-server.store",
+            reason: format!("redis {op} of the signing keys: {reason}"),
+        };
+        match tokio::time::timeout(TIMEOUT, cmd.query_async::<T>(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(fail(e.to_string())),
+            Err(_) => Err(fail(format!("no answer within {TIMEOUT:?}"))),
+        }
+    }
+
+    impl RedisKeys {
+        pub(super) fn new(conn: ConnectionManager, prefix: &str, secret: Secret) -> Self {
+            Self {
+                conn,
+                hash: format!("{prefix}:issuer:signing-keys"),
+                secret,
+            }
+        }
+
+        pub(super) async fn lock(&self) -> Result<RedisLock, ConfigError> {
+            let mut raw = [0u8; 16];
+            SystemRandom::new()
+                .fill(&mut raw)
+                .map_err(|_| ConfigError::Crypto("random"))?;
+            let lock = RedisLock {
+                conn: self.conn.clone(),
+                key: format!("{}:lock", self.hash),
+                token: URL_SAFE_NO_PAD.encode(raw),
+            };
+            let started = tokio::time::Instant::now();
+            loop {
+                let mut cmd = ::redis::cmd("SET");
+                cmd.arg(&lock.key)
+                    .arg(&lock.token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(u64::try_from(LOCK_STALE.as_millis()).unwrap_or(u64::MAX));
+                let set: Option<String> = run(&self.conn, "SET NX", cmd).await?;
+                if set.is_some() {
+                    return Ok(lock);
+                }
+                if started.elapsed() > LOCK_WAIT {
+                    return Err(ConfigError::Invalid {
+                        name: "authorization-server.store",
+                        reason: format!(
+                            "`{}` held by another instance for {LOCK_WAIT:?}",
+                            lock.key
+                        ),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        /// The record names, and the entries of those not in `known`.
+        pub(super) async fn read_all(
+            &self,
+            known: &[String],
+        ) -> Result<(Vec<String>, Vec<Entry>), ConfigError> {
+            let mut cmd = ::redis::cmd("HGETALL");
+            cmd.arg(&self.hash);
+            let all: Vec<(String, Vec<u8>)> = run(&self.conn, "HGETALL", cmd).await?;
+            let mut names = Vec::with_capacity(all.len());
+            let mut fresh = Vec::new();
+            for (name, bytes) in all {
+                if !known.contains(&name) {
+                    let shown = format!("{} {name}", self.hash);
+                    fresh.push(open_record(&self.secret, &bytes, &name, &shown)?);
+                }
+                names.push(name);
+            }
+            Ok((names, fresh))
+        }
+
+        pub(super) async fn write(&self, name: &str, record: Vec<u8>) -> Result<(), ConfigError> {
+            let mut cmd = ::redis::cmd("HSET");
+            cmd.arg(&self.hash).arg(name).arg(record);
+            run::<i64>(&self.conn, "HSET", cmd).await.map(drop)
+        }
+
+        pub(super) async fn delete(&self, name: &str) -> Result<(), ConfigError> {
+            let mut cmd = ::redis::cmd("HDEL");
+            cmd.arg(&self.hash).arg(name);
+            run::<i64>(&self.conn, "HDEL", cmd).await.map(drop)
+        }
+    }
+
+    impl RedisLock {
+        pub(super) async fn release(self) {
+            let mut cmd = ::redis::cmd("EVAL");
+            cmd.arg(UNLOCK).arg(1).arg(&self.key).arg(&self.token);
+            if let Err(error) = run::<i64>(&self.conn, "EVAL unlock", cmd).await {
+                tracing::warn!(%error, "signing key lock not released; it expires by itself");
+            }
+        }
     }
 }
 

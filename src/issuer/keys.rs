@@ -90,6 +90,19 @@ const HKDF_INFO: &[u8] = b"tower-bearer/issuer/key-file/v1";
 /// The `format` member of every key file.
 const FILE_FORMAT: &str = "tower-bearer-issuer-key";
 /// Shortest accepted `ISSUER_KEY_SECRET`, in bytes.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::Secret;
+/// use tower_bearer::issuer::keys::{KeyManager, KeyOptions, MIN_SECRET_LEN};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let short = Secret::new("x".repeat(MIN_SECRET_LEN - 1));
+/// let opts = KeyOptions::default().with_key_dir("/nonexistent", short);
+/// assert!(KeyManager::open(opts).await.is_err());
+/// # });
+/// ```
 pub const MIN_SECRET_LEN: usize = 16;
 /// How long a `.lock` file may be held before another instance considers it stale.
 const LOCK_STALE: Duration = Duration::from_secs(30);

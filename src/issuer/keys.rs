@@ -25,7 +25,10 @@
 //! follow from the schedule in the files and the clock alone, so every instance reading the same
 //! directory (after a restart, or a second replica) signs with the same key and publishes the
 //! same `kid`s. Changes (a new key, a removal) are made under a lock file `.lock` in the
-//! directory. A wrong secret or a modified file is a [`ConfigError`] naming the file, never a
+//! directory; other instances see them at their next [`KeyManager::tick`], which is why a new
+//! key's publish lead and a retired key's grace both exceed [`KeyOptions::tick_interval`]. With
+//! `KeyOptions::with_redis` (feature `redis`) the same records live in a Redis hash instead.
+//! A wrong secret or a modified file is a [`ConfigError`] naming the file, never a
 //! silently new key. Without a directory keys live in memory and die with the process (a warning
 //! says so).
 //!
@@ -786,7 +789,9 @@ impl KeyManager {
     /// Emergency rotation (key compromise): a new key signs from now on, without publish lead.
     /// Verifiers that have not refreshed their JWKS reject its tokens until they do (ours refetch
     /// on an unknown `kid`, rate-limited). The previous key stays published as retired; take it
-    /// out with [`KeyManager::remove`].
+    /// out with [`KeyManager::remove`]. Other instances on the same key directory or Redis switch
+    /// at their next [`KeyManager::tick`] (within [`KeyOptions::tick_interval`]): remove the old
+    /// key only after that, or their tokens of that interval fail too.
     ///
     /// # Example
     ///

@@ -125,7 +125,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(10);
 ///     .with_algorithm(Algorithm::ES256)
 ///     .with_rotate_after(Duration::from_secs(30 * 86_400));
 /// assert_eq!(opts.algorithm, Algorithm::ES256);
-/// assert!(opts.publish_lead >= opts.jwks_max_age);
+/// assert!(opts.publish_lead >= opts.jwks_max_age + opts.tick_interval);
 /// ```
 #[derive(Clone)]
 #[non_exhaustive]
@@ -141,8 +141,8 @@ pub struct KeyOptions {
     /// Age of the active key after which a new one takes over (`rotate-after-days`); `None`:
     /// no automatic rotation.
     pub rotate_after: Option<Duration>,
-    /// How long a new key is published before it signs: at least `jwks_max_age` (checked) plus
-    /// the verifiers' refresh margin. Default 15 minutes.
+    /// How long a new key is published before it signs: at least `jwks_max_age` plus
+    /// `tick_interval` (checked), plus the verifiers' refresh margin. Default 15 minutes.
     pub publish_lead: Duration,
     /// How long a retired key stays published after it stopped signing: the longest token
     /// lifetime plus leeway. Default 1 hour.
@@ -384,12 +384,14 @@ impl KeyOptions {
                 ),
             });
         }
-        if self.publish_lead < self.jwks_max_age {
+        // Another instance publishes a new key at its next tick; verifiers cache its JWKS for
+        // max-age: only then may the key sign.
+        if self.publish_lead < self.jwks_max_age + self.tick_interval {
             return Err(ConfigError::Invalid {
                 name: "publish_lead",
                 reason: format!(
-                    "{:?} is shorter than the JWKS max-age {:?}: verifiers would meet tokens of a key they cannot know yet",
-                    self.publish_lead, self.jwks_max_age
+                    "{:?} is shorter than the JWKS max-age {:?} plus the tick interval {:?}: verifiers would meet tokens of a key they cannot know yet",
+                    self.publish_lead, self.jwks_max_age, self.tick_interval
                 ),
             });
         }

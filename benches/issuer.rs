@@ -78,7 +78,9 @@ fn benches(c: &mut Criterion) {
         group.bench_function("issue", |b| {
             b.iter(|| {
                 rt.block_on(async {
-                    let svc = router.ready().await.unwrap();
+                    let svc = ServiceExt::<http::Request<Body>>::ready(&mut router)
+                        .await
+                        .unwrap();
                     let res = svc.call(request()).await.unwrap();
                     assert_eq!(res.status(), 200);
                     black_box(axum::body::to_bytes(res.into_body(), 16_384).await.unwrap())

@@ -78,6 +78,23 @@ pub struct SecurityConfig {
     pub internal_token: Option<InternalTokenConfig>,
     /// `redis`: shared state.
     pub redis: Option<RedisConfig>,
+    /// `authorization-server`: the issuer (feature `issuer`).
+    #[cfg(feature = "issuer")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "issuer")))]
+    pub authorization_server: Option<crate::issuer::config::AuthorizationServerConfig>,
+    /// Without feature `issuer`, an `authorization-server` key is an error naming the feature.
+    #[cfg(not(feature = "issuer"))]
+    #[serde(default, deserialize_with = "issuer_feature_missing")]
+    #[allow(dead_code)]
+    authorization_server: Option<()>,
+}
+
+/// `authorization-server` without feature `issuer`: refused with a reason naming the feature.
+#[cfg(not(feature = "issuer"))]
+fn issuer_feature_missing<'de, D: Deserializer<'de>>(_: D) -> Result<Option<()>, D::Error> {
+    Err(de::Error::custom(
+        "`authorization-server` needs the `issuer` feature of tower-bearer",
+    ))
 }
 
 /// `security.http-client`.
@@ -1740,7 +1757,7 @@ fn scrub_serde(msg: &str) -> String {
 }
 
 /// A number, or a string holding one (after `${VAR}` expansion).
-fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+pub(crate) fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
@@ -1760,7 +1777,7 @@ fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
 }
 
 /// A boolean, or a string `true`/`false`.
-fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+pub(crate) fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(b)),
@@ -1779,7 +1796,7 @@ fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
 }
 
 /// A string or a list of strings.
-fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+pub(crate) fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {
@@ -1930,6 +1947,31 @@ security:
                 .to_string();
             assert!(err.contains(needle), "{needle}: {err}");
         }
+    }
+
+    #[test]
+    fn authorization_server_needs_the_issuer_feature() {
+        let yaml = "security:\n  authorization-server:\n    issuer: https://auth.example\n";
+        let parsed = SecurityConfig::from_yaml(yaml);
+        #[cfg(feature = "issuer")]
+        assert_eq!(
+            parsed.unwrap().authorization_server.unwrap().issuer,
+            "https://auth.example"
+        );
+        #[cfg(not(feature = "issuer"))]
+        {
+            let err = parsed.unwrap_err().to_string();
+            assert!(err.contains("`issuer` feature"), "{err}");
+        }
+    }
+
+    #[test]
+    fn variable_defaults() {
+        let yaml = "security:\n  redis: { url: \"redis://${H:-localhost}:${P:-6379}\" }\n";
+        let cfg = SecurityConfig::from_yaml_with_env(yaml, |n| (n == "P").then(|| "7000".into()));
+        assert_eq!(cfg.unwrap().redis.unwrap().url, "redis://localhost:7000");
+        let cfg = SecurityConfig::from_yaml_with_env(yaml, |_| Some(String::new()));
+        assert_eq!(cfg.unwrap().redis.unwrap().url, "redis://localhost:6379");
     }
 
     #[test]

@@ -1,1 +1,862 @@
 //! Client registry and client authentication (RFC 6749 §2.3).
+//!
+//! A [`ClientRegistry`] finds a [`RegisteredClient`] by id: [`MemoryClientRegistry`] holds the
+//! clients of the YAML `clients:` list (secrets hashed at load) or any you insert; implement the
+//! trait for a database.
+//!
+//! # Example
+//!
+//! ```
+//! use tower_bearer::issuer::clients::{ClientRegistry, MemoryClientRegistry, RegisteredClient};
+//! use tower_bearer::issuer::config::{AuthMethod, GrantType};
+//! use tower_bearer::issuer::password::PasswordHash;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let hash = PasswordHash::parse("{bcrypt}$2a$04$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mujHHrcaU.").unwrap();
+//! let registry = MemoryClientRegistry::new();
+//! registry.insert(
+//!     RegisteredClient::new("reports", AuthMethod::ClientSecretPost)
+//!         .with_secret_hash(hash)
+//!         .with_grant_types([GrantType::ClientCredentials])
+//!         .with_scopes(["reports.read"]),
+//! );
+//! let client = registry.find("reports").await.unwrap().unwrap();
+//! assert_eq!(client.scopes(), ["reports.read"]);
+//! assert!(registry.find("nobody").await.unwrap().is_none());
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use zeroize::Zeroizing;
+
+use crate::error::ConfigError;
+use crate::http_client::BoxFuture;
+use crate::issuer::config::{AuthMethod, ClientConfig, GrantType};
+use crate::issuer::password::{PasswordHash, PasswordHasher};
+use crate::store::StoreError;
+
+/// A client the authorization server knows.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bearer::issuer::clients::RegisteredClient;
+/// use tower_bearer::issuer::config::{AuthMethod, GrantType};
+///
+/// let client = RegisteredClient::new("orders", AuthMethod::ClientSecretBasic)
+///     .with_grant_types([GrantType::ClientCredentials])
+///     .with_scopes(["internal-service"])
+///     .with_audiences(["service-system"])
+///     .with_access_token_ttl(Duration::from_secs(60));
+/// assert_eq!(client.client_id(), "orders");
+/// assert!(client.allows(GrantType::ClientCredentials));
+/// assert!(!client.allows(GrantType::Password));
+/// assert_eq!(client.access_token_ttl(), Some(Duration::from_secs(60)));
+/// ```
+#[derive(Clone)]
+pub struct RegisteredClient {
+    client_id: String,
+    auth_method: AuthMethod,
+    secret_hash: Option<PasswordHash>,
+    grant_types: Vec<GrantType>,
+    scopes: Vec<String>,
+    audiences: Vec<String>,
+    access_token_ttl: Option<Duration>,
+    redirect_uris: Vec<String>,
+    introspection: bool,
+}
+
+impl fmt::Debug for RegisteredClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegisteredClient")
+            .field("client_id", &self.client_id)
+            .field("auth_method", &self.auth_method)
+            .field("has_secret", &self.secret_hash.is_some())
+            .field("grant_types", &self.grant_types)
+            .field("scopes", &self.scopes)
+            .field("audiences", &self.audiences)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("introspection", &self.introspection)
+            .finish()
+    }
+}
+
+impl RegisteredClient {
+    /// A client with no grant type, scope or audience yet.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// let c = RegisteredClient::new("spa", AuthMethod::None);
+    /// assert_eq!(c.auth_method(), AuthMethod::None);
+    /// assert!(c.grant_types().is_empty());
+    /// ```
+    pub fn new(client_id: impl Into<String>, auth_method: AuthMethod) -> Self {
+        Self {
+            client_id: client_id.into(),
+            auth_method,
+            secret_hash: None,
+            grant_types: Vec::new(),
+            scopes: Vec::new(),
+            audiences: Vec::new(),
+            access_token_ttl: None,
+            redirect_uris: Vec::new(),
+            introspection: false,
+        }
+    }
+
+    /// The client from a `clients:` entry; a `client-secret` is hashed (argon2id) by `hasher`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::config::{Secret, SecurityConfig};
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::password::PasswordHasher;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cfg = SecurityConfig::from_yaml(r#"
+    /// security:
+    ///   authorization-server:
+    ///     issuer: https://auth.example
+    ///     clients:
+    ///       - { client-id: a, client-secret: test-only, grant-types: [client_credentials] }
+    /// "#).unwrap();
+    /// let entry = &cfg.authorization_server.unwrap().clients[0];
+    /// let client = RegisteredClient::from_config(entry, &PasswordHasher::new(1)).await.unwrap();
+    /// assert!(client.secret_hash().unwrap().as_str().starts_with("{argon2}"));
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the hash cannot be parsed or hashing fails.
+    pub async fn from_config(
+        c: &ClientConfig,
+        hasher: &PasswordHasher,
+    ) -> Result<Self, ConfigError> {
+        let hash = match (&c.client_secret, &c.client_secret_hash) {
+            (_, Some(h)) => Some(PasswordHash::parse(h.expose())?),
+            (Some(s), None) => Some(PasswordHash::parse(
+                &hasher.hash(s.expose().as_bytes()).await?,
+            )?),
+            (None, None) => None,
+        };
+        let mut client = Self::new(c.client_id.clone(), c.auth_method())
+            .with_grant_types(c.grant_types.iter().copied())
+            .with_scopes(c.scopes.iter().cloned())
+            .with_audiences(crate::issuer::config::normalise_list(&c.audiences))
+            .with_redirect_uris(c.redirect_uris.iter().cloned())
+            .with_introspection(c.introspection.unwrap_or(false));
+        client.secret_hash = hash;
+        if let Some(ttl) = c.access_token_ttl_seconds {
+            client = client.with_access_token_ttl(Duration::from_secs(ttl));
+        }
+        Ok(client)
+    }
+
+    /// Sets the secret hash (`{bcrypt}`, `{argon2}`, `{sha256}`, ...).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    /// use tower_bearer::issuer::password::PasswordHash;
+    ///
+    /// let h = PasswordHash::parse("{bcrypt}$2a$04$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mujHHrcaU.").unwrap();
+    /// let c = RegisteredClient::new("a", AuthMethod::ClientSecretBasic).with_secret_hash(h);
+    /// assert!(c.secret_hash().is_some());
+    /// ```
+    #[must_use]
+    pub fn with_secret_hash(mut self, hash: PasswordHash) -> Self {
+        self.secret_hash = Some(hash);
+        self
+    }
+
+    /// Sets the grant types.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::{AuthMethod, GrantType};
+    ///
+    /// let c = RegisteredClient::new("a", AuthMethod::ClientSecretBasic)
+    ///     .with_grant_types([GrantType::ClientCredentials]);
+    /// assert_eq!(c.grant_types(), [GrantType::ClientCredentials]);
+    /// ```
+    #[must_use]
+    pub fn with_grant_types(mut self, g: impl IntoIterator<Item = GrantType>) -> Self {
+        self.grant_types = g.into_iter().collect();
+        self
+    }
+
+    /// Sets the scopes the client may ask for.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// let c = RegisteredClient::new("a", AuthMethod::ClientSecretBasic).with_scopes(["x", "y"]);
+    /// assert_eq!(c.scopes(), ["x", "y"]);
+    /// ```
+    #[must_use]
+    pub fn with_scopes<I: Into<String>>(mut self, s: impl IntoIterator<Item = I>) -> Self {
+        self.scopes = s.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the audiences (`audience` / `resource` values) the client may ask for.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// let c = RegisteredClient::new("a", AuthMethod::ClientSecretBasic).with_audiences(["billing"]);
+    /// assert_eq!(c.audiences(), ["billing"]);
+    /// ```
+    #[must_use]
+    pub fn with_audiences<I: Into<String>>(mut self, a: impl IntoIterator<Item = I>) -> Self {
+        self.audiences = a.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Overrides the server's access-token lifetime for this client.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// let c = RegisteredClient::new("a", AuthMethod::ClientSecretBasic)
+    ///     .with_access_token_ttl(Duration::from_secs(30));
+    /// assert_eq!(c.access_token_ttl(), Some(Duration::from_secs(30)));
+    /// ```
+    #[must_use]
+    pub fn with_access_token_ttl(mut self, ttl: Duration) -> Self {
+        self.access_token_ttl = Some(ttl);
+        self
+    }
+
+    /// Sets the redirect URIs (authorization_code clients).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// let c = RegisteredClient::new("spa", AuthMethod::None).with_redirect_uris(["https://app/cb"]);
+    /// assert_eq!(c.redirect_uris(), ["https://app/cb"]);
+    /// ```
+    #[must_use]
+    pub fn with_redirect_uris<I: Into<String>>(mut self, r: impl IntoIterator<Item = I>) -> Self {
+        self.redirect_uris = r.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether the client may call the introspection endpoint.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// let c = RegisteredClient::new("gw", AuthMethod::ClientSecretBasic).with_introspection(true);
+    /// assert!(c.introspection());
+    /// ```
+    #[must_use]
+    pub fn with_introspection(mut self, allowed: bool) -> Self {
+        self.introspection = allowed;
+        self
+    }
+
+    /// The client id.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// assert_eq!(RegisteredClient::new("a", AuthMethod::None).client_id(), "a");
+    /// ```
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The registered authentication method.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// let c = RegisteredClient::new("a", AuthMethod::ClientSecretPost);
+    /// assert_eq!(c.auth_method(), AuthMethod::ClientSecretPost);
+    /// ```
+    pub fn auth_method(&self) -> AuthMethod {
+        self.auth_method
+    }
+
+    /// The secret hash, if any.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// assert!(RegisteredClient::new("a", AuthMethod::None).secret_hash().is_none());
+    /// ```
+    pub fn secret_hash(&self) -> Option<&PasswordHash> {
+        self.secret_hash.as_ref()
+    }
+
+    /// The grant types.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// assert!(RegisteredClient::new("a", AuthMethod::None).grant_types().is_empty());
+    /// ```
+    pub fn grant_types(&self) -> &[GrantType] {
+        &self.grant_types
+    }
+
+    /// Whether the client may use `grant`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::{AuthMethod, GrantType};
+    ///
+    /// let c = RegisteredClient::new("a", AuthMethod::ClientSecretBasic)
+    ///     .with_grant_types([GrantType::RefreshToken]);
+    /// assert!(c.allows(GrantType::RefreshToken));
+    /// ```
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+
+    /// The scopes.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// assert!(RegisteredClient::new("a", AuthMethod::None).scopes().is_empty());
+    /// ```
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// The audiences.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// assert!(RegisteredClient::new("a", AuthMethod::None).audiences().is_empty());
+    /// ```
+    pub fn audiences(&self) -> &[String] {
+        &self.audiences
+    }
+
+    /// The per-client access-token lifetime, if set.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// assert_eq!(RegisteredClient::new("a", AuthMethod::None).access_token_ttl(), None);
+    /// ```
+    pub fn access_token_ttl(&self) -> Option<Duration> {
+        self.access_token_ttl
+    }
+
+    /// The redirect URIs.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// assert!(RegisteredClient::new("a", AuthMethod::None).redirect_uris().is_empty());
+    /// ```
+    pub fn redirect_uris(&self) -> &[String] {
+        &self.redirect_uris
+    }
+
+    /// Whether the client may introspect tokens.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// assert!(!RegisteredClient::new("a", AuthMethod::None).introspection());
+    /// ```
+    pub fn introspection(&self) -> bool {
+        self.introspection
+    }
+}
+
+/// Where the authorization server finds its clients. Implement it for a database; the
+/// future is boxed (`Send`, borrowing `self` and the id).
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use tower_bearer::http_client::BoxFuture;
+/// use tower_bearer::issuer::clients::{ClientRegistry, RegisteredClient};
+/// use tower_bearer::issuer::config::AuthMethod;
+/// use tower_bearer::store::StoreError;
+///
+/// #[derive(Debug)]
+/// struct OneClient;
+///
+/// impl ClientRegistry for OneClient {
+///     fn find<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Arc<RegisteredClient>>, StoreError>> {
+///         Box::pin(async move {
+///             Ok((id == "only").then(|| Arc::new(RegisteredClient::new("only", AuthMethod::ClientSecretBasic))))
+///         })
+///     }
+/// }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// assert!(OneClient.find("only").await.unwrap().is_some());
+/// # }
+/// ```
+pub trait ClientRegistry: Send + Sync + fmt::Debug + 'static {
+    /// The client with this id, `None` when unknown.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] when the registry cannot answer (the token endpoint answers
+    /// `server_error`).
+    fn find<'a>(
+        &'a self,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<RegisteredClient>>, StoreError>>;
+
+    /// Every scope some client may ask for (for the metadata's `scopes_supported`); the default
+    /// is none.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::{ClientRegistry, MemoryClientRegistry, RegisteredClient};
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// let r = MemoryClientRegistry::new();
+    /// r.insert(RegisteredClient::new("a", AuthMethod::ClientSecretBasic).with_scopes(["y", "x"]));
+    /// assert_eq!(r.known_scopes(), ["x", "y"]);
+    /// ```
+    fn known_scopes(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Clients in memory (the YAML `clients:` list, tests, the demo).
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::issuer::clients::{MemoryClientRegistry, RegisteredClient};
+/// use tower_bearer::issuer::config::AuthMethod;
+///
+/// let r = MemoryClientRegistry::new();
+/// r.insert(RegisteredClient::new("a", AuthMethod::ClientSecretBasic));
+/// assert_eq!(r.len(), 1);
+/// assert!(r.remove("a"));
+/// assert!(r.is_empty());
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryClientRegistry {
+    clients: RwLock<HashMap<String, Arc<RegisteredClient>>>,
+}
+
+impl MemoryClientRegistry {
+    /// An empty registry.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::MemoryClientRegistry;
+    ///
+    /// assert!(MemoryClientRegistry::new().is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The registry of a `clients:` list (secrets hashed with `hasher`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::config::SecurityConfig;
+    /// use tower_bearer::issuer::clients::MemoryClientRegistry;
+    /// use tower_bearer::issuer::password::PasswordHasher;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cfg = SecurityConfig::from_yaml(r#"
+    /// security:
+    ///   authorization-server:
+    ///     issuer: https://auth.example
+    ///     clients:
+    ///       - { client-id: a, client-secret: test-only, grant-types: [client_credentials] }
+    /// "#).unwrap();
+    /// let clients = &cfg.authorization_server.unwrap().clients;
+    /// let r = MemoryClientRegistry::from_config(clients, &PasswordHasher::new(1)).await.unwrap();
+    /// assert_eq!(r.len(), 1);
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`RegisteredClient::from_config`].
+    pub async fn from_config(
+        clients: &[ClientConfig],
+        hasher: &PasswordHasher,
+    ) -> Result<Self, ConfigError> {
+        let r = Self::new();
+        for c in clients {
+            r.insert(RegisteredClient::from_config(c, hasher).await?);
+        }
+        Ok(r)
+    }
+
+    /// Adds or replaces a client.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::{MemoryClientRegistry, RegisteredClient};
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// let r = MemoryClientRegistry::new();
+    /// r.insert(RegisteredClient::new("a", AuthMethod::ClientSecretBasic));
+    /// r.insert(RegisteredClient::new("a", AuthMethod::ClientSecretPost));
+    /// assert_eq!(r.len(), 1);
+    /// ```
+    pub fn insert(&self, client: RegisteredClient) {
+        let mut m = self.clients.write().unwrap_or_else(|e| e.into_inner());
+        m.insert(client.client_id.clone(), Arc::new(client));
+    }
+
+    /// Removes a client; `true` when it was there.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::MemoryClientRegistry;
+    ///
+    /// assert!(!MemoryClientRegistry::new().remove("a"));
+    /// ```
+    pub fn remove(&self, client_id: &str) -> bool {
+        let mut m = self.clients.write().unwrap_or_else(|e| e.into_inner());
+        m.remove(client_id).is_some()
+    }
+
+    /// How many clients.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::MemoryClientRegistry;
+    ///
+    /// assert_eq!(MemoryClientRegistry::new().len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.clients.read().map_or(0, |m| m.len())
+    }
+
+    /// Whether there is no client.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::MemoryClientRegistry;
+    ///
+    /// assert!(MemoryClientRegistry::new().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A hash typical of the stored clients (for a dummy hash of the same cost).
+    pub(crate) fn typical_hash(&self) -> Option<PasswordHash> {
+        let m = self.clients.read().ok()?;
+        m.values().find_map(|c| c.secret_hash.clone())
+    }
+}
+
+impl ClientRegistry for MemoryClientRegistry {
+    fn find<'a>(
+        &'a self,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<RegisteredClient>>, StoreError>> {
+        let found = self
+            .clients
+            .read()
+            .ok()
+            .and_then(|m| m.get(client_id).cloned());
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn known_scopes(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .clients
+            .read()
+            .map(|m| m.values().flat_map(|c| c.scopes.iter().cloned()).collect())
+            .unwrap_or_default();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+impl<T: ClientRegistry> ClientRegistry for Arc<T> {
+    fn find<'a>(
+        &'a self,
+        client_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Arc<RegisteredClient>>, StoreError>> {
+        (**self).find(client_id)
+    }
+    fn known_scopes(&self) -> Vec<String> {
+        (**self).known_scopes()
+    }
+}
+
+/// How a request presented its client credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Presented {
+    Basic,
+    Post,
+    /// Only a `client_id` (public clients).
+    IdOnly,
+}
+
+/// Client credentials as presented (the secret zeroized on drop).
+pub(crate) struct Credentials {
+    pub(crate) client_id: String,
+    pub(crate) secret: Option<Zeroizing<String>>,
+    pub(crate) method: Presented,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("client_id", &self.client_id)
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a `Basic` header could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BasicError {
+    /// Another scheme (`Bearer`, ...).
+    NotBasic,
+    /// Basic, but not `base64(urlencode(id):urlencode(secret))`.
+    Malformed,
+}
+
+/// Parses `Authorization: Basic` (RFC 6749 §2.3.1: id and secret are form-urlencoded, then
+/// joined by `:` and base64-encoded; RFC 7617).
+pub(crate) fn parse_basic(value: &[u8]) -> Result<(String, Zeroizing<String>), BasicError> {
+    let value = std::str::from_utf8(value).map_err(|_| BasicError::Malformed)?;
+    let (scheme, rest) = value.split_once(' ').ok_or(BasicError::NotBasic)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(BasicError::NotBasic);
+    }
+    let decoded = Zeroizing::new(
+        STANDARD
+            .decode(rest.trim().as_bytes())
+            .map_err(|_| BasicError::Malformed)?,
+    );
+    let text = std::str::from_utf8(&decoded).map_err(|_| BasicError::Malformed)?;
+    let (id, secret) = text.split_once(':').ok_or(BasicError::Malformed)?;
+    let id = form_decode(id).ok_or(BasicError::Malformed)?;
+    let secret = Zeroizing::new(form_decode(secret).ok_or(BasicError::Malformed)?);
+    if id.is_empty() {
+        return Err(BasicError::Malformed);
+    }
+    Ok((id, secret))
+}
+
+/// `application/x-www-form-urlencoded` decoding of one value (`+` is a space); `None` when
+/// the result is not UTF-8.
+fn form_decode(s: &str) -> Option<String> {
+    let plus = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
+}
+
+/// Successful secret checks, remembered for a while so a client asking for a token every few
+/// seconds does not pay an argon2/bcrypt check each time. Keys are HMAC-SHA-256 under a
+/// per-process random key of (client id, presented secret, stored hash), so a changed secret or
+/// hash misses; only successes are remembered.
+pub(crate) struct VerifiedSecrets {
+    key: hmac::Key,
+    ttl: Duration,
+    max: usize,
+    seen: Mutex<HashMap<[u8; 32], u64>>,
+}
+
+impl fmt::Debug for VerifiedSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedSecrets")
+            .field("ttl", &self.ttl)
+            .field("max", &self.max)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifiedSecrets {
+    pub(crate) fn new(ttl: Duration, max: usize) -> Result<Self, ConfigError> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng)
+            .map_err(|_| ConfigError::Crypto("random key for the verified-secret cache"))?;
+        Ok(Self {
+            key,
+            ttl,
+            max,
+            seen: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn tag(&self, id: &str, secret: &str, hash: &PasswordHash) -> [u8; 32] {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        for part in [id.as_bytes(), secret.as_bytes(), hash.as_str().as_bytes()] {
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
+
+    pub(crate) fn contains(&self, id: &str, secret: &str, hash: &PasswordHash, now: u64) -> bool {
+        if self.ttl.is_zero() {
+            return false;
+        }
+        let tag = self.tag(id, secret, hash);
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(&tag).is_some_and(|&until| until > now)
+    }
+
+    pub(crate) fn insert(&self, id: &str, secret: &str, hash: &PasswordHash, now: u64) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let tag = self.tag(id, secret, hash);
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() >= self.max {
+            seen.retain(|_, until| *until > now);
+            if seen.len() >= self.max {
+                seen.clear();
+            }
+        }
+        seen.insert(tag, now.saturating_add(self.ttl.as_secs()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(raw: &str) -> String {
+        format!("Basic {}", STANDARD.encode(raw))
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let (id, secret) = parse_basic(basic("my%3Aclient:p%2Bw%25d+x%3A").as_bytes()).unwrap();
+        assert_eq!(id, "my:client");
+        assert_eq!(secret.as_str(), "p+w%d x:");
+        let (_, secret) = parse_basic(basic("a:").as_bytes()).unwrap();
+        assert_eq!(secret.as_str(), "");
+        let (id, _) = parse_basic(format!("bAsIc  {}", STANDARD.encode("a:b")).as_bytes()).unwrap();
+        assert_eq!(id, "a");
+    }
+
+    #[test]
+    fn bad_basic_headers() {
+        assert_eq!(
+            parse_basic(b"Bearer abc").unwrap_err(),
+            BasicError::NotBasic
+        );
+        assert_eq!(parse_basic(b"Basic").unwrap_err(), BasicError::NotBasic);
+        for bad in [
+            "Basic !!!",
+            &basic("no-colon"),
+            &basic(":secret"),
+            &basic("a:%ZZ%FF"),
+        ] {
+            assert_eq!(
+                parse_basic(bad.as_bytes()).unwrap_err(),
+                BasicError::Malformed,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn verified_secrets_only_match_the_same_triple() {
+        let h = PasswordHash::parse(
+            "{bcrypt}$2a$04$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mujHHrcaU.",
+        )
+        .unwrap();
+        let v = VerifiedSecrets::new(Duration::from_secs(60), 2).unwrap();
+        v.insert("a", "s", &h, 100);
+        assert!(v.contains("a", "s", &h, 159));
+        assert!(!v.contains("a", "s", &h, 160));
+        assert!(!v.contains("a", "t", &h, 100));
+        assert!(!v.contains("b", "s", &h, 100));
+        // Length-prefixed: ("a", "bs") is not ("ab", "s").
+        v.insert("ab", "s", &h, 100);
+        assert!(!v.contains("a", "bs", &h, 100));
+    }
+}

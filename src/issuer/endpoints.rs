@@ -1,1 +1,378 @@
-//! HTTP endpoints: token, JWKS, metadata (RFC 8414), revocation (RFC 7009), introspection (RFC 7662).
+//! HTTP endpoints: token (RFC 6749 §3.2), JWKS (RFC 7517), metadata (RFC 8414).
+//!
+//! The token endpoint takes `POST` only (any other method: 405 with `Allow: POST`), a body of
+//! type `application/x-www-form-urlencoded` (else `invalid_request`) of at most
+//! [`DEFAULT_MAX_BODY_LEN`](crate::issuer::DEFAULT_MAX_BODY_LEN) bytes (else 413
+//! `invalid_request`). Every answer, success or error, has `Cache-Control: no-store` and
+//! `Pragma: no-cache`; errors are `{"error", "error_description"}` (RFC 6749 §5.2).
+//!
+//! Client authentication (RFC 6749 §2.3): `client_secret_basic` (the id and secret are
+//! form-urlencoded before Basic encoding) or `client_secret_post`, the registered method
+//! enforced. Two methods in one request, credentials in the URL query, or a body `client_id`
+//! different from Basic's are `invalid_request`; no client authentication, an unknown client, a
+//! wrong secret or the wrong method are `invalid_client` (401, with `WWW-Authenticate: Basic`
+//! when Basic was used or nothing was sent). Unknown clients are checked against a dummy hash of
+//! the same cost. Failures are counted per client id and per source address (when the router
+//! is served with `ConnectInfo<SocketAddr>`): past the limits, 429 with `Retry-After`.
+//!
+//! # Example
+//!
+//! ```
+//! use tower::ServiceExt;
+//! use tower_bearer::issuer::AuthorizationServer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let app = AuthorizationServer::builder("https://auth.example").build().await.unwrap().router();
+//! let res = app
+//!     .oneshot(http::Request::get("/oauth2/token").body(axum::body::Body::empty()).unwrap())
+//!     .await
+//!     .unwrap();
+//! assert_eq!(res.status(), 405);
+//! assert_eq!(res.headers()["allow"], "POST");
+//! assert_eq!(res.headers()["cache-control"], "no-store");
+//! # }
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, StatusCode};
+use zeroize::Zeroizing;
+
+use crate::issuer::clients::{parse_basic, BasicError, Credentials, Presented, RegisteredClient};
+use crate::issuer::config::{AuthMethod, GrantType};
+use crate::issuer::grants::{ErrorCode, GrantRequest, Params, TokenError, TokenResponse};
+use crate::issuer::Shared;
+
+/// Parameters that never belong in the URL query of a token request.
+const SENSITIVE_QUERY: [&str; 6] = [
+    "client_id",
+    "client_secret",
+    "password",
+    "refresh_token",
+    "code",
+    "code_verifier",
+];
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let token_path = shared.token_path.clone();
+    let jwks_path = shared.jwks_path.clone();
+    Router::new()
+        .route(&token_path, any(token))
+        .route(&jwks_path, get(jwks))
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/.well-known/openid-configuration", get(metadata))
+        .with_state(shared)
+}
+
+fn no_store(headers: &mut HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut res = Response::new(Body::from(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+impl IntoResponse for TokenError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": self.code().as_str(),
+            "error_description": self.description(),
+        });
+        let mut res = json_response(self.status(), body.to_string().into_bytes());
+        let headers = res.headers_mut();
+        no_store(headers);
+        if self.basic_challenge() {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"oauth2\", charset=\"UTF-8\""),
+            );
+        }
+        if let Some(after) = self.retry_after() {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(after.as_secs().max(1)),
+            );
+        }
+        res
+    }
+}
+
+impl IntoResponse for TokenResponse {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut res = json_response(StatusCode::OK, body);
+        no_store(res.headers_mut());
+        res
+    }
+}
+
+async fn token(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    if req.method() != Method::POST {
+        let mut res = TokenError::new(
+            ErrorCode::InvalidRequest,
+            "the token endpoint takes POST only",
+        )
+        .with_status(StatusCode::METHOD_NOT_ALLOWED)
+        .into_response();
+        res.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return res;
+    }
+    match token_request(&shared, req).await {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::CONTENT_TYPE).iter();
+    let (Some(v), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    v.to_str().ok().is_some_and(|v| {
+        v.split(';').next().is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+    })
+}
+
+async fn token_request(shared: &Shared, req: Request) -> Result<TokenResponse, TokenError> {
+    if let Some(q) = req.uri().query() {
+        if form_urlencoded::parse(q.as_bytes()).any(|(k, _)| SENSITIVE_QUERY.contains(&&*k)) {
+            return Err(TokenError::new(
+                ErrorCode::InvalidRequest,
+                "credentials must not be sent in the URL query",
+            ));
+        }
+    }
+    if !is_form(req.headers()) {
+        return Err(TokenError::new(
+            ErrorCode::InvalidRequest,
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let address = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let (parts, body) = req.into_parts();
+    let body = Zeroizing::new(
+        axum::body::to_bytes(body, shared.max_body_len)
+            .await
+            .map_err(|_| {
+                TokenError::new(ErrorCode::InvalidRequest, "the request body is too large")
+                    .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+            })?
+            .to_vec(),
+    );
+    let params = Params::parse(&body);
+    params.check_no_repeats(&["resource"])?;
+
+    let client = authenticate(shared, &parts.headers, &params, address.as_deref()).await?;
+
+    let grant_type = params.single("grant_type")?.ok_or_else(|| {
+        TokenError::new(ErrorCode::InvalidRequest, "missing parameter `grant_type`")
+    })?;
+    let unsupported = || {
+        TokenError::new(
+            ErrorCode::UnsupportedGrantType,
+            format!("grant type `{grant_type}` is not supported"),
+        )
+    };
+    let grant = GrantType::parse(grant_type).ok_or_else(unsupported)?;
+    let handler = shared.grant(grant).ok_or_else(unsupported)?;
+    if !client.allows(grant) {
+        return Err(TokenError::new(
+            ErrorCode::UnauthorizedClient,
+            format!("the client may not use `{grant_type}`"),
+        ));
+    }
+    handler
+        .handle(GrantRequest {
+            server: shared,
+            client: &client,
+            params: &params,
+        })
+        .await
+}
+
+/// Reads the presented credentials (no secret check yet).
+fn presented(headers: &HeaderMap, params: &Params) -> Result<Credentials, TokenError> {
+    let mut auth = headers.get_all(header::AUTHORIZATION).iter();
+    let first = auth.next();
+    if auth.next().is_some() {
+        return Err(TokenError::new(
+            ErrorCode::InvalidRequest,
+            "more than one Authorization header",
+        ));
+    }
+    let basic = match first {
+        None => None,
+        Some(v) => match parse_basic(v.as_bytes()) {
+            Ok(c) => Some(c),
+            Err(BasicError::NotBasic) => {
+                return Err(TokenError::new(
+                    ErrorCode::InvalidClient,
+                    "unsupported client authentication method",
+                )
+                .with_basic_challenge())
+            }
+            Err(BasicError::Malformed) => {
+                return Err(TokenError::new(
+                    ErrorCode::InvalidRequest,
+                    "malformed Basic credentials",
+                ))
+            }
+        },
+    };
+    let body_id = params.single("client_id")?;
+    let body_secret = params.single("client_secret")?;
+    match (basic, body_secret) {
+        (Some(_), Some(_)) => Err(TokenError::new(
+            ErrorCode::InvalidRequest,
+            "more than one client authentication method",
+        )),
+        (Some((id, secret)), None) => {
+            if body_id.is_some_and(|b| b != id) {
+                return Err(TokenError::new(
+                    ErrorCode::InvalidRequest,
+                    "`client_id` differs from the Basic credentials",
+                ));
+            }
+            Ok(Credentials {
+                client_id: id,
+                secret: Some(secret),
+                method: Presented::Basic,
+            })
+        }
+        (None, Some(secret)) => {
+            let id = body_id.ok_or_else(|| {
+                TokenError::new(
+                    ErrorCode::InvalidRequest,
+                    "`client_secret` without `client_id`",
+                )
+            })?;
+            Ok(Credentials {
+                client_id: id.to_owned(),
+                secret: Some(Zeroizing::new(secret.to_owned())),
+                method: Presented::Post,
+            })
+        }
+        (None, None) => match body_id {
+            Some(id) => Ok(Credentials {
+                client_id: id.to_owned(),
+                secret: None,
+                method: Presented::IdOnly,
+            }),
+            None => Err(TokenError::new(
+                ErrorCode::InvalidClient,
+                "no client authentication included",
+            )
+            .with_basic_challenge()),
+        },
+    }
+}
+
+async fn authenticate(
+    shared: &Shared,
+    headers: &HeaderMap,
+    params: &Params,
+    address: Option<&str>,
+) -> Result<Arc<RegisteredClient>, TokenError> {
+    let creds = presented(headers, params)?;
+    let id = creds.client_id.as_str();
+    shared
+        .client_limiter
+        .check(id)
+        .map_err(TokenError::too_many)?;
+    if let Some(a) = address {
+        shared
+            .address_limiter
+            .check(a)
+            .map_err(TokenError::too_many)?;
+    }
+    let client = shared.clients.find(id).await.map_err(|e| {
+        tracing::error!(target: "tower_bearer::issuer", error = %e, "client registry failed");
+        TokenError::server_error()
+    })?;
+    let now = shared.clock.now_unix();
+    let ok = match (&creds.secret, creds.method) {
+        (None, _) => client
+            .as_ref()
+            .is_some_and(|c| c.auth_method() == AuthMethod::None),
+        (Some(secret), method) => {
+            let hash = client.as_ref().and_then(|c| c.secret_hash());
+            let cached = hash.is_some_and(|h| shared.verified.contains(id, secret, h, now));
+            let verified = cached || shared.hasher.verify(secret.as_bytes(), hash).await;
+            if verified && !cached {
+                if let Some(h) = hash {
+                    shared.verified.insert(id, secret, h, now);
+                }
+            }
+            let expected = match method {
+                Presented::Basic => AuthMethod::ClientSecretBasic,
+                _ => AuthMethod::ClientSecretPost,
+            };
+            verified && client.as_ref().is_some_and(|c| c.auth_method() == expected)
+        }
+    };
+    match client {
+        Some(c) if ok => {
+            shared.client_limiter.record_success(id);
+            Ok(c)
+        }
+        _ => {
+            shared.client_limiter.record_failure(id);
+            if let Some(a) = address {
+                shared.address_limiter.record_failure(a);
+            }
+            tracing::info!(target: "tower_bearer::audit", client_id = id, address = address.unwrap_or("-"), "client authentication failed");
+            let err = TokenError::new(ErrorCode::InvalidClient, "client authentication failed");
+            Err(if creds.method == Presented::Post {
+                err
+            } else {
+                err.with_basic_challenge()
+            })
+        }
+    }
+}
+
+async fn jwks(State(shared): State<Arc<Shared>>) -> Response {
+    let body = shared.keys.jwks_json();
+    let mut res = Response::new(Body::from(body.as_bytes().to_vec()));
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let max_age = shared.keys.jwks_max_age().as_secs();
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
+        headers.insert(header::CACHE_CONTROL, v);
+    }
+    res
+}
+
+async fn metadata(State(shared): State<Arc<Shared>>) -> Response {
+    let mut res = json_response(StatusCode::OK, shared.metadata().to_string().into_bytes());
+    res.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    res
+}

@@ -1,1 +1,420 @@
 //! Access-token minting (RFC 9068) and the claims customizer.
+//!
+//! Every access token is a JWS signed by the active key of the
+//! [`KeyManager`](crate::issuer::keys::KeyManager): header `alg`, `typ` (`at+jwt` by default)
+//! and `kid`; claims `iss`, `sub`, `aud`, `exp`, `iat`, `jti` (128 random bits, base64url),
+//! `client_id`, `scope` (space-separated; absent when empty), plus what the grant adds
+//! (`gty: client-credentials` for `client_credentials`) and what a [`TokenCustomizer`] adds.
+//! A customizer can never set a reserved claim ([`RESERVED_CLAIMS`]); a token longer than
+//! [`MAX_TOKEN_LEN`] (the verifier's default limit) is an error, never sent.
+//!
+//! # Example
+//!
+//! ```
+//! use serde_json::{json, Map, Value};
+//! use tower_bearer::http_client::BoxFuture;
+//! use tower_bearer::issuer::tokens::{CustomizerError, TokenContext, TokenCustomizer};
+//!
+//! /// Adds the caller's department to service tokens.
+//! #[derive(Debug)]
+//! struct Department;
+//!
+//! impl TokenCustomizer for Department {
+//!     fn customize<'a>(
+//!         &'a self,
+//!         ctx: &'a TokenContext<'a>,
+//!         extra: &'a mut Map<String, Value>,
+//!     ) -> BoxFuture<'a, Result<(), CustomizerError>> {
+//!         Box::pin(async move {
+//!             if ctx.client.client_id() == "orders" {
+//!                 extra.insert("dept".into(), json!("sales"));
+//!             }
+//!             Ok(())
+//!         })
+//!     }
+//! }
+//! # let _ = Department;
+//! ```
+
+use std::fmt;
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde_json::{Map, Value};
+
+use crate::http_client::BoxFuture;
+use crate::issuer::clients::RegisteredClient;
+use crate::issuer::config::GrantType;
+use crate::signing::SigningKey;
+
+/// Claims a [`TokenCustomizer`] can never set.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::issuer::tokens::RESERVED_CLAIMS;
+///
+/// assert!(RESERVED_CLAIMS.contains(&"sub"));
+/// assert!(RESERVED_CLAIMS.contains(&"cnf"));
+/// ```
+pub const RESERVED_CLAIMS: [&str; 13] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "client_id",
+    "scope",
+    "typ",
+    "kid",
+    "cnf",
+    "gty",
+];
+
+/// The longest token minted: the verifier's default limit
+/// ([`DEFAULT_MAX_TOKEN_LEN`](crate::bearer::DEFAULT_MAX_TOKEN_LEN), 8 KiB).
+///
+/// # Example
+///
+/// ```
+/// assert_eq!(tower_bearer::issuer::tokens::MAX_TOKEN_LEN, 8192);
+/// ```
+pub const MAX_TOKEN_LEN: usize = crate::bearer::DEFAULT_MAX_TOKEN_LEN;
+
+/// What a [`TokenCustomizer`] knows about the token being minted.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::issuer::clients::RegisteredClient;
+/// use tower_bearer::issuer::config::{AuthMethod, GrantType};
+/// use tower_bearer::issuer::tokens::TokenContext;
+///
+/// let client = RegisteredClient::new("orders", AuthMethod::ClientSecretBasic);
+/// let scopes = vec!["internal-service".to_owned()];
+/// let ctx = TokenContext::new(&client, GrantType::ClientCredentials, "orders", &scopes, &[]);
+/// assert_eq!(ctx.subject, "orders");
+/// ```
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct TokenContext<'a> {
+    /// The authenticated client.
+    pub client: &'a RegisteredClient,
+    /// The grant.
+    pub grant: GrantType,
+    /// The `sub` (the client id for `client_credentials`, the user otherwise).
+    pub subject: &'a str,
+    /// The granted scopes.
+    pub scopes: &'a [String],
+    /// The `aud` values.
+    pub audiences: &'a [String],
+}
+
+impl<'a> TokenContext<'a> {
+    /// A context.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::{AuthMethod, GrantType};
+    /// use tower_bearer::issuer::tokens::TokenContext;
+    ///
+    /// let client = RegisteredClient::new("a", AuthMethod::ClientSecretBasic);
+    /// let ctx = TokenContext::new(&client, GrantType::ClientCredentials, "a", &[], &[]);
+    /// assert_eq!(ctx.grant, GrantType::ClientCredentials);
+    /// ```
+    pub fn new(
+        client: &'a RegisteredClient,
+        grant: GrantType,
+        subject: &'a str,
+        scopes: &'a [String],
+        audiences: &'a [String],
+    ) -> Self {
+        Self {
+            client,
+            grant,
+            subject,
+            scopes,
+            audiences,
+        }
+    }
+}
+
+/// A customizer failure: the token endpoint answers `server_error` (the reason is logged, not
+/// sent).
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::issuer::tokens::CustomizerError;
+///
+/// let err = CustomizerError::new("directory unavailable");
+/// assert_eq!(err.to_string(), "token customizer failed: directory unavailable");
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("token customizer failed: {reason}")]
+pub struct CustomizerError {
+    reason: String,
+}
+
+impl CustomizerError {
+    /// An error with a reason (never put a secret in it).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::tokens::CustomizerError;
+    ///
+    /// assert!(CustomizerError::new("x").to_string().ends_with("x"));
+    /// ```
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Adds claims to each access token. Claims go into `extra` (empty when called); a reserved
+/// claim there ([`RESERVED_CLAIMS`]) makes the request fail with `server_error` rather than
+/// override what the server decided. See the [module docs](crate::issuer::tokens) for an
+/// example.
+pub trait TokenCustomizer: Send + Sync + 'static {
+    /// Adds claims for the token described by `ctx`.
+    ///
+    /// # Errors
+    ///
+    /// [`CustomizerError`]: the token endpoint answers `server_error`.
+    fn customize<'a>(
+        &'a self,
+        ctx: &'a TokenContext<'a>,
+        extra: &'a mut Map<String, Value>,
+    ) -> BoxFuture<'a, Result<(), CustomizerError>>;
+}
+
+/// A 128-bit random `jti`, base64url (22 characters).
+pub(crate) fn new_jti() -> Result<String, MintError> {
+    let mut bytes = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| MintError::Random)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Why a token could not be minted (all answered as `server_error`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum MintError {
+    /// The random generator failed.
+    #[error("random generator failed")]
+    Random,
+    /// The customizer failed.
+    #[error(transparent)]
+    Customizer(#[from] CustomizerError),
+    /// The customizer tried to set a reserved claim.
+    #[error("token customizer set the reserved claim `{0}`")]
+    Reserved(String),
+    /// The token is longer than [`MAX_TOKEN_LEN`].
+    #[error("token of {0} bytes exceeds the {MAX_TOKEN_LEN}-byte limit")]
+    TooLong(usize),
+    /// Signing failed.
+    #[error("signing failed")]
+    Signing,
+}
+
+/// What the server decided about one access token.
+pub(crate) struct Draft<'a> {
+    pub(crate) issuer: &'a str,
+    pub(crate) typ: &'a str,
+    pub(crate) now: u64,
+    pub(crate) ttl: u64,
+    pub(crate) client: &'a RegisteredClient,
+    pub(crate) grant: GrantType,
+    pub(crate) subject: &'a str,
+    pub(crate) scopes: &'a [String],
+    pub(crate) audiences: &'a [String],
+    /// Grant-specific claims (`gty`, later `uid`, `roles`, ...).
+    pub(crate) grant_claims: Map<String, Value>,
+}
+
+/// A minted token.
+pub(crate) struct Minted {
+    pub(crate) token: String,
+    pub(crate) jti: String,
+    pub(crate) exp: u64,
+}
+
+impl fmt::Debug for Minted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Minted")
+            .field("jti", &self.jti)
+            .field("exp", &self.exp)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) async fn mint(
+    draft: Draft<'_>,
+    key: &SigningKey,
+    customizer: Option<&dyn TokenCustomizer>,
+) -> Result<Minted, MintError> {
+    let mut extra = Map::new();
+    if let Some(c) = customizer {
+        let ctx = TokenContext::new(
+            draft.client,
+            draft.grant,
+            draft.subject,
+            draft.scopes,
+            draft.audiences,
+        );
+        c.customize(&ctx, &mut extra).await?;
+        if let Some(k) = extra.keys().find(|k| RESERVED_CLAIMS.contains(&k.as_str())) {
+            return Err(MintError::Reserved(k.clone()));
+        }
+    }
+    let jti = new_jti()?;
+    let exp = draft.now.saturating_add(draft.ttl);
+    let mut claims = Map::new();
+    claims.insert("iss".into(), Value::String(draft.issuer.to_owned()));
+    claims.insert("sub".into(), Value::String(draft.subject.to_owned()));
+    match draft.audiences {
+        [] => {}
+        [one] => {
+            claims.insert("aud".into(), Value::String(one.clone()));
+        }
+        many => {
+            claims.insert(
+                "aud".into(),
+                Value::Array(many.iter().cloned().map(Value::String).collect()),
+            );
+        }
+    }
+    claims.insert("exp".into(), Value::from(exp));
+    claims.insert("iat".into(), Value::from(draft.now));
+    claims.insert("jti".into(), Value::String(jti.clone()));
+    claims.insert(
+        "client_id".into(),
+        Value::String(draft.client.client_id().to_owned()),
+    );
+    if !draft.scopes.is_empty() {
+        claims.insert("scope".into(), Value::String(draft.scopes.join(" ")));
+    }
+    for (k, v) in draft.grant_claims {
+        claims.insert(k, v);
+    }
+    for (k, v) in extra {
+        claims.entry(k).or_insert(v);
+    }
+    let header = serde_json::json!({
+        "alg": key.algorithm().as_str(),
+        "typ": draft.typ,
+        "kid": key.kid(),
+    });
+    let payload = serde_json::to_vec(&Value::Object(claims)).map_err(|_| MintError::Signing)?;
+    let header = serde_json::to_vec(&header).map_err(|_| MintError::Signing)?;
+    // base64url length of header and payload, plus the signature: check before signing.
+    let estimate = (header.len() + payload.len()).div_ceil(3) * 4 + 2;
+    if estimate > MAX_TOKEN_LEN {
+        return Err(MintError::TooLong(estimate));
+    }
+    let token = key
+        .sign_raw(&header, &payload)
+        .map_err(|_| MintError::Signing)?;
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(MintError::TooLong(token.len()));
+    }
+    Ok(Minted { token, jti, exp })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::issuer::config::AuthMethod;
+    use crate::jwks::Algorithm;
+    use serde_json::json;
+
+    #[derive(Debug)]
+    struct Adds(Map<String, Value>);
+    impl TokenCustomizer for Adds {
+        fn customize<'a>(
+            &'a self,
+            _: &'a TokenContext<'a>,
+            extra: &'a mut Map<String, Value>,
+        ) -> BoxFuture<'a, Result<(), CustomizerError>> {
+            extra.extend(self.0.clone());
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn draft<'a>(
+        client: &'a RegisteredClient,
+        scopes: &'a [String],
+        aud: &'a [String],
+    ) -> Draft<'a> {
+        Draft {
+            issuer: "https://auth.example",
+            typ: "at+jwt",
+            now: 1_000,
+            ttl: 300,
+            client,
+            grant: GrantType::ClientCredentials,
+            subject: client.client_id(),
+            scopes,
+            audiences: aud,
+            grant_claims: Map::new(),
+        }
+    }
+
+    fn payload(token: &str) -> Value {
+        let p = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn reserved_claims_cannot_be_overridden_and_size_is_bounded() {
+        let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let client = RegisteredClient::new("c", AuthMethod::ClientSecretBasic);
+        let scopes = vec!["a".to_owned()];
+        let aud = vec!["x".to_owned(), "y".to_owned()];
+        let ok = Adds(json!({"dept": "sales"}).as_object().unwrap().clone());
+        let m = mint(draft(&client, &scopes, &aud), &key, Some(&ok))
+            .await
+            .unwrap();
+        let p = payload(&m.token);
+        assert_eq!(p["dept"], "sales");
+        assert_eq!(p["aud"], json!(["x", "y"]));
+        assert_eq!(p["exp"], 1_300);
+        assert_eq!(p["jti"].as_str().unwrap().len(), 22);
+        for reserved in RESERVED_CLAIMS {
+            let bad = Adds(json!({ reserved: "evil" }).as_object().unwrap().clone());
+            let err = mint(draft(&client, &scopes, &aud), &key, Some(&bad))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, MintError::Reserved(ref c) if c == reserved),
+                "{err}"
+            );
+        }
+        let big = Adds(
+            json!({"blob": "x".repeat(7000)})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        let err = mint(draft(&client, &scopes, &aud), &key, Some(&big))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, MintError::TooLong(_)), "{err}");
+    }
+
+    #[test]
+    fn jtis_are_unique() {
+        let a = new_jti().unwrap();
+        let b = new_jti().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(URL_SAFE_NO_PAD.decode(a).unwrap().len(), 16);
+    }
+}

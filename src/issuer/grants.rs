@@ -1,1 +1,0 @@
-//! Grants: one module per grant type.

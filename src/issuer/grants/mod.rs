@@ -1,0 +1,402 @@
+//! Grants: one module per grant type, behind one dispatch.
+//!
+//! The token endpoint authenticates the client, then hands the request to the grant named by
+//! `grant_type`: each grant is a `Grant` (crate-private trait: `grant_type()` and an async
+//! `handle`) registered with the server, so `refresh_token`, `password` and
+//! `authorization_code` plug in next to [`client_credentials`] without touching the endpoint.
+//! Errors are [`TokenError`]s, rendered exactly per RFC 6749 §5.2.
+//!
+//! # Example
+//!
+//! ```
+//! use tower_bearer::issuer::grants::{ErrorCode, TokenError};
+//!
+//! let err = TokenError::new(ErrorCode::InvalidScope, "scope `admin` is not registered for this client");
+//! assert_eq!(err.code().as_str(), "invalid_scope");
+//! assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+//! ```
+
+pub mod client_credentials;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use http::StatusCode;
+use serde::Serialize;
+
+use crate::http_client::BoxFuture;
+use crate::issuer::clients::RegisteredClient;
+use crate::issuer::config::GrantType;
+use crate::issuer::Shared;
+
+/// An RFC 6749 §5.2 (and RFC 8707) error code.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::issuer::grants::ErrorCode;
+///
+/// assert_eq!(ErrorCode::InvalidTarget.as_str(), "invalid_target");
+/// assert_eq!(ErrorCode::InvalidClient.status(), http::StatusCode::UNAUTHORIZED);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// `invalid_request` (400).
+    InvalidRequest,
+    /// `invalid_client` (401).
+    InvalidClient,
+    /// `invalid_grant` (400).
+    InvalidGrant,
+    /// `unauthorized_client` (400).
+    UnauthorizedClient,
+    /// `unsupported_grant_type` (400).
+    UnsupportedGrantType,
+    /// `invalid_scope` (400).
+    InvalidScope,
+    /// `invalid_target` (400, RFC 8707).
+    InvalidTarget,
+    /// `server_error` (500).
+    ServerError,
+    /// `temporarily_unavailable` (429 when rate limited, else 503).
+    TemporarilyUnavailable,
+}
+
+impl ErrorCode {
+    /// The `error` value.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::grants::ErrorCode;
+    ///
+    /// assert_eq!(ErrorCode::UnsupportedGrantType.as_str(), "unsupported_grant_type");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::ServerError => "server_error",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+
+    /// The default HTTP status.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::grants::ErrorCode;
+    ///
+    /// assert_eq!(ErrorCode::ServerError.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+    /// ```
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// A token-endpoint error: `{"error", "error_description"}` with its status and headers.
+/// See the [module docs](crate::issuer::grants) for an example.
+#[derive(Debug, Clone)]
+pub struct TokenError {
+    code: ErrorCode,
+    description: Cow<'static, str>,
+    status: StatusCode,
+    basic_challenge: bool,
+    retry_after: Option<Duration>,
+}
+
+impl TokenError {
+    /// An error with the code's default status.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::grants::{ErrorCode, TokenError};
+    ///
+    /// let err = TokenError::new(ErrorCode::InvalidRequest, "missing `grant_type`");
+    /// assert_eq!(err.description(), "missing `grant_type`");
+    /// ```
+    pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            description: description.into(),
+            status: code.status(),
+            basic_challenge: false,
+            retry_after: None,
+        }
+    }
+
+    pub(crate) fn with_basic_challenge(mut self) -> Self {
+        self.basic_challenge = true;
+        self
+    }
+
+    pub(crate) fn too_many(retry_after: Duration) -> Self {
+        let mut e = Self::new(
+            ErrorCode::TemporarilyUnavailable,
+            "too many failed client authentications; retry later",
+        );
+        e.status = StatusCode::TOO_MANY_REQUESTS;
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    pub(crate) fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub(crate) fn server_error() -> Self {
+        Self::new(ErrorCode::ServerError, "the server could not issue a token")
+    }
+
+    /// The code.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::grants::{ErrorCode, TokenError};
+    ///
+    /// assert_eq!(TokenError::new(ErrorCode::InvalidGrant, "x").code(), ErrorCode::InvalidGrant);
+    /// ```
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The description.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::grants::{ErrorCode, TokenError};
+    ///
+    /// assert_eq!(TokenError::new(ErrorCode::InvalidGrant, "x").description(), "x");
+    /// ```
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The HTTP status.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::grants::{ErrorCode, TokenError};
+    ///
+    /// assert_eq!(TokenError::new(ErrorCode::InvalidClient, "x").status(), 401);
+    /// ```
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Whether the answer carries `WWW-Authenticate: Basic`.
+    pub(crate) fn basic_challenge(&self) -> bool {
+        self.basic_challenge
+    }
+
+    /// `Retry-After`, when rate limited.
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.description)
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// A successful token response (RFC 6749 §5.1).
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::issuer::grants::TokenResponse;
+///
+/// let r = TokenResponse::bearer("eyJ...".into(), 300);
+/// let json = serde_json::to_value(&r).unwrap();
+/// assert_eq!(json["token_type"], "Bearer");
+/// assert!(json.get("scope").is_none());
+/// assert!(!format!("{r:?}").contains("eyJ"));
+/// ```
+#[derive(Clone, Serialize)]
+#[non_exhaustive]
+pub struct TokenResponse {
+    /// The access token.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// The granted scope, when it differs from the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// A refresh token (user grants only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+impl TokenResponse {
+    /// A bearer token response without scope or refresh token.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::grants::TokenResponse;
+    ///
+    /// assert_eq!(TokenResponse::bearer("t".into(), 60).expires_in, 60);
+    /// ```
+    pub fn bearer(access_token: String, expires_in: u64) -> Self {
+        Self {
+            access_token,
+            token_type: "Bearer",
+            expires_in,
+            scope: None,
+            refresh_token: None,
+        }
+    }
+}
+
+impl fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// The form parameters of a token request, in order; the first value of a name decides.
+#[derive(Debug, Default)]
+pub(crate) struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    pub(crate) fn parse(body: &[u8]) -> Self {
+        Self {
+            pairs: form_urlencoded::parse(body).into_owned().collect(),
+        }
+    }
+
+    /// One value: absent or empty → `None`; given twice → `invalid_request`.
+    pub(crate) fn single(&self, name: &str) -> Result<Option<&str>, TokenError> {
+        let mut it = self.pairs.iter().filter(|(k, _)| k == name);
+        let first = it.next();
+        if it.next().is_some() {
+            return Err(TokenError::new(
+                ErrorCode::InvalidRequest,
+                format!("parameter `{name}` is repeated"),
+            ));
+        }
+        Ok(first.map(|(_, v)| v.as_str()).filter(|v| !v.is_empty()))
+    }
+
+    /// Every non-empty value of a repeatable parameter (`resource`).
+    pub(crate) fn multi(&self, name: &str) -> Vec<&str> {
+        self.pairs
+            .iter()
+            .filter(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// Every parameter name appears at most once, except those in `repeatable`.
+    pub(crate) fn check_no_repeats(&self, repeatable: &[&str]) -> Result<(), TokenError> {
+        for (i, (k, _)) in self.pairs.iter().enumerate() {
+            if !repeatable.contains(&k.as_str()) && self.pairs[..i].iter().any(|(p, _)| p == k) {
+                return Err(TokenError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("parameter `{k}` is repeated"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a grant needs to answer one request.
+pub(crate) struct GrantRequest<'a> {
+    pub(crate) server: &'a Shared,
+    pub(crate) client: &'a RegisteredClient,
+    pub(crate) params: &'a Params,
+}
+
+/// One grant type (crate-private: grants live in this module).
+pub(crate) trait Grant: Send + Sync + fmt::Debug + 'static {
+    /// The `grant_type` it answers.
+    fn grant_type(&self) -> GrantType;
+    /// Answers an authenticated client's request.
+    fn handle<'a>(
+        &'a self,
+        req: GrantRequest<'a>,
+    ) -> BoxFuture<'a, Result<TokenResponse, TokenError>>;
+}
+
+/// Parses `scope` (space-delimited, RFC 6749 §3.3); `None` when absent.
+pub(crate) fn parse_scope(raw: Option<&str>) -> Result<Option<Vec<String>>, TokenError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let mut out: Vec<String> = Vec::new();
+    for s in raw.split(' ').filter(|s| !s.is_empty()) {
+        if !s.chars().all(crate::issuer::config::is_scope_char) {
+            return Err(TokenError::new(
+                ErrorCode::InvalidScope,
+                "the scope contains invalid characters",
+            ));
+        }
+        if !out.iter().any(|o| o == s) {
+            out.push(s.to_owned());
+        }
+    }
+    Ok((!out.is_empty()).then_some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_repeats_and_empties() {
+        let p = Params::parse(b"a=1&b=&c=x&c=y&resource=r1&resource=r2&resource=");
+        assert_eq!(p.single("a").unwrap(), Some("1"));
+        assert_eq!(p.single("b").unwrap(), None);
+        assert_eq!(p.single("zz").unwrap(), None);
+        assert_eq!(p.single("c").unwrap_err().code(), ErrorCode::InvalidRequest);
+        assert_eq!(p.multi("resource"), ["r1", "r2"]);
+        assert!(p.check_no_repeats(&["resource", "c"]).is_ok());
+        assert!(p.check_no_repeats(&["resource"]).is_err());
+    }
+
+    #[test]
+    fn scopes_parse() {
+        assert_eq!(parse_scope(None).unwrap(), None);
+        assert_eq!(parse_scope(Some("  ")).unwrap(), None);
+        assert_eq!(
+            parse_scope(Some("a b  a")).unwrap(),
+            Some(vec!["a".to_owned(), "b".to_owned()])
+        );
+        assert_eq!(
+            parse_scope(Some("a\"b")).unwrap_err().code(),
+            ErrorCode::InvalidScope
+        );
+    }
+}

@@ -2189,7 +2189,10 @@ security:
         assert!(r.check(&get, "/home", None).is_ok());
         let err = SecurityConfig::from_yaml(&yaml("    path-case: lower\n")).unwrap_err();
         // The value itself is redacted (errors never repeat a scalar); the expected set is named.
-        assert!(err.to_string().contains("`sensitive` or `insensitive`"), "{err}");
+        assert!(
+            err.to_string().contains("`sensitive` or `insensitive`"),
+            "{err}"
+        );
     }
 
     #[test]

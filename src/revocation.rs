@@ -165,7 +165,8 @@ impl MemoryRevocations {
     pub fn revoke_sid(&self, sid: &str) {
         write(&self.sids).insert(sid.to_owned());
     }
-    /// Takes a `jti` off the list.
+    /// Takes a `jti` off the list. A layer that already refused the token keeps refusing it
+    /// (a revocation is final in its cache).
     ///
     /// # Example
     ///
@@ -182,7 +183,7 @@ impl MemoryRevocations {
     pub fn unrevoke_jti(&self, jti: &str) {
         write(&self.jtis).remove(jti);
     }
-    /// Takes a session off the list.
+    /// Takes a session off the list (same caveat as [`unrevoke_jti`](Self::unrevoke_jti)).
     ///
     /// # Example
     ///

@@ -16,6 +16,10 @@
 //! Rails, Laravel, Symfony, Spring's `HiddenHttpMethodFilter`, ASP.NET Core's
 //! `UseHttpMethodOverride` with a form field) are invisible to them. Configure upstreams not to
 //! honour them (the `X-HTTP-Method-Override` style headers are stripped already).
+//!
+//! With `resource-server.policy-version` or `resource-server.revocation` (`source: redis`), the
+//! policy versions and the issuer's revocations are read from `security.redis` (build with the
+//! `redis` feature); either configured without Redis stops the gateway at start.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -37,6 +41,7 @@ use tower::{service_fn, Layer};
 use tower_bearer::config::SecurityConfig;
 use tower_bearer::gateway::SetIdentityHeadersLayer;
 use tower_bearer::policy::PolicyVersionLayer;
+use tower_bearer::revocation::RevocationLayer;
 use tower_bearer::stack::SecurityLayer;
 
 type Body = BoxBody<Bytes, hyper::Error>;
@@ -213,6 +218,32 @@ async fn policy_layer(security: &SecurityConfig) -> Result<PolicyVersionLayer, S
     )
 }
 
+/// The revocation check: with `resource-server.revocation` (`source: redis`), revocations come
+/// from the issuer's keys in `security.redis` (feature `redis`); configured without a source,
+/// the gateway refuses to start rather than silently not checking.
+async fn revocation_layer(security: &SecurityConfig) -> Result<RevocationLayer, String> {
+    let wanted = security
+        .resource_server
+        .as_ref()
+        .is_some_and(|r| r.revocation.is_some());
+    if !wanted {
+        return Ok(RevocationLayer::disabled());
+    }
+    #[cfg(feature = "redis")]
+    if security.redis.is_some() {
+        let revocations = security
+            .redis_revocations()
+            .await
+            .map_err(|e| format!("security: {e}"))?;
+        return Ok(security.revocation_layer(std::sync::Arc::new(revocations)));
+    }
+    Err(
+        "security: `resource-server.revocation` (source: redis) needs `security.redis` (and \
+         the `redis` feature), or remove the key"
+            .into(),
+    )
+}
+
 /// Serves the gateway on `listener` until `shutdown` completes.
 pub async fn run(
     cfg: GatewayConfig,
@@ -228,6 +259,7 @@ pub async fn run(
         .access_rules()
         .map_err(|e| format!("security: {e}"))?;
     let policy = policy_layer(&cfg.security).await?;
+    let revocation = revocation_layer(&cfg.security).await?;
     let client: Client<HttpConnector, Incoming> =
         Client::builder(TokioExecutor::new()).build_http();
     let upstream = cfg.upstream.clone();
@@ -235,6 +267,7 @@ pub async fn run(
         service_fn(move |req: Request<Incoming>| forward(client.clone(), upstream.clone(), req));
     let svc = SecurityLayer::new(verifier, rules)
         .with_policy(policy)
+        .with_revocation(revocation)
         .gateway(SetIdentityHeadersLayer::new())
         .layer(proxy);
     let graceful = GracefulShutdown::new();

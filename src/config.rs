@@ -177,6 +177,8 @@ pub struct ResourceServerConfig {
     pub internal_only: Option<InternalOnlySection>,
     /// `policy-version`: `pv` freshness check.
     pub policy_version: Option<PolicyVersionSection>,
+    /// `revocation`: refuse tokens whose `jti` or `sid` the issuer revoked (opt-in).
+    pub revocation: Option<RevocationSection>,
     /// `rules`: first match wins.
     pub rules: Option<Vec<RuleConfig>>,
     /// `default`: what unmatched requests need (`deny` or `authenticated`).
@@ -505,6 +507,72 @@ pub struct PolicyVersionSection {
     /// `max-staleness-seconds` (default 5).
     #[serde(default, deserialize_with = "opt_u64")]
     pub max_staleness_seconds: Option<u64>,
+}
+
+/// `resource-server.revocation`: the opt-in revocation check
+/// ([`RevocationLayer`](crate::revocation::RevocationLayer)).
+///
+/// `source: redis` reads the keys the issuer's Redis grant store writes, in `security.redis`
+/// (its `key-prefix` must be the issuer's grant-store prefix); other sources (in memory, an
+/// in-process issuer's grant store) are given from Rust to
+/// [`SecurityConfig::revocation_layer`].
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::{RevocationSourceKind, SecurityConfig};
+///
+/// let cfg = SecurityConfig::from_yaml(r#"
+/// security:
+///   resource-server:
+///     issuer: https://auth.example
+///     audience: orders
+///     revocation: { source: redis, max-staleness-seconds: 2, require-jti: true }
+/// "#).unwrap();
+/// let r = cfg.resource_server.unwrap().revocation.unwrap();
+/// assert_eq!(r.source, RevocationSourceKind::Redis);
+/// assert_eq!(r.max_staleness_seconds, Some(2));
+/// assert_eq!(r.require_jti, Some(true));
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RevocationSection {
+    /// `source` (required): where revocations are read (`redis`).
+    pub source: RevocationSourceKind,
+    /// `max-staleness-seconds` (default 5): how long a "not revoked" answer is reused, and
+    /// how long the source may be down before requests fail closed (503).
+    #[serde(default, deserialize_with = "opt_u64")]
+    pub max_staleness_seconds: Option<u64>,
+    /// `require-jti` (default false): refuse tokens without a `jti` claim.
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub require_jti: Option<bool>,
+}
+
+/// `resource-server.revocation.source`.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::SecurityConfig;
+///
+/// let err = SecurityConfig::from_yaml(r#"
+/// security:
+///   resource-server:
+///     issuer: https://auth.example
+///     audience: orders
+///     revocation: { source: memory }
+/// "#).unwrap_err();
+/// // Only `redis` from YAML (the value itself is not echoed: it might be a secret).
+/// assert!(err.to_string().contains("expected `redis`"), "{err}");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum RevocationSourceKind {
+    /// The issuer's Redis (`security.redis`, feature `redis`).
+    #[default]
+    Redis,
 }
 
 /// One entry of `resource-server.rules`.
@@ -1297,6 +1365,42 @@ impl SecurityConfig {
         }
     }
 
+    /// The revocation layer from `resource-server.revocation` over `source`, or a disabled
+    /// layer when the section is absent. With `source: redis`, pass
+    /// [`redis_revocations`](Self::redis_revocations) (feature `redis`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_bearer::config::SecurityConfig;
+    /// use tower_bearer::revocation::MemoryRevocations;
+    ///
+    /// let yaml = |extra: &str| format!("security:\n  resource-server:\n    issuer: https://auth.example\n    audience: orders\n{extra}");
+    /// let off = SecurityConfig::from_yaml(&yaml("")).unwrap();
+    /// let layer = off.revocation_layer(Arc::new(MemoryRevocations::new()));
+    /// assert_eq!(format!("{layer:?}"), "RevocationLayer(disabled)");
+    ///
+    /// let on = SecurityConfig::from_yaml(&yaml("    revocation: { source: redis, max-staleness-seconds: 1 }\n")).unwrap();
+    /// let layer = on.revocation_layer(Arc::new(MemoryRevocations::new()));
+    /// assert!(format!("{layer:?}").contains("max_staleness: 1s"));
+    /// ```
+    pub fn revocation_layer(
+        &self,
+        source: std::sync::Arc<dyn crate::revocation::RevocationSource>,
+    ) -> crate::revocation::RevocationLayer {
+        match self
+            .resource_server
+            .as_ref()
+            .and_then(|r| r.revocation.as_ref())
+        {
+            Some(r) => crate::revocation::RevocationLayer::new(source)
+                .with_max_staleness(Duration::from_secs(r.max_staleness_seconds.unwrap_or(5)))
+                .require_jti(r.require_jti.unwrap_or(false)),
+            None => crate::revocation::RevocationLayer::disabled(),
+        }
+    }
+
     /// The outbound clients of `internal-token` (the flattened single client, named
     /// `default`, or every entry of `clients`).
     ///
@@ -1473,6 +1577,39 @@ impl SecurityConfig {
             .ok_or(ConfigError::Missing("security.redis"))?;
         let prefix = redis.key_prefix.as_deref().unwrap_or(DEFAULT_REDIS_PREFIX);
         crate::store::RedisPolicyVersions::connect(&redis.url, prefix).await
+    }
+
+    /// Revocations from `security.redis` (the issuer's `{key-prefix}:jti:{…}` and
+    /// `{key-prefix}:sid-revoked:{…}` keys), connected at once.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use tower_bearer::config::SecurityConfig;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cfg = SecurityConfig::from_yaml("security:\n  redis: { url: redis://127.0.0.1:6379, key-prefix: auth }\n")
+    ///     .unwrap();
+    /// let revocations = cfg.redis_revocations().await.unwrap();
+    /// assert_eq!(revocations.jti_key("t-1"), "auth:jti:{t-1}");
+    /// let layer = cfg.revocation_layer(Arc::new(revocations));
+    /// # let _ = layer;
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when `redis` is missing, its URL is invalid or Redis cannot be reached.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub async fn redis_revocations(&self) -> Result<crate::store::RedisRevocations, ConfigError> {
+        let redis = self
+            .redis
+            .as_ref()
+            .ok_or(ConfigError::Missing("security.redis"))?;
+        let prefix = redis.key_prefix.as_deref().unwrap_or(DEFAULT_REDIS_PREFIX);
+        crate::store::RedisRevocations::connect(&redis.url, prefix).await
     }
 
     /// The token manager of `internal-token`; with feature `redis` and a `redis` section, its
@@ -1842,6 +1979,7 @@ security:
       paths: ["/internal/**"]
       service-token: { claim: gty, value: client-credentials }
     policy-version: { max-staleness-seconds: 5 }
+    revocation: { source: redis, max-staleness-seconds: 5 }
     rules:
       - { path: "/public/**", permit-all: true }
       - { path: "/admin/**", methods: [POST, DELETE], any-role: [admin] }
@@ -1876,6 +2014,11 @@ security:
         assert_eq!(rs.audience, ["eon-internal"]);
         assert_eq!(rs.rules.as_ref().unwrap().len(), 4);
         assert_eq!(rs.default, Some(crate::authz::DefaultAction::Deny));
+        let rev = rs.revocation.as_ref().unwrap();
+        assert_eq!(
+            (rev.source, rev.max_staleness_seconds, rev.require_jti),
+            (RevocationSourceKind::Redis, Some(5), None)
+        );
         assert!(cfg.access_rules().is_ok());
         let it = cfg.internal_token.as_ref().unwrap();
         assert_eq!(it.client.client_secret.as_ref().unwrap().expose(), "s3cr3t");
@@ -2122,6 +2265,9 @@ security:
             ("security:\n  resource-server:\n    issuer: x\n    audiences: [a]\n", "audiences"),
             ("security:\n  resource-server:\n    issuer: x\n    rules:\n      - { path: /a, permitall: true }\n", "permitall"),
             ("security:\n  internal-token:\n    client-idd: x\n", "client-idd"),
+            ("security:\n  resource-server:\n    issuer: x\n    revocation: { source: redis, max-stale-seconds: 1 }\n", "max-stale-seconds"),
+            ("security:\n  resource-server:\n    issuer: x\n    revocation: { source: memory }\n", "expected `redis`"),
+            ("security:\n  resource-server:\n    issuer: x\n    revocation: { max-staleness-seconds: 1 }\n", "source"),
         ] {
             let err = SecurityConfig::from_yaml_with_env(yaml, env).unwrap_err();
             assert!(err.to_string().contains(key), "{key}: {err}");

@@ -143,6 +143,10 @@ pub enum TokenError {
     /// The token's policy version is older than the current one: get a new token.
     #[error("policy version outdated, refresh the token")]
     PolicyVersionStale,
+    /// The issuer revoked the token: its `jti` is on the revocation list, or its `sid` (the
+    /// refresh-token family it came from) was revoked ([`RevocationLayer`](crate::revocation::RevocationLayer)).
+    #[error("token revoked")]
+    Revoked,
     /// An OpenID Connect ID token presented as an access token: header `typ` `id_token+jwt`, or
     /// a `nonce` or `at_hash` claim (RFC 9068 §4; `reject-id-tokens`, on by default).
     #[error("id token presented as an access token")]
@@ -200,6 +204,7 @@ impl TokenError {
             Self::MissingRequiredClaim => "missing_required_claim",
             Self::InvalidClaim => "invalid_claim",
             Self::PolicyVersionStale => "policy_version_stale",
+            Self::Revoked => "revoked",
             Self::IdToken => "id_token",
             Self::UserIdPrefixClash => "user_id_prefix_clash",
         }
@@ -312,6 +317,9 @@ pub enum AuthError {
     /// The policy-version source cannot be reached beyond the staleness bound: 503.
     #[error("policy version source unavailable")]
     PolicyUnavailable,
+    /// The revocation source cannot be reached beyond the staleness bound: 503.
+    #[error("revocation source unavailable")]
+    RevocationUnavailable,
 }
 
 /// The gRPC status codes the layers answer with.
@@ -378,9 +386,9 @@ impl AuthError {
                 StatusCode::UNAUTHORIZED
             }
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::KeysUnavailable { .. } | Self::PolicyUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::KeysUnavailable { .. }
+            | Self::PolicyUnavailable
+            | Self::RevocationUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::InsufficientScope { .. } | Self::AccessDenied => StatusCode::FORBIDDEN,
             Self::NonCanonicalPath(_) | Self::NonCanonicalMethod => StatusCode::BAD_REQUEST,
         }
@@ -403,7 +411,9 @@ impl AuthError {
                 GrpcCode::Unauthenticated
             }
             Self::InvalidRequest(_) => GrpcCode::Unauthenticated,
-            Self::KeysUnavailable { .. } | Self::PolicyUnavailable => GrpcCode::Unavailable,
+            Self::KeysUnavailable { .. }
+            | Self::PolicyUnavailable
+            | Self::RevocationUnavailable => GrpcCode::Unavailable,
             Self::InsufficientScope { .. } | Self::AccessDenied => GrpcCode::PermissionDenied,
             Self::NonCanonicalPath(_) | Self::NonCanonicalMethod => GrpcCode::InvalidArgument,
         }
@@ -426,6 +436,7 @@ impl AuthError {
             | Self::AuthenticationRequired
             | Self::KeysUnavailable { .. }
             | Self::PolicyUnavailable
+            | Self::RevocationUnavailable
             | Self::NonCanonicalPath(_)
             | Self::NonCanonicalMethod => None,
             Self::InvalidRequest(_) => Some("invalid_request"),
@@ -456,6 +467,7 @@ impl AuthError {
             Self::NonCanonicalPath(reason) => reason,
             Self::NonCanonicalMethod => "miscased_method",
             Self::PolicyUnavailable => "policy_unavailable",
+            Self::RevocationUnavailable => "revocation_unavailable",
         }
     }
 
@@ -484,6 +496,7 @@ impl AuthError {
             self,
             Self::KeysUnavailable { .. }
                 | Self::PolicyUnavailable
+                | Self::RevocationUnavailable
                 | Self::NonCanonicalPath(_)
                 | Self::NonCanonicalMethod
         ) {

@@ -17,6 +17,8 @@
 //!   [`outbound::TokenManager`] with retries and a circuit breaker, and
 //!   [`outbound::InjectBearerLayer`] for hyper / tonic clients (opt-in destinations only), the
 //!   same rules as a reqwest-middleware `Middleware` (feature `reqwest`).
+//! - [`revocation`]: opt-in refusal of tokens the issuer revoked (`jti`, `sid`), with a bounded
+//!   local cache and fail-closed behaviour.
 //! - [`store`]: state shared by replicas (the outbound token cache, policy versions), in
 //!   memory by default, in Redis with feature `redis`.
 //!
@@ -83,7 +85,7 @@
 //! | `axum` | yes | `CurrentUser` / `Option<CurrentUser>` extractors, `IntoResponse` for `AuthError` |
 //! | `metrics` | no | counters through the `metrics` facade |
 //! | `reqwest` | no | `outbound::InjectBearerMiddleware`, a reqwest-middleware `Middleware` |
-//! | `redis` | no | `RedisTokenStore` and `RedisPolicyVersions` in [`store`] (Rust 1.88) |
+//! | `redis` | no | `RedisTokenStore`, `RedisPolicyVersions` and `RedisRevocations` in [`store`] (Rust 1.88) |
 //! | `issuer` | yes | the authorization server (`issuer` module): token endpoint, JWKS, metadata |
 //! | `full` | no | everything |
 //!
@@ -111,6 +113,7 @@ pub mod issuer;
 pub mod jwks;
 pub mod outbound;
 pub mod policy;
+pub mod revocation;
 pub mod signing;
 pub mod stack;
 pub mod store;

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! SetSensitiveHeaders(Authorization) → Trace → StripIdentityHeaders → JwtAuth (optional mode)
-//!   → PolicyVersion → Authorize → SetIdentityHeaders → service
+//!   → Revocation → PolicyVersion → Authorize → SetIdentityHeaders → service
 //! ```
 //!
 //! - `Authorization` is marked sensitive before anything logs the request.
@@ -10,6 +10,9 @@
 //!   set (gateway mode) only after authorization.
 //! - `JwtAuth` runs in optional mode: a request without a token reaches `Authorize` as
 //!   anonymous (401 where a rule needs a user); a present but bad token is 401 everywhere.
+//! - The revocation and policy-version checks (both off unless configured) read the verified
+//!   token, so they run after the verified-token cache: a cached token is still checked. A
+//!   revoked token is refused before its policy version is looked at.
 //!
 //! # Example
 //!
@@ -62,6 +65,7 @@ use crate::gateway::{
     SetIdentityHeaders, SetIdentityHeadersLayer, StripIdentityHeaders, StripIdentityHeadersLayer,
 };
 use crate::policy::{PolicyVersion, PolicyVersionLayer};
+use crate::revocation::{Revocation, RevocationLayer};
 use crate::verify::Verifier;
 
 /// All security layers in the one documented order. The layer is the builder.
@@ -105,6 +109,7 @@ pub struct SecurityLayer {
     /// the stack is built.
     managed: Vec<HeaderName>,
     jwt: JwtAuthLayer,
+    revocation: RevocationLayer,
     policy: PolicyVersionLayer,
     authorize: AuthorizeLayer,
     set: SetIdentityHeadersLayer,
@@ -112,7 +117,7 @@ pub struct SecurityLayer {
 
 impl SecurityLayer {
     /// Verification with `verifier`, authorization with `rules`; identity headers stripped;
-    /// no policy check; identity headers not set (see [`SecurityLayer::gateway`]).
+    /// no revocation or policy check; identity headers not set (see [`SecurityLayer::gateway`]).
     ///
     /// # Example
     ///
@@ -150,6 +155,7 @@ impl SecurityLayer {
             strip: StripIdentityHeadersLayer::new(),
             managed: Vec::new(),
             jwt: JwtAuthLayer::new(verifier).optional(true),
+            revocation: RevocationLayer::disabled(),
             policy: PolicyVersionLayer::disabled(),
             authorize: AuthorizeLayer::new(rules),
             set: SetIdentityHeadersLayer::disabled(),
@@ -271,6 +277,45 @@ impl SecurityLayer {
     /// ```
     pub fn with_policy(mut self, policy: PolicyVersionLayer) -> Self {
         self.policy = policy;
+        self
+    }
+    /// Adds the revocation check (right after authentication, before the policy-version check).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_bearer::revocation::{MemoryRevocations, RevocationLayer};
+    /// use tower_bearer::stack::SecurityLayer;
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # use tower_bearer::authz::{AccessRules, Requirement, Rule};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<String>| async move { Ok::<_, Infallible>(Response::new(String::new())) });
+    /// # let get = |uri: &str| Request::get(uri).body(String::new()).unwrap();
+    /// # use tower_bearer::jwks::{Algorithm, KeySet};
+    /// # use tower_bearer::signing::SigningKey;
+    /// # use tower_bearer::{IssuerConfig, Verifier};
+    /// # let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    /// # let keys = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
+    /// # let verifier = Verifier::builder().issuer(IssuerConfig::static_keys("https://auth.example", keys)).audience("api").build().unwrap();
+    /// # let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    /// # let token = key.sign(&serde_json::json!({"iss": "https://auth.example", "aud": "api", "sub": "alice", "jti": "t-1", "exp": now + 60})).unwrap();
+    /// # let rules = AccessRules::builder().rule(Rule::new("/**", Requirement::Authenticated)).build().unwrap();
+    ///
+    /// let revocations = Arc::new(MemoryRevocations::new());
+    /// revocations.revoke_jti("t-1"); // the token's `jti`
+    /// let svc = SecurityLayer::new(verifier, rules)
+    ///     .with_revocation(RevocationLayer::new(revocations))
+    ///     .layer(ok);
+    /// let mut req = get("/orders");
+    /// req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    /// assert_eq!(svc.oneshot(req).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    /// # }
+    /// ```
+    pub fn with_revocation(mut self, revocation: RevocationLayer) -> Self {
+        self.revocation = revocation;
         self
     }
     /// Replaces the authorization layer.
@@ -401,7 +446,7 @@ impl<B> MakeSpan<B> for PathOnlySpan {
 /// ```
 pub type SecurityService<S> = SetSensitiveRequestHeaders<
     Trace<
-        StripIdentityHeaders<JwtAuth<PolicyVersion<Authorize<SetIdentityHeaders<S>>>>>,
+        StripIdentityHeaders<JwtAuth<Revocation<PolicyVersion<Authorize<SetIdentityHeaders<S>>>>>>,
         SharedClassifier<ServerErrorsAsFailures>,
         PathOnlySpan,
     >,
@@ -415,6 +460,7 @@ impl<S> Layer<S> for SecurityLayer {
         let svc = self.set.layer(inner);
         let svc = self.authorize.clone().with_rejection(r.clone()).layer(svc);
         let svc = self.policy.clone().with_rejection(r.clone()).layer(svc);
+        let svc = self.revocation.clone().with_rejection(r.clone()).layer(svc);
         let svc = self.jwt.layer(svc);
         let svc = self
             .strip
@@ -541,5 +587,61 @@ mod tests {
                 assert_eq!(res.status(), 400, "{name} {layer:?}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn revocation_answers_with_the_stack_realm_and_sees_cached_tokens() {
+        use crate::revocation::MemoryRevocations;
+        use std::sync::Arc;
+        let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let keys =
+            KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
+        let verifier = Verifier::builder()
+            .issuer(IssuerConfig::static_keys("https://a", keys))
+            .audience("x")
+            .build()
+            .unwrap();
+        let rules = AccessRules::builder()
+            .rule(Rule::new("/**", Requirement::Authenticated))
+            .build()
+            .unwrap();
+        let revocations = Arc::new(MemoryRevocations::new());
+        let jwt = JwtAuthLayer::new(verifier.clone())
+            .with_realm(Some("orders"))
+            .with_error_description(true);
+        let svc = SecurityLayer::new(verifier, rules)
+            .with_jwt(jwt)
+            .with_revocation(
+                RevocationLayer::new(revocations.clone())
+                    .with_max_staleness(std::time::Duration::ZERO),
+            )
+            .layer(tower::service_fn(|_req: Request<String>| async move {
+                Ok::<_, Infallible>(Response::new(String::new()))
+            }));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let token = key
+            .sign(
+                &serde_json::json!({"iss": "https://a", "aud": "x", "sub": "alice",
+                                      "jti": "t-1", "sid": "fam-1", "exp": now + 60}),
+            )
+            .unwrap();
+        let req = || {
+            Request::get("/orders")
+                .header("authorization", format!("Bearer {token}"))
+                .body(String::new())
+                .unwrap()
+        };
+        // Verified (and now in the verified-token cache).
+        assert_eq!(svc.clone().oneshot(req()).await.unwrap().status(), 200);
+        revocations.revoke_sid("fam-1");
+        let res = svc.oneshot(req()).await.unwrap();
+        assert_eq!(res.status(), 401);
+        assert_eq!(
+            res.headers()["www-authenticate"],
+            "Bearer realm=\"orders\", error=\"invalid_token\", error_description=\"token revoked\""
+        );
     }
 }

@@ -844,3 +844,193 @@ async fn gateway_checks_policy_versions_in_redis() {
         .unwrap()
         .contains("invalid_token"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Revocation: the issuer's RedisGrantStore writes, resource servers read (RedisRevocations).
+
+#[cfg(feature = "issuer")]
+mod revocation {
+    use super::*;
+    use tower_bearer::issuer::store::{
+        GrantStore, NewFamily, RedisGrantStore, RefreshToken, RotateOutcome,
+    };
+    use tower_bearer::revocation::{RevocationLayer, RevocationSource};
+    use tower_bearer::store::RedisRevocations;
+
+    const BOUND: Duration = Duration::from_secs(1);
+
+    async fn family(grants: &RedisGrantStore, user: &str, now: u64) -> RefreshToken {
+        let first = RefreshToken::new_family();
+        let fam = NewFamily::new(first.family_id(), "web", user)
+            .with_lifetimes(Duration::from_secs(600), Duration::from_secs(7_200));
+        grants.create_family(fam, &first.hash(), now).await.unwrap();
+        first
+    }
+
+    /// Polls until `token` gets `status`; returns how long that took.
+    async fn until_status(url: &str, token: &str, status: u16) -> Duration {
+        let start = Instant::now();
+        loop {
+            let got = get_bearer(url, token).await.status;
+            if got == status {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < BOUND * 3,
+                "still {got} after {:?}, wanted {status}",
+                start.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A JwtAuth + RevocationLayer axum app on 127.0.0.1, revocations from the issuer's Redis.
+    #[tokio::test]
+    async fn issuer_revocations_refuse_the_same_token_within_the_bound() {
+        let redis = RedisServer::start();
+        let grants = RedisGrantStore::connect(&redis.url(), PREFIX)
+            .await
+            .unwrap();
+        let revocations = RedisRevocations::connect(&redis.url(), PREFIX)
+            .await
+            .unwrap();
+        let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let idp = Idp::start(jwks_of(&[&key])).await;
+        let verifier = Verifier::builder()
+            .issuer(IssuerConfig::jwks_uri(idp.issuer(), idp.jwks_url()))
+            .audience("orders")
+            .build()
+            .unwrap();
+        let app = Router::new()
+            .route("/api", get(|| async { "ok" }))
+            .layer(RevocationLayer::new(Arc::new(revocations.clone())).with_max_staleness(BOUND))
+            .layer(JwtAuthLayer::new(verifier));
+        let url = format!("{}/api", serve(app).await);
+        let now = common::now();
+        let fam_a = family(&grants, "u-1", now).await;
+        let fam_b = family(&grants, "u-2", now).await;
+        let fam_c = family(&grants, "u-3", now).await;
+        let tok = |jti: &str, sid: &str| {
+            let mut c = claims(&idp.issuer(), "orders");
+            c["jti"] = json!(jti);
+            c["sid"] = json!(sid);
+            key.sign(&c).unwrap()
+        };
+        let t1 = tok("j-1", fam_a.family_id());
+        let t2 = tok("j-2", fam_a.family_id());
+        let t3 = tok("j-3", fam_b.family_id());
+        let t4 = tok("j-4", fam_c.family_id());
+        let untouched = tok("j-5", "some-other-family");
+        for t in [&t1, &t2, &t3, &t4, &untouched] {
+            assert_eq!(get_bearer(&url, t).await.status, 200);
+        }
+
+        // An access token revoked (jti list): refused within the bound, with a precise reason.
+        grants.revoke_jti("j-1", now + 300, now).await.unwrap();
+        let took = until_status(&url, &t1, 401).await;
+        assert!(took <= BOUND + Duration::from_millis(500), "{took:?}");
+        let res = get_bearer(&url, &t1).await;
+        assert!(res
+            .header("www-authenticate")
+            .unwrap()
+            .contains("invalid_token"));
+        assert_eq!(
+            get_bearer(&url, &t2).await.status,
+            200,
+            "same family, other jti"
+        );
+
+        // The family revoked: every token of it refused.
+        assert!(grants.revoke_family(fam_a.family_id(), now).await.unwrap());
+        let took = until_status(&url, &t2, 401).await;
+        assert!(took <= BOUND + Duration::from_millis(500), "{took:?}");
+        let mut raw = raw(&redis.url()).await;
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(format!("{PREFIX}:sid-revoked:{{{}}}", fam_a.family_id()))
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert!(
+            (7_100..=7_200).contains(&ttl),
+            "marker TTL = family's: {ttl}"
+        );
+
+        // Reuse detection in the rotation script revokes family B.
+        let next = fam_b.successor();
+        let out = grants
+            .rotate(&fam_b.hash(), "web", &next.hash(), now + 1)
+            .await
+            .unwrap();
+        assert!(matches!(out, RotateOutcome::Rotated(_)), "{out:?}");
+        assert_eq!(get_bearer(&url, &t3).await.status, 200);
+        let replay = grants
+            .rotate(&fam_b.hash(), "web", &next.successor().hash(), now + 2)
+            .await
+            .unwrap();
+        assert!(matches!(replay, RotateOutcome::Reused(_)), "{replay:?}");
+        until_status(&url, &t3, 401).await;
+
+        // Revoking every grant of a user.
+        assert_eq!(grants.revoke_by_user("u-3", now).await.unwrap(), 1);
+        until_status(&url, &t4, 401).await;
+
+        // The untouched token still passes; the source agrees with the layer.
+        assert_eq!(get_bearer(&url, &untouched).await.status, 200);
+        assert!(revocations
+            .is_revoked(None, Some(fam_b.family_id()))
+            .await
+            .unwrap());
+        assert!(!revocations
+            .is_revoked(Some("j-5"), Some("some-other-family"))
+            .await
+            .unwrap());
+
+        // Redis gone: once the cached answer is older than the bound, fail closed (503).
+        drop(redis);
+        until_status(&url, &untouched, 503).await;
+    }
+
+    /// The gateway example with `revocation: { source: redis }`: a revocation at the issuer
+    /// refuses the same token.
+    #[tokio::test]
+    async fn gateway_checks_revocations_in_redis() {
+        let redis = RedisServer::start();
+        let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let idp = Idp::start(jwks_of(&[&key])).await;
+        let upstream = serve(Router::new().route("/api/x", get(|| async { "ok" }))).await;
+        let yaml = format!(
+            "listen: 127.0.0.1:0\nupstream: {upstream}\nsecurity:\n  resource-server:\n    issuer: {}\n    jwks-uri: {}\n    audience: [orders]\n    revocation: {{ source: redis, max-staleness-seconds: 1 }}\n    rules:\n      - {{ path: \"/api/**\", authenticated: true }}\n  redis:\n    url: redis://127.0.0.1:{}\n    key-prefix: gw\n",
+            idp.issuer(),
+            idp.jwks_url(),
+            redis.port
+        );
+        let cfg = gateway_example::parse_config(&yaml).unwrap();
+        let grants = RedisGrantStore::connect(&redis.url(), "gw").await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api/x", listener.local_addr().unwrap());
+        tokio::spawn(gateway_example::run(cfg, listener, std::future::pending()));
+        let mut c = claims(&idp.issuer(), "orders");
+        c["jti"] = json!("gw-1");
+        let token = key.sign(&c).unwrap();
+        c["jti"] = json!("gw-2");
+        let other = key.sign(&c).unwrap();
+        assert_eq!(get_bearer(&url, &token).await.status, 200);
+        let now = common::now();
+        grants.revoke_jti("gw-1", now + 300, now).await.unwrap();
+        let took = until_status(&url, &token, 401).await;
+        assert!(took <= BOUND + Duration::from_millis(500), "{took:?}");
+        assert_eq!(get_bearer(&url, &other).await.status, 200);
+    }
+
+    /// Configured without Redis, the gateway refuses to start.
+    #[tokio::test]
+    async fn gateway_without_redis_refuses_revocation() {
+        let yaml = "listen: 127.0.0.1:0\nupstream: http://127.0.0.1:9\nsecurity:\n  resource-server:\n    issuer: https://auth.example\n    jwks-uri: https://auth.example/jwks\n    audience: [orders]\n    revocation: { source: redis }\n    rules:\n      - { path: \"/**\", authenticated: true }\n";
+        let cfg = gateway_example::parse_config(yaml).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let err = gateway_example::run(cfg, listener, std::future::pending())
+            .await
+            .unwrap_err();
+        assert!(err.contains("revocation"), "{err}");
+    }
+}

@@ -171,7 +171,7 @@ impl DefaultRejection {
             AuthError::KeysUnavailable { retry_after } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
             }
-            AuthError::PolicyUnavailable => {
+            AuthError::PolicyUnavailable | AuthError::RevocationUnavailable => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(1u64));
             }
             _ => {}

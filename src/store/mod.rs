@@ -5,7 +5,9 @@
 //! process (several [`TokenManager`](crate::outbound::TokenManager)s in one process can share
 //! it). With feature `redis`, `RedisTokenStore` (the token cache, values encrypted) and
 //! `RedisPolicyVersions` (for [`PolicyVersionLayer`](crate::policy::PolicyVersionLayer)) keep
-//! it in Redis for every replica.
+//! it in Redis for every replica; `RedisRevocations` (for
+//! [`RevocationLayer`](crate::revocation::RevocationLayer)) reads what the issuer's grant store
+//! revoked.
 //!
 //! # Example
 //!
@@ -44,7 +46,7 @@ mod token;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 #[doc(inline)]
-pub use self::redis::{RedisPolicyVersions, RedisTokenStore};
+pub use self::redis::{RedisPolicyVersions, RedisRevocations, RedisTokenStore};
 pub(crate) use token::hex as hex_digest;
 #[doc(inline)]
 pub use token::{MemoryTokenStore, StoreError, StoredToken, TokenStore};

@@ -1,5 +1,6 @@
-//! Redis implementations of the shared-state traits: [`RedisTokenStore`] ([`TokenStore`]) and
-//! [`RedisPolicyVersions`] ([`PolicyVersions`]).
+//! Redis implementations of the shared-state traits: [`RedisTokenStore`] ([`TokenStore`]),
+//! [`RedisPolicyVersions`] ([`PolicyVersions`]) and [`RedisRevocations`]
+//! ([`RevocationSource`](crate::revocation::RevocationSource)).
 //!
 //! Both run over a [`redis::aio::ConnectionManager`] (one multiplexed connection that
 //! reconnects in the background; cheap to clone, so one connection can serve both). Every
@@ -534,6 +535,154 @@ impl PolicyVersions for RedisPolicyVersions {
         let cmd = get_cmd(&self.key(user_id));
         let fut = self.conn.clone().run::<Option<i64>>("GET", cmd);
         Box::pin(async move { fut.await.map_err(BoxError::from) })
+    }
+}
+
+/// Revocations from the Redis an issuer's `RedisGrantStore` writes, for
+/// [`RevocationLayer`](crate::revocation::RevocationLayer) (feature `redis`).
+///
+/// Reads two keys under the issuer's key prefix `P` (it must be the grant store's prefix):
+///
+/// | claim | revoked when this key exists | written by the issuer |
+/// |-------|------------------------------|-----------------------|
+/// | `jti` | `P:jti:{jti}` | `POST /oauth2/revoke` of an access token, until its `exp` |
+/// | `sid` | `P:sid-revoked:{sid}` | when the grant family `sid` is revoked (revocation, reuse detection, revoke by user or client), until the family's absolute expiry (at least 1 h) |
+///
+/// Both are one `EXISTS` each (sent together on the multiplexed connection); the `{…}` are the
+/// Redis Cluster hash tags of the grant store. Every call has a timeout (default 1 s); a
+/// failure is a [`StoreError`] (the layer then serves its cached answer within the staleness
+/// bound, or fails closed with 503).
+///
+/// Cheap to clone (clones share the connection).
+///
+/// # Example
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use tower_bearer::revocation::{RevocationLayer, RevocationSource};
+/// use tower_bearer::store::RedisRevocations;
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let revocations = RedisRevocations::connect("redis://127.0.0.1:6379", "tower-bearer").await?;
+/// assert_eq!(revocations.jti_key("t-1"), "tower-bearer:jti:{t-1}");
+/// assert!(!revocations.is_revoked(Some("never-issued"), None).await?);
+/// let layer = RevocationLayer::new(Arc::new(revocations));
+/// # let _ = layer;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisRevocations {
+    conn: Conn,
+    prefix: Arc<str>,
+}
+
+impl fmt::Debug for RedisRevocations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisRevocations")
+            .field("key_prefix", &self.prefix)
+            .field("timeout", &self.conn.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisRevocations {
+    /// Connects to `url` and checks the connection.
+    ///
+    /// # Example
+    ///
+    /// See [`RedisRevocations`].
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when `url` is not a Redis URL or Redis cannot be reached.
+    pub async fn connect(url: &str, key_prefix: &str) -> Result<Self, ConfigError> {
+        Ok(Self::from_manager(connect(url).await?, key_prefix))
+    }
+
+    /// Revocations over a connection you made (or [`RedisTokenStore::connection`]).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # use tower_bearer::store::{RedisRevocations, RedisTokenStore};
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = RedisTokenStore::connect("redis://127.0.0.1:6379", "tower-bearer", "s3cret").await?;
+    /// let revocations = RedisRevocations::from_manager(store.connection(), "tower-bearer");
+    /// assert_eq!(revocations.sid_key("fam-1"), "tower-bearer:sid-revoked:{fam-1}");
+    /// # Ok(()) }
+    /// ```
+    pub fn from_manager(conn: ConnectionManager, key_prefix: &str) -> Self {
+        Self {
+            conn: Conn::new(conn),
+            prefix: key_prefix.into(),
+        }
+    }
+
+    /// The timeout of each Redis call (default 1 s; the layer has its own lookup timeout).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use tower_bearer::store::RedisRevocations;
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let revocations = RedisRevocations::connect("redis://127.0.0.1:6379", "tower-bearer")
+    ///     .await?
+    ///     .with_timeout(Duration::from_millis(500));
+    /// assert!(format!("{revocations:?}").contains("500ms"));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.conn.timeout = timeout;
+        self
+    }
+
+    /// The key that marks `jti` revoked: `{key_prefix}:jti:{<jti>}`.
+    ///
+    /// # Example
+    ///
+    /// See [`RedisRevocations`].
+    pub fn jti_key(&self, jti: &str) -> String {
+        format!("{}:jti:{{{jti}}}", self.prefix)
+    }
+
+    /// The key that marks session (grant family) `sid` revoked:
+    /// `{key_prefix}:sid-revoked:{<sid>}`.
+    ///
+    /// # Example
+    ///
+    /// See [`from_manager`](Self::from_manager).
+    pub fn sid_key(&self, sid: &str) -> String {
+        format!("{}:sid-revoked:{{{sid}}}", self.prefix)
+    }
+
+    fn exists(&self, key: String) -> impl std::future::Future<Output = Result<bool, StoreError>> {
+        let mut cmd = ::redis::cmd("EXISTS");
+        cmd.arg(key);
+        let fut = self.conn.clone().run::<i64>("EXISTS", cmd);
+        async move { fut.await.map(|n| n > 0) }
+    }
+}
+
+impl crate::revocation::RevocationSource for RedisRevocations {
+    fn is_revoked(
+        &self,
+        jti: Option<&str>,
+        sid: Option<&str>,
+    ) -> BoxFuture<'static, Result<bool, StoreError>> {
+        let by_jti = jti.map(|j| self.exists(self.jti_key(j)));
+        let by_sid = sid.map(|s| self.exists(self.sid_key(s)));
+        Box::pin(async move {
+            match (by_jti, by_sid) {
+                (Some(j), Some(s)) => {
+                    let (j, s) = tokio::try_join!(j, s)?;
+                    Ok(j || s)
+                }
+                (Some(one), None) | (None, Some(one)) => one.await,
+                (None, None) => Ok(false),
+            }
+        })
     }
 }
 

@@ -16,6 +16,10 @@ use crate::http_client::BoxFuture;
 use crate::store::StoreError;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The `sid-revoked` marker of a revoked family lives at least this long (seconds), even when
+/// the family expires sooner: access tokens minted just before the family's absolute expiry
+/// may outlive it by their own lifetime (minutes).
+pub(crate) const SID_MARKER_MIN_TTL_SECS: u64 = 3_600;
 /// The stats hash and the active-family index live this long after their last write.
 const STATS_TTL_SECS: u64 = 400 * 86_400;
 
@@ -48,7 +52,8 @@ redis.call('EXPIRE', KEYS[1], ttl)
 return 1
 ";
 
-/// One rotation, atomically: KEYS fam, used; ARGV presented, client, successor, now.
+/// One rotation, atomically: KEYS fam, used, sid-revoked marker; ARGV presented, client,
+/// successor, now, marker floor TTL.
 const ROTATE: &str = r"
 local f, u = KEYS[1], KEYS[2]
 local presented, client, succ, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
@@ -65,6 +70,8 @@ if not is_head then
     redis.call('HSET', f, 'state', 'revoked')
     newly = '1'
   end
+  local mttl = math.max(redis.call('TTL', f), tonumber(ARGV[5]))
+  redis.call('SET', KEYS[3], '1', 'EX', mttl)
   local out = {'reused', newly}
   for _, v in ipairs(redis.call('HGETALL', f)) do out[#out + 1] = v end
   return out
@@ -94,9 +101,13 @@ for _, v in ipairs(redis.call('HGETALL', KEYS[1])) do out[#out + 1] = v end
 return out
 ";
 
-/// KEYS fam. -1 unknown, 0 already revoked, 1 revoked now.
+/// KEYS fam, sid-revoked marker; ARGV marker floor TTL. -1 unknown, 0 already revoked, 1
+/// revoked now. The marker is (re)written with the family's remaining TTL (at least the floor)
+/// either way, so families revoked before markers existed get one too.
 const REVOKE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local mttl = math.max(redis.call('TTL', KEYS[1]), tonumber(ARGV[1]))
+redis.call('SET', KEYS[2], '1', 'EX', mttl)
 if redis.call('HGET', KEYS[1], 'state') == 'revoked' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'revoked')
 return 1
@@ -196,6 +207,7 @@ impl Scripts {
 /// | `P:stats` | hash of counters | 400 days after last write |
 /// | `P:code:{hash}` | hash: code record (JSON), consumed, family | code TTL (≤ 60 s), then 10 min tombstone |
 /// | `P:jti:{jti}` | `1` | until the access token's `exp` |
+/// | `P:sid-revoked:{fam}` | `1`: the family was revoked (read by resource servers, `RedisRevocations`) | family's absolute expiry, at least 1 h |
 ///
 /// Every key has a TTL: nothing outlives the grant it describes. The family hash is the
 /// source of truth; indexes and counters are written right after it (not atomically with it,
@@ -502,6 +514,11 @@ impl RedisGrantStore {
         format!("{}:jti:{{{jti}}}", self.prefix)
     }
 
+    /// The marker of a revoked family (same hash slot as the family).
+    pub(super) fn sid_revoked_key(&self, fam: &str) -> String {
+        format!("{}:sid-revoked:{{{fam}}}", self.prefix)
+    }
+
     async fn run<T: FromRedisValue>(&self, op: &'static str, cmd: Cmd) -> Result<T, StoreError> {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
@@ -653,12 +670,17 @@ impl RedisGrantStore {
             .eval(
                 "rotate",
                 &self.scripts.rotate,
-                &[&self.fam_key(fam), &self.used_key(fam)],
+                &[
+                    &self.fam_key(fam),
+                    &self.used_key(fam),
+                    &self.sid_revoked_key(fam),
+                ],
                 &[
                     &presented.digest,
                     &client_id,
                     &successor.digest,
                     &now.to_string(),
+                    &SID_MARKER_MIN_TTL_SECS.to_string(),
                 ],
             )
             .await?;
@@ -703,7 +725,12 @@ impl RedisGrantStore {
 
     async fn revoke_inner(&self, fam: &str) -> Result<bool, StoreError> {
         let r: i64 = self
-            .eval("revoke", &self.scripts.revoke, &[&self.fam_key(fam)], &[])
+            .eval(
+                "revoke",
+                &self.scripts.revoke,
+                &[&self.fam_key(fam), &self.sid_revoked_key(fam)],
+                &[&SID_MARKER_MIN_TTL_SECS.to_string()],
+            )
             .await?;
         if r == 1 {
             self.bump(&["families_revoked"], ActiveChange::Remove(fam))

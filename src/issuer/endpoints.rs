@@ -51,6 +51,8 @@ use crate::issuer::config::{AuthMethod, GrantType};
 use crate::issuer::grants::{ErrorCode, GrantRequest, Params, TokenError, TokenResponse};
 use crate::issuer::Shared;
 
+mod revocation;
+
 /// Parameters that never belong in the URL query of a token request.
 const SENSITIVE_QUERY: [&str; 6] = [
     "client_id",
@@ -67,6 +69,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(&token_path, any(token))
         .route(&jwks_path, get(jwks))
+        .route(&shared.user_grants.revoke_path, any(revocation::revoke))
+        .route(
+            &shared.user_grants.introspect_path,
+            any(revocation::introspect),
+        )
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/.well-known/openid-configuration", get(metadata))
         .with_state(shared)
@@ -208,6 +215,7 @@ async fn token_request(shared: &Shared, req: Request) -> Result<TokenResponse, T
             server: shared,
             client: &client,
             params: &params,
+            address: address.as_deref(),
         })
         .await
 }

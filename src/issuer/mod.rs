@@ -59,6 +59,7 @@ pub mod limiter;
 pub mod password;
 pub mod store;
 pub mod tokens;
+pub mod user_grants;
 pub mod users;
 
 use std::fmt;
@@ -150,6 +151,7 @@ pub(crate) struct Shared {
     pub(crate) token_path: String,
     pub(crate) jwks_path: String,
     pub(crate) max_body_len: usize,
+    pub(crate) user_grants: user_grants::UserGrants,
     on_issued: Option<OnIssued>,
 }
 
@@ -233,6 +235,10 @@ impl Shared {
             "issuer": self.issuer,
             "token_endpoint": self.endpoint(&self.token_path),
             "jwks_uri": self.endpoint(&self.jwks_path),
+            "revocation_endpoint": self.endpoint(&self.user_grants.revoke_path),
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "introspection_endpoint": self.endpoint(&self.user_grants.introspect_path),
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "grant_types_supported": grants,
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "scopes_supported": scopes,
@@ -353,6 +359,7 @@ impl AuthorizationServer {
             .and_then(|h| h.allow_insecure_http)
             .unwrap_or(false);
         let mut b = AuthorizationServerBuilder::from_config_with(aus, allow_insecure)?;
+        b.user_grants.redis = cfg.redis.clone();
         if let Some(scope) = cfg
             .resource_server
             .as_ref()
@@ -529,6 +536,7 @@ pub struct AuthorizationServerBuilder {
     address_limits: LimiterConfig,
     verified_secret_ttl: Duration,
     max_body_len: usize,
+    user_grants: user_grants::UserGrantsBuilder,
 }
 
 impl fmt::Debug for AuthorizationServerBuilder {
@@ -568,6 +576,7 @@ impl AuthorizationServerBuilder {
             address_limits: LimiterConfig::per_address(),
             verified_secret_ttl: Duration::from_secs(300),
             max_body_len: DEFAULT_MAX_BODY_LEN,
+            user_grants: user_grants::UserGrantsBuilder::default(),
         }
     }
 
@@ -623,12 +632,7 @@ impl AuthorizationServerBuilder {
                     .with_rotate_after(Duration::from_secs(days.saturating_mul(86_400)));
             }
         }
-        if cfg.password_grant_enabled() {
-            tracing::warn!(
-                target: "tower_bearer::issuer",
-                "password-grant.enabled: the resource-owner password grant is deprecated (RFC 9700 §2.4) and not served by this version"
-            );
-        }
+        b.user_grants = user_grants::UserGrantsBuilder::from_config(cfg);
         Ok(b)
     }
 
@@ -1133,6 +1137,9 @@ impl AuthorizationServerBuilder {
             }
         };
         let verified = VerifiedSecrets::new(self.verified_secret_ttl, 10_000)?;
+        let mut grants: Vec<Arc<dyn Grant>> =
+            vec![Arc::new(grants::client_credentials::ClientCredentialsGrant)];
+        let user_grants = self.user_grants.build(&self.clock, &mut grants).await?;
         let shared = Shared {
             issuer: self.issuer,
             typ: self.typ,
@@ -1146,11 +1153,12 @@ impl AuthorizationServerBuilder {
             clock: self.clock,
             hasher,
             verified,
-            grants: vec![Arc::new(grants::client_credentials::ClientCredentialsGrant)],
+            grants,
             internal_scopes: self.internal_scopes,
             token_path: self.token_path,
             jwks_path: self.jwks_path,
             max_body_len: self.max_body_len,
+            user_grants,
             on_issued: self.on_issued,
         };
         Ok(AuthorizationServer {

@@ -2,8 +2,9 @@
 //!
 //! Run with `cargo run --example demo`.
 //!
-//! Starts an identity provider (a JWKS endpoint serving a freshly generated key) and an axum
-//! service protected by the security layers on 127.0.0.1, then calls the service with a valid
+//! Starts the crate's authorization server in-process (`issuer::AuthorizationServer`: token
+//! endpoint, JWKS, metadata) and an axum service protected by the security layers on 127.0.0.1,
+//! the service finding the issuer's keys by discovery, then calls the service with a valid
 //! token, no token, an expired token, a token for another audience and a forged signature; a
 //! role-protected route as a user and as an admin; an internal-only route with a user token that
 //! carries the internal scope and with a service token; and the same valid token again after
@@ -13,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -22,6 +23,10 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use tower::{Layer, ServiceExt};
 use tower_bearer::authz::{AccessRules, InternalOnly, Requirement, Rule};
+use tower_bearer::issuer::clients::RegisteredClient;
+use tower_bearer::issuer::config::{AuthMethod, GrantType};
+use tower_bearer::issuer::password::{PasswordHash, PasswordHasher};
+use tower_bearer::issuer::AuthorizationServer;
 use tower_bearer::jwks::Algorithm;
 use tower_bearer::outbound::{ClientCredentials, InjectBearerLayer, TokenClient, TokenManager};
 use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
@@ -66,69 +71,35 @@ async fn me(user: CurrentUser) -> Json<Value> {
 /// Demo-only client secret (not a real credential).
 const DEMO_CLIENT_SECRET: &str = "demo-only-secret";
 
-/// The identity provider: its JWKS and a `client_credentials` token endpoint for one client.
-fn idp(key: Arc<SigningKey>, issuer: String) -> Router {
-    let jwks = key.jwks();
-    Router::new()
-        .route("/oauth2/jwks", get(move || async move { Json(jwks) }))
-        .route(
-            "/oauth2/token",
-            post(move |headers: http::HeaderMap, body: String| {
-                let (key, issuer) = (key.clone(), issuer.clone());
-                async move { token_endpoint(&key, &issuer, &headers, &body) }
-            }),
+/// The authorization server: one client, `service-order`, allowed `client_credentials` for the
+/// `internal-service` scope and the service's audience.
+async fn authorization_server(
+    issuer: String,
+) -> Result<AuthorizationServer, Box<dyn std::error::Error>> {
+    let hash = PasswordHasher::new(1)
+        .hash(DEMO_CLIENT_SECRET.as_bytes())
+        .await?;
+    let server = AuthorizationServer::builder(issuer)
+        .client(
+            RegisteredClient::new("service-order", AuthMethod::ClientSecretBasic)
+                .with_secret_hash(PasswordHash::parse(&hash)?)
+                .with_grant_types([GrantType::ClientCredentials])
+                .with_scopes(["internal-service"])
+                .with_audiences([AUDIENCE]),
         )
-}
-
-/// RFC 6749 §4.4 for the client `service-order` (client_secret_basic; its id and secret hold
-/// no characters that form-urlencoding would change).
-fn token_endpoint(
-    key: &SigningKey,
-    issuer: &str,
-    headers: &http::HeaderMap,
-    body: &str,
-) -> (http::StatusCode, Json<Value>) {
-    let expected = base64::Engine::encode(
-        &base64::engine::general_purpose::STANDARD,
-        format!("service-order:{DEMO_CLIENT_SECRET}"),
-    );
-    let authorized = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == format!("Basic {expected}"));
-    if !authorized {
-        return (
-            http::StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "invalid_client"})),
-        );
-    }
-    let param = |name: &str| {
-        body.split('&')
-            .filter_map(|p| p.split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.replace("%20", " ").replace('+', " "))
-    };
-    if param("grant_type").as_deref() != Some("client_credentials") {
-        return (
-            http::StatusCode::BAD_REQUEST,
-            Json(json!({"error": "unsupported_grant_type"})),
-        );
-    }
-    let token = key.sign(&json!({
-        "iss": issuer, "sub": "service-order", "client_id": "service-order",
-        "aud": param("audience").unwrap_or_default(), "scope": param("scope").unwrap_or_default(),
-        "iat": now(), "exp": now() + 300,
-    }));
-    match token {
-        Ok(t) => (
-            http::StatusCode::OK,
-            Json(json!({"access_token": t, "token_type": "Bearer", "expires_in": 300})),
-        ),
-        Err(_) => (
-            http::StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({"error": "server_error"})),
-        ),
-    }
+        .on_issued(|t| {
+            println!(
+                "{:<20} issuer: token for client {} scope \"{}\" aud {} jti {}",
+                "",
+                t.client_id,
+                t.scopes.join(" "),
+                t.audiences.join(","),
+                t.jti
+            );
+        })
+        .build()
+        .await?;
+    Ok(server)
 }
 
 async fn bind() -> Result<(tokio::net::TcpListener, String), Box<dyn std::error::Error>> {
@@ -159,20 +130,20 @@ fn now() -> u64 {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let key = Arc::new(SigningKey::generate(Algorithm::RS256)?);
     let (idp_listener, idp_url) = bind().await?;
     let issuer = idp_url.clone();
-    serve_on(idp_listener, idp(key.clone(), issuer.clone()));
+    let auth = authorization_server(issuer.clone()).await?;
+    serve_on(idp_listener, auth.router());
+    // DEMO-ONLY: user tokens are signed by the demo itself with the issuer's active key until the
+    // password grant exists (issue 9); every service token comes from the token endpoint.
+    let key = auth.keys().signing_key();
     println!(
-        "identity provider: {idp_url}/oauth2/jwks (kid {})",
+        "authorization server: {idp_url} (token endpoint, JWKS, metadata; kid {})",
         key.kid()
     );
 
     let verifier = Verifier::builder()
-        .issuer(IssuerConfig::jwks_uri(
-            &issuer,
-            format!("{idp_url}/oauth2/jwks"),
-        ))
+        .issuer(IssuerConfig::discovery(&issuer))
         .audience(AUDIENCE)
         .build()?;
     let versions = Arc::new(MemoryPolicyVersions::new());
@@ -192,10 +163,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut scoped_user = claims(AUDIENCE, now() + 300);
     scoped_user["scope"] = json!("internal-service");
     let scoped_user = key.sign(&scoped_user)?;
-    let service = key.sign(&json!({
-        "iss": issuer, "aud": AUDIENCE, "sub": "service-order", "client_id": "service-order",
-        "scope": "internal-service", "iat": now(), "exp": now() + 300,
-    }))?;
+    // The service token: client_credentials at the issuer's token endpoint.
+    let source = ClientCredentials::builder("service-order", DEMO_CLIENT_SECRET)
+        .discovery(&issuer)
+        .build()?;
+    let manager = TokenManager::builder()
+        .client(
+            TokenClient::new("service-order", source)
+                .with_audience(AUDIENCE)
+                .with_scope("internal-service")
+                .with_destination(&api)?,
+        )
+        .build()?;
+    let service = manager
+        .access_token(AUDIENCE, "internal-service")
+        .await?
+        .value()
+        .to_owned();
     let valid = key.sign(&claims(AUDIENCE, now() + 300))?;
     let expired = key.sign(&claims(AUDIENCE, now() - 600))?;
     let other_audience = key.sign(&claims("payments", now() + 300))?;
@@ -265,20 +249,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    // Service A (service-order) calls service B's internal-only route: a TokenManager gets a
-    // service token by client_credentials and InjectBearerLayer puts it on requests to B only.
+    // Service A (service-order) calls service B's internal-only route: the TokenManager (its
+    // token from the issuer, already cached) and InjectBearerLayer put it on requests to B only.
     println!("\n-- service-order calls {api}/internal/ping with an injected service token");
-    let source = ClientCredentials::builder("service-order", DEMO_CLIENT_SECRET)
-        .token_url(format!("{idp_url}/oauth2/token"))
-        .build()?;
-    let manager = TokenManager::builder()
-        .client(
-            TokenClient::new("service-order", source)
-                .with_audience(AUDIENCE)
-                .with_scope("internal-service")
-                .with_destination(&api)?,
-        )
-        .build()?;
     let injecting = InjectBearerLayer::new(manager.clone()).layer(client.clone());
     for i in 1..=3 {
         let req =

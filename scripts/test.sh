@@ -32,4 +32,4 @@ else
 fi
 cargo test --all-features --doc
 # The demo checks its own answers and exits non-zero on any surprise.
-cargo run --example demo
+cargo run --features issuer --example demo

@@ -84,6 +84,7 @@
 //! | `metrics` | no | counters through the `metrics` facade |
 //! | `reqwest` | no | `outbound::InjectBearerMiddleware`, a reqwest-middleware `Middleware` |
 //! | `redis` | no | `RedisTokenStore` and `RedisPolicyVersions` in [`store`] (Rust 1.88) |
+//! | `issuer` | no | the authorization server (`issuer` module): token endpoint, JWKS, metadata |
 //! | `full` | no | everything |
 //!
 //! # MSRV

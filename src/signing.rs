@@ -1,7 +1,9 @@
 //! Signing keys (RS256, PS256, ES256, ES384, EdDSA) with RFC 7638 thumbprint `kid`s: what an
 //! issuer, a demo or a test needs to mint tokens a [`Verifier`](crate::verify::Verifier) accepts.
 //!
-//! Keys are generated in memory by aws-lc-rs; nothing here reads or writes key files.
+//! Keys are generated in memory by aws-lc-rs, or (feature `issuer`) loaded from PKCS#8 DER, PEM
+//! or a private JWK and exported as PKCS#8 in zeroized buffers; nothing here reads or writes
+//! files (the issuer's `issuer::keys::KeyManager` persists keys).
 //!
 //! # Example
 //!
@@ -154,7 +156,8 @@ impl SigningKey {
         }
     }
 
-    /// The RFC 7638 thumbprint, used as `kid`.
+    /// The `kid`: the RFC 7638 thumbprint, unless replaced (feature `issuer`,
+    /// `SigningKey::with_kid`) for a key migrated with its old `kid`.
     ///
     /// # Example
     ///

@@ -919,6 +919,7 @@ async fn rotation_under_load_has_no_failed_request() {
             KeyOptions::default()
                 .with_algorithm(Algorithm::EdDSA)
                 .with_jwks_max_age(Duration::from_secs(1))
+                .with_tick_interval(Duration::from_secs(1))
                 .with_publish_lead(Duration::from_secs(2)),
         )
     })

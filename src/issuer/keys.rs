@@ -25,7 +25,10 @@
 //! follow from the schedule in the files and the clock alone, so every instance reading the same
 //! directory (after a restart, or a second replica) signs with the same key and publishes the
 //! same `kid`s. Changes (a new key, a removal) are made under a lock file `.lock` in the
-//! directory. A wrong secret or a modified file is a [`ConfigError`] naming the file, never a
+//! directory; other instances see them at their next [`KeyManager::tick`], which is why a new
+//! key's publish lead and a retired key's grace both exceed [`KeyOptions::tick_interval`]. With
+//! `KeyOptions::with_redis` (feature `redis`) the same records live in a Redis hash instead.
+//! A wrong secret or a modified file is a [`ConfigError`] naming the file, never a
 //! silently new key. Without a directory keys live in memory and die with the process (a warning
 //! says so).
 //!
@@ -67,7 +70,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -90,6 +93,19 @@ const HKDF_INFO: &[u8] = b"tower-bearer/issuer/key-file/v1";
 /// The `format` member of every key file.
 const FILE_FORMAT: &str = "tower-bearer-issuer-key";
 /// Shortest accepted `ISSUER_KEY_SECRET`, in bytes.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::Secret;
+/// use tower_bearer::issuer::keys::{KeyManager, KeyOptions, MIN_SECRET_LEN};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let short = Secret::new("x".repeat(MIN_SECRET_LEN - 1));
+/// let opts = KeyOptions::default().with_key_dir("/nonexistent", short);
+/// assert!(KeyManager::open(opts).await.is_err());
+/// # });
+/// ```
 pub const MIN_SECRET_LEN: usize = 16;
 /// How long a `.lock` file may be held before another instance considers it stale.
 const LOCK_STALE: Duration = Duration::from_secs(30);
@@ -109,7 +125,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(10);
 ///     .with_algorithm(Algorithm::ES256)
 ///     .with_rotate_after(Duration::from_secs(30 * 86_400));
 /// assert_eq!(opts.algorithm, Algorithm::ES256);
-/// assert!(opts.publish_lead >= opts.jwks_max_age);
+/// assert!(opts.publish_lead >= opts.jwks_max_age + opts.tick_interval);
 /// ```
 #[derive(Clone)]
 #[non_exhaustive]
@@ -125,8 +141,8 @@ pub struct KeyOptions {
     /// Age of the active key after which a new one takes over (`rotate-after-days`); `None`:
     /// no automatic rotation.
     pub rotate_after: Option<Duration>,
-    /// How long a new key is published before it signs: at least `jwks_max_age` (checked) plus
-    /// the verifiers' refresh margin. Default 15 minutes.
+    /// How long a new key is published before it signs: at least `jwks_max_age` plus
+    /// `tick_interval` (checked), plus the verifiers' refresh margin. Default 15 minutes.
     pub publish_lead: Duration,
     /// How long a retired key stays published after it stopped signing: the longest token
     /// lifetime plus leeway. Default 1 hour.
@@ -137,6 +153,8 @@ pub struct KeyOptions {
     /// `retire_grace`, since the switch to a new key can be this late. Default 30 seconds.
     pub tick_interval: Duration,
     clock: SharedClock,
+    #[cfg(feature = "redis")]
+    redis: Option<(::redis::aio::ConnectionManager, String)>,
 }
 
 impl Default for KeyOptions {
@@ -151,6 +169,8 @@ impl Default for KeyOptions {
             jwks_max_age: Duration::from_secs(300),
             tick_interval: Duration::from_secs(30),
             clock: Arc::new(SystemClock),
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 }
@@ -166,6 +186,7 @@ impl fmt::Debug for KeyOptions {
             .field("retire_grace", &self.retire_grace)
             .field("jwks_max_age", &self.jwks_max_age)
             .field("tick_interval", &self.tick_interval)
+            .field("redis", &self.uses_redis())
             .finish_non_exhaustive()
     }
 }
@@ -309,6 +330,47 @@ impl KeyOptions {
         self
     }
 
+    /// Persists keys in Redis (for `store: redis`), encrypted exactly as in a key directory, in
+    /// the hash `{key_prefix}:issuer:signing-keys` (no TTL: keys leave it when removed), with
+    /// changes made under the lock `{key_prefix}:issuer:signing-keys:lock`. Every instance on the
+    /// same Redis and prefix signs with the same keys. Exclusive with [`KeyOptions::key_dir`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use tower_bearer::config::Secret;
+    /// use tower_bearer::issuer::keys::{KeyManager, KeyOptions};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    /// let conn = redis::aio::ConnectionManager::new(client).await?;
+    /// let opts = KeyOptions::default().with_redis(conn, "auth", Secret::new("0123456789abcdef"));
+    /// let keys = KeyManager::open(opts).await?;
+    /// assert!(!keys.signing_key().kid().is_empty());
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    #[must_use]
+    pub fn with_redis(
+        mut self,
+        conn: ::redis::aio::ConnectionManager,
+        key_prefix: &str,
+        secret: Secret,
+    ) -> Self {
+        self.redis = Some((conn, key_prefix.to_owned()));
+        self.secret = Some(secret);
+        self
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(clippy::unused_self))]
+    fn uses_redis(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.redis.is_some();
+        #[cfg(not(feature = "redis"))]
+        false
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if !matches!(
             self.algorithm,
@@ -322,12 +384,14 @@ impl KeyOptions {
                 ),
             });
         }
-        if self.publish_lead < self.jwks_max_age {
+        // Another instance publishes a new key at its next tick; verifiers cache its JWKS for
+        // max-age: only then may the key sign.
+        if self.publish_lead < self.jwks_max_age + self.tick_interval {
             return Err(ConfigError::Invalid {
                 name: "publish_lead",
                 reason: format!(
-                    "{:?} is shorter than the JWKS max-age {:?}: verifiers would meet tokens of a key they cannot know yet",
-                    self.publish_lead, self.jwks_max_age
+                    "{:?} is shorter than the JWKS max-age {:?} plus the tick interval {:?}: verifiers would meet tokens of a key they cannot know yet",
+                    self.publish_lead, self.jwks_max_age, self.tick_interval
                 ),
             });
         }
@@ -348,7 +412,14 @@ impl KeyOptions {
                 });
             }
         }
-        if self.key_dir.is_some() {
+        if self.key_dir.is_some() && self.uses_redis() {
+            return Err(ConfigError::Invalid {
+                name: "signing.key-dir",
+                reason: "keys are kept in Redis (store: redis) or in a key directory, not both"
+                    .into(),
+            });
+        }
+        if self.key_dir.is_some() || self.uses_redis() {
             match &self.secret {
                 None => {
                     return Err(ConfigError::Missing(
@@ -467,15 +538,20 @@ struct Snapshot {
 
 enum Backend {
     Memory,
-    Dir { path: PathBuf, secret: Secret },
+    Dir {
+        path: PathBuf,
+        secret: Secret,
+    },
+    #[cfg(feature = "redis")]
+    Redis(redis_keys::RedisKeys),
 }
 
 struct Inner {
     opts: KeyOptions,
     backend: Backend,
     /// The keys, sorted by [`Entry::order`]; the mutex serializes changes within the process
-    /// (the `.lock` file across processes). Held only on blocking threads.
-    entries: Mutex<Vec<Entry>>,
+    /// (the backend lock across processes).
+    entries: tokio::sync::Mutex<Vec<Entry>>,
     snapshot: ArcSwap<Snapshot>,
 }
 
@@ -532,6 +608,11 @@ impl KeyManager {
     pub async fn open(opts: KeyOptions) -> Result<Self, ConfigError> {
         opts.validate()?;
         let backend = match (&opts.key_dir, &opts.secret) {
+            #[cfg(feature = "redis")]
+            (None, Some(secret)) if opts.redis.is_some() => {
+                let (conn, prefix) = opts.redis.clone().unwrap_or_else(|| unreachable!());
+                Backend::Redis(redis_keys::RedisKeys::new(conn, &prefix, secret.clone()))
+            }
             (Some(path), Some(secret)) => Backend::Dir {
                 path: path.clone(),
                 secret: secret.clone(),
@@ -547,7 +628,7 @@ impl KeyManager {
         let inner = Arc::new(Inner {
             opts,
             backend,
-            entries: Mutex::new(Vec::new()),
+            entries: tokio::sync::Mutex::new(Vec::new()),
             snapshot: ArcSwap::from_pointee(Snapshot::placeholder()?),
         });
         let manager = Self { inner };
@@ -585,7 +666,7 @@ impl KeyManager {
             inner: Arc::new(Inner {
                 opts,
                 backend: Backend::Memory,
-                entries: Mutex::new(entries),
+                entries: tokio::sync::Mutex::new(entries),
                 snapshot: ArcSwap::from_pointee(snapshot),
             }),
         }
@@ -710,7 +791,9 @@ impl KeyManager {
     /// Emergency rotation (key compromise): a new key signs from now on, without publish lead.
     /// Verifiers that have not refreshed their JWKS reject its tokens until they do (ours refetch
     /// on an unknown `kid`, rate-limited). The previous key stays published as retired; take it
-    /// out with [`KeyManager::remove`].
+    /// out with [`KeyManager::remove`]. Other instances on the same key directory or Redis switch
+    /// at their next [`KeyManager::tick`] (within [`KeyOptions::tick_interval`]): remove the old
+    /// key only after that, or their tokens of that interval fail too.
     ///
     /// # Example
     ///
@@ -858,10 +941,13 @@ impl KeyManager {
     }
 
     async fn run(&self, action: Action) -> Result<(), ConfigError> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.apply(action))
-            .await
-            .map_err(|e| ConfigError::InvalidKey(format!("key manager task failed: {e}")))?
+        let inner = &self.inner;
+        // Serializes changes within the process; the backend lock does it across instances.
+        let mut entries = inner.entries.lock().await;
+        let lock = inner.backend.lock().await?;
+        let result = inner.apply(&mut entries, action).await;
+        lock.release().await;
+        result
     }
 }
 
@@ -929,35 +1015,25 @@ impl Inner {
             .saturating_add(self.opts.tick_interval.as_secs())
     }
 
-    fn apply(&self, action: Action) -> Result<(), ConfigError> {
-        let now = self.opts.clock.now_unix();
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let _lock = match &self.backend {
-            Backend::Dir { path, secret } => {
-                let lock = DirLock::acquire(path)?;
-                reload(path, secret, &mut entries)?;
-                Some(lock)
-            }
-            Backend::Memory => None,
-        };
-        let next_seq = entries.iter().map(|e| e.seq).max().unwrap_or(0) + 1;
+    /// What `action` changes at `now`: indices of keys to remove, and the schedule of a new key
+    /// (`Some(key)` for an import, `None` to generate one).
+    fn plan(
+        &self,
+        entries: &[Entry],
+        now: u64,
+        action: Action,
+    ) -> Result<(Vec<usize>, Option<(Option<SigningKey>, u64, u64)>), ConfigError> {
         let lead = self.opts.publish_lead.as_secs();
-        let mut new_key: Option<(SigningKey, u64, u64)> = None;
-        // Drop keys past their grace: a prefix of the sorted list.
-        let mut expired = Vec::new();
-        for i in 0..entries.len().saturating_sub(1) {
-            if self.remove_at(entries[i + 1].active_at) <= now {
-                expired.push(i);
-            }
-        }
-        // Never drop the active key (the last one with active_at <= now is never expired, since
-        // its successor is not active yet).
+        // Keys past their grace: a prefix of the sorted list, never the active key (its
+        // successor is not active yet).
+        let mut expired: Vec<usize> = (0..entries.len().saturating_sub(1))
+            .filter(|&i| self.remove_at(entries[i + 1].active_at) <= now)
+            .collect();
+        let mut new_key = None;
         match action {
-            Action::Tick => {
-                if let Some(last) = entries.last() {
+            Action::Tick => match entries.last() {
+                None => new_key = Some((None, now, now)),
+                Some(last) => {
                     let pending = last.active_at > now;
                     let due = self.opts.rotate_after.is_some_and(|after| {
                         now.saturating_add(lead) >= last.active_at.saturating_add(after.as_secs())
@@ -971,23 +1047,19 @@ impl Inner {
                                 .max(now + lead),
                             _ => now + lead,
                         };
-                        new_key = Some((SigningKey::generate(self.opts.algorithm)?, now, at));
+                        new_key = Some((None, now, at));
                     }
-                } else {
-                    new_key = Some((SigningKey::generate(self.opts.algorithm)?, now, now));
                 }
-            }
+            },
             Action::Rotate => {
                 if entries.last().is_none_or(|last| last.active_at <= now) {
-                    new_key = Some((SigningKey::generate(self.opts.algorithm)?, now, now + lead));
+                    new_key = Some((None, now, now + lead));
                 }
             }
-            Action::RotateNow => {
-                new_key = Some((SigningKey::generate(self.opts.algorithm)?, now, now));
-            }
+            Action::RotateNow => new_key = Some((None, now, now)),
             Action::Import(key) => {
                 if !entries.iter().any(|e| e.key.kid() == key.kid()) {
-                    new_key = Some((*key, now, now));
+                    new_key = Some((Some(*key), now, now));
                 }
             }
             Action::Remove(kid) => {
@@ -1007,39 +1079,54 @@ impl Inner {
                 }
             }
         }
-        for &i in expired.iter().rev() {
-            if let Backend::Dir { path, .. } = &self.backend {
-                let file = path.join(file_name(&entries[i].key));
-                match std::fs::remove_file(&file) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(source) => return Err(io_error(&file, source)),
-                }
+        Ok((expired, new_key))
+    }
+
+    async fn apply(&self, entries: &mut Vec<Entry>, action: Action) -> Result<(), ConfigError> {
+        let now = self.opts.clock.now_unix();
+        self.backend.reload(entries).await?;
+        let (expired, new_key) = self.plan(entries, now, action)?;
+        let new_entry = match new_key {
+            None => None,
+            Some((key, published_at, active_at)) => {
+                let key = match key {
+                    Some(key) => key,
+                    None => {
+                        // RSA generation takes tens of milliseconds: off the async threads.
+                        let alg = self.opts.algorithm;
+                        tokio::task::spawn_blocking(move || SigningKey::generate(alg))
+                            .await
+                            .map_err(|e| {
+                                ConfigError::InvalidKey(format!("key generation: {e}"))
+                            })??
+                    }
+                };
+                Some(Entry {
+                    key: Arc::new(key),
+                    seq: entries.iter().map(|e| e.seq).max().unwrap_or(0) + 1,
+                    published_at,
+                    active_at,
+                })
             }
+        };
+        for &i in expired.iter().rev() {
+            self.backend.delete(&entries[i]).await?;
             let gone = entries.remove(i);
             tracing::info!(kid = gone.key.kid(), "signing key removed from the JWKS");
         }
-        if let Some((key, published_at, active_at)) = new_key {
-            let entry = Entry {
-                key: Arc::new(key),
-                seq: next_seq,
-                published_at,
-                active_at,
-            };
-            if let Backend::Dir { path, secret } = &self.backend {
-                write_entry(path, secret, &entry)?;
-            }
+        if let Some(entry) = new_entry {
+            self.backend.write(&entry).await?;
             tracing::info!(
                 kid = entry.key.kid(),
                 alg = %entry.key.algorithm(),
-                published_at,
-                active_at,
+                published_at = entry.published_at,
+                active_at = entry.active_at,
                 "signing key published"
             );
             entries.push(entry);
             entries.sort_by(|a, b| a.order().cmp(&b.order()));
         }
-        let mut snapshot = Snapshot::build(&entries, now);
+        let mut snapshot = Snapshot::build(entries, now);
         for info in &mut snapshot.infos {
             info.remove_at = info.retired_at.map(|at| self.remove_at(at));
         }
@@ -1052,6 +1139,104 @@ impl Inner {
     }
 }
 
+fn join_error(e: tokio::task::JoinError) -> ConfigError {
+    ConfigError::InvalidKey(format!("key store task failed: {e}"))
+}
+
+/// Held while a change is made; released explicitly (a dropped `Dir` lock removes its file, a
+/// lost Redis lock expires).
+enum BackendLock {
+    None,
+    Dir(#[allow(dead_code)] DirLock),
+    #[cfg(feature = "redis")]
+    Redis(redis_keys::RedisLock),
+}
+
+impl BackendLock {
+    async fn release(self) {
+        match self {
+            BackendLock::None | BackendLock::Dir(_) => {}
+            #[cfg(feature = "redis")]
+            BackendLock::Redis(lock) => lock.release().await,
+        }
+    }
+}
+
+impl Backend {
+    async fn lock(&self) -> Result<BackendLock, ConfigError> {
+        match self {
+            Backend::Memory => Ok(BackendLock::None),
+            Backend::Dir { path, .. } => {
+                let path = path.clone();
+                let lock = tokio::task::spawn_blocking(move || DirLock::acquire(&path))
+                    .await
+                    .map_err(join_error)??;
+                Ok(BackendLock::Dir(lock))
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis(store) => Ok(BackendLock::Redis(store.lock().await?)),
+        }
+    }
+
+    /// Syncs `entries` with the stored records: new ones decrypted, vanished ones dropped
+    /// (records are immutable, so known ones are not read again).
+    async fn reload(&self, entries: &mut Vec<Entry>) -> Result<(), ConfigError> {
+        let known: Vec<String> = entries.iter().map(|e| record_name(&e.key)).collect();
+        let (names, fresh) = match self {
+            Backend::Memory => return Ok(()),
+            Backend::Dir { path, secret } => {
+                let (path, secret) = (path.clone(), secret.clone());
+                tokio::task::spawn_blocking(move || read_dir(&path, &secret, &known))
+                    .await
+                    .map_err(join_error)??
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis(store) => store.read_all(&known).await?,
+        };
+        entries.retain(|e| names.contains(&record_name(&e.key)));
+        entries.extend(fresh);
+        entries.sort_by(|a, b| a.order().cmp(&b.order()));
+        Ok(())
+    }
+
+    async fn write(&self, entry: &Entry) -> Result<(), ConfigError> {
+        match self {
+            Backend::Memory => Ok(()),
+            Backend::Dir { path, secret } => {
+                let record = seal_record(secret, entry)?;
+                let target = path.join(record_name(&entry.key));
+                let dir = path.clone();
+                tokio::task::spawn_blocking(move || write_file(&dir, &target, &record))
+                    .await
+                    .map_err(join_error)?
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis(store) => {
+                let record = seal_record(&store.secret, entry)?;
+                store.write(&record_name(&entry.key), record).await
+            }
+        }
+    }
+
+    async fn delete(&self, entry: &Entry) -> Result<(), ConfigError> {
+        match self {
+            Backend::Memory => Ok(()),
+            Backend::Dir { path, .. } => {
+                let file = path.join(record_name(&entry.key));
+                tokio::task::spawn_blocking(move || match std::fs::remove_file(&file) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(source) => Err(io_error(&file, source)),
+                })
+                .await
+                .map_err(join_error)?
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis(store) => store.delete(&record_name(&entry.key)).await,
+        }
+    }
+}
+
 fn io_error(path: &Path, source: std::io::Error) -> ConfigError {
     ConfigError::Io {
         path: path.display().to_string(),
@@ -1059,11 +1244,12 @@ fn io_error(path: &Path, source: std::io::Error) -> ConfigError {
     }
 }
 
-fn file_name(key: &SigningKey) -> String {
+/// The file name (key directory) or hash field (Redis) of a key's record.
+fn record_name(key: &SigningKey) -> String {
     format!("key-{}.json", key.thumbprint())
 }
 
-/// One key file: the schedule in clear, the PKCS#8 encrypted; all of it authenticated.
+/// One key record: the schedule in clear, the PKCS#8 encrypted; all of it authenticated.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KeyFile {
@@ -1097,7 +1283,8 @@ fn derive_key(secret: &Secret, salt: &[u8]) -> Result<LessSafeKey, ConfigError> 
     Ok(LessSafeKey::new(UnboundKey::from(okm)))
 }
 
-fn write_entry(dir: &Path, secret: &Secret, entry: &Entry) -> Result<(), ConfigError> {
+/// The encrypted record (JSON) of `entry`.
+fn seal_record(secret: &Secret, entry: &Entry) -> Result<Vec<u8>, ConfigError> {
     let rng = SystemRandom::new();
     let mut salt = [0u8; 32];
     let mut nonce = [0u8; NONCE_LEN];
@@ -1129,47 +1316,19 @@ fn write_entry(dir: &Path, secret: &Secret, entry: &Entry) -> Result<(), ConfigE
         )
         .map_err(|_| ConfigError::Crypto("AES-256-GCM seal"))?;
     file.ciphertext = URL_SAFE_NO_PAD.encode(&buf[..]);
-    let json = serde_json::to_vec_pretty(&file)
-        .map_err(|e| ConfigError::InvalidKey(format!("key file: {e}")))?;
-    let target = dir.join(file_name(&entry.key));
-    let mut tmp_name = [0u8; 8];
-    rng.fill(&mut tmp_name)
-        .map_err(|_| ConfigError::Crypto("random"))?;
-    let tmp = dir.join(format!(".tmp-{}", URL_SAFE_NO_PAD.encode(tmp_name)));
-    write_private(&tmp, &json).map_err(|e| io_error(&tmp, e))?;
-    std::fs::rename(&tmp, &target).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io_error(&target, e)
-    })
+    serde_json::to_vec_pretty(&file).map_err(|e| ConfigError::InvalidKey(format!("key file: {e}")))
 }
 
-/// Creates `path` (mode 0600 on unix), writes and syncs it.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
-fn read_entry(path: &Path, secret: &Secret) -> Result<Entry, ConfigError> {
-    let shown = path.display();
-    let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
-    #[cfg(unix)]
-    if let Ok(meta) = std::fs::metadata(path) {
-        use std::os::unix::fs::PermissionsExt as _;
-        if meta.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(file = %shown, "signing key file is readable by group or others: chmod 600");
-        }
-    }
+/// Decrypts a record stored as `name`; `shown` names it in errors (the file path, or the Redis
+/// key and field).
+fn open_record(
+    secret: &Secret,
+    bytes: &[u8],
+    name: &str,
+    shown: &str,
+) -> Result<Entry, ConfigError> {
     let bad = |why: &str| ConfigError::InvalidKey(format!("key file `{shown}`: {why}"));
-    let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| bad(&e.to_string()))?;
+    let file: KeyFile = serde_json::from_slice(bytes).map_err(|e| bad(&e.to_string()))?;
     if file.format != FILE_FORMAT || file.version != 1 {
         return Err(bad("unknown format or version"));
     }
@@ -1195,9 +1354,8 @@ fn read_entry(path: &Path, secret: &Secret) -> Result<Entry, ConfigError> {
     if key.kid() != file.kid {
         key = key.with_kid(file.kid.clone());
     }
-    let expected = path.file_name().and_then(|n| n.to_str());
-    if expected != Some(file_name(&key).as_str()) {
-        return Err(bad("file name does not match the key's thumbprint"));
+    if name != record_name(&key) {
+        return Err(bad("name does not match the key's thumbprint"));
     }
     Ok(Entry {
         key: Arc::new(key),
@@ -1207,27 +1365,69 @@ fn read_entry(path: &Path, secret: &Secret) -> Result<Entry, ConfigError> {
     })
 }
 
-/// Syncs `entries` with the directory: new files decrypted, vanished ones dropped (files are
-/// immutable, so known ones are not read again).
-fn reload(dir: &Path, secret: &Secret, entries: &mut Vec<Entry>) -> Result<(), ConfigError> {
+/// Writes `target` atomically (temporary file, mode 0600, then rename).
+fn write_file(dir: &Path, target: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
+    let mut tmp_name = [0u8; 8];
+    SystemRandom::new()
+        .fill(&mut tmp_name)
+        .map_err(|_| ConfigError::Crypto("random"))?;
+    let tmp = dir.join(format!(".tmp-{}", URL_SAFE_NO_PAD.encode(tmp_name)));
+    write_private(&tmp, bytes).map_err(|e| io_error(&tmp, e))?;
+    std::fs::rename(&tmp, target).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_error(target, e)
+    })
+}
+
+/// Creates `path` (mode 0600 on unix), writes and syncs it.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// The record names in `dir`, and the entries of those not in `known`.
+fn read_dir(
+    dir: &Path,
+    secret: &Secret,
+    known: &[String],
+) -> Result<(Vec<String>, Vec<Entry>), ConfigError> {
     let mut names = Vec::new();
     for item in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
         let item = item.map_err(|e| io_error(dir, e))?;
-        let name = item.file_name();
-        if let Some(name) = name.to_str() {
+        if let Some(name) = item.file_name().to_str() {
             if name.starts_with("key-") && name.ends_with(".json") {
                 names.push(name.to_owned());
             }
         }
     }
-    entries.retain(|e| names.contains(&file_name(&e.key)));
-    for name in names {
-        if entries.iter().all(|e| file_name(&e.key) != name) {
-            entries.push(read_entry(&dir.join(&name), secret)?);
+    let mut fresh = Vec::new();
+    for name in names.iter().filter(|n| !known.contains(n)) {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|e| io_error(&path, e))?;
+        #[cfg(unix)]
+        if let Ok(meta) = std::fs::metadata(&path) {
+            use std::os::unix::fs::PermissionsExt as _;
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(file = %path.display(), "signing key file is readable by group or others: chmod 600");
+            }
         }
+        fresh.push(open_record(
+            secret,
+            &bytes,
+            name,
+            &path.display().to_string(),
+        )?);
     }
-    entries.sort_by(|a, b| a.order().cmp(&b.order()));
-    Ok(())
+    Ok((names, fresh))
 }
 
 /// An exclusive `.lock` file in the key directory, removed on drop.
@@ -1280,6 +1480,143 @@ impl DirLock {
 impl Drop for DirLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(feature = "redis")]
+mod redis_keys {
+    //! Key records in a Redis hash, changed under a `SET NX PX` lock.
+
+    use std::time::Duration;
+
+    use ::redis::aio::ConnectionManager;
+    use ::redis::{Cmd, FromRedisValue};
+    use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+
+    use super::{open_record, Entry, LOCK_STALE, LOCK_WAIT};
+    use crate::config::Secret;
+    use crate::error::ConfigError;
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    const UNLOCK: &str =
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+    pub(super) struct RedisKeys {
+        conn: ConnectionManager,
+        hash: String,
+        pub(super) secret: Secret,
+    }
+
+    pub(super) struct RedisLock {
+        conn: ConnectionManager,
+        key: String,
+        token: String,
+    }
+
+    async fn run<T: FromRedisValue>(
+        conn: &ConnectionManager,
+        op: &str,
+        cmd: Cmd,
+    ) -> Result<T, ConfigError> {
+        let mut conn = conn.clone();
+        let fail = |reason: String| ConfigError::Invalid {
+            name: "authorization-server.store",
+            reason: format!("redis {op} of the signing keys: {reason}"),
+        };
+        match tokio::time::timeout(TIMEOUT, cmd.query_async::<T>(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(fail(e.to_string())),
+            Err(_) => Err(fail(format!("no answer within {TIMEOUT:?}"))),
+        }
+    }
+
+    impl RedisKeys {
+        pub(super) fn new(conn: ConnectionManager, prefix: &str, secret: Secret) -> Self {
+            Self {
+                conn,
+                hash: format!("{prefix}:issuer:signing-keys"),
+                secret,
+            }
+        }
+
+        pub(super) async fn lock(&self) -> Result<RedisLock, ConfigError> {
+            let mut raw = [0u8; 16];
+            SystemRandom::new()
+                .fill(&mut raw)
+                .map_err(|_| ConfigError::Crypto("random"))?;
+            let lock = RedisLock {
+                conn: self.conn.clone(),
+                key: format!("{}:lock", self.hash),
+                token: URL_SAFE_NO_PAD.encode(raw),
+            };
+            let started = tokio::time::Instant::now();
+            loop {
+                let mut cmd = ::redis::cmd("SET");
+                cmd.arg(&lock.key)
+                    .arg(&lock.token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(u64::try_from(LOCK_STALE.as_millis()).unwrap_or(u64::MAX));
+                let set: Option<String> = run(&self.conn, "SET NX", cmd).await?;
+                if set.is_some() {
+                    return Ok(lock);
+                }
+                if started.elapsed() > LOCK_WAIT {
+                    return Err(ConfigError::Invalid {
+                        name: "authorization-server.store",
+                        reason: format!(
+                            "`{}` held by another instance for {LOCK_WAIT:?}",
+                            lock.key
+                        ),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        /// The record names, and the entries of those not in `known`.
+        pub(super) async fn read_all(
+            &self,
+            known: &[String],
+        ) -> Result<(Vec<String>, Vec<Entry>), ConfigError> {
+            let mut cmd = ::redis::cmd("HGETALL");
+            cmd.arg(&self.hash);
+            let all: Vec<(String, Vec<u8>)> = run(&self.conn, "HGETALL", cmd).await?;
+            let mut names = Vec::with_capacity(all.len());
+            let mut fresh = Vec::new();
+            for (name, bytes) in all {
+                if !known.contains(&name) {
+                    let shown = format!("{} {name}", self.hash);
+                    fresh.push(open_record(&self.secret, &bytes, &name, &shown)?);
+                }
+                names.push(name);
+            }
+            Ok((names, fresh))
+        }
+
+        pub(super) async fn write(&self, name: &str, record: Vec<u8>) -> Result<(), ConfigError> {
+            let mut cmd = ::redis::cmd("HSET");
+            cmd.arg(&self.hash).arg(name).arg(record);
+            run::<i64>(&self.conn, "HSET", cmd).await.map(drop)
+        }
+
+        pub(super) async fn delete(&self, name: &str) -> Result<(), ConfigError> {
+            let mut cmd = ::redis::cmd("HDEL");
+            cmd.arg(&self.hash).arg(name);
+            run::<i64>(&self.conn, "HDEL", cmd).await.map(drop)
+        }
+    }
+
+    impl RedisLock {
+        pub(super) async fn release(self) {
+            let mut cmd = ::redis::cmd("EVAL");
+            cmd.arg(UNLOCK).arg(1).arg(&self.key).arg(&self.token);
+            if let Err(error) = run::<i64>(&self.conn, "EVAL unlock", cmd).await {
+                tracing::warn!(%error, "signing key lock not released; it expires by itself");
+            }
+        }
     }
 }
 

@@ -805,6 +805,8 @@ struct Inner {
     max_concurrent: usize,
     params: Argon2Params,
     dummy: PasswordHash,
+    #[cfg(test)]
+    probe: Arc<tests::Probe>,
 }
 
 impl fmt::Debug for PasswordHasher {
@@ -842,6 +844,8 @@ impl PasswordHasher {
                 max_concurrent,
                 params,
                 dummy: dummy.unwrap_or_else(|| PasswordHash::dummy_argon2(params)),
+                #[cfg(test)]
+                probe: Arc::default(),
             }),
         }
     }
@@ -966,8 +970,12 @@ impl PasswordHasher {
         let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
             return false;
         };
+        #[cfg(test)]
+        let probe = self.inner.probe.clone();
         let ok = tokio::task::spawn_blocking(move || {
             let _permit = permit;
+            #[cfg(test)]
+            let _in = probe.enter();
             hash.verify_blocking(&password)
         })
         .await

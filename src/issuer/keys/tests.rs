@@ -588,3 +588,181 @@ async fn spawn_rotation_ticks_in_the_background() {
         .expect("the driver ends with the manager")
         .unwrap();
 }
+
+#[cfg(feature = "redis")]
+mod redis_backend {
+    use std::io::{Read as _, Write as _};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+
+    use super::*;
+
+    /// A real `redis-server` on a free port of 127.0.0.1, killed (by its handle) on drop.
+    struct RedisServer {
+        child: Child,
+        port: u16,
+    }
+
+    impl RedisServer {
+        fn start() -> Self {
+            for _ in 0..5 {
+                let port = TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port();
+                let mut child = Command::new("redis-server")
+                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                    .args(["--save", "", "--appendonly", "no"])
+                    .arg("--dir")
+                    .arg(std::env::temp_dir())
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("redis-server on PATH (apt-get install redis-server)");
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while std::time::Instant::now() < deadline {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        break; // could not bind: another port
+                    }
+                    if ping(SocketAddr::from(([127, 0, 0, 1], port))) {
+                        return Self { child, port };
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            panic!("redis-server did not start");
+        }
+
+        async fn conn(&self) -> ::redis::aio::ConnectionManager {
+            let client = ::redis::Client::open(format!("redis://127.0.0.1:{}", self.port)).unwrap();
+            ::redis::aio::ConnectionManager::new(client).await.unwrap()
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn ping(addr: SocketAddr) -> bool {
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        if s.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 16];
+        matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+    }
+
+    async fn redis_opts(redis: &RedisServer, clock: &ManualClock, secret: &str) -> KeyOptions {
+        opts(Algorithm::ES256, clock).with_redis(redis.conn().await, "t", Secret::new(secret))
+    }
+
+    const HASH: &str = "t:issuer:signing-keys";
+
+    #[tokio::test]
+    async fn replicas_share_keys_through_redis() {
+        let redis = RedisServer::start();
+        let clock = ManualClock::new(T0);
+        let secret = "test-only-redis-key-secret";
+        let (a, b) = tokio::join!(
+            async { KeyManager::open(redis_opts(&redis, &clock, secret).await).await },
+            async { KeyManager::open(redis_opts(&redis, &clock, secret).await).await },
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.signing_key().kid(), b.signing_key().kid());
+        let mut raw = redis.conn().await;
+        let fields: Vec<String> = ::redis::cmd("HKEYS")
+            .arg(HASH)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert_eq!(fields.len(), 1);
+        let token = token(&a, &clock);
+
+        // Rotation on one, seen by the other; a restart keeps the kids.
+        a.rotate().await.unwrap();
+        b.tick().await.unwrap();
+        assert_eq!(a.jwks_json(), b.jwks_json());
+        clock.advance(Duration::from_secs(LEAD));
+        drop(b);
+        let b = KeyManager::open(redis_opts(&redis, &clock, secret).await)
+            .await
+            .unwrap();
+        a.tick().await.unwrap();
+        assert_eq!(a.signing_key().kid(), b.signing_key().kid());
+        assert_eq!(a.jwks_json(), b.jwks_json());
+        let at_issue = ManualClock::new(T0 + 10);
+        make_verifier(&b.jwks_json(), Algorithm::ES256, &at_issue)
+            .verify(&token)
+            .await
+            .unwrap();
+        // The lock is released after every change.
+        let lock: Option<String> = ::redis::cmd("GET")
+            .arg(format!("{HASH}:lock"))
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert_eq!(lock, None);
+
+        // Wrong secret: an error naming the record, no new key.
+        let err = KeyManager::open(redis_opts(&redis, &clock, "another-secret-long-enough").await)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(HASH), "{err}");
+        assert!(err.to_string().contains("ISSUER_KEY_SECRET"), "{err}");
+
+        // A modified record is refused too.
+        let name = fields[0].clone();
+        let record: Vec<u8> = ::redis::cmd("HGET")
+            .arg(HASH)
+            .arg(&name)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let mut edited: serde_json::Value = serde_json::from_slice(&record).unwrap();
+        edited["published_at"] = serde_json::json!(1);
+        let _: i64 = ::redis::cmd("HSET")
+            .arg(HASH)
+            .arg(&name)
+            .arg(serde_json::to_vec(&edited).unwrap())
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let err = KeyManager::open(redis_opts(&redis, &clock, secret).await)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("cannot decrypt"), "{err}");
+        let fields: Vec<String> = ::redis::cmd("HKEYS")
+            .arg(HASH)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert_eq!(fields.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn redis_and_key_dir_are_exclusive() {
+        let redis = RedisServer::start();
+        let clock = ManualClock::new(T0);
+        let dir = TempDir::new();
+        let both = redis_opts(&redis, &clock, "test-only-redis-key-secret")
+            .await
+            .with_key_dir(&dir.0, secret());
+        assert!(matches!(
+            KeyManager::open(both).await.unwrap_err(),
+            ConfigError::Invalid {
+                name: "signing.key-dir",
+                ..
+            }
+        ));
+    }
+}

@@ -4,7 +4,32 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use super::*;
+
+/// Counts hash computations running at once on the blocking pool.
+#[derive(Debug, Default)]
+pub(super) struct Probe {
+    now: AtomicUsize,
+    max: AtomicUsize,
+}
+
+pub(super) struct InFlight<'a>(&'a Probe);
+
+impl Probe {
+    pub(super) fn enter(&self) -> InFlight<'_> {
+        let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(n, Ordering::SeqCst);
+        InFlight(self)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 const PW: &[u8] = b"correct horse";
 const BCRYPT_2A: &str = "{bcrypt}$2a$04$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mujHHrcaU.";
@@ -250,36 +275,32 @@ async fn dummy_costs_as_much_as_a_real_check() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn semaphore_bounds_concurrent_checks() {
     let row = parse(BCRYPT_COST8);
-    let hasher = PasswordHasher::new(1);
-    let single = {
-        let t = Instant::now();
-        assert!(hasher.verify(PW, Some(&row)).await);
-        t.elapsed()
-    };
-    let t = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let (h, r) = (hasher.clone(), row.clone());
-        tasks.push(tokio::spawn(async move { h.verify(PW, Some(&r)).await }));
+    for bound in [1, 2, 3] {
+        let hasher = PasswordHasher::new(bound);
+        let mut tasks = Vec::new();
+        for i in 0..12 {
+            let (h, r) = (hasher.clone(), row.clone());
+            let pw: &'static [u8] = if i % 3 == 0 { b"wrong" } else { PW };
+            tasks.push(tokio::spawn(async move {
+                (h.verify(pw, Some(&r)).await, pw == PW)
+            }));
+        }
+        for task in tasks {
+            let (got, want) = task.await.unwrap();
+            assert_eq!(got, want);
+        }
+        // Never more than `bound` at once; with 12 queued checks, parallelism did happen.
+        let max = hasher.inner.probe.max.load(Ordering::SeqCst);
+        assert!(
+            max <= bound && max >= bound.min(2),
+            "bound {bound} max {max}"
+        );
+        assert_eq!(hasher.inner.probe.now.load(Ordering::SeqCst), 0);
+        assert_eq!(hasher.inner.permits.available_permits(), bound);
     }
-    let wait = Instant::now();
-    while hasher.inner.permits.available_permits() != 0 && wait.elapsed() < Duration::from_secs(2) {
-        tokio::task::yield_now().await;
-    }
-    assert_eq!(hasher.inner.permits.available_permits(), 0);
-    for task in tasks {
-        assert!(task.await.unwrap());
-    }
-    // One at a time: four checks take about four times one check.
-    let total = t.elapsed();
-    assert!(
-        total * 10 >= single * 25,
-        "single {single:?} four {total:?}"
-    );
-    assert_eq!(hasher.inner.permits.available_permits(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -718,10 +718,26 @@ impl RedisGrantStore {
         let ids: Vec<String> = self.run("list", cmd).await?;
         let mut out = Vec::new();
         let mut gone = Vec::new();
-        for id in ids {
-            match self.get_inner(&id).await? {
-                Some(rec) => out.push(rec),
-                None => gone.push(id),
+        // One round trip for all the families of the index.
+        let mut pipe = ::redis::pipe();
+        for id in &ids {
+            pipe.cmd("HGETALL").arg(self.fam_key(id));
+        }
+        let mut conn = self.conn.clone();
+        let all: Vec<Vec<String>> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            match tokio::time::timeout(self.timeout, pipe.query_async(&mut conn)).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => return Err(err("list", e)),
+                Err(_) => return Err(err("list", "timed out")),
+            }
+        };
+        for (id, fields) in ids.into_iter().zip(all) {
+            if fields.is_empty() {
+                gone.push(id);
+            } else {
+                out.push(parse_record(&id, &fields)?);
             }
         }
         if !gone.is_empty() {

@@ -425,3 +425,30 @@ async fn redis_unreachable_is_an_error_not_a_verdict() {
     assert!(out.is_err(), "{out:?}");
     assert!(s.is_jti_revoked("x", t0).await.is_err());
 }
+
+#[tokio::test]
+async fn redis_indexes_pruned_when_a_family_is_gone() {
+    let redis = RedisServer::start(&[]);
+    let s = store(&redis).await;
+    let t0 = now();
+    let a = start(&s, t0).await;
+    let b = start(&s, t0).await;
+    assert_eq!(s.families_by_user("1001", t0).await.unwrap().len(), 2);
+    // The family hash vanishes (evicted, expired): the index entry goes at the next listing.
+    let mut conn = raw(&redis).await;
+    let _: i64 = ::redis::cmd("DEL")
+        .arg(s.fam_key(a.family_id()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let left = s.families_by_user("1001", t0).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].family_id, b.family_id());
+    let members: Vec<String> = ::redis::cmd("SMEMBERS")
+        .arg(format!("{PREFIX}:user:{{1001}}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(members, [b.family_id().to_owned()]);
+    assert_eq!(s.revoke_by_user("1001", t0).await.unwrap(), 1);
+}

@@ -628,49 +628,87 @@ security:
 // A real redis-server (as tests/redis.rs).
 
 struct RedisServer {
-    child: Child,
+    child: Option<Child>,
     port: u16,
+    aof: bool,
+    dir: std::path::PathBuf,
 }
 
 impl RedisServer {
     fn start() -> Self {
-        for _ in 0..5 {
+        Self::start_with(false)
+    }
+
+    /// `aof`: `appendonly yes` in a directory of its own.
+    fn start_with(aof: bool) -> Self {
+        for i in 0..5 {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
                 .local_addr()
                 .unwrap()
                 .port();
-            let mut child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                ])
-                .args(["--appendonly", "no"])
-                .arg("--dir")
-                .arg(std::env::temp_dir())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be on PATH (apt-get install redis-server)");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if ping(port) {
-                    return Self { child, port };
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            let dir =
+                std::env::temp_dir().join(format!("tb-grants-{}-{port}-{i}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut s = Self {
+                child: None,
+                port,
+                aof,
+                dir,
+            };
+            if s.spawn() {
+                return s;
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
         panic!("redis-server did not start");
+    }
+
+    fn spawn(&mut self) -> bool {
+        let mut child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", if self.aof { "yes" } else { "no" }])
+            .args(["--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be on PATH (apt-get install redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            if ping(self.port) {
+                self.child = Some(child);
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// Kills the server and starts it again on the same port and directory.
+    fn restart(&mut self) {
+        self.stop();
+        assert!(self.spawn(), "redis-server did not come back");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     fn url(&self) -> String {
@@ -680,8 +718,42 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Refreshes until the store answers again (503 while the connection is being re-made).
+async fn refresh_after_restart(base: &str, rt: &str) -> Reply {
+    for _ in 0..50 {
+        let r = refresh(base, "web", rt).await;
+        assert_ne!(r.status, 500, "{r:?}");
+        if r.status != 503 {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the store did not come back");
+}
+
+#[tokio::test]
+async fn redis_restart_with_aof_keeps_grants_without_it_asks_for_a_new_login() {
+    for aof in [true, false] {
+        let mut redis = RedisServer::start_with(aof);
+        let users = users();
+        let store = RedisGrantStore::connect(&redis.url(), "restart-test")
+            .await
+            .unwrap();
+        let (_s, base) = serve(|b| b.with_grant_store(Arc::new(store)), &users).await;
+        let rt = rt_of(&login(&base, "web", "alice", PW).await);
+        redis.restart();
+        let r = refresh_after_restart(&base, &rt).await;
+        if aof {
+            assert_eq!(r.status, 200, "with AOF the family survives: {r:?}");
+        } else {
+            assert_invalid_grant(&r);
+            assert_eq!(login(&base, "web", "alice", PW).await.status, 200);
+        }
     }
 }
 

@@ -263,10 +263,10 @@ impl Grant for PasswordGrant {
                 audit_failure(cid, username, address, "no_user_store");
                 return Err(login_failed());
             };
-            let user = users.find_by_username(username).await.map_err(|e| {
-                tracing::error!(target: "tower_bearer::issuer", error = %e, "user store failed");
-                TokenError::server_error()
-            })?;
+            let user = users
+                .find_by_username(username)
+                .await
+                .map_err(|e| crate::issuer::grants::refresh::store_failed(&e))?;
             let hash: Option<&PasswordHash> = user.as_ref().and_then(|u| u.password_hash.as_ref());
             let verified = server.hasher.verify(password.as_bytes(), hash).await;
             let reason = match &user {
@@ -301,10 +301,7 @@ impl Grant for PasswordGrant {
                 g.store
                     .create_family(family, &first.hash(), now)
                     .await
-                    .map_err(|e| {
-                        tracing::error!(target: "tower_bearer::issuer", error = %e, "grant store failed");
-                        TokenError::server_error()
-                    })?;
+                    .map_err(|e| crate::issuer::grants::refresh::store_failed(&e))?;
                 Some(first)
             } else {
                 None

@@ -22,6 +22,9 @@
 //!   a missing or disabled user is `invalid_grant` and the family is revoked; new roles,
 //!   permissions, tenant and `pv` go into the new access token, so a role change takes effect
 //!   at the next refresh.
+//! - A store that does not answer (Redis down or reconnecting) is 503
+//!   `temporarily_unavailable`, never a verdict; a store that lost its state (Redis restarted
+//!   without persistence) answers `invalid_grant`, and the user logs in again.
 //! - Every failure is the same `invalid_grant` for the client; the reason (`malformed`,
 //!   `not_found`, `expired`, `revoked`, `reused`, `wrong_client`, `user_gone`,
 //!   `user_disabled`) is in the audit log.
@@ -118,9 +121,14 @@ fn audit(client: &str, family: &str, reason: &str) {
     );
 }
 
-fn store_failed(e: &crate::store::StoreError) -> TokenError {
+/// The grant store (or user store) did not answer: 503 `temporarily_unavailable`, never a
+/// verdict on the token (a Redis reconnecting after a restart answers again in a moment).
+pub(crate) fn store_failed(e: &crate::store::StoreError) -> TokenError {
     tracing::error!(target: "tower_bearer::issuer", error = %e, "grant store failed");
-    TokenError::server_error()
+    TokenError::new(
+        ErrorCode::TemporarilyUnavailable,
+        "the grant store is unavailable; retry later",
+    )
 }
 
 impl Grant for RefreshGrant {

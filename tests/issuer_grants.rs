@@ -872,4 +872,11 @@ security:
         200
     );
     assert_invalid_grant(&refresh(&bases[1], "web", &rt2).await);
+
+    // The policy version goes to the Redis source the services read (same security.redis).
+    assert_eq!(a.bump_policy_version("1001").await.unwrap(), 1);
+    let services = cfg.redis_policy_versions().await.unwrap();
+    assert_eq!(services.current("1001").await.unwrap(), Some(1));
+    let r = login(&bases[1], "web", "alice", PW).await;
+    assert_eq!(claims(&at_of(&r))["pv"], 1);
 }

@@ -158,6 +158,24 @@ impl UserGrantsBuilder {
             Some(s) => s,
             None => open_store(self.store_kind, self.redis.as_ref()).await?,
         };
+        #[cfg(feature = "redis")]
+        let policy = match (self.policy, self.store_kind, &self.redis) {
+            (Some(p), _, _) => p,
+            // `store: redis`: the policy versions the services' `PolicyVersionLayer` reads
+            // from the same `security.redis` (same key prefix).
+            (None, StoreKind::Redis, Some(redis)) => {
+                let prefix = redis
+                    .key_prefix
+                    .as_deref()
+                    .unwrap_or(crate::config::DEFAULT_REDIS_PREFIX);
+                Arc::new(crate::store::RedisPolicyVersions::connect(&redis.url, prefix).await?)
+            }
+            (None, _, _) => Arc::new(MemoryPolicyVersions::new()),
+        };
+        #[cfg(not(feature = "redis"))]
+        let policy: Arc<dyn PolicyVersionSink> = self
+            .policy
+            .unwrap_or_else(|| Arc::new(MemoryPolicyVersions::new()));
         if self.password_enabled {
             tracing::warn!(
                 target: "tower_bearer::issuer",
@@ -171,9 +189,7 @@ impl UserGrantsBuilder {
         Ok(UserGrants {
             users,
             store,
-            policy: self
-                .policy
-                .unwrap_or_else(|| Arc::new(MemoryPolicyVersions::new())),
+            policy,
             idle_ttl: self.idle_ttl,
             absolute_ttl: self.absolute_ttl,
             user_limiter: Limiter::new(self.user_limits, clock.clone()),
@@ -462,7 +478,10 @@ impl AuthorizationServer {
     /// `PolicyVersionLayer` refuses the user's older tokens at once, and the next refresh
     /// issues a token with the new `pv` (the larger of this source and the user store's `pv`).
     /// Returns the new version: one more than the larger of the source's and the user store's.
-    /// Without a shared source, the version is kept in memory by this server only (its tokens
+    /// With `store: redis` (from configuration) the source is the
+    /// [`RedisPolicyVersions`](crate::store::RedisPolicyVersions) of `security.redis`, which
+    /// services configured with the same `security.redis` read. Without a shared source, the
+    /// version is kept in memory by this server only (its tokens
     /// carry it; services see it only through a shared source). The user store's own `pv` is
     /// the store's business (e.g. [`MemoryUserStore::bump_pv`]): tokens carry the larger of
     /// the two.

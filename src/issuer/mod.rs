@@ -7,14 +7,17 @@
 //!
 //! | path (default) | what |
 //! |---|---|
-//! | `POST /oauth2/token` | token endpoint (RFC 6749 §3.2): `client_credentials`; client authentication `client_secret_basic` / `client_secret_post` |
+//! | `POST /oauth2/token` | token endpoint (RFC 6749 §3.2): `client_credentials`, [`password`](grants::password) (opt-in), [`refresh_token`](grants::refresh) (rotation, reuse detection); client authentication `client_secret_basic` / `client_secret_post` |
+//! | `POST /oauth2/revoke` | revocation (RFC 7009): refresh-token families, access-token `jti`s ([`endpoints`]) |
+//! | `POST /oauth2/introspect` | introspection (RFC 7662), clients with `introspection: true` ([`endpoints`]) |
 //! | `GET /oauth2/jwks` | the public signing keys (RFC 7517), `Cache-Control: max-age` |
 //! | `GET /.well-known/oauth-authorization-server` | metadata (RFC 8414) |
 //! | `GET /.well-known/openid-configuration` | the same document, for Spring `issuer-uri` users (no `openid` scope) |
 //!
 //! Sub-modules by capability: [`keys`] (signing keys, states, rotation), [`clients`] (registry and
 //! client authentication), [`grants`] (one file per grant), [`tokens`] (minting, claims
-//! customizer), [`endpoints`] (HTTP), [`limiter`] (failed-attempt limits), [`users`]
+//! customizer), [`endpoints`] (HTTP), [`limiter`] (failed-attempt limits), [`user_grants`]
+//! (user store, grant store, policy versions: the builder methods for user grants), [`users`]
 //! (`UserStore`), [`password`] (password and client-secret hashes), [`store`] (grant store: memory,
 //! Redis), [`config`] (`security.authorization-server`).
 //!

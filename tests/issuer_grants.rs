@@ -75,6 +75,11 @@ fn builder(base: &str, users: &MemoryUserStore) -> AuthorizationServerBuilder {
         .client(client("pwonly", &[GrantType::Password]))
         .client(client("svc", &[GrantType::ClientCredentials]))
         .client(client("rs", &[GrantType::ClientCredentials]).with_introspection(true))
+        .client(
+            RegisteredClient::new("public", AuthMethod::None)
+                .with_grant_types([GrantType::Password])
+                .with_scopes(["orders.read"]),
+        )
 }
 
 async fn serve(
@@ -109,11 +114,11 @@ fn basic(id: &str) -> String {
 }
 
 async fn post_as(url: &str, id: &str, body: &str) -> Reply {
-    let req = http::Request::post(url)
-        .header("content-type", FORM)
-        .header("authorization", basic(id))
-        .body(Full::new(Bytes::from(body.to_owned())))
-        .unwrap();
+    let mut req = http::Request::post(url).header("content-type", FORM);
+    if !id.is_empty() {
+        req = req.header("authorization", basic(id));
+    }
+    let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let res = client.request(req).await.unwrap();
     let status = res.status().as_u16();
@@ -278,6 +283,13 @@ async fn every_login_failure_is_the_same_invalid_grant() {
     assert_eq!(r.json["error"], "invalid_request");
     let r = login(&base, "svc", "alice", PW).await;
     assert_eq!(r.json["error"], "unauthorized_client");
+    let r = token(
+        &base,
+        "", // a public client: no secret
+        "grant_type=password&client_id=public&username=alice&password=correct+horse",
+    )
+    .await;
+    assert_eq!(r.json["error"], "unauthorized_client", "{r:?}");
     let r = post_as(
         &format!("{base}/oauth2/token?password=x"),
         "web",

@@ -90,7 +90,7 @@ use serde_json::{Map, Value};
 
 use crate::http_client::BoxFuture;
 use crate::issuer::clients::RegisteredClient;
-use crate::issuer::config::GrantType;
+use crate::issuer::config::{AuthMethod, GrantType};
 use crate::issuer::grants::{
     parse_scope, ErrorCode, Grant, GrantRequest, TokenError, TokenResponse,
 };
@@ -224,6 +224,13 @@ impl Grant for PasswordGrant {
                 address,
             } = req;
             let g = &server.user_grants;
+            if client.auth_method() == AuthMethod::None {
+                // Configuration refuses this; a client registered in Rust is checked here.
+                return Err(TokenError::new(
+                    ErrorCode::UnauthorizedClient,
+                    "the password grant is for confidential clients only",
+                ));
+            }
             let username = params.single("username")?.ok_or_else(|| {
                 TokenError::new(ErrorCode::InvalidRequest, "missing parameter `username`")
             })?;

@@ -589,6 +589,31 @@ async fn revocation_and_introspection_tables() {
         br#"{"active":false}"#
     );
     assert_invalid_grant(&refresh(&base, "web", &rt2).await);
+    // A token signed by a key since retired still introspects as active.
+    let old_kid = server.keys().signing_key().kid().to_owned();
+    server.keys().rotate_now().await.unwrap();
+    assert_ne!(server.keys().signing_key().kid(), old_kid);
+    assert_eq!(introspect(&base, "rs", &svc_at).await.json["active"], true);
+    // Once the key is removed, its tokens are inactive.
+    server.keys().remove(&old_kid).await.unwrap();
+    assert_eq!(
+        &introspect(&base, "rs", &svc_at).await.body[..],
+        br#"{"active":false}"#
+    );
+    // POST only.
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    for path in ["/oauth2/revoke", "/oauth2/introspect"] {
+        let res = client
+            .request(
+                http::Request::get(format!("{base}{path}"))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 405, "{path}");
+        assert_eq!(res.headers()["allow"], "POST");
+    }
     // Revoking again is still 200.
     assert_eq!(
         revoke(&base, "web", &format!("token={rt2}")).await.status,

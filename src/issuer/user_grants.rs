@@ -5,6 +5,35 @@
 //! as do [`AuthorizationServer::bump_policy_version`] and
 //! [`AuthorizationServer::grant_store`].
 //!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use tower_bearer::issuer::store::MemoryGrantStore;
+//! use tower_bearer::issuer::users::{MemoryUserStore, User};
+//! use tower_bearer::issuer::AuthorizationServer;
+//! use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersions};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let users = MemoryUserStore::from_users([User::new("1001", "alice").with_pv(2)]).unwrap();
+//! let versions = Arc::new(MemoryPolicyVersions::new());
+//! let server = AuthorizationServer::builder("https://auth.example")
+//!     .password_grant(true)
+//!     .with_user_store(Arc::new(users))
+//!     .with_grant_store(Arc::new(MemoryGrantStore::new()))
+//!     .with_policy_versions(versions.clone())
+//!     .refresh_token_lifetimes(Duration::from_secs(3600), Duration::from_secs(86_400))
+//!     .build()
+//!     .await
+//!     .unwrap();
+//! // An admin changed alice's roles: her older tokens (pv 2) are refused by the services.
+//! assert_eq!(server.bump_policy_version("1001").await.unwrap(), 3);
+//! assert_eq!(versions.current("1001").await.unwrap(), Some(3));
+//! # }
+//! ```
+//!
 //! [`with_grant_store`]: AuthorizationServerBuilder::with_grant_store
 //! [`with_policy_versions`]: AuthorizationServerBuilder::with_policy_versions
 //! [`refresh_token_lifetimes`]: AuthorizationServerBuilder::refresh_token_lifetimes

@@ -1,4 +1,18 @@
-//! HTTP endpoints: token (RFC 6749 §3.2), JWKS (RFC 7517), metadata (RFC 8414).
+//! HTTP endpoints: token (RFC 6749 §3.2), JWKS (RFC 7517), metadata (RFC 8414), revocation
+//! (RFC 7009) and introspection (RFC 7662).
+//!
+//! Revocation and introspection take `POST` and a form body, and authenticate the client
+//! exactly as the token endpoint. `POST /oauth2/revoke`: `token` required, `token_type_hint`
+//! a hint only; 200 with an empty body for unknown, expired or garbage tokens and for another
+//! client's token (left alone); a refresh token revokes its family, an access token we signed
+//! goes on the `jti` revocation list until its `exp`. `POST /oauth2/introspect`: only clients
+//! with `introspection: true` (another authenticated client: 403 `unauthorized_client`, since
+//! it did authenticate; bad credentials: 401 `invalid_client`); inactive is exactly
+//! `{"active":false}`; active answers `scope client_id username token_type exp iat sub aud iss
+//! jti` plus `uid`, `tenant`, `sid`, after checking the signature (active, published and retired
+//! keys), `iss`, expiry, the `jti` revocation list and the family (`sid`); a refresh token is
+//! active while it is its family's current token and the family is usable.
+//! `Cache-Control: no-store` on both.
 //!
 //! The token endpoint takes `POST` only (any other method: 405 with `Allow: POST`), a body of
 //! type `application/x-www-form-urlencoded` (else `invalid_request`) of at most
@@ -51,6 +65,8 @@ use crate::issuer::config::{AuthMethod, GrantType};
 use crate::issuer::grants::{ErrorCode, GrantRequest, Params, TokenError, TokenResponse};
 use crate::issuer::Shared;
 
+mod revocation;
+
 /// Parameters that never belong in the URL query of a token request.
 const SENSITIVE_QUERY: [&str; 6] = [
     "client_id",
@@ -67,6 +83,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(&token_path, any(token))
         .route(&jwks_path, get(jwks))
+        .route(&shared.user_grants.revoke_path, any(revocation::revoke))
+        .route(
+            &shared.user_grants.introspect_path,
+            any(revocation::introspect),
+        )
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/.well-known/openid-configuration", get(metadata))
         .with_state(shared)
@@ -208,6 +229,7 @@ async fn token_request(shared: &Shared, req: Request) -> Result<TokenResponse, T
             server: shared,
             client: &client,
             params: &params,
+            address: address.as_deref(),
         })
         .await
 }

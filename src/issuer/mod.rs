@@ -7,14 +7,17 @@
 //!
 //! | path (default) | what |
 //! |---|---|
-//! | `POST /oauth2/token` | token endpoint (RFC 6749 §3.2): `client_credentials`; client authentication `client_secret_basic` / `client_secret_post` |
+//! | `POST /oauth2/token` | token endpoint (RFC 6749 §3.2): `client_credentials`, [`password`](grants::password) (opt-in), [`refresh_token`](grants::refresh) (rotation, reuse detection); client authentication `client_secret_basic` / `client_secret_post` |
+//! | `POST /oauth2/revoke` | revocation (RFC 7009): refresh-token families, access-token `jti`s ([`endpoints`]) |
+//! | `POST /oauth2/introspect` | introspection (RFC 7662), clients with `introspection: true` ([`endpoints`]) |
 //! | `GET /oauth2/jwks` | the public signing keys (RFC 7517), `Cache-Control: max-age` |
 //! | `GET /.well-known/oauth-authorization-server` | metadata (RFC 8414) |
 //! | `GET /.well-known/openid-configuration` | the same document, for Spring `issuer-uri` users (no `openid` scope) |
 //!
 //! Sub-modules by capability: [`keys`] (signing keys, states, rotation), [`clients`] (registry and
 //! client authentication), [`grants`] (one file per grant), [`tokens`] (minting, claims
-//! customizer), [`endpoints`] (HTTP), [`limiter`] (failed-attempt limits), [`users`]
+//! customizer), [`endpoints`] (HTTP), [`limiter`] (failed-attempt limits), [`user_grants`]
+//! (user store, grant store, policy versions: the builder methods for user grants), [`users`]
 //! (`UserStore`), [`password`] (password and client-secret hashes), [`store`] (grant store: memory,
 //! Redis), [`config`] (`security.authorization-server`).
 //!
@@ -59,6 +62,7 @@ pub mod limiter;
 pub mod password;
 pub mod store;
 pub mod tokens;
+pub mod user_grants;
 pub mod users;
 
 use std::fmt;
@@ -150,6 +154,7 @@ pub(crate) struct Shared {
     pub(crate) token_path: String,
     pub(crate) jwks_path: String,
     pub(crate) max_body_len: usize,
+    pub(crate) user_grants: user_grants::UserGrants,
     on_issued: Option<OnIssued>,
 }
 
@@ -233,6 +238,10 @@ impl Shared {
             "issuer": self.issuer,
             "token_endpoint": self.endpoint(&self.token_path),
             "jwks_uri": self.endpoint(&self.jwks_path),
+            "revocation_endpoint": self.endpoint(&self.user_grants.revoke_path),
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "introspection_endpoint": self.endpoint(&self.user_grants.introspect_path),
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "grant_types_supported": grants,
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "scopes_supported": scopes,
@@ -353,6 +362,7 @@ impl AuthorizationServer {
             .and_then(|h| h.allow_insecure_http)
             .unwrap_or(false);
         let mut b = AuthorizationServerBuilder::from_config_with(aus, allow_insecure)?;
+        b.user_grants.redis = cfg.redis.clone();
         if let Some(scope) = cfg
             .resource_server
             .as_ref()
@@ -529,6 +539,7 @@ pub struct AuthorizationServerBuilder {
     address_limits: LimiterConfig,
     verified_secret_ttl: Duration,
     max_body_len: usize,
+    user_grants: user_grants::UserGrantsBuilder,
 }
 
 impl fmt::Debug for AuthorizationServerBuilder {
@@ -568,6 +579,7 @@ impl AuthorizationServerBuilder {
             address_limits: LimiterConfig::per_address(),
             verified_secret_ttl: Duration::from_secs(300),
             max_body_len: DEFAULT_MAX_BODY_LEN,
+            user_grants: user_grants::UserGrantsBuilder::default(),
         }
     }
 
@@ -623,12 +635,7 @@ impl AuthorizationServerBuilder {
                     .with_rotate_after(Duration::from_secs(days.saturating_mul(86_400)));
             }
         }
-        if cfg.password_grant_enabled() {
-            tracing::warn!(
-                target: "tower_bearer::issuer",
-                "password-grant.enabled: the resource-owner password grant is deprecated (RFC 9700 §2.4) and not served by this version"
-            );
-        }
+        b.user_grants = user_grants::UserGrantsBuilder::from_config(cfg);
         Ok(b)
     }
 
@@ -1133,6 +1140,9 @@ impl AuthorizationServerBuilder {
             }
         };
         let verified = VerifiedSecrets::new(self.verified_secret_ttl, 10_000)?;
+        let mut grants: Vec<Arc<dyn Grant>> =
+            vec![Arc::new(grants::client_credentials::ClientCredentialsGrant)];
+        let user_grants = self.user_grants.build(&self.clock, &mut grants).await?;
         let shared = Shared {
             issuer: self.issuer,
             typ: self.typ,
@@ -1146,11 +1156,12 @@ impl AuthorizationServerBuilder {
             clock: self.clock,
             hasher,
             verified,
-            grants: vec![Arc::new(grants::client_credentials::ClientCredentialsGrant)],
+            grants,
             internal_scopes: self.internal_scopes,
             token_path: self.token_path,
             jwks_path: self.jwks_path,
             max_body_len: self.max_body_len,
+            user_grants,
             on_issued: self.on_issued,
         };
         Ok(AuthorizationServer {

@@ -84,6 +84,7 @@ impl Grant for ClientCredentialsGrant {
                 server,
                 client,
                 params,
+                ..
             } = req;
             let requested = parse_scope(params.single("scope")?)?;
             let scopes: Vec<String> = match &requested {

@@ -17,6 +17,8 @@
 //! ```
 
 pub mod client_credentials;
+pub mod password;
+pub mod refresh;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -339,6 +341,8 @@ pub(crate) struct GrantRequest<'a> {
     pub(crate) server: &'a Shared,
     pub(crate) client: &'a RegisteredClient,
     pub(crate) params: &'a Params,
+    /// The source address, when the router is served with `ConnectInfo<SocketAddr>`.
+    pub(crate) address: Option<&'a str>,
 }
 
 /// One grant type (crate-private: grants live in this module).

@@ -68,7 +68,9 @@ pub fn verifiers() -> &'static [Verifier; 2] {
                     ISSUER,
                     key_set(&[(&k.ed, KID_ED), (&k.es, KID_ES), (&k.rs, KID_RS)], &algs),
                 ),
-                IssuerConfig::static_keys(OTHER_ISSUER, key_set(&[(&k.es, KID_OTHER)], &algs)),
+                // A further issuer needs a user-id prefix (ids are unique only per issuer).
+                IssuerConfig::static_keys(OTHER_ISSUER, key_set(&[(&k.es, KID_OTHER)], &algs))
+                    .prefix("other"),
             ]
         };
         let clock = Arc::new(ManualClock::new(NOW));

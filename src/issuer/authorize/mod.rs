@@ -1023,6 +1023,11 @@ async fn login(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         return page(LOGIN_FAILED);
     };
     g.user_limiter.record_success(username);
+    if let Some(h) = &user.password_hash {
+        if shared.hasher.needs_upgrade(h) {
+            crate::issuer::grants::password::rehash(&shared, &user, password).await;
+        }
+    }
     let now = shared.clock.now_unix();
     let logged = LoggedIn {
         user_id: user.user_id.clone(),

@@ -101,8 +101,20 @@ impl Sessions {
         let mut map = self.lock();
         if map.len() >= self.max {
             map.retain(|_, s| s.expires > now);
-            if map.len() >= self.max {
-                return Err(SessionsFull);
+        }
+        if map.len() >= self.max {
+            // Full of live sessions (a flood of anonymous requests?): the anonymous session
+            // closest to its end makes room; logged-in users are never pushed out.
+            let oldest = map
+                .iter()
+                .filter(|(_, s)| s.user.is_none())
+                .min_by_key(|(_, s)| s.expires)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => {
+                    map.remove(&k);
+                }
+                None => return Err(SessionsFull),
             }
         }
         let id = random_token(32);
@@ -219,10 +231,24 @@ mod tests {
     fn table_is_bounded_and_pending_capped() {
         let s = Sessions::new(Duration::from_secs(10), 2);
         let (id, _) = s.create(0).unwrap();
-        s.create(0).unwrap();
-        assert!(matches!(s.create(5), Err(SessionsFull)));
+        let (anon, _) = s.create(1).unwrap();
+        let user = LoggedIn {
+            user_id: "1".into(),
+            username: "alice".into(),
+            auth_time: 2,
+        };
+        let (id, _) = s.login(&id, user.clone(), 2).unwrap();
+        // Full: the anonymous session goes, the logged-in one stays.
+        let (anon2, _) = s.create(5).unwrap();
+        assert!(s.get(&anon, 5).is_none());
+        assert!(s.get(&id, 5).is_some());
+        s.login(&anon2, user, 5).unwrap();
+        assert!(
+            matches!(s.create(6), Err(SessionsFull)),
+            "only logged-in sessions"
+        );
         assert!(s.create(11).is_ok(), "expired sessions make room");
-        assert_eq!(s.len(), 1);
+        assert_eq!(s.len(), 2);
         let (id2, _) = s.create(11).unwrap();
         let first = s.add_pending(&id2, pending(), 11).unwrap();
         for _ in 0..MAX_PENDING {

@@ -7,7 +7,8 @@
 //!
 //! | path (default) | what |
 //! |---|---|
-//! | `POST /oauth2/token` | token endpoint (RFC 6749 §3.2): `client_credentials`, [`password`](grants::password) (opt-in), [`refresh_token`](grants::refresh) (rotation, reuse detection); client authentication `client_secret_basic` / `client_secret_post` |
+//! | `POST /oauth2/token` | token endpoint (RFC 6749 §3.2): `client_credentials`, [`authorization_code`](grants::authorization_code), [`password`](grants::password) (opt-in), [`refresh_token`](grants::refresh) (rotation, reuse detection); client authentication `client_secret_basic` / `client_secret_post` |
+//! | `GET /oauth2/authorize` | authorization endpoint (RFC 6749 §4.1, PKCE S256): login and consent pages, codes for the [`authorization_code`](grants::authorization_code) grant ([`authorize`]); served when a client lists `authorization_code` |
 //! | `POST /oauth2/revoke` | revocation (RFC 7009): refresh-token families, access-token `jti`s ([`endpoints`]) |
 //! | `POST /oauth2/introspect` | introspection (RFC 7662), clients with `introspection: true` ([`endpoints`]) |
 //! | `GET /oauth2/jwks` | the public signing keys (RFC 7517), `Cache-Control: max-age` |

@@ -33,6 +33,11 @@
 //! **Session cookie**: random 256-bit id, server-side state in memory, `HttpOnly; Secure;
 //! SameSite=Lax`, path = the authorize path, `Max-Age` = the session lifetime (default 10
 //! minutes). `Secure` is left out only when the issuer is `http://` on a loopback host.
+//! Sessions live in the memory of one process (also with `store: redis`): behind several
+//! replicas, send the few requests of one login (authorize → login → consent, within the session
+//! lifetime) to the same replica (sticky sessions); the codes themselves are in the grant store
+//! and can be exchanged at any replica. A full session table (100 000) drops anonymous sessions
+//! first, never a logged-in one.
 //! Every page: `Cache-Control: no-store`, `X-Frame-Options: DENY`, CSP `default-src 'none';
 //! frame-ancestors 'none'`, `Referrer-Policy: no-referrer`; everything echoed is HTML-escaped.
 //!

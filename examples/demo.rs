@@ -434,7 +434,6 @@ fn field(v: &Value, name: &str) -> String {
 }
 
 #[tokio::main]
-#[allow(clippy::too_many_lines)]
 async fn main() -> Result<(), BoxError> {
     let started = Instant::now();
     let mut report = Report::default();

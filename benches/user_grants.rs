@@ -176,6 +176,7 @@ fn benches(c: &mut Criterion<ProcessCpuTime>) {
 
     let mut group = c.benchmark_group("hash_floor");
     group.sampling_mode(SamplingMode::Flat);
+    group.measurement_time(Duration::from_secs(6));
     for (name, hash) in [("argon2id", &argon2), ("bcrypt-10", &bcrypt)] {
         group.bench_function(name, |b| {
             b.iter(|| assert!(black_box(hash).verify_blocking(PASSWORD.as_bytes())));
@@ -186,6 +187,7 @@ fn benches(c: &mut Criterion<ProcessCpuTime>) {
     let mut router = server(&rt, Algorithm::RS256, users()).router();
     let mut group = c.benchmark_group("login");
     group.sampling_mode(SamplingMode::Flat);
+    group.measurement_time(Duration::from_secs(6));
     for (name, username) in [("argon2id", "alice"), ("bcrypt-10", "bob")] {
         let form = format!("grant_type=password&username={username}&password={PASSWORD}");
         // Warm the verified-secret cache (one bcrypt check of the client secret).

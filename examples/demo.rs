@@ -591,12 +591,12 @@ async fn main() -> Result<(), BoxError> {
     );
 
     // 6. an admin changes alice's roles.
-    users.set_roles("1001", ["user", "auditor"]);
+    let changed = users.set_roles("1001", ["user", "auditor"]);
     let pv = auth.bump_policy_version("1001").await?;
     report.check(
         "6 admin changes roles",
         format!("alice: roles [user, auditor]; bump_policy_version(\"1001\") -> {pv}"),
-        pv == 2,
+        changed && pv == 2,
     );
     // 7. her old token is refused, at the gateway and at inventory.
     let a = get_with(&http, &summary_url, Some(&at1), &[]).await?;

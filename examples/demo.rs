@@ -658,7 +658,7 @@ async fn main() -> Result<(), BoxError> {
     }
     let a = get_with(&http, &summary_url, Some(&at2), &[]).await?;
     report.check(
-        "  family's token, gateway",
+        "  family token, gateway",
         format!("-> {}  www-authenticate: {}", a.status, a.challenge),
         a.status == 401 && a.challenge.contains("revoked"),
     );
@@ -685,7 +685,10 @@ async fn main() -> Result<(), BoxError> {
         .map(|h| h.scheme());
     report.check(
         "bob (admin) logs in",
-        format!("-> {status}; his bcrypt hash is now {upgraded:?}"),
+        format!(
+            "-> {status}; his {{bcrypt}} hash (cost 10) is now {{{}}} (re-hashed at login)",
+            upgraded.map_or("?", PasswordScheme::id)
+        ),
         status == 200 && upgraded == Some(PasswordScheme::Argon2),
     );
     let (status, scoped) = login(

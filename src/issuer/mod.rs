@@ -53,13 +53,16 @@
 //! # }
 //! ```
 
+pub mod audit;
 pub mod clients;
 pub mod config;
 pub mod endpoints;
 pub mod grants;
 pub mod keys;
 pub mod limiter;
+pub mod manage;
 pub mod password;
+pub mod refresh_endpoint;
 pub mod store;
 pub mod tokens;
 pub mod user_grants;
@@ -155,6 +158,9 @@ pub(crate) struct Shared {
     pub(crate) jwks_path: String,
     pub(crate) max_body_len: usize,
     pub(crate) user_grants: user_grants::UserGrants,
+    pub(crate) audit: audit::AuditCounters,
+    pub(crate) refresh_endpoint: refresh_endpoint::RefreshEndpointOptions,
+    pub(crate) management: manage::ManagementOptions,
     on_issued: Option<OnIssued>,
 }
 
@@ -190,10 +196,9 @@ impl Shared {
                 tracing::error!(target: "tower_bearer::issuer", client_id = client.client_id(), error = %e, "token not issued");
                 TokenError::server_error()
             })?;
-        tracing::info!(
-            target: "tower_bearer::issuer",
+        audit::audit!(Some(&self.audit), info, "token_issued", grant.as_str();
             client_id = client.client_id(),
-            grant = grant.as_str(),
+            sub = subject,
             scope = %scopes.join(" "),
             aud = %audiences.join(","),
             jti = %minted.jti,
@@ -540,6 +545,8 @@ pub struct AuthorizationServerBuilder {
     verified_secret_ttl: Duration,
     max_body_len: usize,
     user_grants: user_grants::UserGrantsBuilder,
+    refresh_endpoint: refresh_endpoint::RefreshEndpointOptions,
+    management: manage::ManagementOptions,
 }
 
 impl fmt::Debug for AuthorizationServerBuilder {
@@ -580,6 +587,8 @@ impl AuthorizationServerBuilder {
             verified_secret_ttl: Duration::from_secs(300),
             max_body_len: DEFAULT_MAX_BODY_LEN,
             user_grants: user_grants::UserGrantsBuilder::default(),
+            refresh_endpoint: refresh_endpoint::RefreshEndpointOptions::default(),
+            management: manage::ManagementOptions::default(),
         }
     }
 
@@ -636,6 +645,8 @@ impl AuthorizationServerBuilder {
             }
         }
         b.user_grants = user_grants::UserGrantsBuilder::from_config(cfg);
+        b.refresh_endpoint = refresh_endpoint::RefreshEndpointOptions::from_config(cfg);
+        b.management = manage::ManagementOptions::from_config(cfg);
         Ok(b)
     }
 
@@ -1093,6 +1104,11 @@ impl AuthorizationServerBuilder {
             paths: Some(config::PathsSection {
                 token: Some(self.token_path.clone()),
                 jwks: Some(self.jwks_path.clone()),
+                revoke: Some(self.user_grants.revoke_path.clone()),
+                introspect: Some(self.user_grants.introspect_path.clone()),
+            }),
+            refresh_endpoint: Some(config::RefreshEndpointSection {
+                path: Some(self.refresh_endpoint.path.clone()),
                 ..Default::default()
             }),
             ..AuthorizationServerConfig::new(self.issuer.clone())
@@ -1140,6 +1156,8 @@ impl AuthorizationServerBuilder {
             }
         };
         let verified = VerifiedSecrets::new(self.verified_secret_ttl, 10_000)?;
+        let mut management = self.management;
+        management.allow_insecure_http = self.allow_insecure_http;
         let mut grants: Vec<Arc<dyn Grant>> =
             vec![Arc::new(grants::client_credentials::ClientCredentialsGrant)];
         let user_grants = self.user_grants.build(&self.clock, &mut grants).await?;
@@ -1162,6 +1180,9 @@ impl AuthorizationServerBuilder {
             jwks_path: self.jwks_path,
             max_body_len: self.max_body_len,
             user_grants,
+            audit: audit::AuditCounters::default(),
+            refresh_endpoint: self.refresh_endpoint,
+            management,
             on_issued: self.on_issued,
         };
         Ok(AuthorizationServer {

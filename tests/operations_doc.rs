@@ -6,7 +6,6 @@
 //!    here;
 //! 2. every command in it runs: each ```` ```sh ```` block is executed with `sh -eu` against a
 //!    real issuer (the guide's own YAML), its management listener and a real `redis-server`.
-#![cfg(all(feature = "config", feature = "issuer"))]
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -284,7 +283,7 @@ fn redis() -> Redis {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new("redis-server")
+    let mut child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
         .stdin(Stdio::null())
@@ -299,6 +298,8 @@ fn redis() -> Redis {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("redis-server did not start");
 }
 

@@ -13,13 +13,19 @@
 //! | `GET /oauth2/jwks` | the public signing keys (RFC 7517), `Cache-Control: max-age` |
 //! | `GET /.well-known/oauth-authorization-server` | metadata (RFC 8414) |
 //! | `GET /.well-known/openid-configuration` | the same document, for Spring `issuer-uri` users (no `openid` scope) |
+//! | `POST /auth/refresh-token` | seed 004's simplified refresh endpoint, when `refresh-endpoint.enabled` ([`refresh_endpoint`]) |
+//!
+//! The management API (grant families, revocation by user or client, cleanup, stats) is a router
+//! of its own, [`AuthorizationServer::management_router`] ([`manage`]); every security-relevant
+//! action is an [`audit`] event.
 //!
 //! Sub-modules by capability: [`keys`] (signing keys, states, rotation), [`clients`] (registry and
 //! client authentication), [`grants`] (one file per grant), [`tokens`] (minting, claims
 //! customizer), [`endpoints`] (HTTP), [`limiter`] (failed-attempt limits), [`user_grants`]
 //! (user store, grant store, policy versions: the builder methods for user grants), [`users`]
 //! (`UserStore`), [`password`] (password and client-secret hashes), [`store`] (grant store: memory,
-//! Redis), [`config`] (`security.authorization-server`).
+//! Redis), [`config`] (`security.authorization-server`), [`manage`] (management API),
+//! [`refresh_endpoint`] (seed 004's refresh endpoint), [`audit`] (audit events and counters).
 //!
 //! # Example
 //!

@@ -963,6 +963,10 @@ impl tracing::Subscriber for Captured {
 async fn audit_events_have_event_and_kind_and_never_a_secret() {
     let captured = Captured::default();
     let _guard = tracing::subscriber::set_default(captured.clone());
+    #[cfg(feature = "metrics")]
+    let recorder = counters::Counts::default();
+    #[cfg(feature = "metrics")]
+    let _metrics = metrics::set_default_local_recorder(&recorder);
     let env = start(|b| b).await;
     let mut secrets: Vec<String> = vec!["correct horse".into(), "correct+horse".into()];
 
@@ -1067,6 +1071,96 @@ async fn audit_events_have_event_and_kind_and_never_a_secret() {
         }
     }
     println!("{} audit events captured", events.len());
+
+    // The `metrics` counter of every event matches the server's own counters.
+    #[cfg(feature = "metrics")]
+    {
+        let counts = env.server.audit_counts();
+        let metric = |event: &str, kind: &str| {
+            recorder.get(&format!(
+                "tower_bearer_audit_events_total{{event={event},kind={kind}}}"
+            ))
+        };
+        assert!(metric("token_issued", "password") >= 2);
+        assert_eq!(metric("refresh_reuse", "reused"), 1);
+        assert!(metric("key_state", "published") >= 1);
+        for event in [
+            "token_issued",
+            "login_failed",
+            "client_auth_failed",
+            "refresh_reuse",
+            "revoked",
+            "introspection",
+            "admin_action",
+        ] {
+            for (kind, n) in counts.event(event) {
+                assert_eq!(metric(event, &kind), n, "{event}/{kind}");
+            }
+        }
+    }
+}
+
+/// A `metrics` recorder counting counters by name and labels (this thread only).
+#[cfg(feature = "metrics")]
+mod counters {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{
+        Counter, CounterFn, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
+
+    #[derive(Default)]
+    pub(crate) struct Counts(Mutex<BTreeMap<String, Arc<Cnt>>>);
+
+    pub(crate) struct Cnt(AtomicU64);
+
+    impl CounterFn for Cnt {
+        fn increment(&self, value: u64) {
+            self.0.fetch_add(value, Ordering::Relaxed);
+        }
+        fn absolute(&self, value: u64) {
+            self.0.store(value, Ordering::Relaxed);
+        }
+    }
+
+    impl Counts {
+        pub(crate) fn get(&self, name: &str) -> u64 {
+            self.0
+                .lock()
+                .unwrap()
+                .get(name)
+                .map_or(0, |c| c.0.load(Ordering::Relaxed))
+        }
+    }
+
+    impl Recorder for Counts {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            let c = self
+                .0
+                .lock()
+                .unwrap()
+                .entry(name)
+                .or_insert_with(|| Arc::new(Cnt(AtomicU64::new(0))))
+                .clone();
+            Counter::from_arc(c)
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -28,14 +28,16 @@
 //! | `DELETE` | `/oauth2/manage/users/{uid}/authorizations` | revokes them: `{"user_id","revoked":n}` |
 //! | `GET` | `/oauth2/manage/clients/{id}/authorizations` | the client's families; 404 unknown client |
 //! | `DELETE` | `/oauth2/manage/clients/{id}/authorizations` | revokes them: `{"client_id","revoked":n}`; 404 unknown client |
-//! | `POST` | `/oauth2/manage/cleanup` | removes expired records (memory store): `{"removed":n,"store":"memory"}`; with Redis `{"removed":0,"store":"redis","note":"…TTL…"}` |
+//! | `POST` | `/oauth2/manage/cleanup` | removes expired records where the store keeps them ([`GrantStore::cleanup`](crate::issuer::store::GrantStore::cleanup)): `{"removed":n,"store":"memory"}` (the memory store also drops them as it is used, so often 0); with Redis `{"removed":0,"store":"redis","note":"…TTL…"}` |
 //!
 //! Every answer is JSON with `Cache-Control: no-store`; errors are
 //! `{"error","error_description"}`: 400 `invalid_request` (malformed id), 404 `not_found`,
 //! 405 (wrong method), 503 `temporarily_unavailable` (store down). Stats come from counters kept
 //! as events happen, never from a table scan: the families from the grant store (shared by
 //! replicas with Redis), the rest from this instance's [audit counters](crate::issuer::audit).
-//! Every call is audited (`event = "admin_action"`, the admin's `sub`).
+//! Every call is audited (`event = "admin_action"`, the admin's `sub`). A management token
+//! revoked at this issuer (its `jti` on the revocation list, or its `sid` family revoked) is
+//! refused at once (401 `invalid_token`), not only at its `exp`.
 //!
 //! # Example
 //!
@@ -242,6 +244,10 @@ impl AuthorizationServer {
             .fallback(not_found_route)
             .method_not_allowed_fallback(method_not_allowed)
             .with_state(Arc::clone(shared))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::clone(shared),
+                not_revoked,
+            ))
             .layer(AuthorizeLayer::new(rules))
             .layer(JwtAuthLayer::new(verifier).optional(true))
             .layer(axum::middleware::map_response(no_store)))
@@ -254,6 +260,53 @@ impl AuthorizationServer {
     /// See the [module docs](crate::issuer::audit).
     pub fn audit_counts(&self) -> crate::issuer::audit::AuditCounts {
         self.shared.audit.snapshot()
+    }
+}
+
+/// A management token revoked at this issuer (`POST /oauth2/revoke`, its `jti` listed, or its
+/// family revoked) is refused at once, not only at its `exp`.
+async fn not_revoked(
+    State(s): State<Arc<Shared>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(user) = req.extensions().get::<CurrentUser>() else {
+        return next.run(req).await;
+    };
+    let now = s.clock.now_unix();
+    let store = &s.user_grants.store;
+    let jti = user.claim("jti").and_then(Value::as_str).map(str::to_owned);
+    let sid = user.claim("sid").and_then(Value::as_str).map(str::to_owned);
+    let revoked = match (jti, sid) {
+        (None, _) => Ok(true), // our tokens always carry a `jti`
+        (Some(jti), sid) => match store.is_jti_revoked(&jti, now).await {
+            Ok(true) => Ok(true),
+            Ok(false) => match sid {
+                Some(sid) => store
+                    .get_family(&sid, now)
+                    .await
+                    .map(|f| !f.is_some_and(|f| f.state == FamilyState::Active)),
+                None => Ok(false),
+            },
+            Err(e) => Err(e),
+        },
+    };
+    match revoked {
+        Ok(false) => next.run(req).await,
+        Ok(true) => {
+            audit!(Some(&s.audit), info, "admin_action", "refused_revoked"; admin = admin(user), "management: revoked token refused");
+            let mut res = error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the token was revoked",
+            );
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+            res
+        }
+        Err(e) => store_down(&e),
     }
 }
 

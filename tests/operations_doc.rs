@@ -268,12 +268,13 @@ fn sh_blocks() -> Vec<String> {
     out
 }
 
-struct Redis(std::process::Child, u16);
+struct Redis(std::process::Child, u16, std::path::PathBuf);
 
 impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.2);
     }
 }
 
@@ -283,9 +284,14 @@ fn redis() -> Redis {
         .local_addr()
         .unwrap()
         .port();
+    // A directory of its own: the guide's commands switch AOF on.
+    let dir = std::env::temp_dir().join(format!("tb-ops-doc-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     let mut child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(&dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -294,12 +300,13 @@ fn redis() -> Redis {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Redis(child, port);
+            return Redis(child, port, dir);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
     let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
     panic!("redis-server did not start");
 }
 

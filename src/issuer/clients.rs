@@ -67,6 +67,10 @@ pub struct RegisteredClient {
     client_id: String,
     auth_method: AuthMethod,
     secret_hash: Option<PasswordHash>,
+    /// When `secret_hash` stops being accepted (Unix seconds).
+    secret_expires_at: Option<u64>,
+    /// A second secret (rotation with no downtime) and its expiry.
+    next_secret: Option<(PasswordHash, Option<u64>)>,
     grant_types: Vec<GrantType>,
     scopes: Vec<String>,
     audiences: Vec<String>,
@@ -83,6 +87,12 @@ impl fmt::Debug for RegisteredClient {
             .field("client_id", &self.client_id)
             .field("auth_method", &self.auth_method)
             .field("has_secret", &self.secret_hash.is_some())
+            .field("secret_expires_at", &self.secret_expires_at)
+            .field("has_second_secret", &self.next_secret.is_some())
+            .field(
+                "second_secret_expires_at",
+                &self.next_secret.as_ref().and_then(|(_, e)| *e),
+            )
             .field("grant_types", &self.grant_types)
             .field("scopes", &self.scopes)
             .field("audiences", &self.audiences)
@@ -113,6 +123,8 @@ impl RegisteredClient {
             client_id: client_id.into(),
             auth_method,
             secret_hash: None,
+            secret_expires_at: None,
+            next_secret: None,
             grant_types: Vec::new(),
             scopes: Vec::new(),
             audiences: Vec::new(),
@@ -162,6 +174,41 @@ impl RegisteredClient {
             )?),
             (None, None) => None,
         };
+        let mut secrets: Vec<(PasswordHash, Option<u64>)> =
+            hash.into_iter().map(|h| (h, None)).collect();
+        for e in &c.client_secrets {
+            let h = match (&e.value, &e.hash) {
+                (_, Some(h)) => PasswordHash::parse(h.expose())?,
+                (Some(v), None) => PasswordHash::parse(&hasher.hash(v.expose().as_bytes()).await?)?,
+                (None, None) => {
+                    return Err(ConfigError::Missing(
+                        "authorization-server.clients.client-secrets.value",
+                    ))
+                }
+            };
+            let exp = match &e.expires_at {
+                None => None,
+                Some(at) => Some(crate::issuer::config::parse_rfc3339(at).ok_or_else(|| {
+                    ConfigError::Invalid {
+                        name: "authorization-server.clients.client-secrets.expires-at",
+                        reason: format!("`{at}` is not an RFC 3339 date-time"),
+                    }
+                })?),
+            };
+            secrets.push((h, exp));
+        }
+        if secrets.len() > crate::issuer::config::MAX_CLIENT_SECRETS {
+            return Err(ConfigError::Invalid {
+                name: "authorization-server.clients",
+                reason: format!("client `{}`: more than two secrets", c.client_id),
+            });
+        }
+        let mut secrets = secrets.into_iter();
+        let (hash, secret_expires_at) = match secrets.next() {
+            Some((h, e)) => (Some(h), e),
+            None => (None, None),
+        };
+        let next_secret = secrets.next();
         let mut client = Self::new(c.client_id.clone(), c.auth_method())
             .with_grant_types(c.grant_types.iter().copied())
             .with_scopes(c.scopes.iter().cloned())
@@ -171,6 +218,8 @@ impl RegisteredClient {
             .with_require_consent(c.require_consent.unwrap_or(false));
         client.require_pkce = c.require_pkce;
         client.secret_hash = hash;
+        client.secret_expires_at = secret_expires_at;
+        client.next_secret = next_secret;
         if let Some(ttl) = c.access_token_ttl_seconds {
             client = client.with_access_token_ttl(Duration::from_secs(ttl));
         }
@@ -194,6 +243,81 @@ impl RegisteredClient {
     pub fn with_secret_hash(mut self, hash: PasswordHash) -> Self {
         self.secret_hash = Some(hash);
         self
+    }
+
+    /// Sets when the secret of [`with_secret_hash`](Self::with_secret_hash) stops being
+    /// accepted (Unix seconds; `None`: never).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// let c = RegisteredClient::new("a", AuthMethod::ClientSecretBasic).with_secret_expiry(Some(1_900_000_000));
+    /// assert_eq!(c.secret_expires_at(), Some(1_900_000_000));
+    /// ```
+    #[must_use]
+    pub fn with_secret_expiry(mut self, expires_at: Option<u64>) -> Self {
+        self.secret_expires_at = expires_at;
+        self
+    }
+
+    /// Adds a second secret (rotation with no downtime: the client may present either until one
+    /// expires), valid until `expires_at` (Unix seconds; `None`: never).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    /// use tower_bearer::issuer::password::PasswordHash;
+    ///
+    /// let h = PasswordHash::parse("{bcrypt}$2a$04$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mujHHrcaU.").unwrap();
+    /// let c = RegisteredClient::new("a", AuthMethod::ClientSecretBasic)
+    ///     .with_secret_hash(h.clone())
+    ///     .with_second_secret(h, Some(1_900_000_000));
+    /// assert_eq!(c.secrets(1_800_000_000).len(), 2);
+    /// assert_eq!(c.secrets(1_900_000_000).len(), 1);
+    /// ```
+    #[must_use]
+    pub fn with_second_secret(mut self, hash: PasswordHash, expires_at: Option<u64>) -> Self {
+        self.next_secret = Some((hash, expires_at));
+        self
+    }
+
+    /// When the first secret expires (Unix seconds), if it does.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// assert_eq!(RegisteredClient::new("a", AuthMethod::ClientSecretBasic).secret_expires_at(), None);
+    /// ```
+    pub fn secret_expires_at(&self) -> Option<u64> {
+        self.secret_expires_at
+    }
+
+    /// The secrets accepted at `now` (not expired), in order.
+    ///
+    /// # Example
+    ///
+    /// See [`with_second_secret`](Self::with_second_secret).
+    pub fn secrets(&self, now: u64) -> Vec<&PasswordHash> {
+        self.all_secrets()
+            .filter(|(_, exp)| exp.is_none_or(|e| now < e))
+            .map(|(h, _)| h)
+            .collect()
+    }
+
+    /// Every secret with its expiry, expired ones included.
+    pub(crate) fn all_secrets(&self) -> impl Iterator<Item = (&PasswordHash, Option<u64>)> {
+        self.secret_hash
+            .iter()
+            .map(|h| (h, self.secret_expires_at))
+            .chain(self.next_secret.iter().map(|(h, e)| (h, *e)))
     }
 
     /// Sets the grant types.

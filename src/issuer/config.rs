@@ -76,6 +76,10 @@ pub struct AuthorizationServerConfig {
     /// `authorization-code`: the authorization endpoint, login and consent pages, codes
     /// ([`crate::issuer::authorize`]).
     pub authorization_code: Option<AuthorizationCodeSection>,
+    /// `refresh-endpoint`: seed 004's simplified `/auth/refresh-token` (off by default).
+    pub refresh_endpoint: Option<RefreshEndpointSection>,
+    /// `management`: who may call the management API (audience and scope).
+    pub management: Option<ManagementSection>,
     /// `clients`: the registered clients.
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
@@ -335,6 +339,211 @@ pub struct AuthorizationCodeSection {
     pub require_pkce: Option<bool>,
 }
 
+/// `authorization-server.refresh-endpoint`: seed 004's simplified refresh endpoint, answering
+/// `{"code","message","data"}` over the same refresh logic as the token endpoint (see
+/// [`refresh_endpoint`](crate::issuer::refresh_endpoint)).
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::SecurityConfig;
+///
+/// let cfg = SecurityConfig::from_yaml(r#"
+/// security:
+///   authorization-server:
+///     issuer: https://auth.example
+///     refresh-endpoint: { enabled: true, allow-get: false }
+/// "#).unwrap();
+/// let re = cfg.authorization_server.unwrap().refresh_endpoint.unwrap();
+/// assert_eq!(re.enabled, Some(true));
+/// assert_eq!(re.path, None); // `/auth/refresh-token`
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RefreshEndpointSection {
+    /// `enabled` (default false).
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub enabled: Option<bool>,
+    /// `path` (default `/auth/refresh-token`).
+    pub path: Option<String>,
+    /// `allow-get` (default false): also answer `GET` with the parameters in the query. A
+    /// refresh token in a URL ends up in access logs, proxies and browser history: leave it off
+    /// unless old clients need it.
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub allow_get: Option<bool>,
+}
+
+/// The default path of the simplified refresh endpoint.
+pub const DEFAULT_REFRESH_ENDPOINT_PATH: &str = "/auth/refresh-token";
+/// The default audience a management token must carry.
+pub const DEFAULT_MANAGEMENT_AUDIENCE: &str = "auth-management";
+/// The default scope a management token must carry.
+pub const DEFAULT_MANAGEMENT_SCOPE: &str = "admin";
+
+/// `authorization-server.management`: the management API
+/// ([`AuthorizationServer::management_router`](crate::issuer::AuthorizationServer::management_router))
+/// requires a token of this issuer with this audience **and** this scope.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::SecurityConfig;
+///
+/// let cfg = SecurityConfig::from_yaml(r#"
+/// security:
+///   authorization-server:
+///     issuer: https://auth.example
+///     management: { audience: ops-console, scope: auth.admin }
+/// "#).unwrap();
+/// let m = cfg.authorization_server.unwrap().management.unwrap();
+/// assert_eq!(m.audience.as_deref(), Some("ops-console"));
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ManagementSection {
+    /// `audience` (default `auth-management`): the `aud` a management token must have.
+    pub audience: Option<String>,
+    /// `scope` (default `admin`): the scope a management token must have.
+    pub scope: Option<String>,
+}
+
+/// One entry of a client's `client-secrets`: a secret (`value`, hashed at load) or its hash
+/// (`hash`), valid until `expires-at` (RFC 3339, optional). Two entries let a client switch
+/// secrets with no downtime.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::SecurityConfig;
+///
+/// let cfg = SecurityConfig::from_yaml(r#"
+/// security:
+///   authorization-server:
+///     issuer: https://auth.example
+///     clients:
+///       - client-id: orders
+///         client-secrets:
+///           - { value: test-only-new }
+///           - { value: test-only-old, expires-at: "2030-01-31T00:00:00Z" }
+///         grant-types: [client_credentials]
+/// "#).unwrap();
+/// let c = &cfg.authorization_server.unwrap().clients[0];
+/// assert_eq!(c.client_secrets[1].expires_at.as_deref(), Some("2030-01-31T00:00:00Z"));
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ClientSecretConfig {
+    /// `value`: the secret itself (use `${VAR}`), hashed at load.
+    pub value: Option<Secret>,
+    /// `hash`: the secret's hash, `{bcrypt}…`, `{argon2}…` or `{sha256}…`.
+    pub hash: Option<Secret>,
+    /// `expires-at`: RFC 3339 date-time after which the secret is refused.
+    pub expires_at: Option<String>,
+}
+
+/// The most secrets one client may have (the current one and the next).
+pub const MAX_CLIENT_SECRETS: usize = 2;
+
+/// Parses an RFC 3339 date-time (`2030-01-31T00:00:00Z`, `2030-01-31T01:00:00.5+01:00`) to
+/// Unix seconds.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::issuer::config::parse_rfc3339;
+///
+/// assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+/// assert_eq!(parse_rfc3339("2030-01-31T01:00:00+01:00"), Some(1_896_048_000));
+/// assert_eq!(parse_rfc3339("2030-01-31"), None);
+/// assert_eq!(parse_rfc3339("2030-02-30T00:00:00Z"), None);
+/// ```
+pub fn parse_rfc3339(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = s.get(r)?;
+        if !part.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok()
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return None;
+        }
+        rest = &frac[n..];
+    }
+    let offset: i64 = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let rb = rest.as_bytes();
+            if rb.len() != 6 || !matches!(rb[0], b'+' | b'-') || rb[3] != b':' {
+                return None;
+            }
+            let oh: i64 = rest.get(1..3)?.parse().ok()?;
+            let om: i64 = rest.get(4..6)?.parse().ok()?;
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = oh * 3600 + om * 60;
+            if rb[0] == b'+' {
+                o
+            } else {
+                -o
+            }
+        }
+    };
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&mo)
+        || d < 1
+        || d > days_in[(mo - 1) as usize]
+        || h > 23
+        || mi > 59
+        || sec > 60
+    {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (yy, mm) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * mm + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let t = days * 86_400 + h * 3600 + mi * 60 + sec.min(59) - offset;
+    u64::try_from(t).ok()
+}
+
 /// `authorization-server.store`.
 ///
 /// # Example
@@ -517,6 +726,10 @@ pub struct ClientConfig {
     /// `client-secret-hash`: `{bcrypt}…`, `{argon2}…` or `{sha256}…` as Spring's
     /// `DelegatingPasswordEncoder` writes them.
     pub client_secret_hash: Option<Secret>,
+    /// `client-secrets`: up to two secrets with optional `expires-at`, alongside or instead of
+    /// `client-secret` / `client-secret-hash` (at most two in all): rotation with no downtime.
+    #[serde(default)]
+    pub client_secrets: Vec<ClientSecretConfig>,
     /// `auth-method` (default `client_secret_basic`).
     pub auth_method: Option<AuthMethod>,
     /// `grant-types` (required, not empty).
@@ -767,6 +980,23 @@ impl AuthorizationServerConfig {
             .unwrap_or("at+jwt")
     }
 
+    /// The simplified refresh endpoint's path (`refresh-endpoint.path`, default
+    /// `/auth/refresh-token`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::config::AuthorizationServerConfig;
+    ///
+    /// assert_eq!(AuthorizationServerConfig::new("https://a").refresh_endpoint_path(), "/auth/refresh-token");
+    /// ```
+    pub fn refresh_endpoint_path(&self) -> &str {
+        self.refresh_endpoint
+            .as_ref()
+            .and_then(|r| r.path.as_deref())
+            .unwrap_or(DEFAULT_REFRESH_ENDPOINT_PATH)
+    }
+
     /// Whether the password grant is switched on (`password-grant.enabled`).
     ///
     /// # Example
@@ -840,6 +1070,10 @@ impl AuthorizationServerConfig {
     ) -> Result<(), ConfigError> {
         check_issuer(&self.issuer, allow_insecure_http)?;
         let paths = [
+            (
+                "authorization-server.refresh-endpoint.path",
+                self.refresh_endpoint_path(),
+            ),
             ("authorization-server.paths.token", self.token_path()),
             ("authorization-server.paths.jwks", self.jwks_path()),
             ("authorization-server.paths.revoke", self.revoke_path()),
@@ -859,6 +1093,22 @@ impl AuthorizationServerConfig {
             }
             if paths[..i].iter().any(|(_, q)| q == p) {
                 return Err(invalid(name, format!("`{p}` is used twice")));
+            }
+        }
+        if let Some(m) = &self.management {
+            if m.audience.as_deref().is_some_and(|a| a.trim().is_empty()) {
+                return Err(invalid(
+                    "authorization-server.management.audience",
+                    "is empty",
+                ));
+            }
+            if let Some(sc) = &m.scope {
+                if sc.is_empty() || !sc.chars().all(is_scope_char) {
+                    return Err(invalid(
+                        "authorization-server.management.scope",
+                        format!("`{sc}` is not a valid scope token (RFC 6749 §3.3)"),
+                    ));
+                }
             }
         }
         if let Some(s) = &self.signing {
@@ -1008,7 +1258,10 @@ fn validate_client(c: &ClientConfig) -> Result<(), ConfigError> {
     let has = |g| c.grant_types.contains(&g);
     match c.auth_method() {
         AuthMethod::None => {
-            if c.client_secret.is_some() || c.client_secret_hash.is_some() {
+            if c.client_secret.is_some()
+                || c.client_secret_hash.is_some()
+                || !c.client_secrets.is_empty()
+            {
                 return Err(err(
                     "a public client (`auth-method: none`) has no secret".into()
                 ));
@@ -1034,9 +1287,9 @@ fn validate_client(c: &ClientConfig) -> Result<(), ConfigError> {
                         "set either `client-secret` or `client-secret-hash`, not both".into(),
                     ))
                 }
-                (None, None) => {
+                (None, None) if c.client_secrets.is_empty() => {
                     return Err(err(format!(
-                        "`{}` needs `client-secret` or `client-secret-hash`",
+                        "`{}` needs `client-secret`, `client-secret-hash` or `client-secrets`",
                         c.auth_method()
                     )))
                 }
@@ -1053,6 +1306,7 @@ fn validate_client(c: &ClientConfig) -> Result<(), ConfigError> {
             }
         }
     }
+    validate_client_secrets(c).map_err(err)?;
     if has(GrantType::AuthorizationCode) && c.redirect_uris.is_empty() {
         return Err(err("`authorization_code` needs `redirect-uris`".into()));
     }
@@ -1080,6 +1334,39 @@ fn validate_client(c: &ClientConfig) -> Result<(), ConfigError> {
     }
     if c.access_token_ttl_seconds == Some(0) {
         return Err(err("`access-token-ttl-seconds` must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// `client-secrets`: at most two secrets in all, each a `value` or a `hash`, `expires-at` RFC 3339.
+fn validate_client_secrets(c: &ClientConfig) -> Result<(), String> {
+    let primary = usize::from(c.client_secret.is_some() || c.client_secret_hash.is_some());
+    if primary + c.client_secrets.len() > MAX_CLIENT_SECRETS {
+        return Err(format!(
+            "at most {MAX_CLIENT_SECRETS} secrets (`client-secret`/`client-secret-hash` and `client-secrets` together)"
+        ));
+    }
+    for (i, e) in c.client_secrets.iter().enumerate() {
+        match (&e.value, &e.hash) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(format!(
+                    "`client-secrets[{i}]` needs exactly one of `value` and `hash`"
+                ))
+            }
+            (Some(v), None) if v.expose().is_empty() => {
+                return Err(format!("`client-secrets[{i}].value` is empty"))
+            }
+            (None, Some(h)) => check_hash_prefix("authorization-server.clients", h.expose())
+                .map_err(|e| format!("`client-secrets[{i}].hash`: {}", strip_invalid_prefix(&e)))?,
+            _ => {}
+        }
+        if let Some(at) = &e.expires_at {
+            if parse_rfc3339(at).is_none() {
+                return Err(format!(
+                    "`client-secrets[{i}].expires-at` `{at}` is not an RFC 3339 date-time (e.g. 2030-01-31T00:00:00Z)"
+                ));
+            }
+        }
     }
     Ok(())
 }

@@ -60,6 +60,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 use zeroize::Zeroizing;
 
+use crate::issuer::audit::audit;
 use crate::issuer::clients::{parse_basic, BasicError, Credentials, Presented, RegisteredClient};
 use crate::issuer::config::{AuthMethod, GrantType};
 use crate::issuer::grants::{ErrorCode, GrantRequest, Params, TokenError, TokenResponse};
@@ -68,7 +69,7 @@ use crate::issuer::Shared;
 mod revocation;
 
 /// Parameters that never belong in the URL query of a token request.
-const SENSITIVE_QUERY: [&str; 6] = [
+pub(crate) const SENSITIVE_QUERY: [&str; 6] = [
     "client_id",
     "client_secret",
     "password",
@@ -89,16 +90,17 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             any(revocation::introspect),
         )
         .route("/.well-known/oauth-authorization-server", get(metadata))
-        .route("/.well-known/openid-configuration", get(metadata));
+        .route("/.well-known/openid-configuration", get(metadata))
+        .merge(crate::issuer::refresh_endpoint::routes(&shared));
     crate::issuer::authorize::routes(router, &shared).with_state(shared)
 }
 
-fn no_store(headers: &mut HeaderMap) {
+pub(crate) fn no_store(headers: &mut HeaderMap) {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut res = Response::new(Body::from(body));
     *res.status_mut() = status;
     res.headers_mut().insert(
@@ -160,7 +162,7 @@ async fn token(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     }
 }
 
-fn is_form(headers: &HeaderMap) -> bool {
+pub(crate) fn is_form(headers: &HeaderMap) -> bool {
     let mut values = headers.get_all(header::CONTENT_TYPE).iter();
     let (Some(v), None) = (values.next(), values.next()) else {
         return false;
@@ -203,13 +205,42 @@ async fn token_request(shared: &Shared, req: Request) -> Result<TokenResponse, T
             .to_vec(),
     );
     let params = Params::parse(&body);
+    dispatch(shared, &parts.headers, &params, address.as_deref(), None).await
+}
+
+/// Authenticates the client and runs the grant of `params` (`only`: the one grant this endpoint
+/// serves, `grant_type` then optional): the token endpoint and the simplified refresh endpoint
+/// share it.
+pub(crate) async fn dispatch(
+    shared: &Shared,
+    headers: &HeaderMap,
+    params: &Params,
+    address: Option<&str>,
+    only: Option<GrantType>,
+) -> Result<TokenResponse, TokenError> {
     params.check_no_repeats(&["resource"])?;
 
-    let client = authenticate(shared, &parts.headers, &params, address.as_deref()).await?;
+    let client = authenticate(shared, headers, params, address).await?;
 
-    let grant_type = params.single("grant_type")?.ok_or_else(|| {
-        TokenError::new(ErrorCode::InvalidRequest, "missing parameter `grant_type`")
-    })?;
+    let grant_type = match (params.single("grant_type")?, only) {
+        (Some(g), _) => g,
+        (None, Some(g)) => g.as_str(),
+        (None, None) => {
+            return Err(TokenError::new(
+                ErrorCode::InvalidRequest,
+                "missing parameter `grant_type`",
+            ))
+        }
+    };
+    if only.is_some_and(|g| g.as_str() != grant_type) {
+        return Err(TokenError::new(
+            ErrorCode::UnsupportedGrantType,
+            format!(
+                "this endpoint serves `{}` only",
+                only.map_or("", GrantType::as_str)
+            ),
+        ));
+    }
     let unsupported = || {
         TokenError::new(
             ErrorCode::UnsupportedGrantType,
@@ -228,8 +259,8 @@ async fn token_request(shared: &Shared, req: Request) -> Result<TokenResponse, T
         .handle(GrantRequest {
             server: shared,
             client: &client,
-            params: &params,
-            address: address.as_deref(),
+            params,
+            address,
         })
         .await
 }
@@ -319,52 +350,86 @@ async fn authenticate(
 ) -> Result<Arc<RegisteredClient>, TokenError> {
     let creds = presented(headers, params)?;
     let id = creds.client_id.as_str();
-    shared
-        .client_limiter
-        .check(id)
-        .map_err(TokenError::too_many)?;
+    if let Err(after) = shared.client_limiter.check(id) {
+        audit!(Some(&shared.audit), info, "rate_limited", "client"; client_id = id, retry_after = after.as_secs(), "client authentication refused: backing off");
+        return Err(TokenError::too_many(after));
+    }
     if let Some(a) = address {
-        shared
-            .address_limiter
-            .check(a)
-            .map_err(TokenError::too_many)?;
+        if let Err(after) = shared.address_limiter.check(a) {
+            audit!(Some(&shared.audit), info, "rate_limited", "address"; address = a, retry_after = after.as_secs(), "client authentication refused: address backing off");
+            return Err(TokenError::too_many(after));
+        }
     }
     let client = shared.clients.find(id).await.map_err(|e| {
         tracing::error!(target: "tower_bearer::issuer", error = %e, "client registry failed");
         TokenError::server_error()
     })?;
     let now = shared.clock.now_unix();
-    let ok = match (&creds.secret, creds.method) {
-        (None, _) => client
-            .as_ref()
-            .is_some_and(|c| c.auth_method() == AuthMethod::None),
+    let failure: Option<&'static str> = match (&creds.secret, creds.method) {
+        (None, _) => match &client {
+            None => Some("unknown_client"),
+            Some(c) if c.auth_method() == AuthMethod::None => None,
+            Some(_) => Some("no_secret"),
+        },
         (Some(secret), method) => {
-            let hash = client.as_ref().and_then(|c| c.secret_hash());
-            let cached = hash.is_some_and(|h| shared.verified.contains(id, secret, h, now));
-            let verified = cached || shared.hasher.verify(secret.as_bytes(), hash).await;
-            if verified && !cached {
-                if let Some(h) = hash {
-                    shared.verified.insert(id, secret, h, now);
+            let active = client.as_ref().map(|c| c.secrets(now)).unwrap_or_default();
+            let mut verified = false;
+            if active.is_empty() {
+                // Unknown client (or only expired secrets): the same cost as a real check.
+                shared.hasher.verify(secret.as_bytes(), None).await;
+            }
+            for h in active {
+                let cached = shared.verified.contains(id, secret, h, now);
+                if cached || shared.hasher.verify(secret.as_bytes(), Some(h)).await {
+                    if !cached {
+                        shared.verified.insert(id, secret, h, now);
+                    }
+                    verified = true;
+                    break;
                 }
             }
             let expected = match method {
                 Presented::Basic => AuthMethod::ClientSecretBasic,
                 _ => AuthMethod::ClientSecretPost,
             };
-            verified && client.as_ref().is_some_and(|c| c.auth_method() == expected)
+            match &client {
+                None => Some("unknown_client"),
+                Some(c) if !verified => {
+                    // Only to log the precise reason: does it match an expired secret?
+                    let mut reason = "wrong_secret";
+                    for (h, exp) in c.all_secrets() {
+                        if exp.is_some_and(|e| now >= e)
+                            && shared.hasher.verify(secret.as_bytes(), Some(h)).await
+                        {
+                            reason = "secret_expired";
+                            break;
+                        }
+                    }
+                    Some(reason)
+                }
+                Some(c) if c.auth_method() != expected => Some("wrong_method"),
+                Some(_) => None,
+            }
         }
     };
-    match client {
-        Some(c) if ok => {
+    match (client, failure) {
+        (Some(c), None) => {
             shared.client_limiter.record_success(id);
             Ok(c)
         }
-        _ => {
-            shared.client_limiter.record_failure(id);
-            if let Some(a) = address {
-                shared.address_limiter.record_failure(a);
+        (_, reason) => {
+            let reason = reason.unwrap_or("unknown_client");
+            let block = shared.client_limiter.record_failure(id);
+            if shared.client_limiter.is_lock(block) {
+                audit!(Some(&shared.audit), warn, "lockout", "client"; client_id = id, seconds = block.as_secs(), "client locked after repeated authentication failures");
             }
-            tracing::info!(target: "tower_bearer::audit", client_id = id, address = address.unwrap_or("-"), "client authentication failed");
+            if let Some(a) = address {
+                let block = shared.address_limiter.record_failure(a);
+                if shared.address_limiter.is_lock(block) {
+                    audit!(Some(&shared.audit), warn, "lockout", "address"; address = a, seconds = block.as_secs(), "source address locked after repeated failures");
+                }
+            }
+            audit!(Some(&shared.audit), info, "client_auth_failed", reason; client_id = id, address = address.unwrap_or("-"), reason, "client authentication failed");
             let err = TokenError::new(ErrorCode::InvalidClient, "client authentication failed");
             Err(if creds.method == Presented::Post {
                 err

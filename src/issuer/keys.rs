@@ -1112,11 +1112,11 @@ impl Inner {
         for &i in expired.iter().rev() {
             self.backend.delete(&entries[i]).await?;
             let gone = entries.remove(i);
-            tracing::info!(kid = gone.key.kid(), "signing key removed from the JWKS");
+            crate::issuer::audit::audit!(None, info, "key_state", "removed"; kid = gone.key.kid(), "signing key removed from the JWKS");
         }
         if let Some(entry) = new_entry {
             self.backend.write(&entry).await?;
-            tracing::info!(
+            crate::issuer::audit::audit!(None, info, "key_state", "published";
                 kid = entry.key.kid(),
                 alg = %entry.key.algorithm(),
                 published_at = entry.published_at,
@@ -1132,7 +1132,7 @@ impl Inner {
         }
         let previous = self.snapshot.load();
         if previous.active.kid() != snapshot.active.kid() && !previous.infos.is_empty() {
-            tracing::info!(kid = snapshot.active.kid(), "signing key now active");
+            crate::issuer::audit::audit!(None, info, "key_state", "activated"; kid = snapshot.active.kid(), "signing key now active");
         }
         self.snapshot.store(Arc::new(snapshot));
         Ok(())

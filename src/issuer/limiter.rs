@@ -330,6 +330,12 @@ impl Limiter {
         Duration::from_secs(block)
     }
 
+    /// Whether a wait returned by [`record_failure`](Self::record_failure) is the lock (the
+    /// key reached `lock_after`), not a mere backoff.
+    pub(crate) fn is_lock(&self, block: Duration) -> bool {
+        !block.is_zero() && block >= self.cfg.lock_duration
+    }
+
     /// A success: forgets `key`'s failures.
     ///
     /// # Example

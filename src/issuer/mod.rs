@@ -14,13 +14,19 @@
 //! | `GET /oauth2/jwks` | the public signing keys (RFC 7517), `Cache-Control: max-age` |
 //! | `GET /.well-known/oauth-authorization-server` | metadata (RFC 8414) |
 //! | `GET /.well-known/openid-configuration` | the same document, for Spring `issuer-uri` users (no `openid` scope) |
+//! | `POST /auth/refresh-token` | seed 004's simplified refresh endpoint, when `refresh-endpoint.enabled` ([`refresh_endpoint`]) |
+//!
+//! The management API (grant families, revocation by user or client, cleanup, stats) is a router
+//! of its own, [`AuthorizationServer::management_router`] ([`manage`]); every security-relevant
+//! action is an [`audit`] event.
 //!
 //! Sub-modules by capability: [`keys`] (signing keys, states, rotation), [`clients`] (registry and
 //! client authentication), [`grants`] (one file per grant), [`tokens`] (minting, claims
 //! customizer), [`endpoints`] (HTTP), [`limiter`] (failed-attempt limits), [`user_grants`]
 //! (user store, grant store, policy versions: the builder methods for user grants), [`users`]
 //! (`UserStore`), [`password`] (password and client-secret hashes), [`store`] (grant store: memory,
-//! Redis), [`config`] (`security.authorization-server`).
+//! Redis), [`config`] (`security.authorization-server`), [`manage`] (management API),
+//! [`refresh_endpoint`] (seed 004's refresh endpoint), [`audit`] (audit events and counters).
 //!
 //! # Example
 //!
@@ -54,6 +60,7 @@
 //! # }
 //! ```
 
+pub mod audit;
 pub mod authorize;
 pub mod clients;
 pub mod config;
@@ -61,7 +68,9 @@ pub mod endpoints;
 pub mod grants;
 pub mod keys;
 pub mod limiter;
+pub mod manage;
 pub mod password;
+pub mod refresh_endpoint;
 pub mod store;
 pub mod tokens;
 pub mod user_grants;
@@ -158,6 +167,9 @@ pub(crate) struct Shared {
     pub(crate) max_body_len: usize,
     pub(crate) user_grants: user_grants::UserGrants,
     pub(crate) authorize: Option<authorize::AuthorizeState>,
+    pub(crate) audit: audit::AuditCounters,
+    pub(crate) refresh_endpoint: refresh_endpoint::RefreshEndpointOptions,
+    pub(crate) management: manage::ManagementOptions,
     on_issued: Option<OnIssued>,
 }
 
@@ -193,10 +205,9 @@ impl Shared {
                 tracing::error!(target: "tower_bearer::issuer", client_id = client.client_id(), error = %e, "token not issued");
                 TokenError::server_error()
             })?;
-        tracing::info!(
-            target: "tower_bearer::issuer",
+        audit::audit!(Some(&self.audit), info, "token_issued", grant.as_str();
             client_id = client.client_id(),
-            grant = grant.as_str(),
+            sub = subject,
             scope = %scopes.join(" "),
             aud = %audiences.join(","),
             jti = %minted.jti,
@@ -546,6 +557,8 @@ pub struct AuthorizationServerBuilder {
     max_body_len: usize,
     user_grants: user_grants::UserGrantsBuilder,
     authorize: authorize::AuthorizationCodeSettings,
+    refresh_endpoint: refresh_endpoint::RefreshEndpointOptions,
+    management: manage::ManagementOptions,
 }
 
 impl fmt::Debug for AuthorizationServerBuilder {
@@ -587,6 +600,8 @@ impl AuthorizationServerBuilder {
             max_body_len: DEFAULT_MAX_BODY_LEN,
             user_grants: user_grants::UserGrantsBuilder::default(),
             authorize: authorize::AuthorizationCodeSettings::new(),
+            refresh_endpoint: refresh_endpoint::RefreshEndpointOptions::default(),
+            management: manage::ManagementOptions::default(),
         }
     }
 
@@ -644,6 +659,8 @@ impl AuthorizationServerBuilder {
         }
         b.user_grants = user_grants::UserGrantsBuilder::from_config(cfg);
         b.authorize = authorize::AuthorizationCodeSettings::from_config(cfg);
+        b.refresh_endpoint = refresh_endpoint::RefreshEndpointOptions::from_config(cfg);
+        b.management = manage::ManagementOptions::from_config(cfg);
         Ok(b)
     }
 
@@ -1125,6 +1142,12 @@ impl AuthorizationServerBuilder {
             paths: Some(config::PathsSection {
                 token: Some(self.token_path.clone()),
                 jwks: Some(self.jwks_path.clone()),
+                revoke: Some(self.user_grants.revoke_path.clone()),
+                introspect: Some(self.user_grants.introspect_path.clone()),
+                authorize: Some(self.authorize.path().to_owned()),
+            }),
+            refresh_endpoint: Some(config::RefreshEndpointSection {
+                path: Some(self.refresh_endpoint.path.clone()),
                 ..Default::default()
             }),
             ..AuthorizationServerConfig::new(self.issuer.clone())
@@ -1181,6 +1204,8 @@ impl AuthorizationServerBuilder {
             }
         };
         let verified = VerifiedSecrets::new(self.verified_secret_ttl, 10_000)?;
+        let mut management = self.management;
+        management.allow_insecure_http = self.allow_insecure_http;
         let mut grants: Vec<Arc<dyn Grant>> =
             vec![Arc::new(grants::client_credentials::ClientCredentialsGrant)];
         let user_grants = self.user_grants.build(&self.clock, &mut grants).await?;
@@ -1207,6 +1232,9 @@ impl AuthorizationServerBuilder {
             max_body_len: self.max_body_len,
             user_grants,
             authorize,
+            audit: audit::AuditCounters::default(),
+            refresh_endpoint: self.refresh_endpoint,
+            management,
             on_issued: self.on_issued,
         };
         Ok(AuthorizationServer {

@@ -531,7 +531,7 @@ impl AuthorizationServer {
         let current = g.policy.current(user_id).await?.unwrap_or(0);
         let next = current.max(store_pv).saturating_add(1);
         g.policy.set_version(user_id, next).await?;
-        tracing::info!(target: "tower_bearer::audit", uid = user_id, pv = next, "policy version bumped");
+        crate::issuer::audit::audit!(Some(&self.shared.audit), info, "policy_version_bumped", "bumped"; uid = user_id, pv = next, "policy version bumped");
         Ok(next)
     }
 

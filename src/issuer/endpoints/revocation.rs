@@ -32,6 +32,7 @@ use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use super::{authenticate, is_form, json_response, no_store};
+use crate::issuer::audit::audit;
 use crate::issuer::clients::RegisteredClient;
 use crate::issuer::grants::{ErrorCode, Params, TokenError};
 use crate::issuer::store::{FamilyState, RefreshToken, TokenState};
@@ -166,14 +167,14 @@ async fn revoke_request(shared: &Shared, req: Request) -> Result<(), TokenError>
             return Ok(false);
         };
         if family.client_id != cid {
-            tracing::info!(target: "tower_bearer::audit", event = "revoke_refused", client_id = cid, sid = %family.family_id, reason = "other_client", "revocation of another client's refresh token ignored");
+            audit!(Some(&shared.audit), info, "revoke_refused", "other_client"; client_id = cid, sid = %family.family_id, reason = "other_client", "revocation of another client's refresh token ignored");
             return Ok(true);
         }
         let was_active = store
             .revoke_family(&family.family_id, now)
             .await
             .map_err(|e| store_failed(&e))?;
-        tracing::info!(target: "tower_bearer::audit", event = "revoke", client_id = cid, sid = %family.family_id, uid = %family.user_id, was_active, "refresh-token family revoked");
+        audit!(Some(&shared.audit), info, "revoked", "refresh_family"; client_id = cid, sid = %family.family_id, uid = %family.user_id, was_active, "refresh-token family revoked");
         Ok(true)
     };
     let try_access = || async {
@@ -187,7 +188,7 @@ async fn revoke_request(shared: &Shared, req: Request) -> Result<(), TokenError>
             return Ok(true);
         };
         if claims.get("client_id").and_then(Value::as_str) != Some(cid) {
-            tracing::info!(target: "tower_bearer::audit", event = "revoke_refused", client_id = cid, jti, reason = "other_client", "revocation of another client's access token ignored");
+            audit!(Some(&shared.audit), info, "revoke_refused", "other_client"; client_id = cid, jti, reason = "other_client", "revocation of another client's access token ignored");
             return Ok(true);
         }
         if exp > now {
@@ -195,7 +196,7 @@ async fn revoke_request(shared: &Shared, req: Request) -> Result<(), TokenError>
                 .revoke_jti(jti, exp, now)
                 .await
                 .map_err(|e| store_failed(&e))?;
-            tracing::info!(target: "tower_bearer::audit", event = "revoke", client_id = cid, jti, exp, "access token revoked");
+            audit!(Some(&shared.audit), info, "revoked", "access_token"; client_id = cid, jti, exp, "access token revoked");
         }
         Ok(true)
     };
@@ -230,7 +231,7 @@ fn inactive() -> Value {
 async fn introspect_request(shared: &Shared, req: Request) -> Result<Value, TokenError> {
     let (client, token, hint) = read(shared, req).await?;
     if !client.introspection() {
-        tracing::info!(target: "tower_bearer::audit", event = "introspect_refused", client_id = client.client_id(), "client may not introspect");
+        audit!(Some(&shared.audit), info, "introspection", "refused"; client_id = client.client_id(), "client may not introspect");
         return Err(TokenError::new(
             ErrorCode::UnauthorizedClient,
             "this client may not use the introspection endpoint",
@@ -243,12 +244,23 @@ async fn introspect_request(shared: &Shared, req: Request) -> Result<Value, Toke
     } else {
         None
     };
-    if let Some(v) = access {
-        return Ok(v);
-    }
-    Ok(introspect_refresh(shared, &token, now)
-        .await?
-        .unwrap_or_else(inactive))
+    let answer = match access {
+        Some(v) => v,
+        None => introspect_refresh(shared, &token, now)
+            .await?
+            .unwrap_or_else(inactive),
+    };
+    let active = answer.get("active") == Some(&Value::Bool(true));
+    let field = |k: &str| answer.get(k).and_then(Value::as_str).unwrap_or("-");
+    let (token_client_id, jti, sid) = (field("client_id"), field("jti"), field("sid"));
+    audit!(Some(&shared.audit), info, "introspection", if active { "active" } else { "inactive" };
+        client_id = client.client_id(),
+        token_client_id,
+        jti,
+        sid,
+        "token introspected"
+    );
+    Ok(answer)
 }
 
 async fn introspect_access(

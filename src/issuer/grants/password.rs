@@ -89,6 +89,7 @@
 use serde_json::{Map, Value};
 
 use crate::http_client::BoxFuture;
+use crate::issuer::audit::audit;
 use crate::issuer::clients::RegisteredClient;
 use crate::issuer::config::{AuthMethod, GrantType};
 use crate::issuer::grants::{
@@ -195,10 +196,14 @@ pub(crate) async fn issue_user_token(
     Ok(res)
 }
 
-fn audit_failure(client: &str, username: &str, address: Option<&str>, reason: &str) {
-    tracing::info!(
-        target: "tower_bearer::audit",
-        event = "login_failed",
+fn audit_failure(
+    server: &Shared,
+    client: &str,
+    username: &str,
+    address: Option<&str>,
+    reason: &'static str,
+) {
+    audit!(Some(&server.audit), info, "login_failed", reason;
         client_id = client,
         username,
         address = address.unwrap_or("-"),
@@ -258,16 +263,16 @@ impl Grant for PasswordGrant {
             let cid = client.client_id();
             if let Some(a) = address {
                 if let Err(after) = server.address_limiter.check(a) {
-                    audit_failure(cid, username, address, "address_locked");
+                    audit_failure(server, cid, username, address, "address_locked");
                     return Err(TokenError::too_many(after));
                 }
             }
             if g.user_limiter.check(username).is_err() {
-                audit_failure(cid, username, address, "locked");
+                audit_failure(server, cid, username, address, "locked");
                 return Err(login_failed());
             }
             let Some(users) = &g.users else {
-                audit_failure(cid, username, address, "no_user_store");
+                audit_failure(server, cid, username, address, "no_user_store");
                 return Err(login_failed());
             };
             let user = users
@@ -284,11 +289,23 @@ impl Grant for PasswordGrant {
                 Some(_) => None,
             };
             let (Some(user), None) = (user, reason) else {
-                g.user_limiter.record_failure(username);
-                if let Some(a) = address {
-                    server.address_limiter.record_failure(a);
+                let block = g.user_limiter.record_failure(username);
+                if g.user_limiter.is_lock(block) {
+                    audit!(Some(&server.audit), warn, "lockout", "user"; client_id = cid, username, seconds = block.as_secs(), "username locked after repeated login failures");
                 }
-                audit_failure(cid, username, address, reason.unwrap_or("unknown_user"));
+                if let Some(a) = address {
+                    let block = server.address_limiter.record_failure(a);
+                    if server.address_limiter.is_lock(block) {
+                        audit!(Some(&server.audit), warn, "lockout", "address"; address = a, seconds = block.as_secs(), "source address locked after repeated failures");
+                    }
+                }
+                audit_failure(
+                    server,
+                    cid,
+                    username,
+                    address,
+                    reason.unwrap_or("unknown_user"),
+                );
                 return Err(login_failed());
             };
             g.user_limiter.record_success(username);
@@ -313,9 +330,7 @@ impl Grant for PasswordGrant {
             } else {
                 None
             };
-            tracing::info!(
-                target: "tower_bearer::audit",
-                event = "login",
+            audit!(Some(&server.audit), info, "login", "password";
                 client_id = cid,
                 username,
                 uid = %user.user_id,
@@ -359,7 +374,7 @@ pub(crate) async fn rehash(server: &Shared, user: &User, password: &str) {
     };
     match stored {
         Ok(true) => {
-            tracing::info!(target: "tower_bearer::audit", event = "password_rehashed", uid = %user.user_id, took_ms = started.elapsed().as_millis() as u64, "password hash upgraded")
+            audit!(Some(&server.audit), info, "password_rehashed", "rehashed"; uid = %user.user_id, took_ms = started.elapsed().as_millis() as u64, "password hash upgraded")
         }
         Ok(false) => {
             tracing::debug!(target: "tower_bearer::issuer", uid = %user.user_id, "user store cannot upgrade password hashes")

@@ -93,12 +93,14 @@
 //! ```
 
 use crate::http_client::BoxFuture;
+use crate::issuer::audit::audit;
 use crate::issuer::config::GrantType;
 use crate::issuer::grants::password::{issue_user_token, user_scopes};
 use crate::issuer::grants::{
     parse_scope, ErrorCode, Grant, GrantRequest, TokenError, TokenResponse,
 };
 use crate::issuer::store::{RefreshToken, RotateOutcome};
+use crate::issuer::Shared;
 
 #[derive(Debug, Default)]
 pub(crate) struct RefreshGrant;
@@ -110,10 +112,8 @@ fn refused() -> TokenError {
     )
 }
 
-fn audit(client: &str, family: &str, reason: &str) {
-    tracing::info!(
-        target: "tower_bearer::audit",
-        event = "refresh_refused",
+fn audit(server: &Shared, client: &str, family: &str, reason: &'static str) {
+    audit!(Some(&server.audit), info, "refresh_refused", reason;
         client_id = client,
         sid = family,
         reason,
@@ -157,7 +157,7 @@ impl Grant for RefreshGrant {
             })?;
             let requested = parse_scope(params.single("scope")?)?;
             let Some(presented) = RefreshToken::parse(raw) else {
-                audit(cid, "-", "malformed");
+                audit(server, cid, "-", "malformed");
                 return Err(refused());
             };
             let fam = presented.family_id().to_owned();
@@ -188,9 +188,7 @@ impl Grant for RefreshGrant {
             let record = match outcome {
                 RotateOutcome::Rotated(r) => r,
                 RotateOutcome::Reused(r) => {
-                    tracing::warn!(
-                        target: "tower_bearer::audit",
-                        event = "refresh_reuse",
+                    audit!(Some(&server.audit), warn, "refresh_reuse", "reused";
                         client_id = cid,
                         sid = %fam,
                         uid = %r.user_id,
@@ -199,7 +197,7 @@ impl Grant for RefreshGrant {
                     return Err(refused());
                 }
                 other => {
-                    audit(cid, &fam, other.reason());
+                    audit(server, cid, &fam, other.reason());
                     return Err(refused());
                 }
             };
@@ -222,7 +220,7 @@ impl Grant for RefreshGrant {
                         .revoke_family(&fam, now)
                         .await
                         .map_err(|e| store_failed(&e))?;
-                    audit(cid, &fam, reason);
+                    audit(server, cid, &fam, reason);
                     return Err(refused());
                 }
             };
@@ -232,9 +230,7 @@ impl Grant for RefreshGrant {
                 .into_iter()
                 .filter(|s| user_scopes(server, client).any(|c| c == s))
                 .collect();
-            tracing::info!(
-                target: "tower_bearer::audit",
-                event = "refresh",
+            audit!(Some(&server.audit), info, "refresh_rotated", "rotated";
                 client_id = cid,
                 sid = %fam,
                 uid = %user.user_id,

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::{
-    check_code_ttl, check_successor, CodeOutcome, CodeRecord, FamilyRecord, FamilyState,
-    GrantStats, GrantStore, NewFamily, RotateOutcome, TokenHash, TokenState, CODE_TOMBSTONE_TTL,
+    check_code_ttl, check_successor, CleanupReport, CodeOutcome, CodeRecord, FamilyRecord,
+    FamilyState, GrantStats, GrantStore, NewFamily, RotateOutcome, TokenHash, TokenState,
+    CODE_TOMBSTONE_TTL,
 };
 use crate::http_client::BoxFuture;
 use crate::store::StoreError;
@@ -98,26 +99,31 @@ fn pop_due(set: &mut BTreeSet<(u64, String)>, now: u64) -> Vec<(u64, String)> {
 }
 
 impl State {
-    /// Drops what expired at or before `now`, in expiry order.
-    fn expire(&mut self, now: u64) {
+    /// Drops what expired at or before `now`, in expiry order; how many records went.
+    fn expire(&mut self, now: u64) -> u64 {
+        let mut removed = 0;
         for (_, fam) in pop_due(&mut self.family_gc, now) {
             if let Some(f) = self.families.remove(&fam) {
                 self.active.remove(&(f.rec.idle_expires, fam.clone()));
                 unindex(&mut self.by_user, &f.rec.user_id, &fam);
                 unindex(&mut self.by_client, &f.rec.client_id, &fam);
+                removed += 1;
             }
         }
         pop_due(&mut self.active, now);
         for (exp, jti) in pop_due(&mut self.jti_gc, now) {
             if self.jtis.get(&jti) == Some(&exp) {
                 self.jtis.remove(&jti);
+                removed += 1;
             }
         }
         for (until, hash) in pop_due(&mut self.code_gc, now) {
             if self.codes.get(&hash).is_some_and(|c| c.until == until) {
                 self.codes.remove(&hash);
+                removed += 1;
             }
         }
+        removed
     }
 
     fn revoke(&mut self, fam: &str) -> bool {
@@ -465,5 +471,14 @@ impl GrantStore for MemoryGrantStore {
         let mut stats = s.stats;
         stats.active_families = s.active.len() as u64;
         ready(Ok(stats))
+    }
+
+    fn cleanup(&self, now: u64) -> BoxFuture<'static, Result<CleanupReport, StoreError>> {
+        let removed = self.lock().expire(now);
+        ready(Ok(CleanupReport {
+            store: "memory",
+            removed,
+            note: None,
+        }))
     }
 }

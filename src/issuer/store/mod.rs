@@ -1055,6 +1055,55 @@ pub trait GrantStore: Send + Sync + fmt::Debug + 'static {
     ///
     /// A store failure.
     fn stats(&self, now: u64) -> BoxFuture<'static, Result<GrantStats, StoreError>>;
+
+    /// Removes the records that expired at or before `now` (families past their absolute
+    /// expiry, revoked `jti`s past their `exp`, codes and their tombstones) where the store does
+    /// not expire them by itself. The default does nothing and says so: a store whose records
+    /// carry a TTL (Redis) or are removed as they expire needs no cleanup.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::store::{GrantStore, MemoryGrantStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let report = MemoryGrantStore::new().cleanup(1_000).await.unwrap();
+    /// assert_eq!(report.removed, 0);
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    fn cleanup(&self, now: u64) -> BoxFuture<'static, Result<CleanupReport, StoreError>> {
+        let _ = now;
+        Box::pin(std::future::ready(Ok(CleanupReport {
+            store: "custom",
+            removed: 0,
+            note: Some("this store does not implement cleanup".to_owned()),
+        })))
+    }
+}
+
+/// What [`GrantStore::cleanup`] did.
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::issuer::store::CleanupReport;
+///
+/// assert_eq!(CleanupReport::default().removed, 0);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct CleanupReport {
+    /// The kind of store: `memory`, `redis` or `custom`.
+    pub store: &'static str,
+    /// Records removed.
+    pub removed: u64,
+    /// Why nothing was (or could be) removed, when that needs saying.
+    pub note: Option<String>,
 }
 
 fn check_code_ttl(ttl: Duration) -> Result<(), StoreError> {

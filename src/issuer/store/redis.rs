@@ -8,8 +8,9 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Cmd, FromRedisValue};
 
 use super::{
-    check_code_ttl, check_successor, CodeOutcome, CodeRecord, FamilyRecord, FamilyState,
-    GrantStats, GrantStore, NewFamily, RotateOutcome, TokenHash, TokenState, CODE_TOMBSTONE_TTL,
+    check_code_ttl, check_successor, CleanupReport, CodeOutcome, CodeRecord, FamilyRecord,
+    FamilyState, GrantStats, GrantStore, NewFamily, RotateOutcome, TokenHash, TokenState,
+    CODE_TOMBSTONE_TTL,
 };
 use crate::error::ConfigError;
 use crate::http_client::BoxFuture;
@@ -1090,5 +1091,16 @@ impl GrantStore for RedisGrantStore {
     fn stats(&self, now: u64) -> BoxFuture<'static, Result<GrantStats, StoreError>> {
         let this = self.clone();
         Box::pin(async move { this.stats_inner(now).await })
+    }
+
+    fn cleanup(&self, _now: u64) -> BoxFuture<'static, Result<CleanupReport, StoreError>> {
+        Box::pin(std::future::ready(Ok(CleanupReport {
+            store: "redis",
+            removed: 0,
+            note: Some(
+                "redis expires every grant key by its TTL (family, tombstones, codes, jtis, indexes); nothing to remove"
+                    .to_owned(),
+            ),
+        })))
     }
 }

@@ -166,6 +166,10 @@ fn profile(spec: &str) {
 struct ThreadCpu;
 
 fn thread_cpu_ns() -> u64 {
+    // The kernel brings a running thread's `sum_exec_runtime` up to date only at a tick or a
+    // pass through the scheduler: yield first so the value read is current (sched_yield
+    // updates the runtime of the caller), else short samples read 0.
+    std::thread::yield_now();
     let stat = std::fs::read_to_string("/proc/thread-self/schedstat")
         .expect("/proc/thread-self/schedstat (Linux only; else ISSUER_BENCH_CLOCK=wall)");
     stat.split_whitespace()

@@ -19,8 +19,12 @@ ALGS=("$@")
 export TOKIO_WORKER_THREADS="${TOKIO_WORKER_THREADS:-1}"
 
 command -v wrk >/dev/null || { echo "wrk not found (apt-get install -y wrk)" >&2; exit 1; }
-cargo build --release --example auth_server >&2
-BIN="${CARGO_TARGET_DIR:-target}/release/examples/auth_server"
+# AUTH_SERVER_BIN: an already built `auth_server` (else it is built here, release).
+BIN="${AUTH_SERVER_BIN:-}"
+if [ -z "$BIN" ]; then
+  cargo build --release --example auth_server >&2
+  BIN="${CARGO_TARGET_DIR:-target}/release/examples/auth_server"
+fi
 
 SECRET="test-only-load-secret"
 export ISSUER_BASIC

@@ -340,7 +340,7 @@ impl Grant for PasswordGrant {
 }
 
 /// Re-hashes `password` (argon2id, current parameters) and stores it; failures are logged.
-async fn rehash(server: &Shared, user: &User, password: &str) {
+pub(crate) async fn rehash(server: &Shared, user: &User, password: &str) {
     let Some(users) = &server.user_grants.users else {
         return;
     };

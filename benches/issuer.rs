@@ -9,6 +9,19 @@
 //!
 //! Run with `cargo bench --features issuer --bench issuer`. The issuance rate is
 //! `1 / issue`, the ratio `sign_floor / issue`.
+//!
+//! Times are the benchmark thread's CPU time (`/proc/thread-self/schedstat`, nanoseconds), not
+//! wall time: the machines these run on are shared, and wall time there mostly measures the
+//! other jobs (time slices lost to them land in whichever function happens to be running).
+//! Both paths run on this one thread (a current-thread runtime, no spawned work once the
+//! verified-secret cache is warm), so CPU time is the whole cost per issuance. On a quiet
+//! machine `ISSUER_BENCH_CLOCK=wall` measures wall time instead.
+//!
+//! Profiling driver (no criterion): `ISSUER_PROFILE=<alg>:<what>:<n>` with `alg` one of
+//! `RS256 ES256 EdDSA`, `what` one of `issue floor`, runs the setup and one warm-up, then `n`
+//! iterations, for instruction counts under callgrind:
+//! `ISSUER_PROFILE=ES256:issue:1000 valgrind --tool=callgrind target/release/deps/issuer-*`;
+//! instructions per issuance = (total(n) - total(0)) / n.
 
 #![allow(missing_docs)]
 
@@ -18,7 +31,8 @@ use std::time::Duration;
 use axum::body::Body;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{Criterion, Throughput};
 use serde_json::json;
 use tower::{Service, ServiceExt};
 use tower_bearer::issuer::clients::RegisteredClient;
@@ -30,73 +44,214 @@ use tower_bearer::jwks::Algorithm;
 /// bcrypt (cost 4) of `correct horse`: test-only.
 const HASH: &str = "{bcrypt}$2a$04$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mujHHrcaU.";
 
-fn benches(c: &mut Criterion) {
+/// One issuer with one `client_secret_basic` client, its router and the request it answers.
+struct Fixture {
+    server: AuthorizationServer,
+    claims: serde_json::Value,
+}
+
+fn fixture(rt: &tokio::runtime::Runtime, alg: Algorithm) -> Fixture {
+    let server = rt.block_on(async {
+        AuthorizationServer::builder("https://auth.example")
+            .algorithm(alg)
+            .audience(["eon-internal"])
+            .client(
+                RegisteredClient::new("orders", AuthMethod::ClientSecretBasic)
+                    .with_secret_hash(PasswordHash::parse(HASH).unwrap())
+                    .with_grant_types([GrantType::ClientCredentials])
+                    .with_scopes(["internal-service"])
+                    .with_audiences(["service-system"]),
+            )
+            .build()
+            .await
+            .unwrap()
+    });
+    let claims = json!({
+        "iss": "https://auth.example", "sub": "orders", "aud": "service-system",
+        "exp": 1_900_000_300u64, "iat": 1_900_000_000u64, "jti": "AAAAAAAAAAAAAAAAAAAAAA",
+        "client_id": "orders", "scope": "internal-service", "gty": "client-credentials",
+    });
+    Fixture { server, claims }
+}
+
+fn request(auth: &str) -> http::Request<Body> {
+    http::Request::post("/oauth2/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", auth)
+        .body(Body::from(
+            "grant_type=client_credentials&scope=internal-service&audience=service-system",
+        ))
+        .unwrap()
+}
+
+fn basic() -> String {
+    format!("Basic {}", STANDARD.encode("orders:correct horse"))
+}
+
+/// One `POST /oauth2/token` through the router; the response body.
+async fn issue(router: &mut axum::Router, auth: &str) -> axum::body::Bytes {
+    let svc = ServiceExt::<http::Request<Body>>::ready(router)
+        .await
+        .unwrap();
+    let res = svc.call(request(auth)).await.unwrap();
+    assert_eq!(res.status(), 200);
+    axum::body::to_bytes(res.into_body(), 16_384).await.unwrap()
+}
+
+fn benches<M: Measurement>(c: &mut Criterion<M>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let auth = format!("Basic {}", STANDARD.encode("orders:correct horse"));
+    let auth = basic();
     for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
-        let server = rt.block_on(async {
-            AuthorizationServer::builder("https://auth.example")
-                .algorithm(alg)
-                .audience(["eon-internal"])
-                .client(
-                    RegisteredClient::new("orders", AuthMethod::ClientSecretBasic)
-                        .with_secret_hash(PasswordHash::parse(HASH).unwrap())
-                        .with_grant_types([GrantType::ClientCredentials])
-                        .with_scopes(["internal-service"])
-                        .with_audiences(["service-system"]),
-                )
-                .build()
-                .await
-                .unwrap()
-        });
+        let Fixture { server, claims } = fixture(&rt, alg);
         let key = server.keys().signing_key();
-        let claims = json!({
-            "iss": "https://auth.example", "sub": "orders", "aud": "service-system",
-            "exp": 1_900_000_300u64, "iat": 1_900_000_000u64, "jti": "AAAAAAAAAAAAAAAAAAAAAA",
-            "client_id": "orders", "scope": "internal-service", "gty": "client-credentials",
-        });
         let mut group = c.benchmark_group(format!("issuer/{alg}"));
         group.bench_function("sign_floor", |b| {
             b.iter(|| black_box(key.sign(black_box(&claims)).unwrap()));
         });
         let mut router = server.router();
-        let request = || {
-            http::Request::post("/oauth2/token")
-                .header("content-type", "application/x-www-form-urlencoded")
-                .header("authorization", &auth)
-                .body(Body::from(
-                    "grant_type=client_credentials&scope=internal-service&audience=service-system",
-                ))
-                .unwrap()
-        };
         // Warm the verified-secret cache (one bcrypt check).
-        let first = rt.block_on(router.clone().oneshot(request())).unwrap();
-        assert_eq!(first.status(), 200);
+        rt.block_on(issue(&mut router, &auth));
         group.bench_function("issue", |b| {
-            b.iter(|| {
-                rt.block_on(async {
-                    let svc = ServiceExt::<http::Request<Body>>::ready(&mut router)
-                        .await
-                        .unwrap();
-                    let res = svc.call(request()).await.unwrap();
-                    assert_eq!(res.status(), 200);
-                    black_box(axum::body::to_bytes(res.into_body(), 16_384).await.unwrap())
-                })
-            });
+            b.iter(|| black_box(rt.block_on(issue(&mut router, &auth))));
         });
         group.finish();
     }
 }
 
-criterion_group! {
-    name = issuer;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(20);
-    targets = benches
+/// `ISSUER_PROFILE=<alg>:<issue|floor>:<n>`: see the module docs.
+fn profile(spec: &str) {
+    let mut parts = spec.split(':');
+    let (Some(alg), Some(what), Some(n), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        panic!("ISSUER_PROFILE=<alg>:<issue|floor>:<n>, got `{spec}`");
+    };
+    let alg = match alg {
+        "RS256" => Algorithm::RS256,
+        "ES256" => Algorithm::ES256,
+        "EdDSA" => Algorithm::EdDSA,
+        other => panic!("unknown algorithm `{other}`"),
+    };
+    let n: u64 = n.parse().expect("iteration count");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Fixture { server, claims } = fixture(&rt, alg);
+    let auth = basic();
+    let mut router = server.router();
+    let key = server.keys().signing_key();
+    rt.block_on(issue(&mut router, &auth));
+    black_box(key.sign(&claims).unwrap());
+    match what {
+        "issue" => {
+            for _ in 0..n {
+                black_box(rt.block_on(issue(&mut router, &auth)));
+            }
+        }
+        "floor" => {
+            for _ in 0..n {
+                black_box(key.sign(black_box(&claims)).unwrap());
+            }
+        }
+        other => panic!("unknown mode `{other}`"),
+    }
 }
-criterion_main!(issuer);
+
+/// CPU time of the calling thread (Linux `/proc/thread-self/schedstat`, first field: ns on
+/// CPU); see the module docs.
+struct ThreadCpu;
+
+fn thread_cpu_ns() -> u64 {
+    // The kernel brings a running thread's `sum_exec_runtime` up to date only at a tick or a
+    // pass through the scheduler: yield first so the value read is current (sched_yield
+    // updates the runtime of the caller), else short samples read 0.
+    std::thread::yield_now();
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .expect("/proc/thread-self/schedstat (Linux only; else ISSUER_BENCH_CLOCK=wall)");
+    stat.split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("schedstat: ns on CPU")
+}
+
+impl Measurement for ThreadCpu {
+    type Intermediate = u64;
+    type Value = u64;
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+    fn end(&self, start: u64) -> u64 {
+        thread_cpu_ns().saturating_sub(start)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, v: &u64) -> f64 {
+        *v as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &CpuFormatter
+    }
+}
+
+/// Nanoseconds of CPU, scaled like criterion's durations.
+struct CpuFormatter;
+
+impl ValueFormatter for CpuFormatter {
+    fn scale_values(&self, ns: f64, values: &mut [f64]) -> &'static str {
+        let (factor, unit) = if ns < 1e3 {
+            (1.0, "ns cpu")
+        } else if ns < 1e6 {
+            (1e-3, "µs cpu")
+        } else {
+            (1e-6, "ms cpu")
+        };
+        for v in values {
+            *v *= factor;
+        }
+        unit
+    }
+    fn scale_throughputs(&self, _: f64, t: &Throughput, values: &mut [f64]) -> &'static str {
+        let n = match *t {
+            Throughput::Elements(n) | Throughput::Bytes(n) | Throughput::BytesDecimal(n) => n,
+            Throughput::Bits(n) => n,
+        } as f64;
+        for v in values {
+            *v = n * 1e9 / *v;
+        }
+        "/s cpu"
+    }
+    fn scale_for_machines(&self, _: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+fn config<M: Measurement>(c: Criterion<M>) -> Criterion<M> {
+    c.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20)
+        .configure_from_args()
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("ISSUER_PROFILE") {
+        profile(&spec);
+        return;
+    }
+    if std::env::var("ISSUER_BENCH_CLOCK").as_deref() == Ok("wall") {
+        let mut c = config(Criterion::default().with_measurement(WallTime));
+        benches(&mut c);
+        c.final_summary();
+    } else {
+        let mut c = config(Criterion::default().with_measurement(ThreadCpu));
+        benches(&mut c);
+        c.final_summary();
+    }
+}

@@ -259,10 +259,24 @@ impl SigningKey {
     ///
     /// [`ConfigError::InvalidKey`] if signing fails.
     pub fn sign_raw(&self, header: &[u8], payload: &[u8]) -> Result<String, ConfigError> {
-        let mut out = format!("{}.{}", b64(header), b64(payload));
-        let sig = self.sign_bytes(out.as_bytes())?;
-        out.push('.');
-        out.push_str(&b64(&sig));
+        // One buffer for the whole token, each part encoded in place at its exact length.
+        fn append_b64(out: &mut Vec<u8>, bytes: &[u8]) -> Option<()> {
+            let start = out.len();
+            out.resize(start + base64::encoded_len(bytes.len(), false)?, 0);
+            URL_SAFE_NO_PAD
+                .encode_slice(bytes, &mut out[start..])
+                .ok()
+                .map(drop)
+        }
+        let fail = || ConfigError::InvalidKey("signing failed".into());
+        let mut out = Vec::with_capacity((header.len() + payload.len()).div_ceil(3) * 4 + 700);
+        append_b64(&mut out, header).ok_or_else(fail)?;
+        out.push(b'.');
+        append_b64(&mut out, payload).ok_or_else(fail)?;
+        let sig = self.sign_bytes(&out)?;
+        out.push(b'.');
+        append_b64(&mut out, &sig).ok_or_else(fail)?;
+        let out = String::from_utf8(out).map_err(|_| fail())?;
         Ok(out)
     }
 

@@ -137,7 +137,14 @@ impl IntoResponse for TokenError {
 
 impl IntoResponse for TokenResponse {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&self).unwrap_or_default();
+        // Sized for the token up front (no regrowth while serializing a ~0.5-1 KiB body).
+        let len = self.access_token.len()
+            + self.scope.as_ref().map_or(0, String::len)
+            + self.refresh_token.as_ref().map_or(0, String::len);
+        let mut body = Vec::with_capacity(len + 128);
+        if serde_json::to_writer(&mut body, &self).is_err() {
+            body.clear();
+        }
         let mut res = json_response(StatusCode::OK, body);
         no_store(res.headers_mut());
         res

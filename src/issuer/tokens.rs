@@ -240,6 +240,40 @@ pub(crate) struct Draft<'a> {
     pub(crate) grant_claims: Map<String, Value>,
 }
 
+/// A JSON object written member by member (keys are unique by construction of the caller).
+struct Json(Vec<u8>);
+
+impl Json {
+    fn with_capacity(n: usize) -> Self {
+        let mut v = Vec::with_capacity(n);
+        v.push(b'{');
+        Self(v)
+    }
+
+    fn key(&mut self, key: &str) -> Result<(), MintError> {
+        if self.0.len() > 1 {
+            self.0.push(b',');
+        }
+        serde_json::to_writer(&mut self.0, key).map_err(|_| MintError::Signing)?;
+        self.0.push(b':');
+        Ok(())
+    }
+
+    fn member<T: serde::Serialize + ?Sized>(&mut self, key: &str, v: &T) -> Result<(), MintError> {
+        self.key(key)?;
+        serde_json::to_writer(&mut self.0, v).map_err(|_| MintError::Signing)
+    }
+
+    fn str_member(&mut self, key: &str, v: &str) -> Result<(), MintError> {
+        self.member(key, v)
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.0.push(b'}');
+        self.0
+    }
+}
+
 /// A minted token.
 pub(crate) struct Minted {
     pub(crate) token: String,
@@ -277,44 +311,53 @@ pub(crate) async fn mint(
     }
     let jti = new_jti()?;
     let exp = draft.now.saturating_add(draft.ttl);
-    let mut claims = Map::new();
-    claims.insert("iss".into(), Value::String(draft.issuer.to_owned()));
-    claims.insert("sub".into(), Value::String(draft.subject.to_owned()));
-    match draft.audiences {
-        [] => {}
-        [one] => {
-            claims.insert("aud".into(), Value::String(one.clone()));
+    // The claims are written straight to JSON (no `Value` tree per token): the server's
+    // claims, then the grant's (which win over a server claim of the same name), then the
+    // customizer's (which never override either).
+    let overridden = |k: &str| draft.grant_claims.contains_key(k);
+    let mut payload = Json::with_capacity(256);
+    if !overridden("iss") {
+        payload.str_member("iss", draft.issuer)?;
+    }
+    if !overridden("sub") {
+        payload.str_member("sub", draft.subject)?;
+    }
+    if !overridden("aud") {
+        match draft.audiences {
+            [] => {}
+            [one] => payload.str_member("aud", one)?,
+            many => payload.member("aud", many)?,
         }
-        many => {
-            claims.insert(
-                "aud".into(),
-                Value::Array(many.iter().cloned().map(Value::String).collect()),
-            );
+    }
+    if !overridden("exp") {
+        payload.member("exp", &exp)?;
+    }
+    if !overridden("iat") {
+        payload.member("iat", &draft.now)?;
+    }
+    if !overridden("jti") {
+        payload.str_member("jti", &jti)?;
+    }
+    if !overridden("client_id") {
+        payload.str_member("client_id", draft.client.client_id())?;
+    }
+    if !draft.scopes.is_empty() && !overridden("scope") {
+        payload.str_member("scope", &draft.scopes.join(" "))?;
+    }
+    for (k, v) in &draft.grant_claims {
+        payload.member(k, v)?;
+    }
+    for (k, v) in &extra {
+        if !overridden(k) {
+            payload.member(k, v)?;
         }
     }
-    claims.insert("exp".into(), Value::from(exp));
-    claims.insert("iat".into(), Value::from(draft.now));
-    claims.insert("jti".into(), Value::String(jti.clone()));
-    claims.insert(
-        "client_id".into(),
-        Value::String(draft.client.client_id().to_owned()),
-    );
-    if !draft.scopes.is_empty() {
-        claims.insert("scope".into(), Value::String(draft.scopes.join(" ")));
-    }
-    for (k, v) in draft.grant_claims {
-        claims.insert(k, v);
-    }
-    for (k, v) in extra {
-        claims.entry(k).or_insert(v);
-    }
-    let header = serde_json::json!({
-        "alg": key.algorithm().as_str(),
-        "typ": draft.typ,
-        "kid": key.kid(),
-    });
-    let payload = serde_json::to_vec(&Value::Object(claims)).map_err(|_| MintError::Signing)?;
-    let header = serde_json::to_vec(&header).map_err(|_| MintError::Signing)?;
+    let payload = payload.finish();
+    let mut header = Json::with_capacity(128);
+    header.str_member("alg", key.algorithm().as_str())?;
+    header.str_member("typ", draft.typ)?;
+    header.str_member("kid", key.kid())?;
+    let header = header.finish();
     // base64url length of header and payload, plus the signature: check before signing.
     let estimate = (header.len() + payload.len()).div_ceil(3) * 4 + 2;
     if estimate > MAX_TOKEN_LEN {
@@ -408,6 +451,60 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, MintError::TooLong(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn claims_are_written_once_grant_claims_win_over_the_customizer() {
+        let key = SigningKey::generate(Algorithm::ES256).unwrap();
+        let client = RegisteredClient::new("c\"1", AuthMethod::ClientSecretBasic);
+        let scopes = vec!["a".to_owned(), "b".to_owned()];
+        let aud = vec!["x".to_owned()];
+        let mut d = draft(&client, &scopes, &aud);
+        d.grant_claims
+            .insert("gty".into(), json!("client-credentials"));
+        d.grant_claims.insert("uid".into(), json!("u-1"));
+        let extra = Adds(
+            json!({"uid": "evil", "dept": "sales"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        let m = mint(d, &key, Some(&extra)).await.unwrap();
+        let raw = URL_SAFE_NO_PAD
+            .decode(m.token.split('.').nth(1).unwrap())
+            .unwrap();
+        let raw = String::from_utf8(raw).unwrap();
+        for k in [
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "jti",
+            "client_id",
+            "scope",
+            "gty",
+            "uid",
+            "dept",
+        ] {
+            assert_eq!(raw.matches(&format!("\"{k}\":")).count(), 1, "{k} in {raw}");
+        }
+        let p = payload(&m.token);
+        assert_eq!(p["sub"], "c\"1");
+        assert_eq!(p["client_id"], "c\"1");
+        assert_eq!(p["aud"], "x");
+        assert_eq!(p["scope"], "a b");
+        assert_eq!(p["uid"], "u-1");
+        assert_eq!(p["dept"], "sales");
+        assert_eq!(p["jti"], m.jti);
+        let header = URL_SAFE_NO_PAD
+            .decode(m.token.split('.').next().unwrap())
+            .unwrap();
+        let header: Value = serde_json::from_slice(&header).unwrap();
+        assert_eq!(
+            header,
+            json!({"alg": "ES256", "typ": "at+jwt", "kid": key.kid()})
+        );
     }
 
     #[test]

@@ -24,9 +24,11 @@
 mod reliability;
 
 #[cfg(not(all(feature = "issuer", feature = "redis")))]
-fn main() {
-    eprintln!("the faults example needs features `issuer` and `redis`: cargo run --features full --example faults");
-    std::process::exit(2);
+fn main() -> std::process::ExitCode {
+    eprintln!(
+        "the faults example needs features `issuer` and `redis`: cargo run --features full --example faults"
+    );
+    std::process::ExitCode::from(2)
 }
 
 #[cfg(all(feature = "issuer", feature = "redis"))]
@@ -60,6 +62,7 @@ mod run {
     use serde_json::{json, Value};
     use tower::{Layer as _, ServiceExt as _};
     use tower_bearer::config::Secret;
+    use tower_bearer::http_client::BoxFuture;
     use tower_bearer::issuer::clients::RegisteredClient;
     use tower_bearer::issuer::config::{AuthMethod, GrantType};
     use tower_bearer::issuer::keys::KeyOptions;
@@ -67,18 +70,16 @@ mod run {
     use tower_bearer::issuer::AuthorizationServer;
     use tower_bearer::jwks::{Algorithm, KeySet, RemoteOptions};
     use tower_bearer::outbound::{
-        CircuitPolicy, ClientCredentials, InjectBearerLayer, RetryPolicy, TokenClient,
-        TokenManager,
+        CircuitPolicy, ClientCredentials, InjectBearerLayer, RetryPolicy, TokenClient, TokenManager,
     };
-    use tower_bearer::http_client::BoxFuture;
     use tower_bearer::policy::{PolicyVersionLayer, PolicyVersions};
     use tower_bearer::signing::SigningKey;
     use tower_bearer::store::{RedisPolicyVersions, RedisTokenStore};
     use tower_bearer::{IssuerConfig, JwtAuthLayer, Verifier};
 
     use super::reliability::{
-        http_client, http_get, machine, now_unix, quantile_ms, record_section, send, BoxError,
-        HttpClient, Switch,
+        date_utc, http_client, http_get, machine, now_unix, profile, quantile_ms, record_section,
+        send, BoxError, HttpClient, Switch,
     };
 
     const AUD: &str = "faults";
@@ -189,7 +190,9 @@ mod run {
             first_ok,
             settled,
             failures: after.clone().filter(|e| e.code != 200).count(),
-            ok_after: after.filter(|e| e.at >= up + settled && e.code == 200).count(),
+            ok_after: after
+                .filter(|e| e.at >= up + settled && e.code == 200)
+                .count(),
         }
     }
 
@@ -231,11 +234,21 @@ mod run {
     }
 
     impl Table {
-        fn row(&mut self, fault: &str, expected: &str, observed: String, checks: Vec<(&str, bool)>) {
+        fn row(
+            &mut self,
+            fault: &str,
+            expected: &str,
+            observed: String,
+            checks: Vec<(&str, bool)>,
+        ) {
             let pass = checks.iter().all(|(_, ok)| *ok);
             let mut observed = observed;
             if !pass {
-                let failed: Vec<&str> = checks.iter().filter(|(_, ok)| !ok).map(|(name, _)| *name).collect();
+                let failed: Vec<&str> = checks
+                    .iter()
+                    .filter(|(_, ok)| !ok)
+                    .map(|(name, _)| *name)
+                    .collect();
                 observed.push_str(&format!(" — failed checks: `{}`", failed.join("`, `")));
             }
             println!(
@@ -310,9 +323,12 @@ mod run {
                 mode: Mutex::new(Jwks::Keys),
                 hits: AtomicU64::new(0),
             });
-            let server =
-                Switch::serve(Router::new().route("/jwks", get(jwks)).with_state(state.clone()))
-                    .await?;
+            let server = Switch::serve(
+                Router::new()
+                    .route("/jwks", get(jwks))
+                    .with_state(state.clone()),
+            )
+            .await?;
             Ok(Self { server, state })
         }
         fn url(&self) -> String {
@@ -388,18 +404,42 @@ mod run {
         let mut idp = Idp::start(&[&k1]).await?;
         let rs = resource_server(idp.url()).await?;
         let url = format!("{}/api", rs.base());
-        let t1: Arc<Vec<String>> = Arc::new((0..50).map(|u| user_token(&k1, u, None)).collect::<Result<_, _>>()?);
-        let t2: Arc<Vec<String>> = Arc::new((0..50).map(|u| user_token(&k2, u, None)).collect::<Result<_, _>>()?);
+        let t1: Arc<Vec<String>> = Arc::new(
+            (0..50)
+                .map(|u| user_token(&k1, u, None))
+                .collect::<Result<_, _>>()?,
+        );
+        let t2: Arc<Vec<String>> = Arc::new(
+            (0..50)
+                .map(|u| user_token(&k2, u, None))
+                .collect::<Result<_, _>>()?,
+        );
         let new_key_on = Arc::new(AtomicBool::new(false));
         let client = http_client();
         let t0 = Instant::now();
         let load = {
-            let (url, t1, t2, on, client) = (url.clone(), t1.clone(), t2.clone(), new_key_on.clone(), client.clone());
+            let (url, t1, t2, on, client) = (
+                url.clone(),
+                t1.clone(),
+                t2.clone(),
+                new_key_on.clone(),
+                client.clone(),
+            );
             Load::start(t0, 4, Duration::from_millis(20), move |i| {
-                let (url, t1, t2, on, client) = (url.clone(), t1.clone(), t2.clone(), on.clone(), client.clone());
+                let (url, t1, t2, on, client) = (
+                    url.clone(),
+                    t1.clone(),
+                    t2.clone(),
+                    on.clone(),
+                    client.clone(),
+                );
                 async move {
                     let second = on.load(Ordering::Relaxed) && i % 2 == 1;
-                    let token = if second { &t2[(i % 50) as usize] } else { &t1[(i % 50) as usize] };
+                    let token = if second {
+                        &t2[(i % 50) as usize]
+                    } else {
+                        &t1[(i % 50) as usize]
+                    };
                     (status_of(&client, &url, token).await, u8::from(second), 0)
                 }
             })
@@ -420,18 +460,27 @@ mod run {
 
         let old: Vec<&Event> = events.iter().filter(|e| e.tag == 0).collect();
         let old_failed = old.iter().filter(|e| e.code != 200).count();
-        let during = in_window(&events, down_at, up_at).filter(|e| e.tag == 0).count();
-        let mut during_lat: Vec<Duration> = in_window(&events, down_at, up_at).map(|e| e.took).collect();
+        let during = in_window(&events, down_at, up_at)
+            .filter(|e| e.tag == 0)
+            .count();
+        let mut during_lat: Vec<Duration> =
+            in_window(&events, down_at, up_at).map(|e| e.took).collect();
         during_lat.sort();
         let new: Vec<&Event> = events.iter().filter(|e| e.tag == 1).collect();
         let rec = recovery(new.iter().copied(), up_at);
         let bound = Duration::from_secs(5);
-        let pass = checks![old_failed == 0, during > 0, hits_after > 0, rec.within(bound)];
+        let pass = checks![
+            old_failed == 0,
+            during > 0,
+            hits_before >= 2,
+            hits_after > 0,
+            rec.within(bound)
+        ];
         table.row(
             &format!("JWKS endpoint down {s} s (listener and connections closed)"),
             "valid tokens: 0 failures; back up: a key published meanwhile verifies within 5 s, no restart",
             format!(
-                "{} requests with valid tokens, {old_failed} failed ({during} during the outage, p99 {:.1} ms); \
+                "{hits_before} JWKS fetches before the outage (max-age 1 s); {} requests with valid tokens, {old_failed} failed ({during} during the outage, p99 {:.1} ms); \
                  a key published meanwhile, after the endpoint came back: {} ({hits_after} JWKS fetches)",
                 old.len(),
                 quantile_ms(&during_lat, 0.99),
@@ -451,7 +500,11 @@ mod run {
         let idp = Idp::start(&[&k1]).await?;
         let rs = resource_server(idp.url()).await?;
         let url = format!("{}/api", rs.base());
-        let t1: Arc<Vec<String>> = Arc::new((0..50).map(|u| user_token(&k1, u, None)).collect::<Result<_, _>>()?);
+        let t1: Arc<Vec<String>> = Arc::new(
+            (0..50)
+                .map(|u| user_token(&k1, u, None))
+                .collect::<Result<_, _>>()?,
+        );
         let t2 = Arc::new(user_token(&k2, 7, None)?);
         let client = http_client();
         let t0 = Instant::now();
@@ -464,7 +517,7 @@ mod run {
         };
         tokio::time::sleep(Duration::from_secs(2)).await;
         let modes = [Jwks::Html, Jwks::Truncated, Jwks::EmptySet, Jwks::Status500];
-        let each = Duration::from_secs((s / 8).max(1));
+        let each = Duration::from_secs((s / 8).max(3));
         let mut tried = Vec::new();
         for m in modes {
             let before = idp.hits();
@@ -512,19 +565,29 @@ mod run {
         let url = format!("{}/api", rs.base());
         let tokens: Arc<Vec<Vec<String>>> = Arc::new(
             keys.iter()
-                .map(|k| (0..50).map(|u| user_token(k, u, None)).collect::<Result<Vec<_>, _>>())
+                .map(|k| {
+                    (0..50)
+                        .map(|u| user_token(k, u, None))
+                        .collect::<Result<Vec<_>, _>>()
+                })
                 .collect::<Result<_, _>>()?,
         );
         let signer = Arc::new(AtomicU64::new(0));
         let client = http_client();
         let t0 = Instant::now();
         let load = {
-            let (url, tokens, signer, client) = (url.clone(), tokens.clone(), signer.clone(), client.clone());
+            let (url, tokens, signer, client) =
+                (url.clone(), tokens.clone(), signer.clone(), client.clone());
             Load::start(t0, 4, Duration::from_millis(20), move |i| {
-                let (url, tokens, signer, client) = (url.clone(), tokens.clone(), signer.clone(), client.clone());
+                let (url, tokens, signer, client) =
+                    (url.clone(), tokens.clone(), signer.clone(), client.clone());
                 async move {
                     let k = signer.load(Ordering::Relaxed) as usize;
-                    (status_of(&client, &url, &tokens[k][(i % 50) as usize]).await, k as u8, 0)
+                    (
+                        status_of(&client, &url, &tokens[k][(i % 50) as usize]).await,
+                        k as u8,
+                        0,
+                    )
                 }
             })
         };
@@ -543,21 +606,37 @@ mod run {
         signer.store(2, Ordering::Relaxed);
         tokio::time::sleep(phase).await;
         let events = load.finish().await;
-        let graceful_failed = events.iter().filter(|e| e.at < abrupt_at && e.code != 200).count();
+        let graceful_failed = events
+            .iter()
+            .filter(|e| e.at < abrupt_at && e.code != 200)
+            .count();
         let graceful = events.iter().filter(|e| e.at < abrupt_at).count();
-        let by_key: Vec<usize> = (0..3).map(|k| events.iter().filter(|e| e.tag == k && e.code == 200).count()).collect();
+        let by_key: Vec<usize> = (0..3)
+            .map(|k| {
+                events
+                    .iter()
+                    .filter(|e| e.tag == k && e.code == 200)
+                    .count()
+            })
+            .collect();
         table.row(
             "Key rotation mid-load, published ahead (publish, sign after 3 s, retire the old key 2 s later)",
             "0 failures",
             format!("{graceful} requests, {graceful_failed} failed; 200s by key: old {}, new {}", by_key[0], by_key[1]),
             checks![graceful_failed == 0, by_key[0] > 0, by_key[1] > 0],
         );
-        let abrupt_failed = events.iter().filter(|e| e.at >= abrupt_at && e.code != 200).count();
+        let abrupt_failed = events
+            .iter()
+            .filter(|e| e.at >= abrupt_at && e.code != 200)
+            .count();
         let abrupt = events.iter().filter(|e| e.at >= abrupt_at).count();
         table.row(
             "Key rotation mid-load, abrupt (a new key signs the moment it is published)",
             "0 failures (unknown `kid` → one on-demand JWKS fetch)",
-            format!("{abrupt} requests, {abrupt_failed} failed; 200s with the new key {}", by_key[2]),
+            format!(
+                "{abrupt} requests, {abrupt_failed} failed; 200s with the new key {}",
+                by_key[2]
+            ),
             checks![abrupt_failed == 0, by_key[2] > 0],
         );
         Ok(())
@@ -612,7 +691,8 @@ mod run {
             Ok(t) => t,
             Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
         };
-        axum::Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": exp})).into_response()
+        axum::Json(json!({"access_token": token, "token_type": "Bearer", "expires_in": exp}))
+            .into_response()
     }
 
     struct Outbound {
@@ -640,7 +720,10 @@ mod run {
             )
             .await?;
             let verifier = Verifier::builder()
-                .issuer(IssuerConfig::static_keys("https://token.faults.test", keys).service_tokens(true))
+                .issuer(
+                    IssuerConfig::static_keys("https://token.faults.test", keys)
+                        .service_tokens(true),
+                )
                 .audience(AUD)
                 .build()?;
             let downstream = Switch::serve(
@@ -755,14 +838,23 @@ mod run {
             n_before += 1;
             failed_before += usize::from(e.code != 200);
         }
-        let after: Vec<&Event> = in_window(&events, expiry_at + Duration::from_secs(2), up_at).collect();
+        let after: Vec<&Event> =
+            in_window(&events, expiry_at + Duration::from_secs(2), up_at).collect();
         let after_failed = after.iter().filter(|e| e.code != 200).count();
         let circuit_fast = after.iter().filter(|e| e.note == 1).count();
         let window = open_to - open_from;
         let expected_probes = window.as_secs_f64() / cool_down.as_secs_f64();
-        let probes_ok = (probes as f64) <= expected_probes + 1.0 && (probes as f64) >= expected_probes - 1.5;
+        let probes_ok =
+            (probes as f64) <= expected_probes + 1.0 && (probes as f64) >= expected_probes - 1.5;
         let rec = recovery(events.iter(), up_at);
-        let pass = checks![failed_before == 0, n_before > 0, after_failed == after.len(), circuit_fast > 0, probes_ok, rec.within(cool_down + Duration::from_secs(2))];
+        let pass = checks![
+            failed_before == 0,
+            n_before > 0,
+            after_failed == after.len(),
+            circuit_fast > 0,
+            probes_ok,
+            rec.within(cool_down + Duration::from_secs(2))
+        ];
         table.row(
             &format!("Token endpoint down (token lifetime {lifetime} s, down {} s, circuit 3 failures / {} cool-down)", (up_at - down_at).as_secs(), secs(cool_down)),
             "0 failures until the cached token expires; then refused, circuit open (fast), one probe per cool-down; recovery at the next probe",
@@ -811,9 +903,15 @@ mod run {
         let requests = ob.tep_state.requests.load(Ordering::Relaxed) - requests0;
         let failed = events.iter().filter(|e| e.code != 200).count();
         table.row(
-            &format!("Token endpoint flapping (503 / OK every 1 s, token lifetime 10 s, {} s)", (s / 4).max(8)),
+            &format!(
+                "Token endpoint flapping (503 / OK every 1 s, token lifetime 10 s, {} s)",
+                (s / 4).max(8)
+            ),
             "0 failures; tokens still refreshed",
-            format!("{} calls, {failed} failed; {requests} token requests, {refreshed} tokens issued", events.len()),
+            format!(
+                "{} calls, {failed} failed; {requests} token requests, {refreshed} tokens issued",
+                events.len()
+            ),
             checks![failed == 0, refreshed >= 1],
         );
         ob.set(Tep::Ok);
@@ -831,8 +929,13 @@ mod run {
     impl RedisServer {
         fn start() -> Result<Self, BoxError> {
             for _ in 0..5 {
-                let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-                let mut r = Self { child: Some(spawn_redis(port)?), port };
+                let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                    .local_addr()?
+                    .port();
+                let mut r = Self {
+                    child: Some(spawn_redis(port)?),
+                    port,
+                };
                 if r.wait_ready(Duration::from_secs(10)) {
                     return Ok(r);
                 }
@@ -870,7 +973,11 @@ mod run {
         }
         /// Writes the snapshot the next start loads.
         fn save(&self) -> Result<(), BoxError> {
-            if command(SocketAddr::from(([127, 0, 0, 1], self.port)), "SAVE", b"+OK") {
+            if command(
+                SocketAddr::from(([127, 0, 0, 1], self.port)),
+                "SAVE",
+                b"+OK",
+            ) {
                 Ok(())
             } else {
                 Err("redis SAVE failed".into())
@@ -895,10 +1002,20 @@ mod run {
     /// snapshot (written only by an explicit `SAVE`) in a directory of this run: a restart after
     /// `SAVE` comes back with the data, as a persisted Redis would.
     fn spawn_redis(port: u16) -> Result<Child, BoxError> {
-        let dir = std::env::temp_dir().join(format!("tower-bearer-faults-redis-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("tower-bearer-faults-redis-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .args(["--dbfilename", &format!("dump-{port}.rdb")])
             .arg("--dir")
             .arg(&dir)
@@ -946,11 +1063,18 @@ mod run {
     }
 
     impl PolicyVersions for Counted {
-        fn current(&self, user_id: &str) -> BoxFuture<'static, Result<Option<i64>, tower_bearer::error::BoxError>> {
-            let (inner, lookups, user) = (self.inner.clone(), self.lookups.clone(), user_id.to_owned());
+        fn current(
+            &self,
+            user_id: &str,
+        ) -> BoxFuture<'static, Result<Option<i64>, tower_bearer::error::BoxError>> {
+            let (inner, lookups, user) =
+                (self.inner.clone(), self.lookups.clone(), user_id.to_owned());
             Box::pin(async move {
                 let r = inner.current(&user).await;
-                lookups.lock().expect("not poisoned").push((Instant::now(), user, r.is_ok()));
+                lookups
+                    .lock()
+                    .expect("not poisoned")
+                    .push((Instant::now(), user, r.is_ok()));
                 r
             })
         }
@@ -975,10 +1099,15 @@ mod run {
         // Inbound: `pv` checked against Redis.
         let key = SigningKey::generate(Algorithm::ES256)?;
         let keys = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::ES256])?;
-        let versions = RedisPolicyVersions::connect(&redis.url(), "faults").await?.with_timeout(Duration::from_millis(300));
+        let versions = RedisPolicyVersions::connect(&redis.url(), "faults")
+            .await?
+            .with_timeout(Duration::from_millis(300));
         seed(&versions).await?;
         let staleness = Duration::from_secs(2);
-        let counted = Counted { inner: versions.clone(), lookups: Arc::default() };
+        let counted = Counted {
+            inner: versions.clone(),
+            lookups: Arc::default(),
+        };
         let lookup_timeout = Duration::from_millis(500);
         let verifier = Verifier::builder()
             .issuer(IssuerConfig::static_keys(ISS, keys))
@@ -996,20 +1125,34 @@ mod run {
         )
         .await?;
         let url = format!("{}/pv", rs.base());
-        let current: Arc<Vec<String>> = Arc::new((0..USERS).map(|u| user_token(&key, u, Some(2))).collect::<Result<_, _>>()?);
-        let stale: Arc<Vec<String>> = Arc::new((0..USERS).map(|u| user_token(&key, u, Some(1))).collect::<Result<_, _>>()?);
+        let current: Arc<Vec<String>> = Arc::new(
+            (0..USERS)
+                .map(|u| user_token(&key, u, Some(2)))
+                .collect::<Result<_, _>>()?,
+        );
+        let stale: Arc<Vec<String>> = Arc::new(
+            (0..USERS)
+                .map(|u| user_token(&key, u, Some(1)))
+                .collect::<Result<_, _>>()?,
+        );
         let client = http_client();
         let t0 = Instant::now();
         let outbound = ob.load(t0, &manager);
         let inbound = {
-            let (url, current, stale, client) = (url.clone(), current.clone(), stale.clone(), client.clone());
+            let (url, current, stale, client) =
+                (url.clone(), current.clone(), stale.clone(), client.clone());
             Load::start(t0, 4, Duration::from_millis(20), move |i| {
-                let (url, current, stale, client) = (url.clone(), current.clone(), stale.clone(), client.clone());
+                let (url, current, stale, client) =
+                    (url.clone(), current.clone(), stale.clone(), client.clone());
                 async move {
                     let is_stale = i % 5 == 4;
                     let u = (mix(i) % USERS) as usize;
                     let token = if is_stale { &stale[u] } else { &current[u] };
-                    (status_of(&client, &url, token).await, u8::from(is_stale), u as u8)
+                    (
+                        status_of(&client, &url, token).await,
+                        u8::from(is_stale),
+                        u as u8,
+                    )
                 }
             })
         };
@@ -1029,8 +1172,17 @@ mod run {
         let events = inbound.finish().await;
 
         if std::env::var_os("FAULTS_TRACE").is_some() {
-            for e in events.iter().filter(|e| e.at + Duration::from_secs(1) >= kill_at && e.at < kill_at + Duration::from_secs(4)) {
-                println!("trace: {:>8.3} s tag {} code {} took {:.1} ms user {}", (e.at.as_secs_f64() - kill_at.as_secs_f64()), e.tag, e.code, e.took.as_secs_f64() * 1e3, e.note);
+            for e in events.iter().filter(|e| {
+                e.at + Duration::from_secs(1) >= kill_at && e.at < kill_at + Duration::from_secs(4)
+            }) {
+                println!(
+                    "trace: {:>8.3} s tag {} code {} took {:.1} ms user {}",
+                    (e.at.as_secs_f64() - kill_at.as_secs_f64()),
+                    e.tag,
+                    e.code,
+                    e.took.as_secs_f64() * 1e3,
+                    e.note
+                );
             }
         }
         if std::env::var_os("FAULTS_TRACE").is_some() {
@@ -1044,16 +1196,51 @@ mod run {
         let out_failed = out_events.iter().filter(|e| e.code != 200).count();
         let limit = kill_at + staleness + lookup_timeout + Duration::from_millis(500);
         let valid: Vec<&Event> = events.iter().filter(|e| e.tag == 0).collect();
-        let before_failed = valid.iter().filter(|e| e.at < kill_at && e.code != 200).count();
-        let late_200 = valid.iter().filter(|e| e.at > limit && e.at < restart_at && e.code == 200).count();
-        let refused_503 = valid.iter().filter(|e| e.at > limit && e.at < restart_at && e.code == 503).count();
-        let refused_total = valid.iter().filter(|e| e.at > limit && e.at < restart_at).count();
-        let first_503 = valid.iter().find(|e| e.at >= kill_at && e.code == 503).map(|e| e.at - kill_at);
-        let last_200 = valid.iter().filter(|e| e.at >= kill_at && e.at < restart_at && e.code == 200).map(|e| e.at - kill_at).max();
+        let before_failed = valid
+            .iter()
+            .filter(|e| e.at < kill_at && e.code != 200)
+            .count();
+        let late_200 = valid
+            .iter()
+            .filter(|e| e.at > limit && e.at < restart_at && e.code == 200)
+            .count();
+        let refused_503 = valid
+            .iter()
+            .filter(|e| e.at > limit && e.at < restart_at && e.code == 503)
+            .count();
+        let refused_total = valid
+            .iter()
+            .filter(|e| e.at > limit && e.at < restart_at)
+            .count();
+        let first_503 = valid
+            .iter()
+            .find(|e| e.at >= kill_at && e.code == 503)
+            .map(|e| e.at - kill_at);
+        let last_200 = valid
+            .iter()
+            .filter(|e| e.at >= kill_at && e.at < restart_at && e.code == 200)
+            .map(|e| e.at - kill_at)
+            .max();
         let rec = recovery(valid.iter().copied(), up_at);
-        let stale_200 = events.iter().filter(|e| e.tag == 1 && e.code == 200).count();
-        let stale_bad = events.iter().filter(|e| e.tag == 1 && e.code != 401 && e.code != 503).count();
-        let pass = checks![out_failed == 0, !out_events.is_empty(), before_failed == 0, late_200 == 0, refused_503 == refused_total, refused_total > 0, rec.within(Duration::from_secs(5)), stale_200 == 0, stale_bad == 0];
+        let stale_200 = events
+            .iter()
+            .filter(|e| e.tag == 1 && e.code == 200)
+            .count();
+        let stale_bad = events
+            .iter()
+            .filter(|e| e.tag == 1 && e.code != 401 && e.code != 503)
+            .count();
+        let pass = checks![
+            out_failed == 0,
+            !out_events.is_empty(),
+            before_failed == 0,
+            late_200 == 0,
+            refused_503 == refused_total,
+            refused_total > 0,
+            rec.within(Duration::from_secs(5)),
+            stale_200 == 0,
+            stale_bad == 0
+        ];
         table.row(
             &format!("Redis killed (SIGKILL) for {} s, restarted (`pv` staleness bound {}, lookup timeout {})", down.as_secs(), secs(staleness), secs(lookup_timeout)),
             "outbound (token store in Redis): 0 failures; `pv` route: 200 until the staleness bound, then 503 (never a stale 200), outdated `pv` never 200; recovery",
@@ -1119,17 +1306,23 @@ mod run {
 
     async fn fetch_token(client: &HttpClient, base: &str) -> Result<String, BoxError> {
         use base64::Engine as _;
-        let basic = base64::engine::general_purpose::STANDARD.encode("orders:test-only-client-secret");
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode("orders:test-only-client-secret");
         let req = http::Request::post(format!("{base}/oauth2/token"))
             .header("authorization", format!("Basic {basic}"))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(Full::new(Bytes::from_static(b"grant_type=client_credentials&scope=orders.read")))?;
+            .body(Full::new(Bytes::from_static(
+                b"grant_type=client_credentials&scope=orders.read",
+            )))?;
         let r = send(client, req, Duration::from_secs(5)).await?;
         if r.status != 200 {
             return Err(format!("token endpoint answered {}", r.status).into());
         }
         let v: Value = serde_json::from_slice(&r.body)?;
-        Ok(v["access_token"].as_str().ok_or("no access_token")?.to_owned())
+        Ok(v["access_token"]
+            .as_str()
+            .ok_or("no access_token")?
+            .to_owned())
     }
 
     fn kid_of(token: &str) -> String {
@@ -1144,20 +1337,40 @@ mod run {
     }
 
     async fn issuer_replica(table: &mut Table, s: u64) -> Result<(), BoxError> {
-        let dir = std::env::temp_dir().join(format!("tower-bearer-faults-keys-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("tower-bearer-faults-keys-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let hash = PasswordHasher::new(1).hash(b"test-only-client-secret").await?;
+        let hash = PasswordHasher::new(1)
+            .hash(b"test-only-client-secret")
+            .await?;
         let mut a = replica(&dir, &hash).await?;
         let b = replica(&dir, &hash).await?;
         let bases = [a.http.base(), b.http.base()];
-        let first_kid = a.server.as_ref().ok_or("replica a")?.keys().signing_key().kid().to_owned();
-        if b.server.as_ref().ok_or("replica b")?.keys().signing_key().kid() != first_kid {
+        let first_kid = a
+            .server
+            .as_ref()
+            .ok_or("replica a")?
+            .keys()
+            .signing_key()
+            .kid()
+            .to_owned();
+        if b.server
+            .as_ref()
+            .ok_or("replica b")?
+            .keys()
+            .signing_key()
+            .kid()
+            != first_kid
+        {
             return Err("the replicas do not share their signing key".into());
         }
         // The resource server reads the JWKS from the survivor (behind a load balancer, the
         // JWKS URL would reach whichever replica is up).
         let verifier = Verifier::builder()
-            .issuer(IssuerConfig::jwks_uri("https://auth.faults.test", format!("{}/oauth2/jwks", bases[1])))
+            .issuer(IssuerConfig::jwks_uri(
+                "https://auth.faults.test",
+                format!("{}/oauth2/jwks", bases[1]),
+            ))
             .audience(AUD)
             .remote_options(fast_remote())
             .build()?;
@@ -1173,9 +1386,21 @@ mod run {
         let retried = Arc::new(AtomicU64::new(0));
         let t0 = Instant::now();
         let load = {
-            let (bases, url, client, kids, retried) = (bases.clone(), url.clone(), client.clone(), kids.clone(), retried.clone());
+            let (bases, url, client, kids, retried) = (
+                bases.clone(),
+                url.clone(),
+                client.clone(),
+                kids.clone(),
+                retried.clone(),
+            );
             Load::start(t0, 4, Duration::from_millis(50), move |i| {
-                let (bases, url, client, kids, retried) = (bases.clone(), url.clone(), client.clone(), kids.clone(), retried.clone());
+                let (bases, url, client, kids, retried) = (
+                    bases.clone(),
+                    url.clone(),
+                    client.clone(),
+                    kids.clone(),
+                    retried.clone(),
+                );
                 async move {
                     let first = (i % 2) as usize;
                     let token = match fetch_token(&client, &bases[first]).await {
@@ -1188,7 +1413,11 @@ mod run {
                             }
                         }
                     };
-                    *kids.lock().expect("not poisoned").entry(kid_of(&token)).or_default() += 1;
+                    *kids
+                        .lock()
+                        .expect("not poisoned")
+                        .entry(kid_of(&token))
+                        .or_default() += 1;
                     (status_of(&client, &url, &token).await, 0, 0)
                 }
             })
@@ -1201,12 +1430,25 @@ mod run {
         a.kill();
         tokio::time::sleep(Duration::from_secs(6 + s / 8)).await;
         let events = load.finish().await;
-        let survivor_kid = b.server.as_ref().ok_or("replica b")?.keys().signing_key().kid().to_owned();
+        let survivor_kid = b
+            .server
+            .as_ref()
+            .ok_or("replica b")?
+            .keys()
+            .signing_key()
+            .kid()
+            .to_owned();
         let failed = events.iter().filter(|e| e.code != 200).count();
         let after_kill = events.iter().filter(|e| e.at > kill_at).count();
         let kids = kids.lock().expect("not poisoned").clone();
         let new_kid_tokens = kids.get(&survivor_kid).copied().unwrap_or(0);
-        let pass = checks![failed == 0, after_kill > 0, survivor_kid != first_kid, new_kid_tokens > 0, kids.get(&first_kid).copied().unwrap_or(0) > 0];
+        let pass = checks![
+            failed == 0,
+            after_kill > 0,
+            survivor_kid != first_kid,
+            new_kid_tokens > 0,
+            kids.get(&first_kid).copied().unwrap_or(0) > 0
+        ];
         table.row(
             "Issuer replica killed mid-rotation (2 replicas on one key directory; the next key published, then one replica's server dropped)",
             "the survivor completes the rotation; its tokens verify; 0 failures for clients that retry against the survivor",
@@ -1267,14 +1509,24 @@ mod run {
         if run("issuer-replica") {
             issuer_replica(&mut table, seconds).await?;
         }
-        let failed: Vec<&str> = table.rows.iter().filter(|r| !r.pass).map(|r| r.fault.as_str()).collect();
+        let failed: Vec<&str> = table
+            .rows
+            .iter()
+            .filter(|r| !r.pass)
+            .map(|r| r.fault.as_str())
+            .collect();
         let mut md = String::new();
         let _ = writeln!(
             md,
-            "Last full run: UTC epoch {started}, SECONDS={seconds}, {} in all; {machine}; release build.\n",
-            secs(t.elapsed())
+            "Run of {}, SECONDS={seconds}, {} in all; {machine}; {} build.\n",
+            date_utc(started),
+            secs(t.elapsed()),
+            profile()
         );
-        let _ = writeln!(md, "| fault | expected | observed | result |\n|---|---|---|---|");
+        let _ = writeln!(
+            md,
+            "| fault | expected | observed | result |\n|---|---|---|---|"
+        );
         for r in &table.rows {
             let _ = writeln!(
                 md,
@@ -1296,7 +1548,11 @@ mod run {
         if !failed.is_empty() {
             return Err(format!("faults FAILED: {}", failed.join("; ")).into());
         }
-        println!("\nfaults: PASS ({} rows in {})", table.rows.len(), secs(t.elapsed()));
+        println!(
+            "\nfaults: PASS ({} rows in {})",
+            table.rows.len(),
+            secs(t.elapsed())
+        );
         Ok(())
     }
 }

@@ -38,8 +38,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use reliability::{
-    cpu_ticks, http_client, http_get, machine, now_unix, quantile_ms, record_section, rss_kib,
-    ticks_per_second, BoxError, Switch,
+    cpu_ticks, date_utc, http_client, http_get, machine, now_unix, profile, quantile_ms,
+    record_section, rss_kib, ticks_per_second, BoxError, Switch,
 };
 use serde_json::json;
 use tower_bearer::authz::{AccessRules, AuthorizeLayer, DefaultAction, Requirement, Rule};
@@ -157,7 +157,10 @@ fn server_main(args: &[String]) -> Result<(), BoxError> {
             // Ends when the parent closes our stdin (or dies).
             let eof = tokio::task::spawn_blocking(|| {
                 let mut line = String::new();
-                while std::io::stdin().read_line(&mut line).map_or(false, |n| n > 0) {
+                while std::io::stdin()
+                    .read_line(&mut line)
+                    .map_or(false, |n| n > 0)
+                {
                     line.clear();
                 }
             });
@@ -221,7 +224,12 @@ struct Tokens {
 }
 
 impl Tokens {
-    fn generate(key: &SigningKey, issuer: &str, users: usize, seconds: u64) -> Result<Self, BoxError> {
+    fn generate(
+        key: &SigningKey,
+        issuer: &str,
+        users: usize,
+        seconds: u64,
+    ) -> Result<Self, BoxError> {
         let now = now_unix();
         let claims = |u: usize, pv: i64, exp: u64| {
             json!({
@@ -275,7 +283,10 @@ struct Sample {
 async fn load_main(args: Args) -> Result<(), BoxError> {
     let started_wall = now_unix();
     let machine = machine();
-    println!("soak: {} s at {} req/s, {} users; {machine}", args.seconds, args.rate, args.users);
+    println!(
+        "soak: {} s at {} req/s, {} users; {machine}",
+        args.seconds, args.rate, args.users
+    );
 
     // The identity provider's JWKS endpoint (real HTTP).
     let key = SigningKey::generate(Algorithm::ES256)?;
@@ -300,7 +311,11 @@ async fn load_main(args: Args) -> Result<(), BoxError> {
 
     let t = Instant::now();
     let tokens = Arc::new(Tokens::generate(&key, &issuer, args.users, args.seconds)?);
-    println!("soak: {} tokens signed in {:?}", tokens.valid.len() + 2 * tokens.expired.len(), t.elapsed());
+    println!(
+        "soak: {} tokens signed in {:?}",
+        tokens.valid.len() + 2 * tokens.expired.len(),
+        t.elapsed()
+    );
 
     // The server process.
     let exe = std::env::current_exe()?;
@@ -336,8 +351,9 @@ async fn load_main(args: Args) -> Result<(), BoxError> {
     drop(idp);
     let report = result?;
     let text = format!(
-        "Last full run: {} (UTC epoch {started_wall}), {machine}; release build.\n\n{}",
+        "Run of {}, {machine}; {} build.\n\n{}",
         date_utc(started_wall),
+        profile(),
         report.markdown
     );
     println!("\n{text}");
@@ -368,7 +384,13 @@ async fn drive(
     let orders = format!("{base}/api/orders");
     let admin = format!("{base}/api/admin");
     // The server answers before the load starts (its first JWKS fetch done).
-    let probe = http_get(&client, &orders, Some(&tokens.valid[0]), Duration::from_secs(10)).await?;
+    let probe = http_get(
+        &client,
+        &orders,
+        Some(&tokens.valid[0]),
+        Duration::from_secs(10),
+    )
+    .await?;
     if probe.status != 200 {
         return Err(format!("first request answered {}", probe.status).into());
     }
@@ -386,9 +408,19 @@ async fn drive(
 
     let mut workers = Vec::new();
     for _ in 0..CONNECTIONS {
-        let (client, orders, admin, tokens) = (client.clone(), orders.clone(), admin.clone(), tokens.clone());
-        let (counts, latencies, examples, next, stop) =
-            (counts.clone(), latencies.clone(), examples.clone(), next.clone(), stop.clone());
+        let (client, orders, admin, tokens) = (
+            client.clone(),
+            orders.clone(),
+            admin.clone(),
+            tokens.clone(),
+        );
+        let (counts, latencies, examples, next, stop) = (
+            counts.clone(),
+            latencies.clone(),
+            examples.clone(),
+            next.clone(),
+            stop.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
@@ -471,7 +503,11 @@ async fn drive(
     }
 
     // RSS and CPU of the server, sampled on a fixed interval.
-    let interval = if args.seconds >= 100 { 10 } else { (args.seconds / 10).max(1) };
+    let interval = if args.seconds >= 100 {
+        10
+    } else {
+        (args.seconds / 10).max(1)
+    };
     let tck = ticks_per_second();
     let cpu0 = cpu_ticks(pid).unwrap_or(0);
     let mut samples = vec![Sample {
@@ -480,13 +516,20 @@ async fn drive(
         requests: 0,
     }];
     let mut warm_at: Option<usize> = None;
-    let mut tick = tokio::time::interval_at(start + Duration::from_secs(interval), Duration::from_secs(interval));
+    let mut tick = tokio::time::interval_at(
+        start + Duration::from_secs(interval),
+        Duration::from_secs(interval),
+    );
     loop {
         let at = tick.tick().await;
         let sent = counts.sent.load(Ordering::Relaxed);
         let rss = rss_kib(pid).ok_or("the server process is gone")?;
         let at_s = (at - start).as_secs();
-        samples.push(Sample { at_s, rss_kib: rss, requests: sent });
+        samples.push(Sample {
+            at_s,
+            rss_kib: rss,
+            requests: sent,
+        });
         if warm_at.is_none() && sent >= warm_requests && at_s >= args.seconds / 4 {
             warm_at = Some(samples.len() - 1);
         }
@@ -553,16 +596,32 @@ async fn drive(
     use std::fmt::Write as _;
     let _ = writeln!(md, "| setting | value |\n|---|---|");
     let _ = writeln!(md, "| duration | {} s |", args.seconds);
-    let _ = writeln!(md, "| target rate | {} req/s (64 connections, one load generator on the same machine) |", args.rate);
+    let _ = writeln!(
+        md,
+        "| target rate | {} req/s (64 connections, one load generator on the same machine) |",
+        args.rate
+    );
     let _ = writeln!(md, "| rate held | {held:.0} req/s ({sent} requests; {late} sent more than 100 ms after their turn) |");
-    let _ = writeln!(md, "| users | {} distinct (tokens and policy versions) |", args.users);
+    let _ = writeln!(
+        md,
+        "| users | {} distinct (tokens and policy versions) |",
+        args.users
+    );
     let mix = KINDS
         .iter()
-        .map(|k| format!("{k:?} {}", counts.by_kind[k.index()].load(Ordering::Relaxed)))
+        .map(|k| {
+            format!(
+                "{k:?} {}",
+                counts.by_kind[k.index()].load(Ordering::Relaxed)
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ");
     let _ = writeln!(md, "| mix (expected 200 / 403 / 401 ×4) | {mix} |");
-    let _ = writeln!(md, "| unexpected statuses | **{unexpected}** (transport errors {transport}) |");
+    let _ = writeln!(
+        md,
+        "| unexpected statuses | **{unexpected}** (transport errors {transport}) |"
+    );
     let _ = writeln!(
         md,
         "| latency p50 / p99 / max | {:.2} / {:.2} / {:.2} ms |",
@@ -570,8 +629,15 @@ async fn drive(
         quantile_ms(&lat, 0.99),
         quantile_ms(&lat, 1.0)
     );
-    let _ = writeln!(md, "| server CPU per request | {cpu_us:.1} µs (user + system, /proc/<pid>/stat) |");
-    let _ = writeln!(md, "| JWKS fetches by the server | {} |", jwks_hits.load(Ordering::Relaxed));
+    let _ = writeln!(
+        md,
+        "| server CPU per request | {cpu_us:.1} µs (user + system, /proc/<pid>/stat) |"
+    );
+    let _ = writeln!(
+        md,
+        "| JWKS fetches by the server | {} |",
+        jwks_hits.load(Ordering::Relaxed)
+    );
     let _ = writeln!(
         md,
         "| RSS after warm-up → end | {warm_rss:.0} KiB → {end_rss:.0} KiB (**{drift:+.1} %**, bound ±10 %) |"
@@ -589,20 +655,4 @@ async fn drive(
         markdown: md,
         failures,
     })
-}
-
-/// `YYYY-MM-DD HH:MM UTC` from epoch seconds (civil-from-days, no date crate needed).
-fn date_utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", rem / 3600, (rem % 3600) / 60)
 }

@@ -157,10 +157,7 @@ fn server_main(args: &[String]) -> Result<(), BoxError> {
             // Ends when the parent closes our stdin (or dies).
             let eof = tokio::task::spawn_blocking(|| {
                 let mut line = String::new();
-                while std::io::stdin()
-                    .read_line(&mut line)
-                    .map_or(false, |n| n > 0)
-                {
+                while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
                     line.clear();
                 }
             });

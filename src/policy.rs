@@ -265,9 +265,13 @@ impl Checker {
             _ => None,
         };
         // On an error the guard is dropped unfilled: the next waiter looks up itself.
+        // The answer is as old as the question: the source may have read it at any time after
+        // the lookup started, so its age counts from then (a slow lookup must not stretch the
+        // staleness bound).
+        let asked = Instant::now();
         let v = self.settings.source.current(user).await?;
         if let Some(guard) = guard {
-            let _ = guard.insert((v, Instant::now()));
+            let _ = guard.insert((v, asked));
         }
         Ok(v)
     }
@@ -725,6 +729,44 @@ mod tests {
             http::StatusCode::OK
         );
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// Regression: the cached answer's age counted from the end of the lookup, so a slow
+    /// source stretched the staleness bound by the lookup's duration (up to the lookup
+    /// timeout). It counts from the start now.
+    #[tokio::test]
+    async fn staleness_counts_from_the_start_of_a_slow_lookup() {
+        #[derive(Debug)]
+        struct Slow(Arc<AtomicUsize>);
+        impl PolicyVersions for Slow {
+            fn current(&self, _: &str) -> BoxFuture<'static, Result<Option<i64>, BoxError>> {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok(Some(3))
+                })
+            }
+        }
+        let calls = Arc::new(AtomicUsize::new(0));
+        let svc = PolicyVersionLayer::new(Arc::new(Slow(calls.clone())))
+            .with_max_staleness(Duration::from_millis(500))
+            .layer(ok_service());
+        let alice = user(serde_json::json!({"sub": "alice", "uid": "u-1", "pv": 3}));
+        assert_eq!(
+            svc.clone().oneshot(request(&alice)).await.unwrap().status(),
+            http::StatusCode::OK
+        );
+        // 300 ms after the answer came, at least 600 ms after it was asked for: past the bound.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            svc.clone().oneshot(request(&alice)).await.unwrap().status(),
+            http::StatusCode::OK
+        );
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "an answer older than the bound (counted from its lookup's start) is looked up again"
+        );
     }
 
     #[tokio::test]

@@ -401,9 +401,13 @@ impl Checker {
             _ => None,
         };
         // On an error the guard is dropped unfilled: the next waiter looks up itself.
+        // The answer is as old as the question: the source may have read it at any time after
+        // the lookup started, so its age counts from then (a slow lookup must not stretch the
+        // staleness bound).
+        let asked = Instant::now();
         let v = self.settings.source.is_revoked(jti, sid).await?;
         if let Some(guard) = guard {
-            let _ = guard.insert((v, Instant::now()));
+            let _ = guard.insert((v, asked));
         }
         Ok(v)
     }
@@ -922,6 +926,47 @@ mod tests {
         assert_eq!(
             svc.oneshot(tok()).await.unwrap().status(),
             http::StatusCode::UNAUTHORIZED
+        );
+    }
+
+    /// Regression: a "not revoked" answer's age counted from the end of the lookup, so a slow
+    /// source stretched the staleness bound by the lookup's duration. It counts from the start.
+    #[tokio::test]
+    async fn staleness_counts_from_the_start_of_a_slow_lookup() {
+        #[derive(Debug)]
+        struct Slow(Arc<AtomicUsize>);
+        impl RevocationSource for Slow {
+            fn is_revoked(
+                &self,
+                _: Option<&str>,
+                _: Option<&str>,
+            ) -> BoxFuture<'static, Result<bool, StoreError>> {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                Box::pin(async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok(false)
+                })
+            }
+        }
+        let calls = Arc::new(AtomicUsize::new(0));
+        let svc = RevocationLayer::new(Arc::new(Slow(calls.clone())))
+            .with_max_staleness(Duration::from_millis(500))
+            .layer(ok_service());
+        let tok = || request(serde_json::json!({"sub": "a", "jti": "t-1"}));
+        assert_eq!(
+            svc.clone().oneshot(tok()).await.unwrap().status(),
+            http::StatusCode::OK
+        );
+        // 300 ms after the answer came, at least 600 ms after it was asked for: past the bound.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            svc.clone().oneshot(tok()).await.unwrap().status(),
+            http::StatusCode::OK
+        );
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "an answer older than the bound (counted from its lookup's start) is looked up again"
         );
     }
 

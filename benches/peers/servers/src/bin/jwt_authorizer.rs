@@ -35,8 +35,8 @@ fn main() {
                 .await
                 .unwrap();
             let routes = Router::new().route("/hello", get(hello));
-            let wrapped = routes.map_response(Res);
-            let svc = auth.into_layer().layer(wrapped).map_response(|r: Res| r.0);
+            let wrapped = ServiceExt::<Request<Body>>::map_response(routes, Res);
+            let svc = ServiceExt::<Request<Body>>::map_response(auth.into_layer().layer(wrapped), |r: Res| r.0);
             Router::new().fallback_service(svc)
         })
     });

@@ -158,7 +158,7 @@ fn write(results: &str, gate: &str, out: &str, conditions: &str) {
          ratios within one run are what to compare. `{conditions}`.\n"
     )
     .unwrap();
-    writeln!(md, "## Correctness gate (HTTP status per case; all must be refused)\n").unwrap();
+    writeln!(md, "## Correctness gate (HTTP status per case: the valid token must pass, every other case be refused)\n").unwrap();
     let mut cases: Vec<String> = Vec::new();
     let mut gate_rows: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for line in std::fs::read_to_string(gate).unwrap().lines() {

@@ -1861,6 +1861,53 @@ mod tests {
         }
     }
 
+    /// Only headers of tokens whose signature verified are remembered, at most
+    /// `KNOWN_HEADERS`, and a remembered header never stands in for the signature or the claims.
+    #[test]
+    fn remembered_headers_skip_nothing_but_the_parse() {
+        let k = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let v = Verifier::builder()
+            .issuer(IssuerConfig::static_keys(MAIN, keys(&k)))
+            .audience("orders")
+            .token_cache(0)
+            .build()
+            .unwrap();
+        let known = |v: &Verifier| v.inner.headers.load().len();
+        let good = token(&k, MAIN, json!({}));
+        let (msg, _) = good.rsplit_once('.').unwrap();
+        let forged = format!("{msg}.{}", "A".repeat(86));
+        assert_eq!(
+            v.try_verify(&forged).unwrap_err(),
+            AuthError::InvalidToken(TokenError::InvalidSignature)
+        );
+        assert_eq!(known(&v), 0, "unsigned headers are not remembered");
+        assert!(v.try_verify(&good).is_ok());
+        assert_eq!(known(&v), 1);
+        // Same header: the signature and the claims are still checked.
+        assert_eq!(
+            v.try_verify(&forged).unwrap_err(),
+            AuthError::InvalidToken(TokenError::InvalidSignature)
+        );
+        let other_aud = token(&k, MAIN, json!({"aud": "billing"}));
+        assert_eq!(
+            v.try_verify(&other_aud).unwrap_err(),
+            AuthError::InvalidToken(TokenError::AudienceMismatch)
+        );
+        assert!(v.try_verify(&good).is_ok());
+        assert_eq!(known(&v), 1);
+        // Distinct signed headers (a `typ` each) up to the bound, then no more.
+        for i in 0..KNOWN_HEADERS + 4 {
+            let header =
+                json!({"alg": "EdDSA", "kid": k.public_jwk()["kid"], "typ": format!("t{i}+jwt")});
+            let claims = json!({"iss": MAIN, "aud": "orders", "exp": 4_000_000_000u64});
+            let t = k
+                .sign_raw(header.to_string().as_bytes(), claims.to_string().as_bytes())
+                .unwrap();
+            assert!(v.try_verify(&t).is_ok());
+        }
+        assert_eq!(known(&v), KNOWN_HEADERS);
+    }
+
     #[test]
     fn partner_users_never_collide_with_main_users() {
         let two = Two::new();

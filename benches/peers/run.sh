@@ -104,6 +104,9 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+mkdir -p "$(dirname "$REPORT")"
 "$BIN/report" write "$RESULTS" "$GATE" "$REPORT" \
   "rounds=$ROUNDS seconds=$DUR connections=$CONN load_start=$LOAD_START load_end=$LOAD_END"
+# The last callgrind table (benches/peers/callgrind.sh; kept by hand in callgrind.md).
+cat callgrind.md >>"$REPORT"
 echo "report: $REPORT" >&2

@@ -130,12 +130,7 @@ fn run_verify(v: &Verifier, toks: &[String], n: usize) -> usize {
     ok
 }
 
-fn run_floor(
-    key: &signature::ParsedPublicKey,
-    msg: &[u8],
-    sig: &[u8],
-    n: usize,
-) -> usize {
+fn run_floor(key: &signature::ParsedPublicKey, msg: &[u8], sig: &[u8], n: usize) -> usize {
     let mut ok = 0;
     for _ in 0..n {
         ok += usize::from(key.verify_sig(black_box(msg), black_box(sig)).is_ok());
@@ -146,7 +141,9 @@ fn run_floor(
 fn run_token(m: &TokenManager, n: usize) -> usize {
     let mut ok = 0;
     for _ in 0..n {
-        ok += usize::from(now_or_never(m.token(black_box("service-system"), black_box("internal"))).is_ok());
+        ok += usize::from(
+            now_or_never(m.token(black_box("service-system"), black_box("internal"))).is_ok(),
+        );
     }
     ok
 }
@@ -244,9 +241,12 @@ fn main() {
             if scenario == "floor" {
                 let jwk = t.key.public_jwk();
                 let b = |k: &str| URL_SAFE_NO_PAD.decode(jwk[k].as_str().unwrap()).unwrap();
-                let key = RsaPublicKeyComponents { n: b("n"), e: b("e") }
-                    .to_parsed_public_key(&signature::RSA_PKCS1_2048_8192_SHA256)
-                    .unwrap();
+                let key = RsaPublicKeyComponents {
+                    n: b("n"),
+                    e: b("e"),
+                }
+                .to_parsed_public_key(&signature::RSA_PKCS1_2048_8192_SHA256)
+                .unwrap();
                 let (msg, sig) = t.tokens[0].rsplit_once('.').unwrap();
                 let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
                 run_floor(&key, msg.as_bytes(), &sig, 2);

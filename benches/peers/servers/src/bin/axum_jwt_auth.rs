@@ -21,12 +21,22 @@ async fn hello(c: axum_jwt_auth::Claims<Claims>) -> String {
 
 fn main() {
     let set: JwkSet = serde_json::from_str(&peer_servers::jwks()).unwrap();
-    let keys = set.keys.iter().map(|k| DecodingKey::from_jwk(k).unwrap()).collect();
+    let keys = set
+        .keys
+        .iter()
+        .map(|k| DecodingKey::from_jwk(k).unwrap())
+        .collect();
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_issuer(&[ISS]);
     validation.set_audience(&[AUD]);
-    let decoder = LocalDecoder::builder().keys(keys).validation(validation).build().unwrap();
-    let state = State { decoder: Arc::new(decoder) };
+    let decoder = LocalDecoder::builder()
+        .keys(keys)
+        .validation(validation)
+        .build()
+        .unwrap();
+    let state = State {
+        decoder: Arc::new(decoder),
+    };
     peer_servers::serve(move || {
         Box::pin(async move { Router::new().route("/hello", get(hello)).with_state(state) })
     });

@@ -14,9 +14,12 @@ fn main() {
     let jwks: serde_json::Value = serde_json::from_str(&peer_servers::jwks()).unwrap();
     let jwk = &jwks["keys"][0];
     let b = |k: &str| URL_SAFE_NO_PAD.decode(jwk[k].as_str().unwrap()).unwrap();
-    let key: ParsedPublicKey = RsaPublicKeyComponents { n: b("n"), e: b("e") }
-        .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
-        .unwrap();
+    let key: ParsedPublicKey = RsaPublicKeyComponents {
+        n: b("n"),
+        e: b("e"),
+    }
+    .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+    .unwrap();
     let check = move |token: &str| -> Option<Claims> {
         let (msg, sig) = token.rsplit_once('.')?;
         let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;

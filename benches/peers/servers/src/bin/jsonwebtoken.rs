@@ -15,7 +15,12 @@ fn main() {
     let keys: HashMap<String, DecodingKey> = set
         .keys
         .iter()
-        .map(|k| (k.common.key_id.clone().unwrap(), DecodingKey::from_jwk(k).unwrap()))
+        .map(|k| {
+            (
+                k.common.key_id.clone().unwrap(),
+                DecodingKey::from_jwk(k).unwrap(),
+            )
+        })
         .collect();
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_issuer(&[ISS]);
@@ -23,7 +28,9 @@ fn main() {
     let check = move |token: &str| -> Option<Claims> {
         let header = decode_header(token).ok()?;
         let key = keys.get(header.kid.as_deref()?)?;
-        decode::<Claims>(token, key, &validation).ok().map(|d| d.claims)
+        decode::<Claims>(token, key, &validation)
+            .ok()
+            .map(|d| d.claims)
     };
     peer_servers::serve(move || {
         Box::pin(async move {

@@ -22,7 +22,10 @@ impl From<jwt_authorizer::AuthError> for Res {
 }
 
 async fn hello(req: Request<Body>) -> String {
-    let data = req.extensions().get::<jwt9::TokenData<Claims>>().expect("claims");
+    let data = req
+        .extensions()
+        .get::<jwt9::TokenData<Claims>>()
+        .expect("claims");
     peer_servers::hello(&data.claims.sub)
 }
 
@@ -36,7 +39,10 @@ fn main() {
                 .unwrap();
             let routes = Router::new().route("/hello", get(hello));
             let wrapped = ServiceExt::<Request<Body>>::map_response(routes, Res);
-            let svc = ServiceExt::<Request<Body>>::map_response(auth.into_layer().layer(wrapped), |r: Res| r.0);
+            let svc = ServiceExt::<Request<Body>>::map_response(
+                auth.into_layer().layer(wrapped),
+                |r: Res| r.0,
+            );
             Router::new().fallback_service(svc)
         })
     });

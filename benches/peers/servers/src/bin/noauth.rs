@@ -4,6 +4,8 @@ use axum::Router;
 
 fn main() {
     peer_servers::serve(|| {
-        Box::pin(async { Router::new().route("/hello", get(|| async { peer_servers::hello("anonymous") })) })
+        Box::pin(async {
+            Router::new().route("/hello", get(|| async { peer_servers::hello("anonymous") }))
+        })
     });
 }

@@ -10,7 +10,10 @@ const LABELS: [(&str, &str); 7] = [
     ("floor", "hand-written floor (aws-lc key, iss/aud/exp)"),
     ("jsonwebtoken", "bare jsonwebtoken 11 (aws-lc)"),
     ("jwt_authorizer", "jwt-authorizer 0.15"),
-    ("axum_jwt_auth", "axum-jwt-auth 0.7 (jsonwebtoken 10, rust_crypto)"),
+    (
+        "axum_jwt_auth",
+        "axum-jwt-auth 0.7 (jsonwebtoken 10, rust_crypto)",
+    ),
     ("tower_bearer", "tower-bearer, cache on"),
     ("tower_bearer_nocache", "tower-bearer, cache off"),
 ];
@@ -20,7 +23,9 @@ fn label(c: &str) -> &str {
 }
 
 fn micros(v: &str) -> f64 {
-    let split = v.find(|ch: char| ch.is_ascii_alphabetic()).unwrap_or(v.len());
+    let split = v
+        .find(|ch: char| ch.is_ascii_alphabetic())
+        .unwrap_or(v.len());
     let (n, unit) = v.split_at(split);
     let n: f64 = n.parse().unwrap_or(f64::NAN);
     match unit {
@@ -43,7 +48,11 @@ fn parse_wrk() {
             ["99%", v] => p99 = micros(v),
             [n, "requests", "in", t, ..] => {
                 req = n.parse().unwrap_or(0);
-                secs = t.trim_end_matches(',').trim_end_matches('s').parse().unwrap_or(0.0);
+                secs = t
+                    .trim_end_matches(',')
+                    .trim_end_matches('s')
+                    .parse()
+                    .unwrap_or(0.0);
             }
             ["Requests/sec:", v] => rps = v.parse().unwrap_or(0.0),
             ["Non-2xx", "or", "3xx", "responses:", n] => non2xx = n.parse().unwrap_or(0),
@@ -111,8 +120,15 @@ fn write(results: &str, gate: &str, out: &str, conditions: &str) {
         a.bad += f[10].parse::<u64>().unwrap_or(0) + f[11].parse::<u64>().unwrap_or(0);
     }
     let med = |s: &str, c: &str| {
-        agg.get(&(s.to_owned(), c.to_owned()))
-            .map(|a| (median(a.rps.clone()), median(a.cpu.clone()), median(a.p50.clone()), median(a.p99.clone()), a.bad))
+        agg.get(&(s.to_owned(), c.to_owned())).map(|a| {
+            (
+                median(a.rps.clone()),
+                median(a.cpu.clone()),
+                median(a.p50.clone()),
+                median(a.p99.clone()),
+                a.bad,
+            )
+        })
     };
     let mut md = String::new();
     let date = std::process::Command::new("date")
@@ -169,17 +185,26 @@ fn write(results: &str, gate: &str, out: &str, conditions: &str) {
         if !cases.iter().any(|c| c == f[1]) {
             cases.push(f[1].to_owned());
         }
-        gate_rows.entry(f[0].to_owned()).or_default().insert(f[1].to_owned(), f[2].to_owned());
+        gate_rows
+            .entry(f[0].to_owned())
+            .or_default()
+            .insert(f[1].to_owned(), f[2].to_owned());
     }
     writeln!(md, "| contender | {} |", cases.join(" | ")).unwrap();
     writeln!(md, "|---|{}", "---|".repeat(cases.len())).unwrap();
     for (c, _) in LABELS.iter().filter(|(c, _)| gate_rows.contains_key(*c)) {
         let row = &gate_rows[*c];
-        let cells: Vec<&str> = cases.iter().map(|k| row.get(k).map_or("-", String::as_str)).collect();
+        let cells: Vec<&str> = cases
+            .iter()
+            .map(|k| row.get(k).map_or("-", String::as_str))
+            .collect();
         writeln!(md, "| {} | {} |", label(c), cells.join(" | ")).unwrap();
     }
     writeln!(md).unwrap();
-    for (s, title) in [("one", "One token reused"), ("rotating", "1,000 rotating tokens")] {
+    for (s, title) in [
+        ("one", "One token reused"),
+        ("rotating", "1,000 rotating tokens"),
+    ] {
         writeln!(md, "## {title}\n").unwrap();
         writeln!(
             md,
@@ -190,10 +215,18 @@ fn write(results: &str, gate: &str, out: &str, conditions: &str) {
         let base = med(s, "noauth");
         let floor = med(s, "floor");
         for (c, _) in LABELS {
-            let Some((rps, cpu, p50, p99, bad)) = med(s, c) else { continue };
-            let x = |b: Option<(f64, f64, f64, f64, u64)>| b.map_or("-".to_owned(), |b| format!("{:.2}", rps / b.0));
+            let Some((rps, cpu, p50, p99, bad)) = med(s, c) else {
+                continue;
+            };
+            let x = |b: Option<(f64, f64, f64, f64, u64)>| {
+                b.map_or("-".to_owned(), |b| format!("{:.2}", rps / b.0))
+            };
             let d = base.map_or("-".to_owned(), |b| format!("{:+.1}", cpu - b.1));
-            let warn = if bad > 0 { format!(" ({bad} non-2xx/errors!)") } else { String::new() };
+            let warn = if bad > 0 {
+                format!(" ({bad} non-2xx/errors!)")
+            } else {
+                String::new()
+            };
             writeln!(
                 md,
                 "| {}{warn} | {rps:.0} | {} | {} | {cpu:.1} | {d} | {p50:.0} | {p99:.0} |",
@@ -212,7 +245,12 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("parse-wrk") => parse_wrk(),
-        Some("write") => write(&args[2], &args[3], &args[4], args.get(5).map_or("", String::as_str)),
+        Some("write") => write(
+            &args[2],
+            &args[3],
+            &args[4],
+            args.get(5).map_or("", String::as_str),
+        ),
         _ => {
             eprintln!("usage: report parse-wrk | report write RESULTS GATE OUT [CONDITIONS]");
             std::process::exit(2);

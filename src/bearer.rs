@@ -114,12 +114,16 @@ pub fn extract_bearer<'a>(
     let query_token = query_access_token(uri)?;
     let from_header = match header {
         None => None,
-        Some(value) => {
-            let value = value
-                .to_str()
-                .map_err(|_| AuthError::InvalidRequest(RequestError::MalformedHeader))?;
-            parse_authorization(value, opts.max_token_len)?
-        }
+        Some(value) => match well_formed_bearer(value.as_bytes(), opts.max_token_len) {
+            Some(token) => Some(token),
+            // Anything else takes the long way, which names the precise reason.
+            None => {
+                let value = value
+                    .to_str()
+                    .map_err(|_| AuthError::InvalidRequest(RequestError::MalformedHeader))?;
+                parse_authorization(value, opts.max_token_len)?
+            }
+        },
     };
     match (from_header, query_token) {
         (Some(_), Some(_)) => Err(AuthError::InvalidRequest(RequestError::MultipleCredentials)),
@@ -165,13 +169,46 @@ fn parse_authorization(value: &str, max_len: usize) -> Result<Option<&str>, Auth
     Ok(Some(token))
 }
 
+/// The common case in one pass over the bytes: `Bearer` (any case), one space, and a
+/// `b64token` within `max_len`. Returns exactly what [`parse_authorization`] would for such a
+/// value; `None` for anything else (which then takes the long way).
+fn well_formed_bearer(value: &[u8], max_len: usize) -> Option<&str> {
+    let (scheme, token) = value.split_at_checked(7)?;
+    if !scheme[..6].eq_ignore_ascii_case(b"bearer") || scheme[6] != b' ' {
+        return None;
+    }
+    if token.len() > max_len || !is_b64token_bytes(token) {
+        return None;
+    }
+    // Only ASCII is left: this cannot fail.
+    std::str::from_utf8(token).ok()
+}
+
+/// `B64TOKEN[b]`: `b` is one of `ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/"`.
+static B64TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    t
+};
+
 /// RFC 6750 `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 fn is_b64token(s: &str) -> bool {
-    let body = s.trim_end_matches('=');
+    is_b64token_bytes(s.as_bytes())
+}
+
+fn is_b64token_bytes(s: &[u8]) -> bool {
+    let pad = s.iter().rev().take_while(|b| **b == b'=').count();
+    let body = &s[..s.len() - pad];
+    // Branch-free over the body: tokens are long and almost always valid.
     !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+        && body
+            .iter()
+            .fold(true, |ok, b| ok & B64TOKEN[usize::from(*b)])
 }
 
 /// The `access_token` query parameter; more than one is an error.
@@ -212,6 +249,54 @@ mod tests {
             ..Default::default()
         };
         extract_bearer(req.headers(), req.uri(), &opts).map(|t| t.map(|t| t.into_owned()))
+    }
+
+    /// The one-pass fast path answers exactly as the long way whenever it answers at all.
+    #[test]
+    fn fast_path_agrees_with_the_long_way() {
+        let cases: &[&[u8]] = &[
+            b"Bearer a.b.c",
+            b"bearer a.b.c",
+            b"BEARER a.b.c",
+            b"Bearer  a.b.c",
+            b"Bearer a.b.c==",
+            b"Bearer =",
+            b"Bearer a=b",
+            b"Bearer ",
+            b"Bearer",
+            b"Bearerx a",
+            b"Basic abc",
+            b"Bearer a b",
+            b"Bearer a\tb",
+            b"Bearer a%b",
+            b"Bearer \xffa",
+            b"Bearer a\x7f",
+            b"Bearer ~+/-._AZaz09",
+            b"Bearer a.b.c ",
+            b"Bearer\ta",
+            b"bEaReR xyz===",
+        ];
+        for max in [3, 5, 4096] {
+            for v in cases {
+                let Some(fast) = well_formed_bearer(v, max) else {
+                    continue;
+                };
+                let slow = std::str::from_utf8(v)
+                    .ok()
+                    .map(|v| parse_authorization(v, max));
+                assert_eq!(slow, Some(Ok(Some(fast))), "{v:?} (max {max})");
+            }
+        }
+        // Every byte value, alone and inside a token.
+        for b in 0..=255u8 {
+            let v = [b"Bearer a".as_slice(), &[b], b"z"].concat();
+            if let Some(fast) = well_formed_bearer(&v, 4096) {
+                let slow = parse_authorization(std::str::from_utf8(&v).unwrap(), 4096);
+                assert_eq!(slow, Ok(Some(fast)), "byte {b}");
+            } else if B64TOKEN[usize::from(b)] {
+                panic!("byte {b} is a b64token byte but the fast path refused it");
+            }
+        }
     }
 
     #[test]

@@ -4,9 +4,10 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 
 use crate::claims::CurrentUser;
+use crate::jwks::KeySet;
 
 const SHARDS: usize = 16;
 
@@ -19,6 +20,10 @@ pub(crate) struct Entry {
     pub(crate) issuer: usize,
     pub(crate) kid: Option<Arc<str>>,
     pub(crate) fingerprint: [u8; 32],
+    /// The key snapshot the signature was checked against. While it is still the issuer's
+    /// current one, the key is still published (no lookup needed). The `Weak` keeps the
+    /// allocation, so the address cannot be reused by another snapshot meanwhile.
+    pub(crate) snapshot: Weak<KeySet>,
 }
 
 /// SHA-256 digests are uniformly distributed: their first 8 bytes are a good hash already.
@@ -56,9 +61,10 @@ impl TokenCache {
         &self.shards[usize::from(key[31]) % SHARDS]
     }
 
-    pub(crate) fn get(&self, key: &[u8; 32]) -> Option<Entry> {
+    /// Runs `f` on the entry for `key` under the shard's read lock (no copy of the entry).
+    pub(crate) fn with<R>(&self, key: &[u8; 32], f: impl FnOnce(&Entry) -> R) -> Option<R> {
         let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
-        shard.get(key).cloned()
+        shard.get(key).map(f)
     }
 
     pub(crate) fn remove(&self, key: &[u8; 32]) {
@@ -114,6 +120,7 @@ mod tests {
                 issuer: 0,
                 kid: None,
                 fingerprint: [0; 32],
+                snapshot: Weak::new(),
             };
             cache.insert(key, entry, 0);
         }

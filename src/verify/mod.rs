@@ -55,9 +55,12 @@ mod vectors_tests;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::{DecodeSliceError, Engine as _};
 use serde_json::{Map, Value};
 
 use crate::bearer::DEFAULT_MAX_TOKEN_LEN;
@@ -1031,6 +1034,7 @@ impl VerifierBuilder {
                 reject_embedded_keys: self.reject_embedded_keys,
                 reject_id_tokens: self.reject_id_tokens,
                 max_token_len: self.max_token_len,
+                headers: ArcSwap::default(),
             }),
         })
     }
@@ -1083,6 +1087,20 @@ struct Inner {
     reject_embedded_keys: bool,
     reject_id_tokens: bool,
     max_token_len: usize,
+    /// Headers (their exact base64url text) that passed [`Verifier::check_header`] on a token
+    /// whose signature then verified: an issuer signs all its tokens with a handful of distinct
+    /// headers, and the checks depend on nothing else, so these skip the decode and parse.
+    headers: ArcSwap<Vec<KnownHeader>>,
+}
+
+/// At most this many remembered headers (only ever ones the issuers signed).
+const KNOWN_HEADERS: usize = 16;
+
+/// A header that passed the header checks, as its checks left it.
+struct KnownHeader {
+    raw: Box<str>,
+    alg: Algorithm,
+    kid: Option<Box<str>>,
 }
 
 /// What applies to one issuer's tokens.
@@ -1297,16 +1315,27 @@ impl Verifier {
 
         let cache_key = inner.cache.as_ref().map(|_| sha256(&[token.as_bytes()]));
         if let (Some(cache), Some(key)) = (&inner.cache, &cache_key) {
-            if let Some(hit) = cache.get(key) {
-                if let Some(user) = self.check_hit(&hit, now)? {
+            if let Some(hit) = cache.with(key, |hit| self.check_hit(hit, now)) {
+                if let Some(user) = hit? {
                     return Ok(user);
                 }
                 cache.remove(key);
             }
         }
 
-        let header_map = parse_object(&b64url(h64)?)?;
-        let header = self.check_header(&header_map)?;
+        let known = inner.headers.load();
+        let remembered = known.iter().find(|k| *k.raw == *h64);
+        let header_map;
+        let header = match remembered {
+            Some(k) => Header {
+                alg: k.alg,
+                kid: k.kid.as_deref(),
+            },
+            None => {
+                header_map = parse_object(&b64url(h64)?)?;
+                self.check_header(&header_map)?
+            }
+        };
         let claims = parse_object(&b64url(p64)?)?;
         let issuer = match claims.get("iss") {
             Some(Value::String(iss)) => *inner
@@ -1320,7 +1349,18 @@ impl Verifier {
         if !policy.allowed.contains(header.alg) {
             return Err(TokenError::AlgorithmNotAllowed.into());
         }
-        let signature = b64url(s64)?;
+        // Into a stack buffer (room for RSA-8192 and the decoder's estimate); longer ones, which
+        // no supported key can have made, take the general path (same answers).
+        let mut sig_buf = [0u8; 1040];
+        let sig_vec;
+        let signature: &[u8] = match URL_SAFE_NO_PAD.decode_slice(s64, &mut sig_buf) {
+            Ok(n) => &sig_buf[..n],
+            Err(DecodeSliceError::OutputSliceTooSmall) => {
+                sig_vec = b64url(s64)?;
+                &sig_vec
+            }
+            Err(DecodeSliceError::DecodeError(_)) => return Err(TokenError::InvalidBase64.into()),
+        };
         if signature.is_empty() {
             return Err(TokenError::InvalidSignature.into());
         }
@@ -1338,14 +1378,17 @@ impl Verifier {
         let message = &token.as_bytes()[..h64.len() + 1 + p64.len()];
         let key = candidates
             .into_iter()
-            .find(|k| k.verify(header.alg, message, &signature))
+            .find(|k| k.verify(header.alg, message, signature))
             .ok_or(TokenError::InvalidSignature)?;
+        if remembered.is_none() {
+            self.remember_header(h64, &header);
+        }
         let fingerprint = key.fingerprint;
-        // Only a cache entry needs its own copy of the kid.
-        let kid: Option<Arc<str>> = if inner.cache.is_some() {
-            key.kid.as_deref().map(Into::into)
+        // Only a cache entry needs its own copy of the kid and a handle on the snapshot.
+        let (kid, snapshot): (Option<Arc<str>>, Weak<KeySet>) = if inner.cache.is_some() {
+            (key.kid.as_deref().map(Into::into), Arc::downgrade(&*keys))
         } else {
-            None
+            (None, Weak::new())
         };
         drop(keys);
 
@@ -1371,10 +1414,36 @@ impl Verifier {
                 issuer,
                 kid,
                 fingerprint,
+                snapshot,
             };
             cache.insert(key, entry, now.saturating_sub(inner.leeway));
         }
         Ok(user)
+    }
+
+    /// Remembers a header whose token's signature verified (see `Inner::headers`).
+    #[cold]
+    fn remember_header(&self, raw: &str, header: &Header<'_>) {
+        let known = &self.inner.headers;
+        if known.load().len() >= KNOWN_HEADERS {
+            return;
+        }
+        known.rcu(|cur| {
+            let mut next = Vec::with_capacity(cur.len() + 1);
+            next.extend(cur.iter().map(|k| KnownHeader {
+                raw: k.raw.clone(),
+                alg: k.alg,
+                kid: k.kid.clone(),
+            }));
+            if next.len() < KNOWN_HEADERS && !next.iter().any(|k| *k.raw == *raw) {
+                next.push(KnownHeader {
+                    raw: raw.into(),
+                    alg: header.alg,
+                    kid: header.kid.map(Into::into),
+                });
+            }
+            next
+        });
     }
 
     /// A cache hit is good while `exp`/`nbf` hold and its key is still published.
@@ -1387,6 +1456,10 @@ impl Verifier {
             return Err(TokenError::NotYetValid.into());
         }
         match self.inner.issuers[hit.issuer].lookup() {
+            // The same snapshot as when the signature was checked: the key is there.
+            Lookup::Ready(keys) if std::ptr::eq(hit.snapshot.as_ptr(), Arc::as_ptr(&*keys)) => {
+                Ok(Some(hit.user.clone()))
+            }
             Lookup::Ready(keys) if keys.contains(hit.kid.as_deref(), &hit.fingerprint) => {
                 Ok(Some(hit.user.clone()))
             }
@@ -1786,6 +1859,53 @@ mod tests {
                 .build()
                 .unwrap()
         }
+    }
+
+    /// Only headers of tokens whose signature verified are remembered, at most
+    /// `KNOWN_HEADERS`, and a remembered header never stands in for the signature or the claims.
+    #[test]
+    fn remembered_headers_skip_nothing_but_the_parse() {
+        let k = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let v = Verifier::builder()
+            .issuer(IssuerConfig::static_keys(MAIN, keys(&k)))
+            .audience("orders")
+            .token_cache(0)
+            .build()
+            .unwrap();
+        let known = |v: &Verifier| v.inner.headers.load().len();
+        let good = token(&k, MAIN, json!({}));
+        let (msg, _) = good.rsplit_once('.').unwrap();
+        let forged = format!("{msg}.{}", "A".repeat(86));
+        assert_eq!(
+            v.try_verify(&forged).unwrap_err(),
+            AuthError::InvalidToken(TokenError::InvalidSignature)
+        );
+        assert_eq!(known(&v), 0, "unsigned headers are not remembered");
+        assert!(v.try_verify(&good).is_ok());
+        assert_eq!(known(&v), 1);
+        // Same header: the signature and the claims are still checked.
+        assert_eq!(
+            v.try_verify(&forged).unwrap_err(),
+            AuthError::InvalidToken(TokenError::InvalidSignature)
+        );
+        let other_aud = token(&k, MAIN, json!({"aud": "billing"}));
+        assert_eq!(
+            v.try_verify(&other_aud).unwrap_err(),
+            AuthError::InvalidToken(TokenError::AudienceMismatch)
+        );
+        assert!(v.try_verify(&good).is_ok());
+        assert_eq!(known(&v), 1);
+        // Distinct signed headers (a `typ` each) up to the bound, then no more.
+        for i in 0..KNOWN_HEADERS + 4 {
+            let header =
+                json!({"alg": "EdDSA", "kid": k.public_jwk()["kid"], "typ": format!("t{i}+jwt")});
+            let claims = json!({"iss": MAIN, "aud": "orders", "exp": 4_000_000_000u64});
+            let t = k
+                .sign_raw(header.to_string().as_bytes(), claims.to_string().as_bytes())
+                .unwrap();
+            assert!(v.try_verify(&t).is_ok());
+        }
+        assert_eq!(known(&v), KNOWN_HEADERS);
     }
 
     #[test]

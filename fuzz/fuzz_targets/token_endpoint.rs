@@ -379,6 +379,12 @@ const ERRORS: [&str; 9] = [
     "temporarily_unavailable",
 ];
 
+/// `TOKEN_ENDPOINT_TRACE=1`: print each token-endpoint answer (to check what seeds reach).
+fn trace() -> bool {
+    static T: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *T.get_or_init(|| std::env::var_os("TOKEN_ENDPOINT_TRACE").is_some())
+}
+
 /// RFC 6749 §5.2: `%x20-21 / %x23-5B / %x5D-7E`, and short.
 fn check_description(d: &str) {
     assert!(
@@ -429,6 +435,9 @@ async fn router_mode(sel: u8, rest: &[u8]) {
             assert_eq!(headers["allow"], "POST");
         }
         let json: Value = serde_json::from_slice(&body).expect("a JSON answer");
+        if trace() {
+            eprintln!("token_endpoint: {status} {}", json.get("error").unwrap_or(&json["token_type"]));
+        }
         if status != 200 {
             let code = json["error"].as_str().expect("error");
             assert!(ERRORS.contains(&code), "unknown error code {code}");
@@ -493,11 +502,11 @@ fuzz_target!(|data: &[u8]| {
         direct(sel, rest);
         return;
     }
-    thread_local! {
-        static RT: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-    }
-    RT.with(|rt| rt.block_on(router_mode(sel, rest)));
+    // A runtime per input: the server spawns background tasks (limiter and cache upkeep) that
+    // a shared current-thread runtime would keep forever, one set per input.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(router_mode(sel, rest));
 });

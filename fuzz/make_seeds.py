@@ -222,6 +222,7 @@ add2("grant_records", "code_taken", "\x03" + items("taken", code))
 add2("grant_records", "code_reused", "\x03" + items("reused", "0123456789abcdefABCDEF"))
 add2("grant_records", "code_int", "\x03" + items("taken") + "\n\xfd42")
 add2("grant_records", "refresh_token", "\x04" + "0123456789abcdefABCDEF." + "A" * 42 + "_")
+add2("grant_records", "refresh_family_contains_secret", "\x04012689" + "A" * 46 + "abcdEz." + "A" * 43)
 add2("grant_records", "refresh_bad", "\x04" + "short." + "A" * 43)
 
 for target, files in seeds.items():

@@ -119,6 +119,9 @@ async fn run(path: &str) -> Result<(), String> {
     );
     println!("  token endpoint: {}", meta["token_endpoint"]);
     println!("  jwks:           {}", meta["jwks_uri"]);
+    if let Some(a) = meta["authorization_endpoint"].as_str() {
+        println!("  authorize:      {a} (login page, PKCE S256)");
+    }
     println!(
         "  signing key:    {} ({})",
         server.keys().signing_key().kid(),
@@ -192,6 +195,30 @@ mod tests {
             .unwrap();
         let res = router.oneshot(req).await.unwrap();
         assert_eq!(res.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn the_example_config_serves_the_code_flow_login_page() {
+        let cfg = parse_config(include_str!("auth_server.yaml")).unwrap();
+        let (server, router) = app(&cfg.security).await.unwrap();
+        let meta = server.metadata();
+        assert!(meta["authorization_endpoint"]
+            .as_str()
+            .unwrap()
+            .ends_with("/oauth2/authorize"));
+        // The public mobile client, with PKCE (RFC 7636 appendix B's challenge).
+        let req = http::Request::get(
+            "/oauth2/authorize?response_type=code&client_id=mobile-app&state=s\
+             &code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+        )
+        .body(axum::body::Body::empty())
+        .unwrap();
+        let res = router.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(res.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("HttpOnly"));
     }
 
     #[test]

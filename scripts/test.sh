@@ -25,6 +25,21 @@ if ! command -v redis-server >/dev/null 2>&1; then
     exit 1
   fi
 fi
+# The browser test (tests/browser.rs) drives the Debian chromium with playwright-core; it fails,
+# never skips, without them. Install them when missing.
+if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+  echo "chromium not found: installing chromium and chromium-driver" >&2
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then
+    SUDO="sudo"
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get install -y chromium chromium-driver \
+    || ($SUDO apt-get update && $SUDO apt-get install -y chromium chromium-driver) || true
+fi
+if [ ! -f tests/browser/node_modules/playwright-core/package.json ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund)
+fi
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --all-features --all-targets --no-fail-fast
 else

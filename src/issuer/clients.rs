@@ -73,6 +73,8 @@ pub struct RegisteredClient {
     access_token_ttl: Option<Duration>,
     redirect_uris: Vec<String>,
     introspection: bool,
+    require_consent: bool,
+    require_pkce: Option<bool>,
 }
 
 impl fmt::Debug for RegisteredClient {
@@ -87,6 +89,8 @@ impl fmt::Debug for RegisteredClient {
             .field("access_token_ttl", &self.access_token_ttl)
             .field("redirect_uris", &self.redirect_uris)
             .field("introspection", &self.introspection)
+            .field("require_consent", &self.require_consent)
+            .field("require_pkce", &self.require_pkce)
             .finish()
     }
 }
@@ -115,6 +119,8 @@ impl RegisteredClient {
             access_token_ttl: None,
             redirect_uris: Vec::new(),
             introspection: false,
+            require_consent: false,
+            require_pkce: None,
         }
     }
 
@@ -161,7 +167,9 @@ impl RegisteredClient {
             .with_scopes(c.scopes.iter().cloned())
             .with_audiences(crate::issuer::config::normalise_list(&c.audiences))
             .with_redirect_uris(c.redirect_uris.iter().cloned())
-            .with_introspection(c.introspection.unwrap_or(false));
+            .with_introspection(c.introspection.unwrap_or(false))
+            .with_require_consent(c.require_consent.unwrap_or(false));
+        client.require_pkce = c.require_pkce;
         client.secret_hash = hash;
         if let Some(ttl) = c.access_token_ttl_seconds {
             client = client.with_access_token_ttl(Duration::from_secs(ttl));
@@ -434,6 +442,69 @@ impl RegisteredClient {
     /// ```
     pub fn introspection(&self) -> bool {
         self.introspection
+    }
+
+    /// Shows the consent page before a code is issued (`require-consent`; default false).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// let c = RegisteredClient::new("web", AuthMethod::ClientSecretBasic).with_require_consent(true);
+    /// assert!(c.require_consent());
+    /// ```
+    #[must_use]
+    pub fn with_require_consent(mut self, required: bool) -> Self {
+        self.require_consent = required;
+        self
+    }
+
+    /// Whether the consent page is shown.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// assert!(!RegisteredClient::new("web", AuthMethod::ClientSecretBasic).require_consent());
+    /// ```
+    pub fn require_consent(&self) -> bool {
+        self.require_consent
+    }
+
+    /// Whether this client must use PKCE (`require-pkce`): `Some(false)` loosens it for a
+    /// confidential client; ignored for public clients, which always need PKCE.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// let c = RegisteredClient::new("legacy", AuthMethod::ClientSecretBasic).with_require_pkce(false);
+    /// assert_eq!(c.require_pkce(), Some(false));
+    /// ```
+    #[must_use]
+    pub fn with_require_pkce(mut self, required: bool) -> Self {
+        self.require_pkce = Some(required);
+        self
+    }
+
+    /// The client's own PKCE setting (`None`: the server's default).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::clients::RegisteredClient;
+    /// use tower_bearer::issuer::config::AuthMethod;
+    ///
+    /// assert_eq!(RegisteredClient::new("spa", AuthMethod::None).require_pkce(), None);
+    /// ```
+    pub fn require_pkce(&self) -> Option<bool> {
+        self.require_pkce
     }
 }
 

@@ -73,6 +73,9 @@ pub struct AuthorizationServerConfig {
     pub password_grant: Option<PasswordGrantSection>,
     /// `store`: where grants, revocations and key states live (`memory`, the default, or `redis`).
     pub store: Option<StoreKind>,
+    /// `authorization-code`: the authorization endpoint, login and consent pages, codes
+    /// ([`crate::issuer::authorize`]).
+    pub authorization_code: Option<AuthorizationCodeSection>,
     /// `clients`: the registered clients.
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
@@ -110,6 +113,9 @@ pub struct PathsSection {
     pub revoke: Option<String>,
     /// `introspect` (default `/oauth2/introspect`).
     pub introspect: Option<String>,
+    /// `authorize` (default `/oauth2/authorize`): the authorization endpoint; the login and
+    /// consent forms post to `<authorize>/login` and `<authorize>/consent`.
+    pub authorize: Option<String>,
 }
 
 /// `authorization-server.signing`.
@@ -290,6 +296,43 @@ pub struct PasswordGrantSection {
     /// `enabled` (default false): ROPC is off unless switched on here and per client.
     #[serde(default, deserialize_with = "opt_bool")]
     pub enabled: Option<bool>,
+}
+
+/// `authorization-server.authorization-code`: the authorization endpoint (RFC 6749 §4.1) with
+/// its login and consent pages. See [`crate::issuer::authorize`].
+///
+/// # Example
+///
+/// ```
+/// use tower_bearer::config::SecurityConfig;
+///
+/// let cfg = SecurityConfig::from_yaml(r#"
+/// security:
+///   authorization-server:
+///     issuer: https://auth.example
+///     authorization-code: { code-ttl-seconds: 30, session-ttl-seconds: 300 }
+/// "#).unwrap();
+/// let aus = cfg.authorization_server.unwrap();
+/// assert_eq!(aus.authorization_code.as_ref().unwrap().code_ttl_seconds, Some(30));
+/// assert!(aus.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AuthorizationCodeSection {
+    /// `enabled` (default: true when a client lists `authorization_code`).
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub enabled: Option<bool>,
+    /// `code-ttl-seconds` (default 60, at most 60): how long a code may be exchanged.
+    #[serde(default, deserialize_with = "opt_u64")]
+    pub code_ttl_seconds: Option<u64>,
+    /// `session-ttl-seconds` (default 600): the login session (cookie and server-side state).
+    #[serde(default, deserialize_with = "opt_u64")]
+    pub session_ttl_seconds: Option<u64>,
+    /// `require-pkce` (default true): PKCE for confidential clients too (public clients always
+    /// need it); a client's own `require-pkce` wins.
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub require_pkce: Option<bool>,
 }
 
 /// `authorization-server.store`.
@@ -494,6 +537,14 @@ pub struct ClientConfig {
     /// `introspection` (default false): may call the introspection endpoint.
     #[serde(default, deserialize_with = "opt_bool")]
     pub introspection: Option<bool>,
+    /// `require-consent` (default false): the consent page is shown before a code is issued
+    /// (remembered for the login session per user, client and scopes).
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub require_consent: Option<bool>,
+    /// `require-pkce` (default: `authorization-code.require-pkce`, true): `false` lets a
+    /// *confidential* client use the code flow without PKCE; public clients always need it.
+    #[serde(default, deserialize_with = "opt_bool")]
+    pub require_pkce: Option<bool>,
 }
 
 impl ClientConfig {
@@ -651,14 +702,30 @@ impl AuthorizationServerConfig {
             .unwrap_or("/oauth2/revoke")
     }
 
-    /// The introspection endpoint path.
+    /// `paths.authorize`, or `/oauth2/authorize`: the authorization endpoint.
     ///
     /// # Example
     ///
     /// ```
     /// use tower_bearer::issuer::config::AuthorizationServerConfig;
     ///
-    /// assert_eq!(AuthorizationServerConfig::new("https://a").introspect_path(), "/oauth2/introspect");
+    /// assert_eq!(AuthorizationServerConfig::new("https://a").authorize_path(), "/oauth2/authorize");
+    /// ```
+    pub fn authorize_path(&self) -> &str {
+        self.paths
+            .as_ref()
+            .and_then(|p| p.authorize.as_deref())
+            .unwrap_or("/oauth2/authorize")
+    }
+
+    /// `paths.introspect`, or `/oauth2/introspect`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::config::AuthorizationServerConfig;
+    ///
+    /// assert_eq!(AuthorizationServerConfig::new("https://a.example").introspect_path(), "/oauth2/introspect");
     /// ```
     pub fn introspect_path(&self) -> &str {
         self.paths
@@ -780,6 +847,10 @@ impl AuthorizationServerConfig {
                 "authorization-server.paths.introspect",
                 self.introspect_path(),
             ),
+            (
+                "authorization-server.paths.authorize",
+                self.authorize_path(),
+            ),
         ];
         for (i, (name, p)) in paths.iter().enumerate() {
             check_path(name, p)?;
@@ -832,6 +903,20 @@ impl AuthorizationServerConfig {
                 return Err(invalid(
                     "authorization-server.refresh-token",
                     "lifetimes must be positive and `idle-ttl-seconds` <= `absolute-ttl-seconds`",
+                ));
+            }
+        }
+        if let Some(ac) = &self.authorization_code {
+            if ac.code_ttl_seconds.is_some_and(|t| t == 0 || t > 60) {
+                return Err(invalid(
+                    "authorization-server.authorization-code.code-ttl-seconds",
+                    "must be 1..=60 (RFC 9700: short-lived codes)",
+                ));
+            }
+            if ac.session_ttl_seconds == Some(0) {
+                return Err(invalid(
+                    "authorization-server.authorization-code.session-ttl-seconds",
+                    "must be at least 1",
                 ));
             }
         }
@@ -970,6 +1055,16 @@ fn validate_client(c: &ClientConfig) -> Result<(), ConfigError> {
     }
     if has(GrantType::AuthorizationCode) && c.redirect_uris.is_empty() {
         return Err(err("`authorization_code` needs `redirect-uris`".into()));
+    }
+    if c.auth_method() == AuthMethod::None && c.require_pkce == Some(false) {
+        return Err(err(
+            "a public client (`auth-method: none`) cannot turn off `require-pkce`".into(),
+        ));
+    }
+    for r in &c.redirect_uris {
+        if let Err(reason) = crate::issuer::authorize::check_redirect_uri(r) {
+            return Err(err(format!("redirect URI `{r}`: {reason}")));
+        }
     }
     for (i, g) in c.grant_types.iter().enumerate() {
         if c.grant_types[..i].contains(g) {

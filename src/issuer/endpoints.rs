@@ -80,7 +80,7 @@ const SENSITIVE_QUERY: [&str; 6] = [
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let token_path = shared.token_path.clone();
     let jwks_path = shared.jwks_path.clone();
-    Router::new()
+    let router = Router::new()
         .route(&token_path, any(token))
         .route(&jwks_path, get(jwks))
         .route(&shared.user_grants.revoke_path, any(revocation::revoke))
@@ -89,8 +89,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             any(revocation::introspect),
         )
         .route("/.well-known/oauth-authorization-server", get(metadata))
-        .route("/.well-known/openid-configuration", get(metadata))
-        .with_state(shared)
+        .route("/.well-known/openid-configuration", get(metadata));
+    crate::issuer::authorize::routes(router, &shared).with_state(shared)
 }
 
 fn no_store(headers: &mut HeaderMap) {

@@ -7,7 +7,8 @@
 //!
 //! | path (default) | what |
 //! |---|---|
-//! | `POST /oauth2/token` | token endpoint (RFC 6749 §3.2): `client_credentials`, [`password`](grants::password) (opt-in), [`refresh_token`](grants::refresh) (rotation, reuse detection); client authentication `client_secret_basic` / `client_secret_post` |
+//! | `POST /oauth2/token` | token endpoint (RFC 6749 §3.2): `client_credentials`, [`authorization_code`](grants::authorization_code), [`password`](grants::password) (opt-in), [`refresh_token`](grants::refresh) (rotation, reuse detection); client authentication `client_secret_basic` / `client_secret_post` |
+//! | `GET /oauth2/authorize` | authorization endpoint (RFC 6749 §4.1, PKCE S256): login and consent pages, codes for the [`authorization_code`](grants::authorization_code) grant ([`authorize`]); served when a client lists `authorization_code` |
 //! | `POST /oauth2/revoke` | revocation (RFC 7009): refresh-token families, access-token `jti`s ([`endpoints`]) |
 //! | `POST /oauth2/introspect` | introspection (RFC 7662), clients with `introspection: true` ([`endpoints`]) |
 //! | `GET /oauth2/jwks` | the public signing keys (RFC 7517), `Cache-Control: max-age` |
@@ -53,6 +54,7 @@
 //! # }
 //! ```
 
+pub mod authorize;
 pub mod clients;
 pub mod config;
 pub mod endpoints;
@@ -155,6 +157,7 @@ pub(crate) struct Shared {
     pub(crate) jwks_path: String,
     pub(crate) max_body_len: usize,
     pub(crate) user_grants: user_grants::UserGrants,
+    pub(crate) authorize: Option<authorize::AuthorizeState>,
     on_issued: Option<OnIssued>,
 }
 
@@ -234,7 +237,7 @@ impl Shared {
             .iter()
             .map(|g| g.grant_type().as_str())
             .collect();
-        serde_json::json!({
+        let mut meta = serde_json::json!({
             "issuer": self.issuer,
             "token_endpoint": self.endpoint(&self.token_path),
             "jwks_uri": self.endpoint(&self.jwks_path),
@@ -246,7 +249,9 @@ impl Shared {
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "scopes_supported": scopes,
             "response_types_supported": [],
-        })
+        });
+        authorize::metadata(self, &mut meta);
+        meta
     }
 }
 
@@ -540,6 +545,7 @@ pub struct AuthorizationServerBuilder {
     verified_secret_ttl: Duration,
     max_body_len: usize,
     user_grants: user_grants::UserGrantsBuilder,
+    authorize: authorize::AuthorizationCodeSettings,
 }
 
 impl fmt::Debug for AuthorizationServerBuilder {
@@ -580,6 +586,7 @@ impl AuthorizationServerBuilder {
             verified_secret_ttl: Duration::from_secs(300),
             max_body_len: DEFAULT_MAX_BODY_LEN,
             user_grants: user_grants::UserGrantsBuilder::default(),
+            authorize: authorize::AuthorizationCodeSettings::new(),
         }
     }
 
@@ -636,6 +643,7 @@ impl AuthorizationServerBuilder {
             }
         }
         b.user_grants = user_grants::UserGrantsBuilder::from_config(cfg);
+        b.authorize = authorize::AuthorizationCodeSettings::from_config(cfg);
         Ok(b)
     }
 
@@ -1058,6 +1066,30 @@ impl AuthorizationServerBuilder {
         self
     }
 
+    /// The authorization endpoint, login and consent pages (`authorization_code` grant). By
+    /// default served when a client lists `authorization_code`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::authorize::AuthorizationCodeSettings;
+    /// use tower_bearer::issuer::AuthorizationServer;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let s = AuthorizationServer::builder("https://a.example")
+    ///     .authorization_code(AuthorizationCodeSettings::new().enabled(true))
+    ///     .build()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(s.metadata()["response_types_supported"], serde_json::json!(["code"]));
+    /// # }
+    /// ```
+    pub fn authorization_code(mut self, settings: authorize::AuthorizationCodeSettings) -> Self {
+        self.authorize = settings;
+        self
+    }
+
     /// Builds the server: checks the settings, hashes configured client secrets, opens (or
     /// generates) the keys.
     ///
@@ -1099,6 +1131,15 @@ impl AuthorizationServerBuilder {
         };
         check.validate_with(self.allow_insecure_http, |_| None)?;
 
+        let code_clients = self
+            .client_configs
+            .iter()
+            .any(|c| c.grant_types.contains(&GrantType::AuthorizationCode))
+            || self
+                .memory
+                .iter()
+                .any(|c| c.allows(GrantType::AuthorizationCode));
+        authorize::check_clients(&self.memory)?;
         let custom_hasher = self.hasher.is_some();
         let mut hasher = self.hasher.unwrap_or_else(|| {
             PasswordHasher::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -1143,6 +1184,9 @@ impl AuthorizationServerBuilder {
         let mut grants: Vec<Arc<dyn Grant>> =
             vec![Arc::new(grants::client_credentials::ClientCredentialsGrant)];
         let user_grants = self.user_grants.build(&self.clock, &mut grants).await?;
+        let authorize = self
+            .authorize
+            .build(&self.issuer, code_clients, &mut grants)?;
         let shared = Shared {
             issuer: self.issuer,
             typ: self.typ,
@@ -1162,6 +1206,7 @@ impl AuthorizationServerBuilder {
             jwks_path: self.jwks_path,
             max_body_len: self.max_body_len,
             user_grants,
+            authorize,
             on_issued: self.on_issued,
         };
         Ok(AuthorizationServer {

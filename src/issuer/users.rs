@@ -238,6 +238,22 @@ pub trait UserStore: Send + Sync + fmt::Debug + 'static {
     /// The user with id `user_id` (exact match), if any: used to reload a user on refresh.
     fn find_by_id(&self, user_id: &str) -> BoxFuture<'static, Result<Option<User>, StoreError>>;
 
+    /// Whether [`update_password_hash`](UserStore::update_password_hash) can store anything.
+    /// The issuer re-hashes an outdated password hash on login only when this is `true`, so a
+    /// read-only store never pays for a hash it would throw away. The default is `false`;
+    /// override it together with `update_password_hash`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use tower_bearer::issuer::users::{MemoryUserStore, UserStore};
+    ///
+    /// assert!(MemoryUserStore::default().can_update_password_hash());
+    /// ```
+    fn can_update_password_hash(&self) -> bool {
+        false
+    }
+
     /// Replaces the password hash of `user_id` (re-hash on login after an upgrade); `Ok(true)`
     /// when stored. The default cannot write and answers `Ok(false)`.
     fn update_password_hash(
@@ -260,6 +276,10 @@ impl<T: UserStore + ?Sized> UserStore for Arc<T> {
 
     fn find_by_id(&self, user_id: &str) -> BoxFuture<'static, Result<Option<User>, StoreError>> {
         (**self).find_by_id(user_id)
+    }
+
+    fn can_update_password_hash(&self) -> bool {
+        (**self).can_update_password_hash()
     }
 
     fn update_password_hash(
@@ -590,6 +610,10 @@ impl UserStore for MemoryUserStore {
         Box::pin(async move { Ok(user) })
     }
 
+    fn can_update_password_hash(&self) -> bool {
+        true
+    }
+
     fn update_password_hash(
         &self,
         user_id: &str,
@@ -662,6 +686,10 @@ mod tests {
     #[tokio::test]
     async fn default_update_is_unsupported() {
         let ro = ReadOnly(MemoryUserStore::from_users([alice()]).unwrap());
+        // The issuer asks before it spends a hash on a store that cannot keep it.
+        assert!(!ro.can_update_password_hash());
+        let arc: Arc<dyn UserStore> = Arc::new(MemoryUserStore::default());
+        assert!(arc.can_update_password_hash());
         let new = PasswordHash::parse(BCRYPT).unwrap();
         assert!(!ro.update_password_hash("1001", new).await.unwrap());
         assert!(ro.find_by_username("alice").await.unwrap().is_some());

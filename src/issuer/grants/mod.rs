@@ -16,6 +16,7 @@
 //! assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
 //! ```
 
+pub mod authorization_code;
 pub mod client_credentials;
 pub mod password;
 pub mod refresh;

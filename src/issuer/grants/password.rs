@@ -340,10 +340,15 @@ impl Grant for PasswordGrant {
 }
 
 /// Re-hashes `password` (argon2id, current parameters) and stores it; failures are logged.
-async fn rehash(server: &Shared, user: &User, password: &str) {
+pub(crate) async fn rehash(server: &Shared, user: &User, password: &str) {
     let Some(users) = &server.user_grants.users else {
         return;
     };
+    if !users.can_update_password_hash() {
+        // Hashing costs as much as the login itself: never compute one the store would drop.
+        tracing::debug!(target: "tower_bearer::issuer", uid = %user.user_id, "user store cannot upgrade password hashes");
+        return;
+    }
     let started = std::time::Instant::now();
     let stored = match server.hasher.hash(password.as_bytes()).await {
         Ok(encoded) => match PasswordHash::parse(&encoded) {

@@ -192,6 +192,12 @@ add2("token_endpoint", "r_post_client", "\x81" + req("POST", "/oauth2/token", [F
 add2("token_endpoint", "r_public_password", "\x80" + req("POST", "/oauth2/token", [FORM],
     "grant_type=password&client_id=public&username=alice&password=fuzz-password&scope=profile"))
 add2("token_endpoint", "r_refresh_reuse", "\x80" + "\0".join([pw, rt("@RT@"), rt("@RT1@"), rt("@RT@")]))
+ac = lambda extra: req("POST", "/oauth2/token", [FORM], "grant_type=authorization_code&client_id=public&code=fuzz-code"
+    "&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk" + extra)
+add2("token_endpoint", "r_code_replay", "\x80" + "\0".join([ac(""), ac(""), req("POST", "/oauth2/token", [FORM],
+    "grant_type=refresh_token&client_id=public&refresh_token=@RT@")]))
+add2("token_endpoint", "r_code_svc", "\x80" + req("POST", "/oauth2/token", [FORM, "Authorization: " + SVC],
+    "grant_type=authorization_code&code=fuzz-code-svc&code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"))
 add2("token_endpoint", "r_get", "\x80" + req("GET", "/oauth2/token", [], ""))
 add2("token_endpoint", "r_query_secret", "\x80" + req("POST", "/oauth2/token?client_secret=x", [FORM, "Authorization: " + SVC], "grant_type=client_credentials"))
 add2("token_endpoint", "r_json_body", "\x80" + req("POST", "/oauth2/token", ["Content-Type: application/json", "Authorization: " + SVC], "{}"))

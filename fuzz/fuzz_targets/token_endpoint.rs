@@ -23,7 +23,10 @@
 //! `error_description` within §5.2's character set (also checked in direct mode); a token is
 //! issued only to a request whose credentials (decoded by the model) are a registered
 //! client's, in its registered method, and names that client; a refresh token is never
-//! accepted twice.
+//! accepted twice; an authorization code (two are stored per input: `fuzz-code` for the
+//! public client, `fuzz-code-svc` for `svc`, both with the RFC 7636 S256 example challenge)
+//! is redeemed at most once, by its own client, with the one matching `code_verifier` and its
+//! `redirect_uri`.
 #![no_main]
 
 use std::collections::HashSet;
@@ -42,7 +45,7 @@ use tower_bearer::clock::ManualClock;
 use tower_bearer::issuer::clients::RegisteredClient;
 use tower_bearer::issuer::config::{AuthMethod, GrantType};
 use tower_bearer::issuer::password::{PasswordHash, PasswordHasher};
-use tower_bearer::issuer::store::MemoryGrantStore;
+use tower_bearer::issuer::store::{hash_secret, CodeRecord, MemoryGrantStore};
 use tower_bearer::issuer::users::{MemoryUserStore, User};
 use tower_bearer::issuer::AuthorizationServer;
 use tower_bearer::jwks::Algorithm;
@@ -60,6 +63,11 @@ const PUBLIC_CLIENT: &str = "public";
 const USER: (&str, &str) = ("alice", "fuzz-password");
 const HASH_BASIC: &str = "57bc43e4a0c9c1ada06ee6980859f385627e8583013fdfead5cd7772c5198056";
 const HASH_POST: &str = "0ec5d3ee720c9a38fa96b61f84dd2df867a11ca40dc7804cd5859250145f038d";
+const CODES: [(&str, &str); 2] = [("fuzz-code", PUBLIC_CLIENT), ("fuzz-code-svc", BASIC_CLIENT.0)];
+const REDIRECT_URI: &str = "https://app.example/cb";
+/// RFC 7636 appendix B.
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 const HASH_USER: &str = "5d7f39a3b6b576d79b7f530d46864764ce2589eba2fdabd11af5b87a5ba518f9";
 
 fn hash(hex: &str) -> PasswordHash {
@@ -264,10 +272,11 @@ fn direct(sel: u8, rest: &[u8]) {
 // Router mode.
 
 async fn server() -> axum::Router {
-    use GrantType::{ClientCredentials, Password, RefreshToken};
+    use GrantType::{AuthorizationCode, ClientCredentials, Password, RefreshToken};
     let svc = RegisteredClient::new(BASIC_CLIENT.0, AuthMethod::ClientSecretBasic)
         .with_secret_hash(hash(HASH_BASIC))
-        .with_grant_types([ClientCredentials, Password, RefreshToken])
+        .with_grant_types([ClientCredentials, Password, RefreshToken, AuthorizationCode])
+        .with_redirect_uris([REDIRECT_URI])
         .with_scopes(["orders.read", "orders.write"])
         .with_audiences(["orders"]);
     let poster = RegisteredClient::new(POST_CLIENT.0, AuthMethod::ClientSecretPost)
@@ -275,13 +284,14 @@ async fn server() -> axum::Router {
         .with_grant_types([ClientCredentials, Password, RefreshToken])
         .with_scopes(["reports"]);
     let public = RegisteredClient::new(PUBLIC_CLIENT, AuthMethod::None)
-        .with_grant_types([Password, RefreshToken])
+        .with_grant_types([Password, RefreshToken, AuthorizationCode])
+        .with_redirect_uris([REDIRECT_URI])
         .with_scopes(["profile"]);
     let users = MemoryUserStore::from_users([User::new("1001", USER.0)
         .with_password_hash(hash(HASH_USER))
         .with_roles(["admin"])])
     .expect("users");
-    AuthorizationServer::builder(ISSUER)
+    let server = AuthorizationServer::builder(ISSUER)
         .clock(Arc::new(ManualClock::new(NOW)))
         .signing_key(SigningKey::generate(Algorithm::EdDSA).expect("ed25519 key"))
         .client(svc)
@@ -295,8 +305,19 @@ async fn server() -> axum::Router {
         .max_body_len(4096)
         .build()
         .await
-        .expect("server")
-        .router()
+        .expect("server");
+    for (code, client) in CODES {
+        let rec = CodeRecord::new(client, "1001", REDIRECT_URI)
+            .with_scopes(["profile"])
+            .with_pkce(CHALLENGE, "S256")
+            .with_auth_time(NOW);
+        server
+            .grant_store()
+            .put_code(&hash_secret(code), rec, Duration::from_secs(60), NOW)
+            .await
+            .expect("code");
+    }
+    server.router()
 }
 
 fn replace(hay: &[u8], pat: &[u8], with: &[u8]) -> Vec<u8> {
@@ -406,6 +427,7 @@ struct Run {
     first_refresh: Option<String>,
     access: Option<String>,
     used_refresh: HashSet<String>,
+    used_codes: HashSet<String>,
 }
 
 async fn router_mode(sel: u8, rest: &[u8]) {
@@ -481,6 +503,14 @@ async fn router_mode(sel: u8, rest: &[u8]) {
                     run.used_refresh.insert(presented),
                     "a refresh token was accepted twice"
                 );
+            }
+            if param("grant_type") == Some("authorization_code") {
+                let code = param("code").expect("code");
+                let owner = CODES.iter().find(|(c, _)| *c == code).map(|(_, o)| *o);
+                assert_eq!(owner, Some(client), "code {code:?} redeemed by {client}");
+                assert_eq!(param("code_verifier"), Some(VERIFIER));
+                assert!(param("redirect_uri").is_none_or(|r| r.is_empty() || r == REDIRECT_URI));
+                assert!(run.used_codes.insert(code.to_owned()), "a code was redeemed twice");
             }
             if param("grant_type") == Some("password") {
                 assert_eq!((param("username"), param("password")), (Some(USER.0), Some(USER.1)));

@@ -154,6 +154,83 @@ add("redis_value", "version_2", b"\x01" + fp("abc").encode() + b"\n" + compact(d
 add("redis_value", "raw_value", b"\x00" + fp("abc").encode() + b":" + base64.b64encode(bytes(40)).rstrip(b"="))
 add("redis_value", "raw_short", b"\x00x:AAAA")
 
+
+def add2(target, name, text):
+    """The first character is the selector byte; the rest is UTF-8, but for the reply-item
+    markers \\xfe (nil) and \\xfd (integer), written raw."""
+    data = bytes([ord(text[0])]) + text[1:].encode()
+    add(target, name, data.replace("\xfe".encode(), b"\xfe").replace("\xfd".encode(), b"\xfd"))
+
+# token_endpoint: sel bit 7 clear: auth lines \n\n body (direct); set: requests split by \0 (router)
+def basic(id_, secret):
+    return "Basic " + base64.b64encode(f"{id_}:{secret}".encode()).decode()
+
+SVC = basic("svc", "fuzz-secret-basic")
+FORM = "Content-Type: application/x-www-form-urlencoded"
+add2("token_endpoint", "d_basic", f"\x00{SVC}\n\ngrant_type=client_credentials&scope=orders.read")
+add2("token_endpoint", "d_basic_same_id", f"\x00{SVC}\n\nclient_id=svc&grant_type=client_credentials")
+add2("token_endpoint", "d_basic_other_id", f"\x00{SVC}\n\nclient_id=poster")
+add2("token_endpoint", "d_two_methods", f"\x00{SVC}\n\nclient_secret=x&client_id=svc")
+add2("token_endpoint", "d_two_headers", f"\x00{SVC}\n{SVC}\n\n")
+add2("token_endpoint", "d_post", "\x00\n\nclient_id=poster&client_secret=fuzz-secret-post&grant_type=client_credentials")
+add2("token_endpoint", "d_id_only", "\x00\n\nclient_id=public&grant_type=password&username=alice&password=fuzz-password")
+add2("token_endpoint", "d_repeat", "\x00\n\nclient_id=a&client_id=a&resource=r1&resource=r2")
+add2("token_endpoint", "d_bearer", "\x00Bearer abc\n\n")
+add2("token_endpoint", "d_encoded", "\x00" + basic("my%3Aclient", "p%2Bw%25d+x%3A") + "\t \n\n")
+add2("token_endpoint", "d_bad_b64", "\x00bAsIc  c3ZjOmZ1enotc2VjcmV0LWJhc2lj=\n\n")
+add2("token_endpoint", "d_round_trip", "\x40\n\nmy:client id\np+w%d x:\u00e9")
+
+def req(method, path, headers, body):
+    return f"{method} {path}\n" + "".join(h + "\n" for h in headers) + "\n" + body
+
+cc = req("POST", "/oauth2/token", [FORM, "Authorization: " + SVC], "grant_type=client_credentials&scope=orders.read&audience=orders")
+pw = req("POST", "/oauth2/token", [FORM, "Authorization: " + SVC], "grant_type=password&username=alice&password=fuzz-password&scope=orders.read")
+rt = lambda tok: req("POST", "/oauth2/token", [FORM, "Authorization: " + SVC], f"grant_type=refresh_token&refresh_token={tok}")
+add2("token_endpoint", "r_client_credentials", "\x80" + cc)
+add2("token_endpoint", "r_post_client", "\x81" + req("POST", "/oauth2/token", [FORM],
+    "grant_type=client_credentials&client_id=poster&client_secret=fuzz-secret-post"))
+add2("token_endpoint", "r_public_password", "\x80" + req("POST", "/oauth2/token", [FORM],
+    "grant_type=password&client_id=public&username=alice&password=fuzz-password&scope=profile"))
+add2("token_endpoint", "r_refresh_reuse", "\x80" + "\0".join([pw, rt("@RT@"), rt("@RT1@"), rt("@RT@")]))
+ac = lambda extra: req("POST", "/oauth2/token", [FORM], "grant_type=authorization_code&client_id=public&code=fuzz-code"
+    "&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk" + extra)
+add2("token_endpoint", "r_code_replay", "\x80" + "\0".join([ac(""), ac(""), req("POST", "/oauth2/token", [FORM],
+    "grant_type=refresh_token&client_id=public&refresh_token=@RT@")]))
+add2("token_endpoint", "r_code_svc", "\x80" + req("POST", "/oauth2/token", [FORM, "Authorization: " + SVC],
+    "grant_type=authorization_code&code=fuzz-code-svc&code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"))
+add2("token_endpoint", "r_get", "\x80" + req("GET", "/oauth2/token", [], ""))
+add2("token_endpoint", "r_query_secret", "\x80" + req("POST", "/oauth2/token?client_secret=x", [FORM, "Authorization: " + SVC], "grant_type=client_credentials"))
+add2("token_endpoint", "r_json_body", "\x80" + req("POST", "/oauth2/token", ["Content-Type: application/json", "Authorization: " + SVC], "{}"))
+add2("token_endpoint", "r_wrong_secret", "\x81" + req("POST", "/oauth2/token", [FORM, "Authorization: " + basic("svc", "nope")], "grant_type=client_credentials"))
+add2("token_endpoint", "r_revoke_introspect", "\x80" + "\0".join([cc,
+    req("POST", "/oauth2/introspect", [FORM, "Authorization: " + SVC], "token=@AT@"),
+    req("POST", "/oauth2/revoke", [FORM, "Authorization: " + SVC], "token=@AT@&token_type_hint=access_token")]))
+
+# grant_records: sel, then \n-separated Redis reply items
+fields = ["client", "web", "user", "1001", "scopes", "orders.read profile", "auth_time", "1700000000",
+          "created", "1700000000", "last_used", "1700000100", "idle_exp", "1700003700", "abs_exp",
+          "1700086400", "idle_ttl", "3600", "state", "active", "gen", "1", "head", "x" * 43]
+items = lambda *xs: "\n".join(xs)
+add2("grant_records", "family", "\x00" + items(*fields))
+add2("grant_records", "family_revoked_dup", "\x00" + items(*fields, "state", "revoked", "gen", "+2"))
+add2("grant_records", "family_missing", "\x00" + items(*fields[:-6]))
+add2("grant_records", "rotated", "\x01" + items("rotated", "1700003700", *fields))
+add2("grant_records", "reused", "\x01" + items("reused", "1", *fields))
+add2("grant_records", "rotated_short", "\x01rotated")
+add2("grant_records", "not_found", "\x01not_found")
+add2("grant_records", "lookup", "\x02" + items("current", *fields))
+add2("grant_records", "lookup_used_nil_item", "\x02" + items("used", *fields[:4]) + "\n\xfe")
+add2("grant_records", "lookup_nil", "\x82")
+code = compact({"client_id": "web", "user_id": "1001", "redirect_uri": "https://app.example/cb", "scopes": ["a"],
+                "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256",
+                "nonce": None, "auth_time": 1700000000}).decode()
+add2("grant_records", "code_taken", "\x03" + items("taken", code))
+add2("grant_records", "code_reused", "\x03" + items("reused", "0123456789abcdefABCDEF"))
+add2("grant_records", "code_int", "\x03" + items("taken") + "\n\xfd42")
+add2("grant_records", "refresh_token", "\x04" + "0123456789abcdefABCDEF." + "A" * 42 + "_")
+add2("grant_records", "refresh_family_contains_secret", "\x04012689" + "A" * 46 + "abcdEz." + "A" * 43)
+add2("grant_records", "refresh_bad", "\x04" + "short." + "A" * 43)
+
 for target, files in seeds.items():
     d = os.path.join(root, target)
     shutil.rmtree(d, ignore_errors=True)

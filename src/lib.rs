@@ -172,4 +172,106 @@ pub mod __fuzz {
     ) -> Result<Vec<u8>, &'static str> {
         crate::store::redis::fuzz_seal_plain(secret, rkey, clear_fp, plain)
     }
+
+    /// Decodes `Authorization: Basic` as the token endpoint does: `(client id, secret)`.
+    ///
+    /// # Errors
+    ///
+    /// `not_basic` (another scheme) or `malformed`.
+    #[cfg(feature = "issuer")]
+    pub fn issuer_basic(value: &[u8]) -> Result<(String, String), &'static str> {
+        match crate::issuer::clients::parse_basic(value) {
+            Ok((id, secret)) => Ok((id, secret.as_str().to_owned())),
+            Err(crate::issuer::clients::BasicError::NotBasic) => Err("not_basic"),
+            Err(crate::issuer::clients::BasicError::Malformed) => Err("malformed"),
+        }
+    }
+
+    /// Reads a token request's form body and `Authorization` headers as the token endpoint
+    /// does before checking any secret: `(client id, secret, method)` with method `basic`,
+    /// `post` or `id_only`.
+    ///
+    /// # Errors
+    ///
+    /// `(error code, description)` as the endpoint would answer; `("header", _)` when an
+    /// `authorization` value is not a valid header value.
+    #[cfg(feature = "issuer")]
+    #[allow(clippy::type_complexity)]
+    pub fn issuer_credentials(
+        authorization: &[&[u8]],
+        body: &[u8],
+    ) -> Result<(String, Option<String>, &'static str), (&'static str, String)> {
+        crate::issuer::endpoints::fuzz_credentials(authorization, body)
+    }
+
+    /// Which Redis grant-store reply [`grant_reply`] decodes.
+    #[cfg(all(feature = "issuer", feature = "redis"))]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum GrantReplyKind {
+        /// `HGETALL` of a refresh-token family.
+        Family,
+        /// The rotation script's reply.
+        Rotate,
+        /// The lookup script's reply.
+        Lookup,
+        /// The authorization-code take script's reply.
+        TakeCode,
+    }
+
+    /// A decoded Redis grant-store reply.
+    #[cfg(all(feature = "issuer", feature = "redis"))]
+    #[derive(Debug)]
+    pub enum GrantReply {
+        /// A family record.
+        Family(crate::issuer::store::FamilyRecord),
+        /// A rotation outcome, and whether this call revoked the family.
+        Rotate(crate::issuer::store::RotateOutcome, bool),
+        /// A lookup.
+        Lookup(
+            Option<(
+                crate::issuer::store::FamilyRecord,
+                crate::issuer::store::TokenState,
+            )>,
+        ),
+        /// An authorization-code take.
+        TakeCode(crate::issuer::store::CodeOutcome),
+    }
+
+    /// Decodes a reply of the Redis grant store for family `fam` as the store does: `nil`
+    /// for a nil reply, else an array of `items` (`\xfe` alone: nil, `\xfd` then digits: an
+    /// integer, anything else a bulk string), converted by the `redis` crate.
+    ///
+    /// # Errors
+    ///
+    /// The store error the store would return.
+    #[cfg(all(feature = "issuer", feature = "redis"))]
+    pub fn grant_reply(
+        kind: GrantReplyKind,
+        fam: &str,
+        nil: bool,
+        items: &[&[u8]],
+    ) -> Result<GrantReply, crate::store::StoreError> {
+        crate::issuer::store::redis_fuzz::fuzz_decode(kind, fam, nil, items)
+    }
+
+    /// The hash fields the Redis grant store writes for `rec` with head digest `head`.
+    #[cfg(all(feature = "issuer", feature = "redis"))]
+    pub fn grant_record_fields(
+        rec: &crate::issuer::store::FamilyRecord,
+        head: &str,
+    ) -> Vec<String> {
+        crate::issuer::store::redis_fuzz::fuzz_record_fields(rec, head)
+    }
+
+    /// The stored form of an authorization code's record in the Redis grant store.
+    ///
+    /// # Errors
+    ///
+    /// A serialization failure.
+    #[cfg(all(feature = "issuer", feature = "redis"))]
+    pub fn grant_code_json(
+        rec: &crate::issuer::store::CodeRecord,
+    ) -> Result<String, crate::store::StoreError> {
+        crate::issuer::store::redis_fuzz::fuzz_code_json(rec)
+    }
 }

@@ -906,7 +906,7 @@ pub(crate) fn parse_basic(value: &[u8]) -> Result<(String, Zeroizing<String>), B
     }
     let decoded = Zeroizing::new(
         STANDARD
-            .decode(rest.trim().as_bytes())
+            .decode(rest.trim_matches([' ', '\t']).as_bytes())
             .map_err(|_| BasicError::Malformed)?,
     );
     let text = std::str::from_utf8(&decoded).map_err(|_| BasicError::Malformed)?;
@@ -1042,6 +1042,25 @@ mod tests {
                 BasicError::Malformed,
                 "{bad}"
             );
+        }
+    }
+
+    // Found while writing the `token_endpoint` fuzz target's RFC model: only SP / HTAB may
+    // surround the token68 (RFC 9110 OWS); `str::trim` also dropped Unicode white space
+    // (U+00A0, U+0085, U+2028 ... are valid obs-text header bytes once decoded as UTF-8).
+    #[test]
+    fn only_ows_around_the_token68() {
+        let b64 = STANDARD.encode("user:pw");
+        let (id, secret) = parse_basic(format!("Basic \t{b64} \t").as_bytes()).unwrap();
+        assert_eq!((id.as_str(), secret.as_str()), ("user", "pw"));
+        for ws in ["\u{a0}", "\u{85}", "\u{2028}", "\u{3000}"] {
+            for bad in [format!("Basic {b64}{ws}"), format!("Basic {ws}{b64}")] {
+                assert_eq!(
+                    parse_basic(bad.as_bytes()).unwrap_err(),
+                    BasicError::Malformed,
+                    "{bad:?}"
+                );
+            }
         }
     }
 

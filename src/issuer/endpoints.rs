@@ -470,3 +470,30 @@ async fn metadata(State(shared): State<Arc<Shared>>) -> Response {
     );
     res
 }
+
+// ---------------------------------------------------------------------------------------------
+// For `crate::__fuzz` (the `fuzz/` targets) only.
+
+/// Reads a token request's form and presented client credentials exactly as the token endpoint
+/// does before any secret check: `(client id, secret, method)`, or the `(error, description)`.
+pub(crate) fn fuzz_credentials(
+    authorization: &[&[u8]],
+    body: &[u8],
+) -> Result<(String, Option<String>, &'static str), (&'static str, String)> {
+    let mut headers = HeaderMap::new();
+    for v in authorization {
+        let v =
+            HeaderValue::from_bytes(v).map_err(|_| ("header", "not a header value".to_owned()))?;
+        headers.append(header::AUTHORIZATION, v);
+    }
+    let fail = |e: TokenError| (e.code().as_str(), e.description().to_owned());
+    let params = Params::parse(body);
+    params.check_no_repeats(&["resource"]).map_err(fail)?;
+    let c = presented(&headers, &params).map_err(fail)?;
+    let method = match c.method {
+        Presented::Basic => "basic",
+        Presented::Post => "post",
+        Presented::IdOnly => "id_only",
+    };
+    Ok((c.client_id, c.secret.map(|s| s.as_str().to_owned()), method))
+}

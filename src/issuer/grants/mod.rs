@@ -134,7 +134,7 @@ impl TokenError {
     pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
         Self {
             code,
-            description: description.into(),
+            description: clean_description(description.into()),
             status: code.status(),
             basic_challenge: false,
             retry_after: None,
@@ -213,6 +213,28 @@ impl TokenError {
     pub(crate) fn retry_after(&self) -> Option<Duration> {
         self.retry_after
     }
+}
+
+/// Longest `error_description` sent; longer ones (a quoted request value) are cut.
+const MAX_DESCRIPTION_CHARS: usize = 200;
+
+/// RFC 6749 §5.2: `error_description` is limited to `%x20-21 / %x23-5B / %x5D-7E`. Values
+/// quoted from the request (a parameter name, a `grant_type`, an audience) may hold anything:
+/// other characters become `?` and the text is cut to [`MAX_DESCRIPTION_CHARS`].
+fn clean_description(d: Cow<'static, str>) -> Cow<'static, str> {
+    let ok = |c: char| matches!(c, '\x20'..='\x21' | '\x23'..='\x5b' | '\x5d'..='\x7e');
+    if d.len() <= MAX_DESCRIPTION_CHARS && d.chars().all(ok) {
+        return d;
+    }
+    let mut out: String = d
+        .chars()
+        .take(MAX_DESCRIPTION_CHARS)
+        .map(|c| if ok(c) { c } else { '?' })
+        .collect();
+    if d.chars().nth(MAX_DESCRIPTION_CHARS).is_some() {
+        out.push_str("...");
+    }
+    Cow::Owned(out)
 }
 
 impl fmt::Display for TokenError {
@@ -389,6 +411,25 @@ mod tests {
         assert_eq!(p.multi("resource"), ["r1", "r2"]);
         assert!(p.check_no_repeats(&["resource", "c"]).is_ok());
         assert!(p.check_no_repeats(&["resource"]).is_err());
+    }
+
+    // Found while writing the `token_endpoint` fuzz target: descriptions quoting a request value
+    // (here a repeated parameter name, a `grant_type`) carried `"`, `\\`, control and non-ASCII
+    // characters and any length, outside RFC 6749 §5.2's character set.
+    #[test]
+    fn descriptions_stay_in_the_rfc_6749_set() {
+        let p = Params::parse("%22%5C%0A%C3%A9=1&%22%5C%0A%C3%A9=2".as_bytes());
+        let e = p.check_no_repeats(&[]).unwrap_err();
+        assert_eq!(e.description(), "parameter `????` is repeated");
+        let long = "x".repeat(5000);
+        let e = TokenError::new(
+            ErrorCode::UnsupportedGrantType,
+            format!("grant type `{long}`"),
+        );
+        assert_eq!(e.description().len(), MAX_DESCRIPTION_CHARS + 3);
+        assert!(e.description().ends_with("xxx..."));
+        let plain = TokenError::new(ErrorCode::InvalidRequest, "missing `grant_type`");
+        assert!(matches!(plain.description, Cow::Borrowed(_)));
     }
 
     #[test]

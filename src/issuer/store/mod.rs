@@ -97,6 +97,11 @@ mod redis;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 #[doc(inline)]
 pub use self::redis::{PersistenceReport, RedisGrantStore};
+/// For `crate::__fuzz` only.
+#[cfg(feature = "redis")]
+pub(crate) mod redis_fuzz {
+    pub(crate) use super::redis::{fuzz_code_json, fuzz_decode, fuzz_record_fields};
+}
 #[doc(inline)]
 pub use memory::MemoryGrantStore;
 

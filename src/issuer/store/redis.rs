@@ -685,33 +685,23 @@ impl RedisGrantStore {
                 ],
             )
             .await?;
-        let Some(kind) = reply.first() else {
-            return Err(err("rotate", "empty reply"));
-        };
-        Ok(match kind.as_str() {
-            "rotated" => {
-                let rec = parse_record(fam, &reply[2..])?;
+        let (outcome, newly) = decode_rotate(fam, &reply)?;
+        match &outcome {
+            RotateOutcome::Rotated(rec) => {
                 self.bump(&["rotations"], ActiveChange::Update(fam, rec.idle_expires))
                     .await?;
-                RotateOutcome::Rotated(rec)
             }
-            "reused" => {
-                let newly = reply.get(1).is_some_and(|v| v == "1");
-                let rec = parse_record(fam, &reply[2..])?;
+            RotateOutcome::Reused(_) => {
                 let counters: &[&'static str] = if newly {
                     &["reuse_detected", "families_revoked"]
                 } else {
                     &["reuse_detected"]
                 };
                 self.bump(counters, ActiveChange::Remove(fam)).await?;
-                RotateOutcome::Reused(rec)
             }
-            "revoked" => RotateOutcome::Revoked,
-            "expired" => RotateOutcome::Expired,
-            "wrong_client" => RotateOutcome::WrongClient,
-            "not_found" => RotateOutcome::NotFound,
-            other => return Err(err("rotate", format!("unexpected reply `{other}`"))),
-        })
+            _ => {}
+        }
+        Ok(outcome)
     }
 
     async fn get_inner(&self, fam: &str) -> Result<Option<FamilyRecord>, StoreError> {
@@ -876,6 +866,68 @@ fn parse_record(fam: &str, flat: &[String]) -> Result<FamilyRecord, StoreError> 
     })
 }
 
+/// Decodes the `ROTATE` script's reply: the outcome, and for `reused` whether this call
+/// revoked the family. A reply of another shape (a hostile or broken Redis) is an error.
+fn decode_rotate(fam: &str, reply: &[String]) -> Result<(RotateOutcome, bool), StoreError> {
+    let Some(kind) = reply.first() else {
+        return Err(err("rotate", "empty reply"));
+    };
+    let fields = || {
+        reply
+            .get(2..)
+            .filter(|f| !f.is_empty())
+            .ok_or_else(|| err("rotate", format!("`{kind}` reply without the family")))
+    };
+    Ok(match kind.as_str() {
+        "rotated" => (RotateOutcome::Rotated(parse_record(fam, fields()?)?), false),
+        "reused" => {
+            let newly = reply.get(1).is_some_and(|v| v == "1");
+            (RotateOutcome::Reused(parse_record(fam, fields()?)?), newly)
+        }
+        "revoked" => (RotateOutcome::Revoked, false),
+        "expired" => (RotateOutcome::Expired, false),
+        "wrong_client" => (RotateOutcome::WrongClient, false),
+        "not_found" => (RotateOutcome::NotFound, false),
+        other => {
+            let shown: String = other.chars().take(32).collect();
+            return Err(err("rotate", format!("unexpected reply `{shown}`")));
+        }
+    })
+}
+
+/// Decodes the `LOOKUP` script's reply (`nil`, or the token's state then the family).
+fn decode_lookup(
+    fam: &str,
+    reply: Option<&[String]>,
+) -> Result<Option<(FamilyRecord, TokenState)>, StoreError> {
+    let Some((state, fields)) = reply.and_then(<[String]>::split_first) else {
+        return Ok(None);
+    };
+    let state = match state.as_str() {
+        "current" => TokenState::Current,
+        "used" => TokenState::Used,
+        _ => return Err(err("lookup", "unexpected token state")),
+    };
+    Ok(Some((parse_record(fam, fields)?, state)))
+}
+
+/// Decodes the `TAKE_CODE` script's reply.
+fn decode_take_code(reply: &[String]) -> Result<CodeOutcome, StoreError> {
+    match reply.first().map(String::as_str) {
+        Some("taken") => {
+            let json = reply.get(1).ok_or_else(|| err("take code", "no record"))?;
+            let rec: CodeRecord = serde_json::from_str(json).map_err(|e| err("take code", e))?;
+            Ok(CodeOutcome::Taken(rec))
+        }
+        Some("reused") => {
+            let family_id = reply.get(1).filter(|f| !f.is_empty()).cloned();
+            Ok(CodeOutcome::Reused { family_id })
+        }
+        Some("not_found") => Ok(CodeOutcome::NotFound),
+        _ => Err(err("take code", "unexpected reply")),
+    }
+}
+
 impl GrantStore for RedisGrantStore {
     fn create_family(
         &self,
@@ -915,15 +967,7 @@ impl GrantStore for RedisGrantStore {
                     &[&p.digest],
                 )
                 .await?;
-            let Some(reply) = reply.filter(|r| !r.is_empty()) else {
-                return Ok(None);
-            };
-            let state = if reply[0] == "current" {
-                TokenState::Current
-            } else {
-                TokenState::Used
-            };
-            Ok(Some((parse_record(fam, &reply[1..])?, state)))
+            decode_lookup(fam, reply.as_deref())
         })
     }
 
@@ -1056,21 +1100,11 @@ impl GrantStore for RedisGrantStore {
                     &[&CODE_TOMBSTONE_TTL.as_secs().to_string()],
                 )
                 .await?;
-            match reply.first().map(String::as_str) {
-                Some("taken") => {
-                    let json = reply.get(1).ok_or_else(|| err("take code", "no record"))?;
-                    let rec: CodeRecord =
-                        serde_json::from_str(json).map_err(|e| err("take code", e))?;
-                    Ok(CodeOutcome::Taken(rec))
-                }
-                Some("reused") => {
-                    this.bump(&["code_replays"], ActiveChange::None).await?;
-                    let family_id = reply.get(1).filter(|f| !f.is_empty()).cloned();
-                    Ok(CodeOutcome::Reused { family_id })
-                }
-                Some("not_found") => Ok(CodeOutcome::NotFound),
-                _ => Err(err("take code", "unexpected reply")),
+            let outcome = decode_take_code(&reply)?;
+            if matches!(outcome, CodeOutcome::Reused { .. }) {
+                this.bump(&["code_replays"], ActiveChange::None).await?;
             }
+            Ok(outcome)
         })
     }
 
@@ -1102,5 +1136,153 @@ impl GrantStore for RedisGrantStore {
                     .to_owned(),
             ),
         })))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// For `crate::__fuzz` (the `fuzz/` targets) only.
+
+/// A Redis reply from raw items (`\xfe` alone: nil, `\xfd` then digits: an integer, anything
+/// else a bulk string), converted as the connection converts it (`FromRedisValue`), then
+/// decoded as the store decodes it.
+pub(crate) fn fuzz_decode(
+    kind: crate::__fuzz::GrantReplyKind,
+    fam: &str,
+    nil: bool,
+    items: &[&[u8]],
+) -> Result<crate::__fuzz::GrantReply, StoreError> {
+    use crate::__fuzz::{GrantReply, GrantReplyKind};
+    use ::redis::Value;
+    let value = if nil {
+        Value::Nil
+    } else {
+        Value::Array(
+            items
+                .iter()
+                .map(|b| match b {
+                    [0xfe] => Value::Nil,
+                    [0xfd, rest @ ..] => std::str::from_utf8(rest)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .map_or(Value::Nil, Value::Int),
+                    _ => Value::BulkString(b.to_vec()),
+                })
+                .collect(),
+        )
+    };
+    let strings = |v: Value| Vec::<String>::from_redis_value(v).map_err(|e| err("reply", e));
+    Ok(match kind {
+        GrantReplyKind::Family => GrantReply::Family(parse_record(fam, &strings(value)?)?),
+        GrantReplyKind::Rotate => {
+            let (o, newly) = decode_rotate(fam, &strings(value)?)?;
+            GrantReply::Rotate(o, newly)
+        }
+        GrantReplyKind::Lookup => {
+            let reply =
+                Option::<Vec<String>>::from_redis_value(value).map_err(|e| err("reply", e))?;
+            GrantReply::Lookup(decode_lookup(fam, reply.as_deref())?)
+        }
+        GrantReplyKind::TakeCode => GrantReply::TakeCode(decode_take_code(&strings(value)?)?),
+    })
+}
+
+/// The hash fields `create` writes for `rec` (for round trips).
+pub(crate) fn fuzz_record_fields(rec: &FamilyRecord, head: &str) -> Vec<String> {
+    record_fields(rec, head)
+}
+
+/// The `rec` value `put_code` writes.
+pub(crate) fn fuzz_code_json(rec: &CodeRecord) -> Result<String, StoreError> {
+    serde_json::to_string(rec).map_err(|e| err("put code", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn family_fields() -> Vec<String> {
+        let rec = FamilyRecord {
+            family_id: "0123456789abcdefABCDEF".into(),
+            client_id: "web".into(),
+            user_id: "1001".into(),
+            scopes: vec!["a".into(), "b".into()],
+            auth_time: 5,
+            created: 10,
+            last_used: 20,
+            idle_expires: 30,
+            absolute_expires: 40,
+            idle_ttl_secs: 10,
+            state: FamilyState::Active,
+            generation: 2,
+        };
+        record_fields(&rec, "head")
+    }
+
+    // Found while writing the `grant_records` fuzz target (which now drives this decoding): a
+    // `rotated`/`reused` reply without the family fields sliced out of bounds (a panic)
+    // instead of answering a store error.
+    #[test]
+    fn short_rotate_replies_are_errors_not_panics() {
+        let fam = "0123456789abcdefABCDEF";
+        for r in [
+            &["rotated"][..],
+            &["reused"],
+            &["reused", "1"],
+            &["rotated", "30"],
+        ] {
+            let e = decode_rotate(fam, &reply(r)).unwrap_err();
+            assert!(e.to_string().contains("without the family"), "{e}");
+        }
+        assert!(decode_rotate(fam, &[]).is_err());
+        let e = decode_rotate(fam, &reply(&["what"])).unwrap_err();
+        assert!(e.to_string().contains("unexpected reply `what`"), "{e}");
+
+        let mut full = reply(&["reused", "1"]);
+        full.extend(family_fields());
+        let (out, newly) = decode_rotate(fam, &full).unwrap();
+        assert!(newly);
+        assert!(
+            matches!(out, RotateOutcome::Reused(ref r) if r.generation == 2 && r.scopes == ["a", "b"])
+        );
+    }
+
+    #[test]
+    fn lookup_replies() {
+        let fam = "0123456789abcdefABCDEF";
+        assert_eq!(decode_lookup(fam, None).unwrap(), None);
+        assert_eq!(decode_lookup(fam, Some(&[])).unwrap(), None);
+        let mut r = reply(&["used"]);
+        r.extend(family_fields());
+        assert_eq!(
+            decode_lookup(fam, Some(&r)).unwrap().unwrap().1,
+            TokenState::Used
+        );
+        r[0] = "current".into();
+        assert_eq!(
+            decode_lookup(fam, Some(&r)).unwrap().unwrap().1,
+            TokenState::Current
+        );
+        // Neither state: an error, not silently "used".
+        r[0] = "other".into();
+        assert!(decode_lookup(fam, Some(&r)).is_err());
+    }
+
+    #[test]
+    fn take_code_replies() {
+        assert_eq!(
+            decode_take_code(&reply(&["not_found"])).unwrap(),
+            CodeOutcome::NotFound
+        );
+        assert_eq!(
+            decode_take_code(&reply(&["reused", ""])).unwrap(),
+            CodeOutcome::Reused { family_id: None }
+        );
+        assert!(decode_take_code(&reply(&["taken"])).is_err());
+        assert!(decode_take_code(&reply(&["taken", "{}"])).is_err());
+        assert!(decode_take_code(&[]).is_err());
     }
 }

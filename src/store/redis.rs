@@ -657,7 +657,7 @@ impl RedisRevocations {
         format!("{}:sid-revoked:{{{sid}}}", self.prefix)
     }
 
-    fn exists(&self, key: String) -> impl std::future::Future<Output = Result<bool, StoreError>> {
+    fn exists(&self, key: String) -> impl std::future::Future<Output = Result<bool, StoreError>> + use<> {
         let mut cmd = ::redis::cmd("EXISTS");
         cmd.arg(key);
         let fut = self.conn.clone().run::<i64>("EXISTS", cmd);

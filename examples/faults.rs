@@ -230,7 +230,7 @@ mod run {
 
     /// Named checks: each expression with its source text.
     macro_rules! checks {
-        ($($e:expr_2021),+ $(,)?) => { vec![$((stringify!($e), $e)),+] };
+        ($($e:expr),+ $(,)?) => { vec![$((stringify!($e), $e)),+] };
     }
 
     impl Table {

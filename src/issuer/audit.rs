@@ -154,7 +154,7 @@ pub(crate) fn record(counters: Option<&AuditCounters>, event: &'static str, kind
 /// `audit!(counters, level, "event", "kind"; fields..., "message")`: one tracing event on
 /// [`TARGET`] with `event` and `kind`, and the counters.
 macro_rules! audit {
-    ($counters:expr_2021, $level:ident, $event:literal, $kind:expr_2021; $($rest:tt)+) => {{
+    ($counters:expr, $level:ident, $event:literal, $kind:expr; $($rest:tt)+) => {{
         let kind: &'static str = $kind;
         ::tracing::$level!(target: "tower_bearer::audit", event = $event, kind, $($rest)+);
         $crate::issuer::audit::record($counters, $event, kind);

@@ -455,13 +455,13 @@ impl Inner {
                 }
             }
         };
-        let result = match rx.wait_for(Option::is_some).await {
+        // Edition 2024: the watch read guard of this tail expression drops before `rx`.
+        match rx.wait_for(Option::is_some).await {
             Ok(result) => result
                 .clone()
                 .unwrap_or(Err(OutboundError::Aborted("no result"))),
             Err(_) => Err(OutboundError::Aborted("fetch task ended without a result")),
-        };
-        result
+        }
     }
 
     /// In the refresh window: start one background refresh unless one runs or failed lately.

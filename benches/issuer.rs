@@ -84,7 +84,7 @@ fn fixture(rt: &tokio::runtime::Runtime, alg: Algorithm) -> Fixture {
     });
     let key = server.keys().signing_key();
     let jws = key.sign(&claims).unwrap();
-    let input = jws[..jws.rfind('.').unwrap()].as_bytes().to_vec();
+    let input = jws.as_bytes()[..jws.rfind('.').unwrap()].to_vec();
     Fixture {
         server,
         claims,

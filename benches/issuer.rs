@@ -1,11 +1,16 @@
 //! `client_credentials` issuance against the signing floor, measured in the same run.
 //!
 //! Per algorithm (RS256, ES256, EdDSA):
-//! - `sign_floor`: `SigningKey::sign` of a claims set of the same size (aws-lc-rs signing plus
-//!   JSON and base64url: what any issuer pays per token);
+//! - `sign_floor`: the aws-lc-rs signature alone (`SigningKey::sign_bytes` with the issuer's
+//!   own key) of a JWS signing input of the same size as an issued token's (the header and
+//!   claims below, base64url-encoded once, outside the loop): the floor of the issue's target;
+//! - `sign_jws`: for information, `SigningKey::sign` of the same claims as a `serde_json`
+//!   value (JSON, base64url and the signature: a minimal hand-rolled JWT issuer);
 //! - `issue`: one `POST /oauth2/token` through the issuer's axum router in-process (form
-//!   parsing, `client_secret_basic` with the verified-secret cache, scope/audience checks,
-//!   claims, signing, JSON response), on a current-thread runtime.
+//!   parsing, `client_secret_basic` with the verified-secret cache, the per-client and
+//!   per-address limiters (the request carries `ConnectInfo`, as under
+//!   `into_make_service_with_connect_info`), scope/audience checks, claims, signing, audit,
+//!   JSON response), on a current-thread runtime.
 //!
 //! Run with `cargo bench --features issuer --bench issuer`. The issuance rate is
 //! `1 / issue`, the ratio `sign_floor / issue`.
@@ -18,7 +23,7 @@
 //! machine `ISSUER_BENCH_CLOCK=wall` measures wall time instead.
 //!
 //! Profiling driver (no criterion): `ISSUER_PROFILE=<alg>:<what>:<n>` with `alg` one of
-//! `RS256 ES256 EdDSA`, `what` one of `issue floor`, runs the setup and one warm-up, then `n`
+//! `RS256 ES256 EdDSA`, `what` one of `issue floor jws`, runs the setup and one warm-up, then `n`
 //! iterations, for instruction counts under callgrind:
 //! `ISSUER_PROFILE=ES256:issue:1000 valgrind --tool=callgrind target/release/deps/issuer-*`;
 //! instructions per issuance = (total(n) - total(0)) / n.
@@ -26,9 +31,11 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
@@ -40,6 +47,7 @@ use tower_bearer::issuer::config::{AuthMethod, GrantType};
 use tower_bearer::issuer::password::PasswordHash;
 use tower_bearer::issuer::AuthorizationServer;
 use tower_bearer::jwks::Algorithm;
+use tower_bearer::signing::SigningKey;
 
 /// bcrypt (cost 4) of `correct horse`: test-only.
 const HASH: &str = "{bcrypt}$2a$04$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mujHHrcaU.";
@@ -47,7 +55,10 @@ const HASH: &str = "{bcrypt}$2a$04$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mu
 /// One issuer with one `client_secret_basic` client, its router and the request it answers.
 struct Fixture {
     server: AuthorizationServer,
+    /// Claims the size of an issued token's.
     claims: serde_json::Value,
+    /// `b64(header).b64(claims)`: a signing input the size of an issued token's.
+    input: Vec<u8>,
 }
 
 fn fixture(rt: &tokio::runtime::Runtime, alg: Algorithm) -> Fixture {
@@ -71,13 +82,26 @@ fn fixture(rt: &tokio::runtime::Runtime, alg: Algorithm) -> Fixture {
         "exp": 1_900_000_300u64, "iat": 1_900_000_000u64, "jti": "AAAAAAAAAAAAAAAAAAAAAA",
         "client_id": "orders", "scope": "internal-service", "gty": "client-credentials",
     });
-    Fixture { server, claims }
+    let key = server.keys().signing_key();
+    let jws = key.sign(&claims).unwrap();
+    let input = jws.as_bytes()[..jws.rfind('.').unwrap()].to_vec();
+    Fixture {
+        server,
+        claims,
+        input,
+    }
+}
+
+/// The floor: the aws-lc-rs signature of a same-size signing input.
+fn floor(key: &SigningKey, input: &[u8]) -> Vec<u8> {
+    key.sign_bytes(black_box(input)).unwrap()
 }
 
 fn request(auth: &str) -> http::Request<Body> {
     http::Request::post("/oauth2/token")
         .header("content-type", "application/x-www-form-urlencoded")
         .header("authorization", auth)
+        .extension(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40_000))))
         .body(Body::from(
             "grant_type=client_credentials&scope=internal-service&audience=service-system",
         ))
@@ -105,10 +129,17 @@ fn benches<M: Measurement>(c: &mut Criterion<M>) {
         .unwrap();
     let auth = basic();
     for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
-        let Fixture { server, claims } = fixture(&rt, alg);
+        let Fixture {
+            server,
+            claims,
+            input,
+        } = fixture(&rt, alg);
         let key = server.keys().signing_key();
         let mut group = c.benchmark_group(format!("issuer/{alg}"));
         group.bench_function("sign_floor", |b| {
+            b.iter(|| black_box(floor(&key, &input)));
+        });
+        group.bench_function("sign_jws", |b| {
             b.iter(|| black_box(key.sign(black_box(&claims)).unwrap()));
         });
         let mut router = server.router();
@@ -121,13 +152,13 @@ fn benches<M: Measurement>(c: &mut Criterion<M>) {
     }
 }
 
-/// `ISSUER_PROFILE=<alg>:<issue|floor>:<n>`: see the module docs.
+/// `ISSUER_PROFILE=<alg>:<issue|floor|jws>:<n>`: see the module docs.
 fn profile(spec: &str) {
     let mut parts = spec.split(':');
     let (Some(alg), Some(what), Some(n), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        panic!("ISSUER_PROFILE=<alg>:<issue|floor>:<n>, got `{spec}`");
+        panic!("ISSUER_PROFILE=<alg>:<issue|floor|jws>:<n>, got `{spec}`");
     };
     let alg = match alg {
         "RS256" => Algorithm::RS256,
@@ -140,12 +171,17 @@ fn profile(spec: &str) {
         .enable_all()
         .build()
         .unwrap();
-    let Fixture { server, claims } = fixture(&rt, alg);
+    let Fixture {
+        server,
+        claims,
+        input,
+    } = fixture(&rt, alg);
     let auth = basic();
     let mut router = server.router();
     let key = server.keys().signing_key();
     rt.block_on(issue(&mut router, &auth));
     black_box(key.sign(&claims).unwrap());
+    black_box(floor(&key, &input));
     match what {
         "issue" => {
             for _ in 0..n {
@@ -153,6 +189,11 @@ fn profile(spec: &str) {
             }
         }
         "floor" => {
+            for _ in 0..n {
+                black_box(floor(&key, &input));
+            }
+        }
+        "jws" => {
             for _ in 0..n {
                 black_box(key.sign(black_box(&claims)).unwrap());
             }

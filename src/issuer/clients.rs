@@ -922,7 +922,11 @@ pub(crate) fn parse_basic(value: &[u8]) -> Result<(String, Zeroizing<String>), B
 /// `application/x-www-form-urlencoded` decoding of one value (`+` is a space); `None` when
 /// the result is not UTF-8.
 fn form_decode(s: &str) -> Option<String> {
-    let plus = s.replace('+', " ");
+    if !s.bytes().any(|b| b == b'+' || b == b'%') {
+        return Some(s.to_owned());
+    }
+    // The intermediate copy may hold a secret: zeroized on drop.
+    let plus = Zeroizing::new(s.replace('+', " "));
     percent_encoding::percent_decode_str(&plus)
         .decode_utf8()
         .ok()

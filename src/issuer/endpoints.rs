@@ -48,7 +48,7 @@
 //! # }
 //! ```
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -137,18 +137,38 @@ impl IntoResponse for TokenError {
 
 impl IntoResponse for TokenResponse {
     fn into_response(self) -> Response {
-        // Sized for the token up front (no regrowth while serializing a ~0.5-1 KiB body).
-        let len = self.access_token.len()
-            + self.scope.as_ref().map_or(0, String::len)
-            + self.refresh_token.as_ref().map_or(0, String::len);
-        let mut body = Vec::with_capacity(len + 128);
-        if serde_json::to_writer(&mut body, &self).is_err() {
-            body.clear();
-        }
-        let mut res = json_response(StatusCode::OK, body);
+        let mut res = json_response(StatusCode::OK, token_response_json(&self));
         no_store(res.headers_mut());
         res
     }
+}
+
+/// The JSON body of a token response, written member by member into one buffer sized up front
+/// (the token, ~0.3-1 KiB, needs no escape: copied as it is).
+fn token_response_json(r: &TokenResponse) -> Vec<u8> {
+    let string = crate::issuer::tokens::push_json_str;
+    let len = r.access_token.len()
+        + r.scope.as_ref().map_or(0, String::len)
+        + r.refresh_token.as_ref().map_or(0, String::len);
+    let mut out = Vec::with_capacity(len + 128);
+    out.extend_from_slice(b"{\"access_token\":");
+    string(&mut out, &r.access_token);
+    out.extend_from_slice(b",\"token_type\":");
+    string(&mut out, r.token_type);
+    out.extend_from_slice(b",\"expires_in\":");
+    if serde_json::to_writer(&mut out, &r.expires_in).is_err() {
+        out.push(b'0');
+    }
+    if let Some(scope) = &r.scope {
+        out.extend_from_slice(b",\"scope\":");
+        string(&mut out, scope);
+    }
+    if let Some(refresh) = &r.refresh_token {
+        out.extend_from_slice(b",\"refresh_token\":");
+        string(&mut out, refresh);
+    }
+    out.push(b'}');
+    out
 }
 
 async fn token(State(shared): State<Arc<Shared>>, req: Request) -> Response {
@@ -182,13 +202,53 @@ pub(crate) fn is_form(headers: &HeaderMap) -> bool {
     })
 }
 
-async fn token_request(shared: &Shared, req: Request) -> Result<TokenResponse, TokenError> {
+/// The source address as the limiters and audit events key it: `IpAddr`'s `Display`, written
+/// without the formatting machinery for IPv4.
+pub(crate) fn address_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut out = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+            out
+        }
+        IpAddr::V6(_) => ip.to_string(),
+    }
+}
+
+/// A form POST as read by [`read_form`].
+pub(crate) struct FormRequest {
+    /// The request head.
+    pub(crate) parts: http::request::Parts,
+    /// The body, zeroized on drop.
+    pub(crate) body: Zeroizing<Vec<u8>>,
+    /// The source address, when the router is served with `ConnectInfo<SocketAddr>`.
+    pub(crate) address: Option<String>,
+}
+
+/// The preamble of every form endpoint that authenticates a client (token, revocation,
+/// introspection, the refresh endpoint's POST): none of `forbidden` in the URL query
+/// (`invalid_request` with `query_error`), a form content type, the source address, and the
+/// body of at most `max_body_len` bytes (else 413 `invalid_request`).
+pub(crate) async fn read_form(
+    shared: &Shared,
+    req: Request,
+    forbidden: &[&str],
+    query_error: &'static str,
+) -> Result<FormRequest, TokenError> {
     if let Some(q) = req.uri().query() {
-        if form_urlencoded::parse(q.as_bytes()).any(|(k, _)| SENSITIVE_QUERY.contains(&&*k)) {
-            return Err(TokenError::new(
-                ErrorCode::InvalidRequest,
-                "credentials must not be sent in the URL query",
-            ));
+        if form_urlencoded::parse(q.as_bytes()).any(|(k, _)| forbidden.contains(&&*k)) {
+            return Err(TokenError::new(ErrorCode::InvalidRequest, query_error));
         }
     }
     if !is_form(req.headers()) {
@@ -200,7 +260,7 @@ async fn token_request(shared: &Shared, req: Request) -> Result<TokenResponse, T
     let address = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+        .map(|c| address_key(c.0.ip()));
     let (parts, body) = req.into_parts();
     let body = Zeroizing::new(
         axum::body::to_bytes(body, shared.max_body_len)
@@ -211,8 +271,30 @@ async fn token_request(shared: &Shared, req: Request) -> Result<TokenResponse, T
             })?
             .to_vec(),
     );
-    let params = Params::parse(&body);
-    dispatch(shared, &parts.headers, &params, address.as_deref(), None).await
+    Ok(FormRequest {
+        parts,
+        body,
+        address,
+    })
+}
+
+async fn token_request(shared: &Shared, req: Request) -> Result<TokenResponse, TokenError> {
+    let form = read_form(
+        shared,
+        req,
+        &SENSITIVE_QUERY,
+        "credentials must not be sent in the URL query",
+    )
+    .await?;
+    let params = Params::parse(&form.body);
+    dispatch(
+        shared,
+        &form.parts.headers,
+        &params,
+        form.address.as_deref(),
+        None,
+    )
+    .await
 }
 
 /// Authenticates the client and runs the grant of `params` (`only`: the one grant this endpoint
@@ -221,7 +303,7 @@ async fn token_request(shared: &Shared, req: Request) -> Result<TokenResponse, T
 pub(crate) async fn dispatch(
     shared: &Shared,
     headers: &HeaderMap,
-    params: &Params,
+    params: &Params<'_>,
     address: Option<&str>,
     only: Option<GrantType>,
 ) -> Result<TokenResponse, TokenError> {
@@ -273,7 +355,7 @@ pub(crate) async fn dispatch(
 }
 
 /// Reads the presented credentials (no secret check yet).
-fn presented(headers: &HeaderMap, params: &Params) -> Result<Credentials, TokenError> {
+fn presented(headers: &HeaderMap, params: &Params<'_>) -> Result<Credentials, TokenError> {
     let mut auth = headers.get_all(header::AUTHORIZATION).iter();
     let first = auth.next();
     if auth.next().is_some() {
@@ -352,7 +434,7 @@ fn presented(headers: &HeaderMap, params: &Params) -> Result<Credentials, TokenE
 async fn authenticate(
     shared: &Shared,
     headers: &HeaderMap,
-    params: &Params,
+    params: &Params<'_>,
     address: Option<&str>,
 ) -> Result<Arc<RegisteredClient>, TokenError> {
     let creds = presented(headers, params)?;
@@ -496,4 +578,53 @@ pub(crate) fn fuzz_credentials(
         Presented::IdOnly => "id_only",
     };
     Ok((c.client_id, c.secret.map(|s| s.as_str().to_owned()), method))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_keys_are_display() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.99.100",
+            "255.255.255.255",
+            "1.2.3.4",
+            "::1",
+            "2001:db8::7",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(address_key(ip), ip.to_string());
+        }
+        for o in 0..=255u8 {
+            let ip = IpAddr::from([o, o / 3, 255 - o, 7]);
+            assert_eq!(address_key(ip), ip.to_string());
+        }
+    }
+
+    /// The hand-written token response is the JSON `serde` writes for it, escaping included.
+    #[test]
+    fn token_response_json_is_serdes() {
+        let mut plain = TokenResponse::bearer("eyJh.eyJz-_.c2ln".into(), 300);
+        let mut cases = vec![plain.clone()];
+        plain.scope = Some("a b".into());
+        cases.push(plain.clone());
+        plain.refresh_token = Some("rt_AbC-9".into());
+        cases.push(plain.clone());
+        let mut odd = TokenResponse::bearer("t\"\\\u{1}é".into(), u64::MAX);
+        odd.scope = Some("\"x\"".into());
+        odd.refresh_token = Some("r t".into());
+        cases.push(odd);
+        cases.push(TokenResponse::bearer(String::new(), 0));
+        for r in cases {
+            let ours = token_response_json(&r);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(&r).unwrap()
+            );
+        }
+    }
 }

@@ -96,7 +96,9 @@ use http::{Method, StatusCode};
 use zeroize::Zeroizing;
 
 use crate::issuer::config::{AuthorizationServerConfig, GrantType, DEFAULT_REFRESH_ENDPOINT_PATH};
-use crate::issuer::endpoints::{dispatch, is_form, no_store, SENSITIVE_QUERY};
+use crate::issuer::endpoints::{
+    address_key, dispatch, no_store, read_form, FormRequest, SENSITIVE_QUERY,
+};
 use crate::issuer::grants::{ErrorCode, Params, TokenError};
 use crate::issuer::{AuthorizationServerBuilder, Shared};
 
@@ -236,12 +238,12 @@ async fn refresh_request(
     req: Request,
     get: bool,
 ) -> Result<crate::issuer::grants::TokenResponse, TokenError> {
-    let address = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
-    let (parts, body) = req.into_parts();
-    let raw = if get {
+    let form = if get {
+        let address = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| address_key(c.0.ip()));
+        let (parts, _) = req.into_parts();
         let query = parts.uri.query().unwrap_or("");
         if form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "client_secret") {
             return Err(TokenError::new(
@@ -249,38 +251,27 @@ async fn refresh_request(
                 "`client_secret` must not be sent in the URL query; use HTTP Basic",
             ));
         }
-        Zeroizing::new(query.as_bytes().to_vec())
+        let body = Zeroizing::new(query.as_bytes().to_vec());
+        FormRequest {
+            parts,
+            body,
+            address,
+        }
     } else {
-        if let Some(q) = parts.uri.query() {
-            if form_urlencoded::parse(q.as_bytes()).any(|(k, _)| SENSITIVE_QUERY.contains(&&*k)) {
-                return Err(TokenError::new(
-                    ErrorCode::InvalidRequest,
-                    "credentials must not be sent in the URL query",
-                ));
-            }
-        }
-        if !is_form(&parts.headers) {
-            return Err(TokenError::new(
-                ErrorCode::InvalidRequest,
-                "the body must be application/x-www-form-urlencoded",
-            ));
-        }
-        Zeroizing::new(
-            axum::body::to_bytes(body, shared.max_body_len)
-                .await
-                .map_err(|_| {
-                    TokenError::new(ErrorCode::InvalidRequest, "the request body is too large")
-                        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
-                })?
-                .to_vec(),
+        read_form(
+            shared,
+            req,
+            &SENSITIVE_QUERY,
+            "credentials must not be sent in the URL query",
         )
+        .await?
     };
-    let params = Params::parse(&raw);
+    let params = Params::parse(&form.body);
     dispatch(
         shared,
-        &parts.headers,
+        &form.parts.headers,
         &params,
-        address.as_deref(),
+        form.address.as_deref(),
         Some(GrantType::RefreshToken),
     )
     .await

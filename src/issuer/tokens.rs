@@ -240,6 +240,28 @@ pub(crate) struct Draft<'a> {
     pub(crate) grant_claims: Map<String, Value>,
 }
 
+/// Appends `s` as a JSON string, exactly as `serde_json` writes it: most values here (base64url
+/// ids, URLs, scopes, claim names) need no escape and are copied as they are; the others go
+/// through `serde_json`.
+pub(crate) fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // No early exit, a byte accumulator: the compiler vectorizes the scan (~0.5k instructions
+    // for a 360-byte token instead of ~5k byte by byte).
+    let mut special = 0u8;
+    for &b in s.as_bytes() {
+        special |= u8::from((b < 0x20) | (b == b'"') | (b == b'\\'));
+    }
+    let escape = special != 0;
+    if !escape {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else if serde_json::to_writer(&mut *out, s).is_err() {
+        // Writing a `str` into a `Vec` cannot fail; keep the JSON valid regardless.
+        out.extend_from_slice(b"\"\"");
+    }
+}
+
 /// A JSON object written member by member (keys are unique by construction of the caller).
 struct Json(Vec<u8>);
 
@@ -254,7 +276,7 @@ impl Json {
         if self.0.len() > 1 {
             self.0.push(b',');
         }
-        serde_json::to_writer(&mut self.0, key).map_err(|_| MintError::Signing)?;
+        push_json_str(&mut self.0, key);
         self.0.push(b':');
         Ok(())
     }
@@ -265,7 +287,9 @@ impl Json {
     }
 
     fn str_member(&mut self, key: &str, v: &str) -> Result<(), MintError> {
-        self.member(key, v)
+        self.key(key)?;
+        push_json_str(&mut self.0, v);
+        Ok(())
     }
 
     fn finish(mut self) -> Vec<u8> {
@@ -505,6 +529,24 @@ mod tests {
             header,
             json!({"alg": "ES256", "typ": "at+jwt", "kid": key.kid()})
         );
+    }
+
+    #[test]
+    fn json_strings_are_written_as_serde_json_writes_them() {
+        for s in [
+            "",
+            "plain",
+            "https://auth.example/a?b=c",
+            "é ü ✓",
+            "q\"uote",
+            "back\\slash",
+            "ctl\u{1}\u{1f}\n\t",
+            "\u{7f}\u{2028}",
+        ] {
+            let mut out = b"x".to_vec();
+            push_json_str(&mut out, s);
+            assert_eq!(out[1..], serde_json::to_vec(s).unwrap()[..], "{s:?}");
+        }
     }
 
     #[test]

@@ -894,7 +894,7 @@ async fn form_post(
     shared: &Shared,
     az: &AuthorizeState,
     req: Request,
-) -> Result<(String, Session, Params), Response> {
+) -> Result<(String, Session, Params<'static>), Response> {
     let now = shared.clock.now_unix();
     let Some((sid, session)) = az.session(req.headers(), now) else {
         return Err(bad_request(
@@ -922,7 +922,7 @@ async fn form_post(
             "the form is stale or forged (CSRF check failed); start again from the application",
         ));
     }
-    Ok((sid, session, params))
+    Ok((sid, session, params.into_owned()))
 }
 
 fn audit_login_failure(client: &str, username: &str, address: Option<&str>, reason: &str) {

@@ -18,11 +18,10 @@
 //! not revoked and its family (`sid`), when it has one, exists and is not revoked. A refresh
 //! token is active while it is its family's current token and the family is usable.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -31,7 +30,7 @@ use http::{Method, StatusCode};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use super::{authenticate, is_form, json_response, no_store};
+use super::{authenticate, json_response, no_store, read_form};
 use crate::issuer::audit::audit;
 use crate::issuer::clients::RegisteredClient;
 use crate::issuer::grants::{ErrorCode, Params, TokenError};
@@ -53,38 +52,22 @@ async fn read(
     shared: &Shared,
     req: Request,
 ) -> Result<(Arc<RegisteredClient>, Zeroizing<String>, Option<String>), TokenError> {
-    if req.uri().query().is_some_and(|q| {
-        form_urlencoded::parse(q.as_bytes())
-            .any(|(k, _)| matches!(&*k, "token" | "client_secret" | "client_id"))
-    }) {
-        return Err(TokenError::new(
-            ErrorCode::InvalidRequest,
-            "tokens and credentials must not be sent in the URL query",
-        ));
-    }
-    if !is_form(req.headers()) {
-        return Err(TokenError::new(
-            ErrorCode::InvalidRequest,
-            "the body must be application/x-www-form-urlencoded",
-        ));
-    }
-    let address = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
-    let (parts, body) = req.into_parts();
-    let body = Zeroizing::new(
-        axum::body::to_bytes(body, shared.max_body_len)
-            .await
-            .map_err(|_| {
-                TokenError::new(ErrorCode::InvalidRequest, "the request body is too large")
-                    .with_status(StatusCode::PAYLOAD_TOO_LARGE)
-            })?
-            .to_vec(),
-    );
-    let params = Params::parse(&body);
+    let form = read_form(
+        shared,
+        req,
+        &["token", "client_secret", "client_id"],
+        "tokens and credentials must not be sent in the URL query",
+    )
+    .await?;
+    let params = Params::parse(&form.body);
     params.check_no_repeats(&[])?;
-    let client = authenticate(shared, &parts.headers, &params, address.as_deref()).await?;
+    let client = authenticate(
+        shared,
+        &form.parts.headers,
+        &params,
+        form.address.as_deref(),
+    )
+    .await?;
     let token = params
         .single("token")?
         .ok_or_else(|| TokenError::new(ErrorCode::InvalidRequest, "missing parameter `token`"))?;

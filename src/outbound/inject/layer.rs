@@ -466,7 +466,9 @@ impl<R> InjectBearerLayer<R> {
 
     /// The rules of the module docs, in their order: [`SkipBearer`], then the destination
     /// (strict mode refuses an unlisted one), then an `Authorization` already present (kept
-    /// unless override). Shared by [`InjectBearer`] and the reqwest middleware.
+    /// unless override). The reqwest middleware's; [`InjectBearer`] applies the same rules
+    /// through [`route_uri`](Self::route_uri).
+    #[cfg(feature = "reqwest")]
     #[inline]
     pub(crate) fn decide(
         &self,
@@ -483,6 +485,31 @@ impl<R> InjectBearerLayer<R> {
             Ok(Some(_)) if has_authorization && !self.override_existing => Decision::Pass,
             Ok(Some(route)) => Decision::Inject(route),
         }
+    }
+
+    /// [`decide`](Self::decide) for a request to `uri`, up to the `Authorization` check:
+    /// `Ok(None)` passes it untouched, `Ok(Some(i))` injects the token of `routes[i]` (unless
+    /// an `Authorization` is there and not overridden).
+    ///
+    /// An authority written in canonical form (`host:port`, or `host` for the default port)
+    /// is found by byte comparisons; any other form (case, user info, a port with leading
+    /// zeros) takes the general parse of [`Target::of_uri`], with the same result.
+    #[inline]
+    pub(crate) fn route_uri(&self, skip: bool, uri: &Uri) -> Result<Option<usize>, InjectError> {
+        if skip {
+            return Ok(None);
+        }
+        if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
+            let authority = authority.as_str();
+            if let Some(route) = self
+                .routes
+                .iter()
+                .position(|r| r.origin.matches_canonical(scheme, authority))
+            {
+                return Ok(Some(route));
+            }
+        }
+        self.route(Target::of_uri(uri))
     }
 
     /// The index of the route of a request in `routes`: `Ok(None)` passes it untouched.
@@ -533,6 +560,7 @@ impl<'a> Target<'a> {
 }
 
 /// What the rules say about one request.
+#[cfg(feature = "reqwest")]
 #[derive(Debug)]
 pub(crate) enum Decision {
     /// Send it untouched.

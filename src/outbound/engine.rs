@@ -1054,6 +1054,24 @@ mod tests {
         assert_eq!(c.acquire(40, 30), Ok(Permit::Probe));
     }
 
+    /// The system-clock hit path decides on `SystemTime`s as the general one does on whole
+    /// seconds: `now < at` exactly when `floor(now) < at`.
+    #[test]
+    fn system_time_compare_is_the_whole_second_compare() {
+        let base = 1_700_000_000u64;
+        for secs in [base - 1, base, base + 1] {
+            for nanos in [0, 1, 500_000_000, 999_999_999] {
+                let now = UNIX_EPOCH + Duration::new(secs, nanos);
+                let unix = now.duration_since(UNIX_EPOCH).unwrap().as_secs();
+                for at in [base - 1, base, base + 1, base + 2] {
+                    assert_eq!(before(now, system_time(at)), unix < at, "{secs}.{nanos} < {at}");
+                }
+            }
+        }
+        // Past what `SystemTime` holds: never reached.
+        assert!(before(SystemTime::now(), system_time(u64::MAX)));
+    }
+
     #[test]
     fn b64tokens() {
         assert!(is_b64token("abc.DEF-_~+/=="));

@@ -607,3 +607,73 @@ impl<S, R: Clone> Layer<S> for InjectBearerLayer<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http_client::BoxFuture;
+    use crate::outbound::{AccessToken, FetchError, TokenClient, TokenRequest};
+
+    fn layer(strict: bool) -> InjectBearerLayer {
+        let source = |_: &TokenRequest| -> BoxFuture<'static, Result<AccessToken, FetchError>> {
+            Box::pin(async { Ok(AccessToken::bearer("t", u64::MAX / 2)) })
+        };
+        let a = TokenClient::new("a", source)
+            .with_audience("a")
+            .with_destination("http://127.0.0.1:9002")
+            .unwrap()
+            .with_destination("https://orders.internal")
+            .unwrap();
+        let b = TokenClient::new("b", source)
+            .with_audience("b")
+            .with_destination("http://[::1]:8080")
+            .unwrap()
+            .with_destination("http://billing.internal")
+            .unwrap();
+        let manager = TokenManager::builder().client(a).client(b).build().unwrap();
+        InjectBearerLayer::new(manager).with_strict(strict)
+    }
+
+    /// The byte-comparison shortcut of `route_uri` finds what the general parse finds, for
+    /// canonical and non-canonical ways of writing the same (or another) origin.
+    #[test]
+    fn route_uri_agrees_with_the_general_parse() {
+        let cases = [
+            ("http://127.0.0.1:9002/x", Some(0)),
+            ("HTTP://127.0.0.1:9002/x", Some(0)),
+            ("http://127.0.0.1:09002/x", Some(0)),
+            ("http://user@127.0.0.1:9002/x", Some(0)),
+            ("http://127.0.0.1:9003/x", None),
+            ("http://127.0.0.1/x", None),
+            ("https://127.0.0.1:9002/x", None),
+            ("https://orders.internal/x", Some(1)),
+            ("https://orders.internal:443/x", Some(1)),
+            ("https://ORDERS.internal/x", Some(1)),
+            ("http://orders.internal/x", None),
+            ("https://orders.internal:80/x", None),
+            ("https://orders.internal.evil/x", None),
+            ("https://evil@orders.internal/x", Some(1)),
+            ("http://[::1]:8080/x", Some(2)),
+            ("http://[::1]/x", None),
+            ("http://billing.internal/x", Some(3)),
+            ("http://billing.internal:80/x", Some(3)),
+            ("http://billing.internal:8080/x", None),
+            ("/relative", None),
+        ];
+        for strict in [false, true] {
+            let layer = layer(strict);
+            for (uri, want) in cases {
+                let uri: Uri = uri.parse().unwrap();
+                let general = layer.route(Target::of_uri(&uri)).map_err(|e| e.to_string());
+                let fast = layer.route_uri(false, &uri).map_err(|e| e.to_string());
+                assert_eq!(fast, general, "{uri}");
+                match want {
+                    Some(i) => assert_eq!(fast, Ok(Some(i)), "{uri}"),
+                    None if strict => assert!(fast.is_err(), "{uri}"),
+                    None => assert_eq!(fast, Ok(None), "{uri}"),
+                }
+                assert!(matches!(layer.route_uri(true, &uri), Ok(None)), "skip: {uri}");
+            }
+        }
+    }
+}

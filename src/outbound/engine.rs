@@ -33,6 +33,8 @@ pub(crate) struct Origin {
     pub(crate) scheme: String,
     pub(crate) host: String,
     pub(crate) port: u16,
+    /// `scheme` as an `http` scheme value (compared without string comparison).
+    scheme_value: Option<http::uri::Scheme>,
     /// `host:port`, the authority of a request URI that names this origin in canonical form.
     authority: Box<str>,
     /// `port` is the scheme's default: a bare `host` authority names this origin too.
@@ -56,6 +58,7 @@ impl Origin {
     pub(crate) fn new(scheme: String, host: String, port: u16) -> Self {
         let default_port = default_port(&scheme) == Some(port);
         Self {
+            scheme_value: http::uri::Scheme::try_from(scheme.as_str()).ok(),
             authority: format!("{host}:{port}").into(),
             default_port,
             scheme,
@@ -64,14 +67,14 @@ impl Origin {
         }
     }
 
-    /// Does a request for `scheme` (as [`http::Uri::scheme_str`] gives it) and `authority`
-    /// (as written in the URI) go to this origin, the authority written in canonical form
-    /// (`host:port` or, for the scheme's default port, `host`; lower-case, no user info)?
-    /// Byte comparisons only. `false` proves nothing (`HOST`, `host:080`, `user@host`): then
-    /// [`matches_parts`](Self::matches_parts) decides. Whatever this accepts, it accepts too.
+    /// Does a request for `scheme` and `authority` (as written in the URI) go to this origin,
+    /// the authority written in canonical form (`host:port` or, for the scheme's default
+    /// port, `host`; lower-case, no user info)? Byte comparisons only. `false` proves nothing
+    /// (`HOST`, `host:080`, `user@host`): then [`matches_parts`](Self::matches_parts)
+    /// decides. Whatever this accepts, it accepts too.
     #[inline]
-    pub(crate) fn matches_canonical(&self, scheme: &str, authority: &str) -> bool {
-        scheme == self.scheme
+    pub(crate) fn matches_canonical(&self, scheme: &http::uri::Scheme, authority: &str) -> bool {
+        self.scheme_value.as_ref() == Some(scheme)
             && (authority == &*self.authority || (self.default_port && authority == self.host))
     }
 
@@ -463,12 +466,28 @@ impl Inner {
     }
 
     /// [`hit`](Self::hit) on the system clock.
-    #[inline]
+    #[inline(always)]
     fn hit_system(self: &Arc<Self>, slot: &Arc<Slot>) -> Option<HeaderValue> {
         let now = SystemTime::now();
         let guard = slot.current.load();
         let cached = guard.as_ref()?;
         if before(now, cached.refresh_at_time) {
+            self.stats.hits.incr();
+            return Some(cached.header.clone());
+        }
+        drop(guard);
+        self.hit_system_late(slot, now)
+    }
+
+    /// [`hit_system`](Self::hit_system) at or past the refresh time: the token while it
+    /// has not expired (and one background refresh), else `None`.
+    #[cold]
+    #[inline(never)]
+    fn hit_system_late(self: &Arc<Self>, slot: &Arc<Slot>, now: SystemTime) -> Option<HeaderValue> {
+        let guard = slot.current.load();
+        let cached = guard.as_ref()?;
+        if before(now, cached.refresh_at_time) {
+            // Replaced in between by a fresh token.
             self.stats.hits.incr();
             return Some(cached.header.clone());
         }
@@ -1064,7 +1083,11 @@ mod tests {
                 let now = UNIX_EPOCH + Duration::new(secs, nanos);
                 let unix = now.duration_since(UNIX_EPOCH).unwrap().as_secs();
                 for at in [base - 1, base, base + 1, base + 2] {
-                    assert_eq!(before(now, system_time(at)), unix < at, "{secs}.{nanos} < {at}");
+                    assert_eq!(
+                        before(now, system_time(at)),
+                        unix < at,
+                        "{secs}.{nanos} < {at}"
+                    );
                 }
             }
         }

@@ -499,7 +499,7 @@ impl<R> InjectBearerLayer<R> {
         if skip {
             return Ok(None);
         }
-        if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
+        if let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) {
             let authority = authority.as_str();
             if let Some(route) = self
                 .routes
@@ -672,7 +672,10 @@ mod tests {
                     None if strict => assert!(fast.is_err(), "{uri}"),
                     None => assert_eq!(fast, Ok(None), "{uri}"),
                 }
-                assert!(matches!(layer.route_uri(true, &uri), Ok(None)), "skip: {uri}");
+                assert!(
+                    matches!(layer.route_uri(true, &uri), Ok(None)),
+                    "skip: {uri}"
+                );
             }
         }
     }

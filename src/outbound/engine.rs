@@ -443,7 +443,7 @@ impl Inner {
     /// One clock read. With the system clock, `SystemTime::now()` is compared with the
     /// token's precomputed times (the same decision as on whole seconds, without the
     /// conversion); the seconds are only computed in the refresh window.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn hit(self: &Arc<Self>, slot: &Arc<Slot>) -> Option<HeaderValue> {
         if self.system_clock {
             return self.hit_system(slot);

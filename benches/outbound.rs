@@ -5,7 +5,9 @@
 //! - `inject_layer`: one request through `InjectBearer` over a `service_fn` (token cached) vs
 //!   `bare_service_fn`: the same request straight into the `service_fn`.
 //!
-//! Run with `cargo bench --bench outbound`.
+//! Run with `cargo bench --bench outbound`. Times are the benchmark thread's CPU time
+//! (`/proc/thread-self/schedstat`; the machines are shared, wall time counts other processes'
+//! turns); `OUTBOUND_BENCH_CLOCK=wall` measures wall time instead. Compare ratios within a run.
 
 #![allow(missing_docs)]
 
@@ -17,7 +19,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use arc_swap::ArcSwap;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{Criterion, Throughput};
 use http::header::ACCEPT;
 use http::{HeaderValue, Request, Response, Uri};
 use tower::{service_fn, Layer, Service};
@@ -71,7 +74,7 @@ fn manager() -> TokenManager {
     manager
 }
 
-fn bench(c: &mut Criterion) {
+fn bench<M: Measurement>(c: &mut Criterion<M>) {
     let manager = manager();
     let header = now_or_never(manager.token(AUD, SCOPE)).unwrap();
 
@@ -131,5 +134,89 @@ fn bench(c: &mut Criterion) {
     eprintln!("manager stats after the run: {:?}", manager.stats());
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+/// CPU time of the calling thread (Linux `/proc/thread-self/schedstat`, first field: ns on
+/// CPU).
+struct ThreadCpu;
+
+fn thread_cpu_ns() -> u64 {
+    // The kernel brings a running thread's `sum_exec_runtime` up to date only at a tick or a
+    // pass through the scheduler: yield first so the value read is current.
+    std::thread::yield_now();
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .expect("/proc/thread-self/schedstat (Linux only; else OUTBOUND_BENCH_CLOCK=wall)");
+    stat.split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("schedstat: ns on CPU")
+}
+
+impl Measurement for ThreadCpu {
+    type Intermediate = u64;
+    type Value = u64;
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+    fn end(&self, start: u64) -> u64 {
+        thread_cpu_ns().saturating_sub(start)
+    }
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    fn to_f64(&self, v: &u64) -> f64 {
+        *v as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &CpuFormatter
+    }
+}
+
+/// Nanoseconds of CPU, scaled like criterion's durations.
+struct CpuFormatter;
+
+impl ValueFormatter for CpuFormatter {
+    fn scale_values(&self, ns: f64, values: &mut [f64]) -> &'static str {
+        let (factor, unit) = if ns < 1e3 {
+            (1.0, "ns cpu")
+        } else if ns < 1e6 {
+            (1e-3, "µs cpu")
+        } else {
+            (1e-6, "ms cpu")
+        };
+        for v in values {
+            *v *= factor;
+        }
+        unit
+    }
+    fn scale_throughputs(&self, _: f64, t: &Throughput, values: &mut [f64]) -> &'static str {
+        let n = match *t {
+            Throughput::Elements(n) | Throughput::Bytes(n) | Throughput::BytesDecimal(n) => n,
+            Throughput::Bits(n) => n,
+        } as f64;
+        for v in values {
+            *v = n * 1e9 / *v;
+        }
+        "/s cpu"
+    }
+    fn scale_for_machines(&self, _: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+fn main() {
+    if std::env::var("OUTBOUND_BENCH_CLOCK").as_deref() == Ok("wall") {
+        let mut c = Criterion::default()
+            .with_measurement(WallTime)
+            .configure_from_args();
+        bench(&mut c);
+        c.final_summary();
+    } else {
+        let mut c = Criterion::default()
+            .with_measurement(ThreadCpu)
+            .configure_from_args();
+        bench(&mut c);
+        c.final_summary();
+    }
+}

@@ -219,6 +219,15 @@ async fn cache_expire_seconds_forces_a_refetch() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(te.hits.load(SeqCst), 2);
+    // The endpoint has answered; wait until the manager has installed that answer (its bound
+    // is computed from the clock when the answer arrives: advancing the clock before that
+    // would move the bound too).
+    while manager.client_token("default").await.unwrap() == first
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_ne!(manager.client_token("default").await.unwrap(), first);
     // The refreshed token (fetched at +51 s) is bounded at +151 s, far below its real
     // 300 s lifetime: at +152 s it is not used any more and the manager fetches again.
     clock.advance(Duration::from_secs(101));

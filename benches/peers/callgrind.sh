@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 N=${1:-2000}
 shift || true
-SCENARIOS=${*:-"noauth hit1 hit1000 miss verify_hit verify_miss floor token bare_fn inject"}
+SCENARIOS=${*:-"noauth hit1 hit1000 miss verify_hit verify_miss floor arcswap arcswap_clock token bare_fn inject"}
 cargo build --release -q -p hotpaths
 BIN=target/release/hotpaths
 OUT=${CALLGRIND_OUT:-target/callgrind}

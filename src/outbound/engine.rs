@@ -1,9 +1,11 @@
 //! The manager's machinery: slots, the lock-free hit path, single-flight fetch tasks,
 //! retries, the circuit breaker and the shared store.
 //!
-//! Hit path: one `ArcSwap` load, a compare of the clock against the slot's refresh time, a
-//! clone of a pre-built `HeaderValue` (an atomic increment: the bytes were made shared when the
-//! token was installed) and a relaxed increment of a per-thread shard of the hit counter.
+//! Hit path: one `ArcSwap` load, one read of the clock compared with the slot's refresh time
+//! (with the system clock: `SystemTime::now()` against a precomputed `SystemTime`, no
+//! conversion to seconds), a clone of a pre-built `HeaderValue` (an atomic increment: the bytes
+//! were made shared when the token was installed) and a relaxed increment of a per-thread shard
+//! of the hit counter.
 //! Everything else (a miss, a refresh) runs through the slot's flight: one spawned task that
 //! every waiting caller subscribes to.
 
@@ -11,7 +13,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
@@ -31,6 +33,12 @@ pub(crate) struct Origin {
     pub(crate) scheme: String,
     pub(crate) host: String,
     pub(crate) port: u16,
+    /// `scheme` as an `http` scheme value (compared without string comparison).
+    scheme_value: Option<http::uri::Scheme>,
+    /// `host:port`, the authority of a request URI that names this origin in canonical form.
+    authority: Box<str>,
+    /// `port` is the scheme's default: a bare `host` authority names this origin too.
+    default_port: bool,
 }
 
 impl std::fmt::Display for Origin {
@@ -46,6 +54,30 @@ impl std::fmt::Debug for Origin {
 }
 
 impl Origin {
+    /// The origin `scheme://host:port` (`scheme` and `host` lower-case).
+    pub(crate) fn new(scheme: String, host: String, port: u16) -> Self {
+        let default_port = default_port(&scheme) == Some(port);
+        Self {
+            scheme_value: http::uri::Scheme::try_from(scheme.as_str()).ok(),
+            authority: format!("{host}:{port}").into(),
+            default_port,
+            scheme,
+            host,
+            port,
+        }
+    }
+
+    /// Does a request for `scheme` and `authority` (as written in the URI) go to this origin,
+    /// the authority written in canonical form (`host:port` or, for the scheme's default
+    /// port, `host`; lower-case, no user info)? Byte comparisons only. `false` proves nothing
+    /// (`HOST`, `host:080`, `user@host`): then [`matches_parts`](Self::matches_parts)
+    /// decides. Whatever this accepts, it accepts too.
+    #[inline]
+    pub(crate) fn matches_canonical(&self, scheme: &http::uri::Scheme, authority: &str) -> bool {
+        self.scheme_value.as_ref() == Some(scheme)
+            && (authority == &*self.authority || (self.default_port && authority == self.host))
+    }
+
     /// Does `uri` (absolute) go to this origin? No allocation.
     #[cfg(test)]
     pub(crate) fn matches(&self, uri: &http::Uri) -> bool {
@@ -58,14 +90,19 @@ impl Origin {
     /// Does `scheme://host[:port]` go to this origin (an absent port is the scheme's
     /// default)? No allocation.
     pub(crate) fn matches_parts(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
-        let port = port.or(match scheme {
-            s if s.eq_ignore_ascii_case("http") => Some(80),
-            s if s.eq_ignore_ascii_case("https") => Some(443),
-            _ => None,
-        });
+        let port = port.or(default_port(scheme));
         port == Some(self.port)
             && scheme.eq_ignore_ascii_case(&self.scheme)
             && host.eq_ignore_ascii_case(&self.host)
+    }
+}
+
+/// The default port of `scheme` (`http`, `https`, in any case).
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        s if s.eq_ignore_ascii_case("http") => Some(80),
+        s if s.eq_ignore_ascii_case("https") => Some(443),
+        _ => None,
     }
 }
 
@@ -90,6 +127,22 @@ pub(crate) struct Cached {
     pub(crate) stored: StoredToken,
     pub(crate) refresh_at: u64,
     pub(crate) expires_at: u64,
+    /// `refresh_at` and `expires_at` as system times (`None`: past what `SystemTime` can hold,
+    /// never reached), for the hit path with the system clock: `now < refresh_at` on whole
+    /// seconds is `SystemTime::now() < refresh_at_time` exactly.
+    refresh_at_time: Option<SystemTime>,
+    expires_at_time: Option<SystemTime>,
+}
+
+/// `unix` seconds as a `SystemTime` (`None` when it cannot be represented).
+fn system_time(unix: u64) -> Option<SystemTime> {
+    UNIX_EPOCH.checked_add(Duration::from_secs(unix))
+}
+
+/// Is `now` before `at` (`None`: never reached)?
+#[inline]
+fn before(now: SystemTime, at: Option<SystemTime>) -> bool {
+    at.is_none_or(|at| now < at)
 }
 
 type FlightResult = Result<Arc<Cached>, OutboundError>;
@@ -313,6 +366,8 @@ pub(crate) struct Inner {
     pub(crate) slots: Box<[Arc<Slot>]>,
     pub(crate) dynamic: Mutex<HashMap<(Arc<str>, Arc<str>), Arc<Slot>>>,
     pub(crate) clock: SharedClock,
+    /// `clock` is the system clock: the hit path reads `SystemTime::now()` directly.
+    pub(crate) system_clock: bool,
     pub(crate) store: Arc<dyn TokenStore>,
     pub(crate) opts: Options,
     pub(crate) stats: Stats,
@@ -384,8 +439,15 @@ impl Inner {
     }
 
     /// The hit path. `None`: no valid token, take [`Inner::slow`].
-    #[inline]
+    ///
+    /// One clock read. With the system clock, `SystemTime::now()` is compared with the
+    /// token's precomputed times (the same decision as on whole seconds, without the
+    /// conversion); the seconds are only computed in the refresh window.
+    #[inline(always)]
     pub(crate) fn hit(self: &Arc<Self>, slot: &Arc<Slot>) -> Option<HeaderValue> {
+        if self.system_clock {
+            return self.hit_system(slot);
+        }
         let now = self.clock.now_unix();
         let guard = slot.current.load();
         let cached = guard.as_ref()?;
@@ -397,6 +459,44 @@ impl Inner {
             self.stats.hits.incr();
             let header = cached.header.clone();
             drop(guard);
+            self.refresh_in_background(slot, now);
+            return Some(header);
+        }
+        None
+    }
+
+    /// [`hit`](Self::hit) on the system clock.
+    #[inline(always)]
+    fn hit_system(self: &Arc<Self>, slot: &Arc<Slot>) -> Option<HeaderValue> {
+        let now = SystemTime::now();
+        let guard = slot.current.load();
+        let cached = guard.as_ref()?;
+        if before(now, cached.refresh_at_time) {
+            self.stats.hits.incr();
+            return Some(cached.header.clone());
+        }
+        drop(guard);
+        self.hit_system_late(slot, now)
+    }
+
+    /// [`hit_system`](Self::hit_system) at or past the refresh time: the token while it
+    /// has not expired (and one background refresh), else `None`.
+    #[cold]
+    #[inline(never)]
+    fn hit_system_late(self: &Arc<Self>, slot: &Arc<Slot>, now: SystemTime) -> Option<HeaderValue> {
+        let guard = slot.current.load();
+        let cached = guard.as_ref()?;
+        if before(now, cached.refresh_at_time) {
+            // Replaced in between by a fresh token.
+            self.stats.hits.incr();
+            return Some(cached.header.clone());
+        }
+        if before(now, cached.expires_at_time) {
+            self.stats.hits.incr();
+            let header = cached.header.clone();
+            drop(guard);
+            // As `SystemClock::now_unix` does.
+            let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
             self.refresh_in_background(slot, now);
             return Some(header);
         }
@@ -724,6 +824,8 @@ impl Inner {
             stored: StoredToken::new(token, refresh_at),
             refresh_at,
             expires_at,
+            refresh_at_time: system_time(refresh_at),
+            expires_at_time: system_time(expires_at),
         })
     }
 
@@ -971,6 +1073,28 @@ mod tests {
         assert_eq!(c.acquire(40, 30), Ok(Permit::Probe));
     }
 
+    /// The system-clock hit path decides on `SystemTime`s as the general one does on whole
+    /// seconds: `now < at` exactly when `floor(now) < at`.
+    #[test]
+    fn system_time_compare_is_the_whole_second_compare() {
+        let base = 1_700_000_000u64;
+        for secs in [base - 1, base, base + 1] {
+            for nanos in [0, 1, 500_000_000, 999_999_999] {
+                let now = UNIX_EPOCH + Duration::new(secs, nanos);
+                let unix = now.duration_since(UNIX_EPOCH).unwrap().as_secs();
+                for at in [base - 1, base, base + 1, base + 2] {
+                    assert_eq!(
+                        before(now, system_time(at)),
+                        unix < at,
+                        "{secs}.{nanos} < {at}"
+                    );
+                }
+            }
+        }
+        // Past what `SystemTime` holds: never reached.
+        assert!(before(SystemTime::now(), system_time(u64::MAX)));
+    }
+
     #[test]
     fn b64tokens() {
         assert!(is_b64token("abc.DEF-_~+/=="));
@@ -981,11 +1105,7 @@ mod tests {
 
     #[test]
     fn origins_match_without_allocating() {
-        let o = Origin {
-            scheme: "http".into(),
-            host: "127.0.0.1".into(),
-            port: 80,
-        };
+        let o = Origin::new("http".into(), "127.0.0.1".into(), 80);
         assert!(o.matches(&"HTTP://127.0.0.1/x".parse().unwrap()));
         assert!(o.matches(&"http://127.0.0.1:80/x".parse().unwrap()));
         assert!(!o.matches(&"http://127.0.0.1:81/x".parse().unwrap()));

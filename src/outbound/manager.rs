@@ -468,7 +468,7 @@ pub(crate) fn parse_origin(origin: &str) -> Result<Origin, ConfigError> {
     }
     let (scheme, host, port) =
         crate::http_client::origin(&uri).ok_or_else(|| invalid("no host"))?;
-    Ok(Origin { scheme, host, port })
+    Ok(Origin::new(scheme, host, port))
 }
 
 /// Service tokens for several named clients, cached per `(audience, scope)`, refreshed ahead
@@ -1037,7 +1037,8 @@ impl TokenHandle {
 #[must_use]
 pub struct TokenManagerBuilder {
     clients: Vec<TokenClient>,
-    clock: SharedClock,
+    /// `None`: the system clock (the hit path then reads it directly).
+    clock: Option<SharedClock>,
     store: Option<Arc<dyn TokenStore>>,
     opts: Options,
 }
@@ -1056,7 +1057,7 @@ impl Default for TokenManagerBuilder {
     fn default() -> Self {
         Self {
             clients: Vec::new(),
-            clock: Arc::new(SystemClock),
+            clock: None,
             store: None,
             opts: Options {
                 refresh_ahead: Duration::from_secs(60),
@@ -1127,7 +1128,7 @@ impl TokenManagerBuilder {
     /// # }
     /// ```
     pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
+        self.clock = Some(clock);
         self
     }
 
@@ -1574,15 +1575,18 @@ impl TokenManagerBuilder {
                 Arc::new(Slot::new(client, request, key))
             })
             .collect();
+        let system_clock = self.clock.is_none();
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let store = self
             .store
-            .unwrap_or_else(|| Arc::new(MemoryTokenStore::with_clock(self.clock.clone())));
+            .unwrap_or_else(|| Arc::new(MemoryTokenStore::with_clock(clock.clone())));
         Ok(TokenManager {
             inner: Arc::new(Inner {
                 clients: clients.into_boxed_slice(),
                 slots: slots.into_boxed_slice(),
                 dynamic: Mutex::new(HashMap::new()),
-                clock: self.clock,
+                clock,
+                system_clock,
                 store,
                 opts: self.opts,
                 stats: Stats::default(),

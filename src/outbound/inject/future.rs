@@ -18,8 +18,17 @@ pub(crate) struct Reactive<S, ReqBody> {
     pub(crate) handle: TokenHandle,
     /// The `Authorization` value sent.
     pub(crate) used: Option<HeaderValue>,
-    /// A ready-to-poll clone of the service and a copy of the request, when replayable.
-    pub(crate) retry: Option<(S, Request<ReqBody>)>,
+    /// A ready-to-poll clone of the service and a copy of the request, when replayable
+    /// (boxed, like every state off the hit path, so that the future stays small to move).
+    pub(crate) retry: Option<Box<(S, Request<ReqBody>)>>,
+}
+
+/// A request waiting for its token, with the service instance that will send it.
+struct Parked<S, ReqBody> {
+    handle: TokenHandle,
+    inner: S,
+    request: Request<ReqBody>,
+    reactive: Option<Reactive<S, ReqBody>>,
 }
 
 pin_project! {
@@ -42,20 +51,16 @@ pin_project! {
         Fetching {
             // Boxed: the token fetch is async and `Send + 'static` (it owns its slot handle).
             fetch: BoxFuture<'static, Result<HeaderValue, OutboundError>>,
-            handle: TokenHandle,
-            inner: Option<S>,
-            request: Option<Request<ReqBody>>,
-            reactive: Option<Reactive<S, ReqBody>>,
+            parked: Option<Box<Parked<S, ReqBody>>>,
         },
         Reacting {
             // Invalidate the refused token, then get the current one (`None`: no retry).
             check: BoxFuture<'static, Option<HeaderValue>>,
-            response: Option<Response<ResBody>>,
-            retry: Option<(S, Request<ReqBody>)>,
+            response: Option<Box<Response<ResBody>>>,
+            retry: Option<Box<(S, Request<ReqBody>)>>,
         },
         RetryReady {
-            inner: Option<S>,
-            request: Option<Request<ReqBody>>,
+            retry: Option<Box<(S, Request<ReqBody>)>>,
         },
         Retry { #[pin] future: F },
     }
@@ -100,10 +105,12 @@ impl<F, S, ReqBody, ResBody> ResponseFuture<F, S, ReqBody, ResBody> {
         Self {
             kind: Kind::Fetching {
                 fetch,
-                handle,
-                inner: Some(inner),
-                request: Some(request),
-                reactive,
+                parked: Some(Box::new(Parked {
+                    handle,
+                    inner,
+                    request,
+                    reactive,
+                })),
             },
         }
     }
@@ -136,7 +143,7 @@ where
                             let check = Box::pin(replace_refused(handle, used));
                             Kind::Reacting {
                                 check,
-                                response: Some(response),
+                                response: Some(Box::new(response)),
                                 retry,
                             }
                         }
@@ -147,17 +154,15 @@ where
                     let error = error.take().expect("future polled after completion");
                     return Poll::Ready(Err(error));
                 }
-                KindProj::Fetching {
-                    fetch,
-                    handle,
-                    inner,
-                    request,
-                    reactive,
-                } => match ready!(fetch.as_mut().poll(cx)) {
+                KindProj::Fetching { fetch, parked } => match ready!(fetch.as_mut().poll(cx)) {
                     Ok(header) => {
-                        let mut request = request.take().expect("future polled after completion");
-                        let mut svc = inner.take().expect("future polled after completion");
-                        let reactive = reactive.take().map(|r| Reactive {
+                        let Parked {
+                            inner: mut svc,
+                            mut request,
+                            reactive,
+                            ..
+                        } = *parked.take().expect("future polled after completion");
+                        let reactive = reactive.map(|r| Reactive {
                             used: Some(header.clone()),
                             ..r
                         });
@@ -168,8 +173,9 @@ where
                         }
                     }
                     Err(source) => {
+                        let parked = parked.as_ref().expect("future polled after completion");
                         let error = InjectError::Token {
-                            client: handle.client_name().clone(),
+                            client: parked.handle.client_name().clone(),
                             source,
                         };
                         tracing::warn!(error = %error, "request not sent");
@@ -183,24 +189,20 @@ where
                 } => {
                     let fresh = ready!(check.as_mut().poll(cx));
                     match (fresh, retry.take()) {
-                        (Some(fresh), Some((inner, mut request))) => {
-                            request.headers_mut().insert(AUTHORIZATION, fresh);
-                            Kind::RetryReady {
-                                inner: Some(inner),
-                                request: Some(request),
-                            }
+                        (Some(fresh), Some(mut retry)) => {
+                            retry.1.headers_mut().insert(AUTHORIZATION, fresh);
+                            Kind::RetryReady { retry: Some(retry) }
                         }
                         _ => {
                             let response = response.take().expect("future polled after completion");
-                            return Poll::Ready(Ok(response));
+                            return Poll::Ready(Ok(*response));
                         }
                     }
                 }
-                KindProj::RetryReady { inner, request } => {
-                    let svc = inner.as_mut().expect("future polled after completion");
+                KindProj::RetryReady { retry } => {
+                    let (svc, _) = &mut **retry.as_mut().expect("future polled after completion");
                     ready!(svc.poll_ready(cx)).map_err(Into::into)?;
-                    let request = request.take().expect("future polled after completion");
-                    let mut svc = inner.take().expect("future polled after completion");
+                    let (mut svc, request) = *retry.take().expect("future polled after completion");
                     Kind::Retry {
                         future: svc.call(request),
                     }

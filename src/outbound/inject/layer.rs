@@ -466,7 +466,9 @@ impl<R> InjectBearerLayer<R> {
 
     /// The rules of the module docs, in their order: [`SkipBearer`], then the destination
     /// (strict mode refuses an unlisted one), then an `Authorization` already present (kept
-    /// unless override). Shared by [`InjectBearer`] and the reqwest middleware.
+    /// unless override). The reqwest middleware's; [`InjectBearer`] applies the same rules
+    /// through [`route_uri`](Self::route_uri).
+    #[cfg(feature = "reqwest")]
     #[inline]
     pub(crate) fn decide(
         &self,
@@ -483,6 +485,31 @@ impl<R> InjectBearerLayer<R> {
             Ok(Some(_)) if has_authorization && !self.override_existing => Decision::Pass,
             Ok(Some(route)) => Decision::Inject(route),
         }
+    }
+
+    /// [`decide`](Self::decide) for a request to `uri`, up to the `Authorization` check:
+    /// `Ok(None)` passes it untouched, `Ok(Some(i))` injects the token of `routes[i]` (unless
+    /// an `Authorization` is there and not overridden).
+    ///
+    /// An authority written in canonical form (`host:port`, or `host` for the default port)
+    /// is found by byte comparisons; any other form (case, user info, a port with leading
+    /// zeros) takes the general parse of [`Target::of_uri`], with the same result.
+    #[inline]
+    pub(crate) fn route_uri(&self, skip: bool, uri: &Uri) -> Result<Option<usize>, InjectError> {
+        if skip {
+            return Ok(None);
+        }
+        if let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) {
+            let authority = authority.as_str();
+            if let Some(route) = self
+                .routes
+                .iter()
+                .position(|r| r.origin.matches_canonical(scheme, authority))
+            {
+                return Ok(Some(route));
+            }
+        }
+        self.route(Target::of_uri(uri))
     }
 
     /// The index of the route of a request in `routes`: `Ok(None)` passes it untouched.
@@ -533,6 +560,7 @@ impl<'a> Target<'a> {
 }
 
 /// What the rules say about one request.
+#[cfg(feature = "reqwest")]
 #[derive(Debug)]
 pub(crate) enum Decision {
     /// Send it untouched.
@@ -576,6 +604,79 @@ impl<S, R: Clone> Layer<S> for InjectBearerLayer<R> {
         InjectBearer {
             inner,
             layer: self.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http_client::BoxFuture;
+    use crate::outbound::{AccessToken, FetchError, TokenClient, TokenRequest};
+
+    fn layer(strict: bool) -> InjectBearerLayer {
+        let source = |_: &TokenRequest| -> BoxFuture<'static, Result<AccessToken, FetchError>> {
+            Box::pin(async { Ok(AccessToken::bearer("t", u64::MAX / 2)) })
+        };
+        let a = TokenClient::new("a", source)
+            .with_audience("a")
+            .with_destination("http://127.0.0.1:9002")
+            .unwrap()
+            .with_destination("https://orders.internal")
+            .unwrap();
+        let b = TokenClient::new("b", source)
+            .with_audience("b")
+            .with_destination("http://[::1]:8080")
+            .unwrap()
+            .with_destination("http://billing.internal")
+            .unwrap();
+        let manager = TokenManager::builder().client(a).client(b).build().unwrap();
+        InjectBearerLayer::new(manager).with_strict(strict)
+    }
+
+    /// The byte-comparison shortcut of `route_uri` finds what the general parse finds, for
+    /// canonical and non-canonical ways of writing the same (or another) origin.
+    #[test]
+    fn route_uri_agrees_with_the_general_parse() {
+        let cases = [
+            ("http://127.0.0.1:9002/x", Some(0)),
+            ("HTTP://127.0.0.1:9002/x", Some(0)),
+            ("http://127.0.0.1:09002/x", Some(0)),
+            ("http://user@127.0.0.1:9002/x", Some(0)),
+            ("http://127.0.0.1:9003/x", None),
+            ("http://127.0.0.1/x", None),
+            ("https://127.0.0.1:9002/x", None),
+            ("https://orders.internal/x", Some(1)),
+            ("https://orders.internal:443/x", Some(1)),
+            ("https://ORDERS.internal/x", Some(1)),
+            ("http://orders.internal/x", None),
+            ("https://orders.internal:80/x", None),
+            ("https://orders.internal.evil/x", None),
+            ("https://evil@orders.internal/x", Some(1)),
+            ("http://[::1]:8080/x", Some(2)),
+            ("http://[::1]/x", None),
+            ("http://billing.internal/x", Some(3)),
+            ("http://billing.internal:80/x", Some(3)),
+            ("http://billing.internal:8080/x", None),
+            ("/relative", None),
+        ];
+        for strict in [false, true] {
+            let layer = layer(strict);
+            for (uri, want) in cases {
+                let uri: Uri = uri.parse().unwrap();
+                let general = layer.route(Target::of_uri(&uri)).map_err(|e| e.to_string());
+                let fast = layer.route_uri(false, &uri).map_err(|e| e.to_string());
+                assert_eq!(fast, general, "{uri}");
+                match want {
+                    Some(i) => assert_eq!(fast, Ok(Some(i)), "{uri}"),
+                    None if strict => assert!(fast.is_err(), "{uri}"),
+                    None => assert_eq!(fast, Ok(None), "{uri}"),
+                }
+                assert!(
+                    matches!(layer.route_uri(true, &uri), Ok(None)),
+                    "skip: {uri}"
+                );
+            }
         }
     }
 }

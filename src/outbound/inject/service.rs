@@ -6,7 +6,7 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::future::{Reactive, ResponseFuture};
-use super::layer::{Decision, InjectBearerLayer, SkipBearer, Target};
+use super::layer::{InjectBearerLayer, SkipBearer};
 use super::replay::{NoReplay, ReplayRequest};
 use crate::error::BoxError;
 use crate::outbound::TokenManager;
@@ -73,48 +73,84 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let route = match self.layer.decide(
-            req.extensions().get::<SkipBearer>().is_some(),
-            Target::of_uri(req.uri()),
-            req.headers().contains_key(AUTHORIZATION),
-        ) {
-            Decision::Inject(route) => route,
-            Decision::Pass => return ResponseFuture::future(self.inner.call(req), None),
-            Decision::Reject(e) => return ResponseFuture::rejected(e.into()),
+        // The rules of `InjectBearerLayer::decide`, in its order: skip, destination, then an
+        // `Authorization` already present (kept unless override).
+        let skip = req.extensions().get::<SkipBearer>().is_some();
+        let route = match self.layer.route_uri(skip, req.uri()) {
+            Ok(Some(route)) => route,
+            Ok(None) => return ResponseFuture::future(self.inner.call(req), None),
+            Err(e) => return ResponseFuture::rejected(e.into()),
         };
-        let reactive = if self.layer.reactive {
-            // The copy is taken before the token goes in; a retry gets the new one.
-            let retry = self
-                .layer
-                .replay
-                .replay(&req)
-                .map(|copy| (self.inner.clone(), copy));
-            Some(Reactive {
-                handle: self.layer.routes[route].handle.clone(),
-                used: None,
-                retry,
-            })
-        } else {
-            None
-        };
+        if !self.layer.override_existing && req.headers().contains_key(AUTHORIZATION) {
+            return ResponseFuture::future(self.inner.call(req), None);
+        }
+        if self.layer.reactive {
+            return self.call_reactive(route, req);
+        }
+        match self.layer.routes[route].handle.try_now() {
+            Some(header) => {
+                req.headers_mut().insert(AUTHORIZATION, header);
+                ResponseFuture::future(self.inner.call(req), None)
+            }
+            None => self.fetch(route, req, None),
+        }
+    }
+}
+
+impl<S, R> InjectBearer<S, R> {
+    /// [`call`](Service::call) in the reactive mode, once the token of `routes[route]` is to
+    /// go in: a copy of the request is taken first, for a retry with a fresh token.
+    fn call_reactive<ReqBody, ResBody>(
+        &mut self,
+        route: usize,
+        mut req: Request<ReqBody>,
+    ) -> ResponseFuture<S::Future, S, ReqBody, ResBody>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+        R: ReplayRequest<ReqBody>,
+    {
+        // The copy is taken before the token goes in; a retry gets the new one.
+        let retry = self
+            .layer
+            .replay
+            .replay(&req)
+            .map(|copy| Box::new((self.inner.clone(), copy)));
         let handle = &self.layer.routes[route].handle;
+        let reactive = Reactive {
+            handle: handle.clone(),
+            used: None,
+            retry,
+        };
         match handle.try_now() {
             Some(header) => {
-                let reactive = reactive.map(|r| Reactive {
+                let reactive = Reactive {
                     used: Some(header.clone()),
-                    ..r
-                });
+                    ..reactive
+                };
                 req.headers_mut().insert(AUTHORIZATION, header);
-                ResponseFuture::future(self.inner.call(req), reactive)
+                ResponseFuture::future(self.inner.call(req), Some(reactive))
             }
-            None => {
-                // The instance made ready by `poll_ready` goes into the future; a fresh clone
-                // stays here. See tower's "Be careful when cloning inner services":
-                // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::fetching(handle.fetch(), handle.clone(), inner, req, reactive)
-            }
+            None => self.fetch(route, req, Some(reactive)),
         }
+    }
+
+    /// No valid token: the request waits in the future for the fetch of `routes[route]`.
+    #[cold]
+    fn fetch<ReqBody, ResBody>(
+        &mut self,
+        route: usize,
+        req: Request<ReqBody>,
+        reactive: Option<Reactive<S, ReqBody>>,
+    ) -> ResponseFuture<S::Future, S, ReqBody, ResBody>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    {
+        let handle = &self.layer.routes[route].handle;
+        // The instance made ready by `poll_ready` goes into the future; a fresh clone
+        // stays here. See tower's "Be careful when cloning inner services":
+        // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::fetching(handle.fetch(), handle.clone(), inner, req, reactive)
     }
 }

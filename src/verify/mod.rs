@@ -70,7 +70,7 @@ use crate::error::{AuthError, ConfigError, TokenError};
 use crate::http_client::{HttpClient, HttpClientConfig, HyperClient};
 use crate::json::{b64url, parse_object};
 use crate::jwks::{
-    sha256, AlgSet, Algorithm, KeyProvider, KeySet, KeySource, Lookup, RemoteOptions, RemoteSource,
+    AlgSet, Algorithm, KeyProvider, KeySet, KeySource, Lookup, RemoteOptions, RemoteSource,
 };
 use cache::{Entry, TokenCache};
 
@@ -1307,21 +1307,20 @@ impl Verifier {
         if token.len() > inner.max_token_len {
             return Err(TokenError::TooLarge.into());
         }
+        let now = inner.clock.now_unix();
+        // A hit is these exact bytes, verified before: the form checks below passed for them.
+        if let Some(cache) = &inner.cache {
+            if let Some(hit) = cache.with(token, |hit| self.check_hit(hit, now)) {
+                if let Some(user) = hit? {
+                    return Ok(user);
+                }
+                cache.remove(token);
+            }
+        }
         if token.starts_with('{') {
             return Err(TokenError::JsonSerialization.into());
         }
         let (h64, p64, s64) = split_compact(token)?;
-        let now = inner.clock.now_unix();
-
-        let cache_key = inner.cache.as_ref().map(|_| sha256(&[token.as_bytes()]));
-        if let (Some(cache), Some(key)) = (&inner.cache, &cache_key) {
-            if let Some(hit) = cache.with(key, |hit| self.check_hit(hit, now)) {
-                if let Some(user) = hit? {
-                    return Ok(user);
-                }
-                cache.remove(key);
-            }
-        }
 
         let known = inner.headers.load();
         let remembered = known.iter().find(|k| *k.raw == *h64);
@@ -1406,8 +1405,9 @@ impl Verifier {
                 }
             }
         }
-        if let (Some(cache), Some(key)) = (&inner.cache, cache_key) {
+        if let Some(cache) = &inner.cache {
             let entry = Entry {
+                token: token.into(),
                 user: user.clone(),
                 exp,
                 nbf,
@@ -1416,7 +1416,7 @@ impl Verifier {
                 fingerprint,
                 snapshot,
             };
-            cache.insert(key, entry, now.saturating_sub(inner.leeway));
+            cache.insert(entry, now.saturating_sub(inner.leeway));
         }
         Ok(user)
     }

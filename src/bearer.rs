@@ -143,6 +143,28 @@ pub fn extract_bearer<'a>(
     }
 }
 
+/// The token bytes of the common request shape, checked no further: no query, exactly one
+/// `Authorization` value, `Bearer` (any case) and one space, then 1 to `max_len` bytes. Only
+/// for looking up tokens verified before (all `b64token`s, so a hit is what [`extract_bearer`]
+/// would have returned); anything else, and every miss, takes [`extract_bearer`].
+pub(crate) fn bearer_bytes<'a>(
+    headers: &'a HeaderMap,
+    uri: &Uri,
+    max_len: usize,
+) -> Option<&'a [u8]> {
+    if uri.query().is_some() {
+        return None;
+    }
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let (scheme, token) = value.as_bytes().split_at_checked(7)?;
+    let bearer = scheme[..6].eq_ignore_ascii_case(b"bearer") && scheme[6] == b' ';
+    (bearer && !token.is_empty() && token.len() <= max_len).then_some(token)
+}
+
 /// Parses one `Authorization` value: `Ok(None)` for another scheme.
 fn parse_authorization(value: &str, max_len: usize) -> Result<Option<&str>, AuthError> {
     let (scheme, rest) = match value.find(' ') {

@@ -77,8 +77,7 @@ impl TokenCache {
         }
     }
 
-    fn slot(&self, token: &str) -> u64 {
-        let bytes = token.as_bytes();
+    fn slot(&self, bytes: &[u8]) -> u64 {
         let mut h = self.keys.build_hasher();
         h.write_usize(bytes.len());
         h.write(&bytes[bytes.len().saturating_sub(TAIL)..]);
@@ -91,17 +90,23 @@ impl TokenCache {
     }
 
     /// Runs `f` on the entry for exactly `token` under the shard's read lock (no copy).
-    pub(crate) fn with<R>(&self, token: &str, f: impl FnOnce(&Entry) -> R) -> Option<R> {
+    pub(crate) fn with<R>(&self, token: &[u8], f: impl FnOnce(&Entry) -> R) -> Option<R> {
         let slot = self.slot(token);
         let shard = self.shard(slot).read().unwrap_or_else(|p| p.into_inner());
-        shard.get(&slot).filter(|e| *e.token == *token).map(f)
+        shard
+            .get(&slot)
+            .filter(|e| e.token.as_bytes() == token)
+            .map(f)
     }
 
     /// Removes the entry for exactly `token` (another token in its slot stays).
-    pub(crate) fn remove(&self, token: &str) {
+    pub(crate) fn remove(&self, token: &[u8]) {
         let slot = self.slot(token);
         let mut shard = self.shard(slot).write().unwrap_or_else(|p| p.into_inner());
-        if shard.get(&slot).is_some_and(|e| *e.token == *token) {
+        if shard
+            .get(&slot)
+            .is_some_and(|e| e.token.as_bytes() == token)
+        {
             shard.remove(&slot);
         }
     }
@@ -109,7 +114,7 @@ impl TokenCache {
     /// Inserts (a verified token only); a full shard first drops expired entries, then an
     /// eighth of the rest. Another token in the same slot is replaced.
     pub(crate) fn insert(&self, entry: Entry, now: u64) {
-        let slot = self.slot(&entry.token);
+        let slot = self.slot(entry.token.as_bytes());
         let mut shard = self.shard(slot).write().unwrap_or_else(|p| p.into_inner());
         if shard.len() >= self.per_shard && !shard.contains_key(&slot) {
             shard.retain(|_, e| e.exp > now);
@@ -166,7 +171,7 @@ mod tests {
             cache.insert(entry(&format!("h.p.old{i}"), 5), 0);
         }
         cache.insert(entry("h.p.fresh", 100), 10);
-        assert!(cache.with("h.p.fresh", |e| e.exp).is_some());
+        assert!(cache.with(b"h.p.fresh", |e| e.exp).is_some());
     }
 
     /// A hit is an exact match: same length and same tail (same slot) but other bytes is a
@@ -176,17 +181,17 @@ mod tests {
         let cache = TokenCache::new(1_000);
         let good = format!("eyJhbGciOi.{}.{}", "A".repeat(600), "s".repeat(342));
         let forged = format!("eyJhbGciOi.{}.{}", "B".repeat(600), "s".repeat(342));
-        assert_eq!(cache.slot(&good), cache.slot(&forged));
+        assert_eq!(cache.slot(good.as_bytes()), cache.slot(forged.as_bytes()));
         cache.insert(entry(&good, 100), 0);
-        assert_eq!(cache.with(&good, |e| e.exp), Some(100));
-        assert_eq!(cache.with(&forged, |e| e.exp), None);
-        cache.remove(&forged);
-        assert_eq!(cache.with(&good, |e| e.exp), Some(100));
+        assert_eq!(cache.with(good.as_bytes(), |e| e.exp), Some(100));
+        assert_eq!(cache.with(forged.as_bytes(), |e| e.exp), None);
+        cache.remove(forged.as_bytes());
+        assert_eq!(cache.with(good.as_bytes(), |e| e.exp), Some(100));
         // A prefix or an extension of the token is no hit either.
-        assert_eq!(cache.with(&good[1..], |e| e.exp), None);
-        assert_eq!(cache.with(&format!("{good}A"), |e| e.exp), None);
-        cache.remove(&good);
-        assert_eq!(cache.with(&good, |e| e.exp), None);
+        assert_eq!(cache.with(&good.as_bytes()[1..], |e| e.exp), None);
+        assert_eq!(cache.with(format!("{good}A").as_bytes(), |e| e.exp), None);
+        cache.remove(good.as_bytes());
+        assert_eq!(cache.with(good.as_bytes(), |e| e.exp), None);
     }
 
     /// Two caches key their slots differently (random per instance), so slot collisions
@@ -196,6 +201,6 @@ mod tests {
         let a = TokenCache::new(16);
         let b = TokenCache::new(16);
         let t = "h.p.0123456789abcdef0123456789abcdef";
-        assert_ne!(a.slot(t), b.slot(t));
+        assert_ne!(a.slot(t.as_bytes()), b.slot(t.as_bytes()));
     }
 }

@@ -1289,6 +1289,21 @@ impl Verifier {
         }
     }
 
+    /// A verified-token cache hit for exactly these bytes, `exp`/`nbf` and the key re-checked
+    /// as in [`Verifier::verify_now`]; `None` when not cached (or its key is gone): take the
+    /// full way. Cached tokens were verified, so they are compact JWS (base64url and dots, a
+    /// `b64token`) within the maximum length: the caller may skip the form checks for a hit.
+    pub(crate) fn cached(&self, token: &[u8]) -> Option<Result<CurrentUser, AuthError>> {
+        let cache = self.inner.cache.as_ref()?;
+        let now = self.inner.clock.now_unix();
+        match cache.with(token, |hit| self.check_hit(hit, now))? {
+            Ok(Some(user)) => Some(Ok(user)),
+            Err(Fail::Token(t)) => Some(Err(AuthError::InvalidToken(t))),
+            // The key is gone: the full way drops the entry and answers.
+            Ok(None) | Err(_) => None,
+        }
+    }
+
     /// Everything that needs no I/O: on the fast path this is the whole verification.
     pub(crate) fn verify_now(&self, token: &str) -> Step {
         match self.verify_inner(token) {
@@ -1310,11 +1325,11 @@ impl Verifier {
         let now = inner.clock.now_unix();
         // A hit is these exact bytes, verified before: the form checks below passed for them.
         if let Some(cache) = &inner.cache {
-            if let Some(hit) = cache.with(token, |hit| self.check_hit(hit, now)) {
+            if let Some(hit) = cache.with(token.as_bytes(), |hit| self.check_hit(hit, now)) {
                 if let Some(user) = hit? {
                     return Ok(user);
                 }
-                cache.remove(token);
+                cache.remove(token.as_bytes());
             }
         }
         if token.starts_with('{') {

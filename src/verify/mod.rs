@@ -632,6 +632,13 @@ impl VerifierBuilder {
     }
     /// Size of the verified-token cache; `0` turns it off.
     ///
+    /// A hit is exactly the bytes of a token verified before (compared in full; the slot is a
+    /// keyed hash, random per process), and re-checks `exp`/`nbf` and that the signing key is
+    /// still published. Only verified tokens are inserted; a full shard drops expired entries,
+    /// then an eighth of the rest. Memory: at most `max_entries` (rounded up to a multiple of
+    /// 16) entries, each holding its token (at most [`max_token_len`](Self::max_token_len)
+    /// bytes), the user built from its claims, and about 200 bytes more.
+    ///
     /// # Example
     ///
     /// ```

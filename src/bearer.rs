@@ -284,6 +284,30 @@ mod tests {
         extract_bearer(req.headers(), req.uri(), &opts).map(|t| t.map(|t| t.into_owned()))
     }
 
+    /// The cache-lookup shape only answers for one `Bearer` header and no query: every other
+    /// request (two headers, a query, another scheme, too long) takes `extract_bearer`.
+    #[test]
+    fn bearer_bytes_only_for_the_plain_shape() {
+        let get = |headers: &[&str], uri: &str, max: usize| {
+            let mut b = http::Request::builder().uri(uri);
+            for h in headers {
+                b = b.header(AUTHORIZATION, *h);
+            }
+            let req = b.body(()).unwrap();
+            bearer_bytes(req.headers(), req.uri(), max).map(<[u8]>::to_vec)
+        };
+        assert_eq!(get(&["Bearer a.b.c"], "/x", 16), Some(b"a.b.c".to_vec()));
+        assert_eq!(get(&["bEaReR a.b.c"], "/x", 16), Some(b"a.b.c".to_vec()));
+        assert_eq!(get(&["Bearer a.b.c"], "/x", 4), None);
+        assert_eq!(get(&["Bearer a.b.c"], "/x?access_token=a.b.c", 16), None);
+        assert_eq!(get(&["Bearer a.b.c"], "/x?", 16), None);
+        assert_eq!(get(&["Bearer a.b.c", "Bearer a.b.c"], "/x", 16), None);
+        assert_eq!(get(&["Basic a.b.c"], "/x", 16), None);
+        assert_eq!(get(&["Bearer "], "/x", 16), None);
+        assert_eq!(get(&["Bearer\ta.b.c"], "/x", 16), None);
+        assert_eq!(get(&[], "/x", 16), None);
+    }
+
     /// The vectorized byte check is the RFC 6750 `b64token` table, for every byte, and the
     /// blocked scan finds a bad byte at any position.
     #[test]

@@ -6,7 +6,7 @@ use tower_service::Service;
 
 use super::layer::JwtAuthLayer;
 use super::rejection::{is_grpc, DefaultRejection, ResponseForRejection};
-use crate::bearer::extract_bearer;
+use crate::bearer::{bearer_bytes, extract_bearer};
 use crate::claims::{Authentication, CurrentUser};
 use crate::error::AuthError;
 use crate::future::ResponseFuture;
@@ -140,14 +140,21 @@ where
         }
         let grpc = is_grpc(&req);
         let layer = &self.layer;
-        let outcome = match extract_bearer(req.headers(), req.uri(), &layer.bearer) {
-            Err(e) => Outcome::Reject(e),
-            Ok(None) if layer.optional => Outcome::Anonymous,
-            Ok(None) => Outcome::Reject(AuthError::MissingCredentials),
-            Ok(Some(token)) => match layer.verifier.verify_now(&token) {
-                Step::Done(Ok(user)) => Outcome::User(user),
-                Step::Done(Err(e)) => Outcome::Reject(e),
-                step => Outcome::Pending(token.into_owned(), step),
+        // A token verified before, in the common request shape: one lookup, no parsing.
+        let hit = bearer_bytes(req.headers(), req.uri(), layer.bearer.max_token_len)
+            .and_then(|token| layer.verifier.cached(token));
+        let outcome = match hit {
+            Some(Ok(user)) => Outcome::User(user),
+            Some(Err(e)) => Outcome::Reject(e),
+            None => match extract_bearer(req.headers(), req.uri(), &layer.bearer) {
+                Err(e) => Outcome::Reject(e),
+                Ok(None) if layer.optional => Outcome::Anonymous,
+                Ok(None) => Outcome::Reject(AuthError::MissingCredentials),
+                Ok(Some(token)) => match layer.verifier.verify_now(&token) {
+                    Step::Done(Ok(user)) => Outcome::User(user),
+                    Step::Done(Err(e)) => Outcome::Reject(e),
+                    step => Outcome::Pending(token.into_owned(), step),
+                },
             },
         };
         match outcome {

@@ -1,19 +1,34 @@
-//! The verified-token cache: SHA-256 of the whole token → the result of the signature and
-//! registered-claim checks. Bounded, sharded; every hit re-checks `exp`/`nbf` and that the
-//! signing key is still published.
+//! The verified-token cache: token → the result of the signature and registered-claim checks.
+//! Bounded, sharded; every hit re-checks `exp`/`nbf` and that the signing key is still
+//! published.
+//!
+//! The slot is a keyed SipHash (std [`RandomState`], random per process) of the token's length
+//! and its last [`TAIL`] bytes (the end of the signature, which no one but the issuer chooses);
+//! the entry keeps the whole token, compared in full on every lookup, so a hit is an exact
+//! match: a token whose bytes differ anywhere is a miss and takes the full verification. Only
+//! verified tokens are inserted, so filling a shard or a slot takes legitimately signed tokens,
+//! and a lookup that collides with another token's slot neither matches nor evicts it.
+//!
+//! Memory: at most `max_entries` entries (rounded up to a multiple of the shard count), each
+//! holding its token (at most the verifier's maximum token length) and the [`CurrentUser`]
+//! built from it (its claims, no larger than the token's payload), plus about 200 bytes.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Arc, RwLock, Weak};
 
 use crate::claims::CurrentUser;
 use crate::jwks::KeySet;
 
 const SHARDS: usize = 16;
+/// How many bytes from the end of the token pick its slot.
+const TAIL: usize = 32;
 
 /// A cached verification result.
-#[derive(Clone)]
 pub(crate) struct Entry {
+    /// The whole token, compared in full on a lookup.
+    pub(crate) token: Box<str>,
     pub(crate) user: CurrentUser,
     pub(crate) exp: u64,
     pub(crate) nbf: Option<u64>,
@@ -26,26 +41,30 @@ pub(crate) struct Entry {
     pub(crate) snapshot: Weak<KeySet>,
 }
 
-/// SHA-256 digests are uniformly distributed: their first 8 bytes are a good hash already.
+/// The slots are keyed SipHash outputs already: used as they are.
 #[derive(Default)]
-struct DigestHasher(u64);
+struct SlotHasher(u64);
 
-impl Hasher for DigestHasher {
+impl Hasher for SlotHasher {
     fn finish(&self) -> u64 {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        for (i, b) in bytes.iter().take(8).enumerate() {
-            self.0 ^= u64::from(*b) << (i * 8);
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
         }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
-type Shard = HashMap<[u8; 32], Entry, BuildHasherDefault<DigestHasher>>;
+type Shard = HashMap<u64, Entry, BuildHasherDefault<SlotHasher>>;
 
 pub(crate) struct TokenCache {
     shards: Box<[RwLock<Shard>]>,
     per_shard: usize,
+    keys: RandomState,
 }
 
 impl TokenCache {
@@ -54,40 +73,60 @@ impl TokenCache {
         Self {
             shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
             per_shard,
+            keys: RandomState::new(),
         }
     }
 
-    fn shard(&self, key: &[u8; 32]) -> &RwLock<Shard> {
-        &self.shards[usize::from(key[31]) % SHARDS]
+    fn slot(&self, bytes: &[u8]) -> u64 {
+        let mut h = self.keys.build_hasher();
+        h.write_usize(bytes.len());
+        h.write(&bytes[bytes.len().saturating_sub(TAIL)..]);
+        h.finish()
     }
 
-    /// Runs `f` on the entry for `key` under the shard's read lock (no copy of the entry).
-    pub(crate) fn with<R>(&self, key: &[u8; 32], f: impl FnOnce(&Entry) -> R) -> Option<R> {
-        let shard = self.shard(key).read().unwrap_or_else(|p| p.into_inner());
-        shard.get(key).map(f)
+    fn shard(&self, slot: u64) -> &RwLock<Shard> {
+        // hashbrown picks buckets with the low bits and tags with the top 7: use the middle.
+        &self.shards[(slot >> 32) as usize % SHARDS]
     }
 
-    pub(crate) fn remove(&self, key: &[u8; 32]) {
-        self.shard(key)
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+    /// Runs `f` on the entry for exactly `token` under the shard's read lock (no copy).
+    pub(crate) fn with<R>(&self, token: &[u8], f: impl FnOnce(&Entry) -> R) -> Option<R> {
+        let slot = self.slot(token);
+        let shard = self.shard(slot).read().unwrap_or_else(|p| p.into_inner());
+        shard
+            .get(&slot)
+            .filter(|e| e.token.as_bytes() == token)
+            .map(f)
     }
 
-    /// Inserts; a full shard first drops expired entries, then an eighth of the rest.
-    pub(crate) fn insert(&self, key: [u8; 32], entry: Entry, now: u64) {
-        let mut shard = self.shard(&key).write().unwrap_or_else(|p| p.into_inner());
-        if shard.len() >= self.per_shard && !shard.contains_key(&key) {
+    /// Removes the entry for exactly `token` (another token in its slot stays).
+    pub(crate) fn remove(&self, token: &[u8]) {
+        let slot = self.slot(token);
+        let mut shard = self.shard(slot).write().unwrap_or_else(|p| p.into_inner());
+        if shard
+            .get(&slot)
+            .is_some_and(|e| e.token.as_bytes() == token)
+        {
+            shard.remove(&slot);
+        }
+    }
+
+    /// Inserts (a verified token only); a full shard first drops expired entries, then an
+    /// eighth of the rest. Another token in the same slot is replaced.
+    pub(crate) fn insert(&self, entry: Entry, now: u64) {
+        let slot = self.slot(entry.token.as_bytes());
+        let mut shard = self.shard(slot).write().unwrap_or_else(|p| p.into_inner());
+        if shard.len() >= self.per_shard && !shard.contains_key(&slot) {
             shard.retain(|_, e| e.exp > now);
             if shard.len() >= self.per_shard {
                 let drop_n = (self.per_shard / 8).max(1);
-                let victims: Vec<[u8; 32]> = shard.keys().take(drop_n).copied().collect();
+                let victims: Vec<u64> = shard.keys().take(drop_n).copied().collect();
                 for v in victims {
                     shard.remove(&v);
                 }
             }
         }
-        shard.insert(key, entry);
+        shard.insert(slot, entry);
     }
 
     #[cfg(test)]
@@ -104,26 +143,64 @@ mod tests {
     use super::*;
     use crate::claims::{ClaimMapping, CurrentUser};
 
+    fn entry(token: &str, exp: u64) -> Entry {
+        let user = CurrentUser::from_claims(Default::default(), &ClaimMapping::default().compile())
+            .unwrap();
+        Entry {
+            token: token.into(),
+            user,
+            exp,
+            nbf: None,
+            issuer: 0,
+            kid: None,
+            fingerprint: [0; 32],
+            snapshot: Weak::new(),
+        }
+    }
+
     #[test]
     fn bounded() {
         let cache = TokenCache::new(64);
-        let user = CurrentUser::from_claims(Default::default(), &ClaimMapping::default().compile())
-            .unwrap();
         for i in 0..10_000u32 {
-            let mut key = [0u8; 32];
-            key[..4].copy_from_slice(&i.to_le_bytes());
-            key[31] = (i % 251) as u8;
-            let entry = Entry {
-                user: user.clone(),
-                exp: 100,
-                nbf: None,
-                issuer: 0,
-                kid: None,
-                fingerprint: [0; 32],
-                snapshot: Weak::new(),
-            };
-            cache.insert(key, entry, 0);
+            cache.insert(entry(&format!("h.p.sig{i}"), 100), 0);
         }
         assert!(cache.len() <= 64, "{}", cache.len());
+        // Expired entries go first when a shard is full.
+        let cache = TokenCache::new(16);
+        for i in 0..1_000u32 {
+            cache.insert(entry(&format!("h.p.old{i}"), 5), 0);
+        }
+        cache.insert(entry("h.p.fresh", 100), 10);
+        assert!(cache.with(b"h.p.fresh", |e| e.exp).is_some());
+    }
+
+    /// A hit is an exact match: same length and same tail (same slot) but other bytes is a
+    /// miss, and neither a lookup nor a `remove` of it evicts the cached token.
+    #[test]
+    fn exact_match_only() {
+        let cache = TokenCache::new(1_000);
+        let good = format!("eyJhbGciOi.{}.{}", "A".repeat(600), "s".repeat(342));
+        let forged = format!("eyJhbGciOi.{}.{}", "B".repeat(600), "s".repeat(342));
+        assert_eq!(cache.slot(good.as_bytes()), cache.slot(forged.as_bytes()));
+        cache.insert(entry(&good, 100), 0);
+        assert_eq!(cache.with(good.as_bytes(), |e| e.exp), Some(100));
+        assert_eq!(cache.with(forged.as_bytes(), |e| e.exp), None);
+        cache.remove(forged.as_bytes());
+        assert_eq!(cache.with(good.as_bytes(), |e| e.exp), Some(100));
+        // A prefix or an extension of the token is no hit either.
+        assert_eq!(cache.with(&good.as_bytes()[1..], |e| e.exp), None);
+        assert_eq!(cache.with(format!("{good}A").as_bytes(), |e| e.exp), None);
+        cache.remove(good.as_bytes());
+        assert_eq!(cache.with(good.as_bytes(), |e| e.exp), None);
+    }
+
+    /// Two caches key their slots differently (random per instance), so slot collisions
+    /// cannot be precomputed.
+    #[test]
+    fn keyed_per_instance() {
+        let a = TokenCache::new(16);
+        let b = TokenCache::new(16);
+        let t = "h.p.0123456789abcdef0123456789abcdef";
+        assert_ne!(a.slot(t.as_bytes()), b.slot(t.as_bytes()));
     }
 }

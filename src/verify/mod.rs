@@ -70,7 +70,7 @@ use crate::error::{AuthError, ConfigError, TokenError};
 use crate::http_client::{HttpClient, HttpClientConfig, HyperClient};
 use crate::json::{b64url, parse_object};
 use crate::jwks::{
-    sha256, AlgSet, Algorithm, KeyProvider, KeySet, KeySource, Lookup, RemoteOptions, RemoteSource,
+    AlgSet, Algorithm, KeyProvider, KeySet, KeySource, Lookup, RemoteOptions, RemoteSource,
 };
 use cache::{Entry, TokenCache};
 
@@ -631,6 +631,13 @@ impl VerifierBuilder {
         self
     }
     /// Size of the verified-token cache; `0` turns it off.
+    ///
+    /// A hit is exactly the bytes of a token verified before (compared in full; the slot is a
+    /// keyed hash, random per process), and re-checks `exp`/`nbf` and that the signing key is
+    /// still published. Only verified tokens are inserted; a full shard drops expired entries,
+    /// then an eighth of the rest. Memory: at most `max_entries` (rounded up to a multiple of
+    /// 16) entries, each holding its token (at most [`max_token_len`](Self::max_token_len)
+    /// bytes), the user built from its claims, and about 200 bytes more.
     ///
     /// # Example
     ///
@@ -1289,6 +1296,21 @@ impl Verifier {
         }
     }
 
+    /// A verified-token cache hit for exactly these bytes, `exp`/`nbf` and the key re-checked
+    /// as in [`Verifier::verify_now`]; `None` when not cached (or its key is gone): take the
+    /// full way. Cached tokens were verified, so they are compact JWS (base64url and dots, a
+    /// `b64token`) within the maximum length: the caller may skip the form checks for a hit.
+    pub(crate) fn cached(&self, token: &[u8]) -> Option<Result<CurrentUser, AuthError>> {
+        let cache = self.inner.cache.as_ref()?;
+        let now = self.inner.clock.now_unix();
+        match cache.with(token, |hit| self.check_hit(hit, now))? {
+            Ok(Some(user)) => Some(Ok(user)),
+            Err(Fail::Token(t)) => Some(Err(AuthError::InvalidToken(t))),
+            // The key is gone: the full way drops the entry and answers.
+            Ok(None) | Err(_) => None,
+        }
+    }
+
     /// Everything that needs no I/O: on the fast path this is the whole verification.
     pub(crate) fn verify_now(&self, token: &str) -> Step {
         match self.verify_inner(token) {
@@ -1307,21 +1329,20 @@ impl Verifier {
         if token.len() > inner.max_token_len {
             return Err(TokenError::TooLarge.into());
         }
+        let now = inner.clock.now_unix();
+        // A hit is these exact bytes, verified before: the form checks below passed for them.
+        if let Some(cache) = &inner.cache {
+            if let Some(hit) = cache.with(token.as_bytes(), |hit| self.check_hit(hit, now)) {
+                if let Some(user) = hit? {
+                    return Ok(user);
+                }
+                cache.remove(token.as_bytes());
+            }
+        }
         if token.starts_with('{') {
             return Err(TokenError::JsonSerialization.into());
         }
         let (h64, p64, s64) = split_compact(token)?;
-        let now = inner.clock.now_unix();
-
-        let cache_key = inner.cache.as_ref().map(|_| sha256(&[token.as_bytes()]));
-        if let (Some(cache), Some(key)) = (&inner.cache, &cache_key) {
-            if let Some(hit) = cache.with(key, |hit| self.check_hit(hit, now)) {
-                if let Some(user) = hit? {
-                    return Ok(user);
-                }
-                cache.remove(key);
-            }
-        }
 
         let known = inner.headers.load();
         let remembered = known.iter().find(|k| *k.raw == *h64);
@@ -1406,8 +1427,9 @@ impl Verifier {
                 }
             }
         }
-        if let (Some(cache), Some(key)) = (&inner.cache, cache_key) {
+        if let Some(cache) = &inner.cache {
             let entry = Entry {
+                token: token.into(),
                 user: user.clone(),
                 exp,
                 nbf,
@@ -1416,7 +1438,7 @@ impl Verifier {
                 fingerprint,
                 snapshot,
             };
-            cache.insert(key, entry, now.saturating_sub(inner.leeway));
+            cache.insert(entry, now.saturating_sub(inner.leeway));
         }
         Ok(user)
     }

@@ -11,9 +11,9 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use http::Method;
-use tower_bearer::__authz_bench::{check_canonical, method_bit, CompiledPatterns, ALL_METHODS};
+use tower_bearer::__authz_bench::{ALL_METHODS, CompiledPatterns, check_canonical, method_bit};
 
 const RESOURCES: [&str; 40] = [
     "accounts",

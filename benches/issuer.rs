@@ -36,16 +36,16 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput};
 use serde_json::json;
 use tower::{Service, ServiceExt};
+use tower_bearer::issuer::AuthorizationServer;
 use tower_bearer::issuer::clients::RegisteredClient;
 use tower_bearer::issuer::config::{AuthMethod, GrantType};
 use tower_bearer::issuer::password::PasswordHash;
-use tower_bearer::issuer::AuthorizationServer;
 use tower_bearer::jwks::Algorithm;
 use tower_bearer::signing::SigningKey;
 

@@ -23,7 +23,7 @@ use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{Criterion, Throughput};
 use http::header::ACCEPT;
 use http::{HeaderValue, Request, Response, Uri};
-use tower::{service_fn, Layer, Service};
+use tower::{Layer, Service, service_fn};
 use tower_bearer::clock::{Clock, SystemClock};
 use tower_bearer::http_client::BoxFuture;
 use tower_bearer::outbound::{

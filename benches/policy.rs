@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
 use tower_bearer::claims::{Authentication, ClaimMapping, CurrentUser};
 use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};

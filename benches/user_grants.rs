@@ -27,17 +27,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
-use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
+use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use tower::{Service, ServiceExt};
 use tower_bearer::http_client::BoxFuture;
+use tower_bearer::issuer::AuthorizationServer;
 use tower_bearer::issuer::clients::RegisteredClient;
 use tower_bearer::issuer::config::{AuthMethod, GrantType};
 use tower_bearer::issuer::password::{PasswordHash, PasswordHasher};
 use tower_bearer::issuer::users::{MemoryUserStore, User, UserStore};
-use tower_bearer::issuer::AuthorizationServer;
 use tower_bearer::jwks::Algorithm;
 use tower_bearer::store::StoreError;
 

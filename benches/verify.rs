@@ -18,12 +18,12 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use criterion::{criterion_group, criterion_main, Criterion};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
-use serde_json::{json, Value};
-use tower::{service_fn, Layer, Service};
+use serde_json::{Value, json};
+use tower::{Layer, Service, service_fn};
 use tower_bearer::jwks::{Algorithm, KeySet};
 use tower_bearer::signing::SigningKey;
 use tower_bearer::{IssuerConfig, JwtAuthLayer, Verifier};

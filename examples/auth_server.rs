@@ -202,10 +202,12 @@ mod tests {
         let cfg = parse_config(include_str!("auth_server.yaml")).unwrap();
         let (server, router) = app(&cfg.security).await.unwrap();
         let meta = server.metadata();
-        assert!(meta["authorization_endpoint"]
-            .as_str()
-            .unwrap()
-            .ends_with("/oauth2/authorize"));
+        assert!(
+            meta["authorization_endpoint"]
+                .as_str()
+                .unwrap()
+                .ends_with("/oauth2/authorize")
+        );
         // The public mobile client, with PKCE (RFC 7636 appendix B's challenge).
         let req = http::Request::get(
             "/oauth2/authorize?response_type=code&client_id=mobile-app&state=s\
@@ -215,17 +217,21 @@ mod tests {
         .unwrap();
         let res = router.oneshot(req).await.unwrap();
         assert_eq!(res.status(), 200);
-        assert!(res.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .contains("HttpOnly"));
+        assert!(
+            res.headers()["set-cookie"]
+                .to_str()
+                .unwrap()
+                .contains("HttpOnly")
+        );
     }
 
     #[test]
     fn bad_configs_are_named() {
-        assert!(parse_config("security: {}\n")
-            .unwrap_err()
-            .contains("listen"));
+        assert!(
+            parse_config("security: {}\n")
+                .unwrap_err()
+                .contains("listen")
+        );
         assert!(parse_config("listen: x\n").unwrap_err().contains("listen"));
         let err =
             parse_config("listen: 127.0.0.1:1\nsecurity:\n  redis: { url: x }\n").unwrap_err();

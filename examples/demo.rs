@@ -24,8 +24,8 @@
 //! Each step prints its status; the demo exits non-zero if any answer is not the expected one.
 
 use std::fmt::Display;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
@@ -33,23 +33,23 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tower::{Layer, ServiceExt};
 use tower_bearer::authz::{AccessRules, InternalOnly, Requirement, Rule};
 use tower_bearer::clock::Clock;
 use tower_bearer::gateway::{SetIdentityHeadersLayer, TrustedIdentityHeadersLayer};
+use tower_bearer::issuer::AuthorizationServer;
 use tower_bearer::issuer::clients::RegisteredClient;
 use tower_bearer::issuer::config::{AuthMethod, GrantType};
 use tower_bearer::issuer::password::{PasswordHash, PasswordHasher, PasswordScheme};
 use tower_bearer::issuer::users::{MemoryUserStore, User};
-use tower_bearer::issuer::AuthorizationServer;
 use tower_bearer::jwks::Algorithm;
 use tower_bearer::outbound::{
     ClientCredentials, InjectBearer, InjectBearerLayer, TokenClient, TokenManager,

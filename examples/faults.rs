@@ -52,22 +52,22 @@ mod run {
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
+    use axum::Router;
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode};
     use axum::response::{IntoResponse, Response};
     use axum::routing::{get, post};
-    use axum::Router;
     use bytes::Bytes;
     use http_body_util::Full;
-    use serde_json::{json, Value};
+    use serde_json::{Value, json};
     use tower::{Layer as _, ServiceExt as _};
     use tower_bearer::config::Secret;
     use tower_bearer::http_client::BoxFuture;
+    use tower_bearer::issuer::AuthorizationServer;
     use tower_bearer::issuer::clients::RegisteredClient;
     use tower_bearer::issuer::config::{AuthMethod, GrantType};
     use tower_bearer::issuer::keys::KeyOptions;
     use tower_bearer::issuer::password::{PasswordHash, PasswordHasher};
-    use tower_bearer::issuer::AuthorizationServer;
     use tower_bearer::jwks::{Algorithm, KeySet, RemoteOptions};
     use tower_bearer::outbound::{
         CircuitPolicy, ClientCredentials, InjectBearerLayer, RetryPolicy, TokenClient, TokenManager,
@@ -78,8 +78,8 @@ mod run {
     use tower_bearer::{IssuerConfig, JwtAuthLayer, Verifier};
 
     use super::reliability::{
-        date_utc, http_client, http_get, machine, now_unix, profile, quantile_ms, record_section,
-        send, BoxError, HttpClient, Switch,
+        BoxError, HttpClient, Switch, date_utc, http_client, http_get, machine, now_unix, profile,
+        quantile_ms, record_section, send,
     };
 
     const AUD: &str = "faults";

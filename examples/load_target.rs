@@ -15,8 +15,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::routing::get;
 use axum::Router;
+use axum::routing::get;
 use serde_json::json;
 use tower_bearer::jwks::{Algorithm, KeySet};
 use tower_bearer::signing::SigningKey;

@@ -33,13 +33,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
 use reliability::{
-    cpu_ticks, date_utc, http_client, http_get, machine, now_unix, profile, quantile_ms,
-    record_section, rss_kib, ticks_per_second, BoxError, Switch,
+    BoxError, Switch, cpu_ticks, date_utc, http_client, http_get, machine, now_unix, profile,
+    quantile_ms, record_section, rss_kib, ticks_per_second,
 };
 use serde_json::json;
 use tower_bearer::authz::{AccessRules, AuthorizeLayer, DefaultAction, Requirement, Rule};
@@ -598,7 +598,10 @@ async fn drive(
         "| target rate | {} req/s (64 connections, one load generator on the same machine) |",
         args.rate
     );
-    let _ = writeln!(md, "| rate held | {held:.0} req/s ({sent} requests; {late} sent more than 100 ms after their turn) |");
+    let _ = writeln!(
+        md,
+        "| rate held | {held:.0} req/s ({sent} requests; {late} sent more than 100 ms after their turn) |"
+    );
     let _ = writeln!(
         md,
         "| users | {} distinct (tokens and policy versions) |",
@@ -639,7 +642,10 @@ async fn drive(
         md,
         "| RSS after warm-up → end | {warm_rss:.0} KiB → {end_rss:.0} KiB (**{drift:+.1} %**, bound ±10 %) |"
     );
-    let _ = writeln!(md, "\nRSS of the server process (VmRSS, KiB), sampled every {interval} s (warm-up ends at the first `*`):\n");
+    let _ = writeln!(
+        md,
+        "\nRSS of the server process (VmRSS, KiB), sampled every {interval} s (warm-up ends at the first `*`):\n"
+    );
     let _ = writeln!(md, "| t (s) | RSS (KiB) | requests |\n|---:|---:|---:|");
     for (n, s) in samples.iter().enumerate() {
         let mark = if Some(n) == warm_at { " *" } else { "" };

@@ -35,8 +35,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use serde::de::{self, Deserializer};
 use serde_yaml_ng::Value;
 
 use crate::authz::{AccessRules, InternalOnly, Requirement, Rule};
@@ -405,7 +405,9 @@ impl ServiceTokenSection {
             )),
             (None | Some("claim"), Some(_), Some(_)) => Ok(self),
             (None | Some("claim"), Some(_), None) => Err("`claim` needs a `value`".into()),
-            (None | Some("claim"), None, _) => Err("the claim rule needs `claim` and `value`".into()),
+            (None | Some("claim"), None, _) => {
+                Err("the claim rule needs `claim` and `value`".into())
+            }
             (Some(other), _, _) => Err(format!(
                 "unknown service-token rule `{other}` (expected `{SUB_EQUALS_CLIENT_ID}` or `claim`)"
             )),
@@ -720,12 +722,12 @@ impl RuleConfig {
             (true, _, _) | (_, true, _) => {
                 return Err(err(
                     "`permit-all`/`deny` cannot be combined with other requirements".into(),
-                ))
+                ));
             }
             (false, false, 0) => {
                 return Err(err(
                     "no requirement (permit-all, authenticated, deny, scope, role, ...)".into(),
-                ))
+                ));
             }
             (false, false, 1) => reqs.remove(0),
             _ => Requirement::AllOf(reqs),
@@ -1022,7 +1024,7 @@ impl SecurityConfig {
                 return Err(ConfigError::Invalid {
                     name: "yaml",
                     reason: "the document is not a mapping".into(),
-                })
+                });
             }
         };
         if security.is_null() {
@@ -1173,7 +1175,7 @@ impl SecurityConfig {
                 None => {
                     return Err(ConfigError::Missing(
                         "resource-server.additional-issuers.prefix",
-                    ))
+                    ));
                 }
             }
             b = b.issuer(issuer);
@@ -1691,7 +1693,7 @@ fn key_source(
             return Err(ConfigError::Invalid {
                 name: section,
                 reason: "set either `jwks-uri` or `discovery`, not both".into(),
-            })
+            });
         }
         (Some(uri), None) => Some(KeySource::JwksUri(uri.clone())),
         (None, Some(d)) if d.trim_end_matches('/') == issuer.trim_end_matches('/') => {
@@ -1740,14 +1742,14 @@ fn client_from(
             return Err(ConfigError::Invalid {
                 name: "internal-token",
                 reason: "set either `token-url` or `discovery`, not both".into(),
-            })
+            });
         }
         (Some(url), None) => cc.token_url(url.clone()),
         (None, Some(issuer)) => cc.discovery(issuer.clone()),
         (None, None) => {
             return Err(ConfigError::Missing(
                 "internal-token.token-url (or discovery)",
-            ))
+            ));
         }
     };
     let mut client =
@@ -1837,7 +1839,7 @@ fn expand_str(s: &str, env: &impl Fn(&str) -> Option<String>) -> Result<String, 
                 return Err(ConfigError::Invalid {
                     name: "security",
                     reason: format!("environment variable `{name}` is not set"),
-                })
+                });
             }
         };
         out.push_str(&value);
@@ -2262,12 +2264,30 @@ security:
     fn unknown_keys_are_named_at_any_depth() {
         for (yaml, key) in [
             ("security:\n  resource-servers: {}\n", "resource-servers"),
-            ("security:\n  resource-server:\n    issuer: x\n    audiences: [a]\n", "audiences"),
-            ("security:\n  resource-server:\n    issuer: x\n    rules:\n      - { path: /a, permitall: true }\n", "permitall"),
-            ("security:\n  internal-token:\n    client-idd: x\n", "client-idd"),
-            ("security:\n  resource-server:\n    issuer: x\n    revocation: { source: redis, max-stale-seconds: 1 }\n", "max-stale-seconds"),
-            ("security:\n  resource-server:\n    issuer: x\n    revocation: { source: memory }\n", "expected `redis`"),
-            ("security:\n  resource-server:\n    issuer: x\n    revocation: { max-staleness-seconds: 1 }\n", "source"),
+            (
+                "security:\n  resource-server:\n    issuer: x\n    audiences: [a]\n",
+                "audiences",
+            ),
+            (
+                "security:\n  resource-server:\n    issuer: x\n    rules:\n      - { path: /a, permitall: true }\n",
+                "permitall",
+            ),
+            (
+                "security:\n  internal-token:\n    client-idd: x\n",
+                "client-idd",
+            ),
+            (
+                "security:\n  resource-server:\n    issuer: x\n    revocation: { source: redis, max-stale-seconds: 1 }\n",
+                "max-stale-seconds",
+            ),
+            (
+                "security:\n  resource-server:\n    issuer: x\n    revocation: { source: memory }\n",
+                "expected `redis`",
+            ),
+            (
+                "security:\n  resource-server:\n    issuer: x\n    revocation: { max-staleness-seconds: 1 }\n",
+                "source",
+            ),
         ] {
             let err = SecurityConfig::from_yaml_with_env(yaml, env).unwrap_err();
             assert!(err.to_string().contains(key), "{key}: {err}");
@@ -2448,7 +2468,9 @@ security:
     #[test]
     fn service_token_rule_forms() {
         let yaml = |rule: &str| {
-            format!("security:\n  resource-server:\n    issuer: https://a.example\n    audience: x\n    internal-only:\n      paths: [\"/internal/**\"]\n      service-token: {rule}\n")
+            format!(
+                "security:\n  resource-server:\n    issuer: https://a.example\n    audience: x\n    internal-only:\n      paths: [\"/internal/**\"]\n      service-token: {rule}\n"
+            )
         };
         let rule = |r: &str| SecurityConfig::from_yaml(&yaml(r)).map(|c| c.service_token_rule());
         assert_eq!(

@@ -586,7 +586,9 @@ pub enum ConfigError {
         reason: &'static str,
     },
     /// `http://` to a non-loopback host without `allow-insecure-http`.
-    #[error("insecure url `{0}`: http:// is only allowed for loopback addresses unless allow-insecure-http is set")]
+    #[error(
+        "insecure url `{0}`: http:// is only allowed for loopback addresses unless allow-insecure-http is set"
+    )]
     InsecureUrl(String),
     /// A key could not be used.
     #[error("invalid key: {0}")]
@@ -703,11 +705,13 @@ mod tests {
             .unwrap(),
             r#"Bearer error="insufficient_scope", scope="reports.read""#
         );
-        assert!(AuthError::KeysUnavailable {
-            retry_after: Duration::from_secs(1)
-        }
-        .www_authenticate(None, false)
-        .is_none());
+        assert!(
+            AuthError::KeysUnavailable {
+                retry_after: Duration::from_secs(1)
+            }
+            .www_authenticate(None, false)
+            .is_none()
+        );
     }
 
     #[test]

@@ -62,16 +62,16 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::{AUTHORIZATION, CONNECTION};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTROLS};
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 use serde_json::{Map, Value};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::authn::{is_grpc, DefaultRejection, ResponseForRejection};
+use crate::authn::{DefaultRejection, ResponseForRejection, is_grpc};
 use crate::claims::{Authentication, ClaimMapping, CurrentUser};
 use crate::error::{AuthError, RequestError};
 use crate::future::ResponseFuture;

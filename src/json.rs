@@ -4,10 +4,10 @@
 
 use std::fmt;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserializer;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::error::TokenError;
@@ -190,9 +190,10 @@ mod tests {
         assert_eq!(map["x"][0].as_u64(), Some(1));
         assert_eq!(map["x"][1]["y"].as_f64(), Some(2.5));
         assert_eq!(map["big"].as_u64(), Some(u64::MAX));
-        assert!(map
-            .values()
-            .all(|v| !v.is_object() || v.get(PRIVATE_NUMBER).is_none()));
+        assert!(
+            map.values()
+                .all(|v| !v.is_object() || v.get(PRIVATE_NUMBER).is_none())
+        );
         // Duplicates are still found inside nested objects holding numbers.
         assert_eq!(
             parse_object(br#"{"a":{"n":1,"n":2}}"#),

@@ -41,7 +41,7 @@ use http::{Request, Response};
 use quick_cache::sync::{Cache, EntryAction, EntryResult};
 use tower_service::Service;
 
-use crate::authn::{is_grpc, DefaultRejection, ResponseForRejection};
+use crate::authn::{DefaultRejection, ResponseForRejection, is_grpc};
 use crate::claims::{Authentication, CurrentUser, ServiceTokenRule};
 use crate::error::{AuthError, BoxError, TokenError};
 use crate::future::ResponseFuture;
@@ -684,8 +684,8 @@ mod tests {
         Error = Infallible,
         Future: Send,
     > + Clone
-           + Send
-           + 'static {
+    + Send
+    + 'static {
         tower::service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(())) })
     }
 

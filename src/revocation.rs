@@ -54,7 +54,7 @@ use http::{Request, Response};
 use quick_cache::sync::{Cache, EntryAction, EntryResult};
 use tower_service::Service;
 
-use crate::authn::{is_grpc, DefaultRejection, ResponseForRejection};
+use crate::authn::{DefaultRejection, ResponseForRejection, is_grpc};
 use crate::claims::{Authentication, CurrentUser};
 use crate::error::{AuthError, TokenError};
 use crate::future::ResponseFuture;
@@ -751,8 +751,8 @@ mod tests {
         Error = Infallible,
         Future: Send,
     > + Clone
-           + Send
-           + 'static {
+    + Send
+    + 'static {
         tower::service_fn(|_r: Request<()>| async { Ok::<_, Infallible>(Response::new(())) })
     }
 

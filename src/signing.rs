@@ -22,9 +22,9 @@ use std::fmt;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use serde_json::{json, Map, Value};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value, json};
 
 use crate::error::ConfigError;
 use crate::jwks::Algorithm;
@@ -105,7 +105,7 @@ impl SigningKey {
             other => {
                 return Err(ConfigError::InvalidKey(format!(
                     "cannot generate a signing key for {other}"
-                )))
+                )));
             }
         };
         Ok(Self::from_pair(alg, pair))
@@ -494,7 +494,7 @@ impl SigningKey {
             (kty, crv) => {
                 return Err(reject(&format!(
                     "unsupported key type {kty:?} / curve {crv:?}"
-                )))
+                )));
             }
         };
         Ok(Self::from_pair(alg, pair))

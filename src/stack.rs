@@ -52,8 +52,8 @@
 
 use std::iter;
 
-use http::header::AUTHORIZATION;
 use http::HeaderName;
+use http::header::AUTHORIZATION;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::sensitive_headers::{SetSensitiveRequestHeaders, SetSensitiveRequestHeadersLayer};
 use tower_http::trace::{MakeSpan, Trace, TraceLayer};

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Json, Router};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
+use tower_bearer::JwtAuthLayer;
 use tower_bearer::claims::CurrentUser;
 use tower_bearer::jwks::{Algorithm, KeySet, RemoteOptions};
 use tower_bearer::signing::SigningKey;
 use tower_bearer::verify::{IssuerConfig, Verifier, VerifierBuilder};
-use tower_bearer::JwtAuthLayer;
 
 const AUD: &str = "orders";
 
@@ -535,10 +535,11 @@ async fn request_level_errors() {
     for bad in ["Bearer", "Bearer ", "Bearer a b"] {
         let r = http_get(&url, &[("authorization", bad)]).await;
         assert_eq!(r.status, 400, "{bad:?}");
-        assert!(r
-            .header("www-authenticate")
-            .unwrap()
-            .contains("invalid_request"));
+        assert!(
+            r.header("www-authenticate")
+                .unwrap()
+                .contains("invalid_request")
+        );
     }
     let h = format!("Bearer {token}");
     let r = http_get(&url, &[("authorization", &h), ("authorization", &h)]).await;

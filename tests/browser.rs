@@ -19,11 +19,11 @@ use axum::response::Html;
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
+use tower_bearer::issuer::AuthorizationServer;
 use tower_bearer::issuer::clients::RegisteredClient;
 use tower_bearer::issuer::config::{AuthMethod, GrantType};
 use tower_bearer::issuer::password::PasswordHash;
 use tower_bearer::issuer::users::{MemoryUserStore, User};
-use tower_bearer::issuer::AuthorizationServer;
 use tower_bearer::{CurrentUser, IssuerConfig, JwtAuthLayer, Verifier};
 
 /// bcrypt (cost 4) of `correct horse`: test-only.

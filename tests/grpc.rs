@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use tonic::transport::{Channel, Server};
 use tonic::Code;
+use tonic::transport::{Channel, Server};
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 use tower_bearer::authz::{AccessRules, Requirement, Rule};
 use tower_bearer::claims::CurrentUser;
 use tower_bearer::jwks::{Algorithm, RemoteOptions};

@@ -7,8 +7,8 @@ mod internal_call;
 
 use std::sync::Arc;
 
-use axum::routing::get;
 use axum::Router;
+use axum::routing::get;
 use common::*;
 use tower_bearer::authz::{AccessRules, InternalOnly};
 use tower_bearer::jwks::{Algorithm, KeySet};

@@ -4,33 +4,33 @@
 //! concurrency, limits, a restart on a key directory, and a key rotation under load.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::routing::get;
 use axum::Router;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use axum::routing::get;
 use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use tower_bearer::JwtAuthLayer;
 use tower_bearer::claims::CurrentUser;
 use tower_bearer::clock::{Clock, ManualClock, SystemClock};
 use tower_bearer::config::Secret;
+use tower_bearer::issuer::AuthorizationServer;
 use tower_bearer::issuer::clients::RegisteredClient;
 use tower_bearer::issuer::config::{AuthMethod, GrantType};
 use tower_bearer::issuer::keys::KeyOptions;
 use tower_bearer::issuer::limiter::LimiterConfig;
 use tower_bearer::issuer::password::PasswordHash;
-use tower_bearer::issuer::AuthorizationServer;
 use tower_bearer::jwks::{Algorithm, RemoteOptions};
 use tower_bearer::outbound::{ClientAuth, ClientCredentials, TokenClient, TokenManager};
 use tower_bearer::verify::{IssuerConfig, Verifier};
-use tower_bearer::JwtAuthLayer;
 
 /// bcrypt (cost 4) of `correct horse`: test-only.
 const HASH: &str = "{bcrypt}$2a$04$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mujHHrcaU.";

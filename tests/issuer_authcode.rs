@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -346,10 +346,12 @@ async fn public_client_code_flow_with_pkce_issues_tokens_our_verifier_accepts() 
         serde_json::json!(["S256"])
     );
     assert_eq!(meta["authorization_response_iss_parameter_supported"], true);
-    assert!(meta["grant_types_supported"]
-        .as_array()
-        .unwrap()
-        .contains(&"authorization_code".into()));
+    assert!(
+        meta["grant_types_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&"authorization_code".into())
+    );
 
     let mut b = Browser::default();
     let url = authorize_url(
@@ -458,15 +460,39 @@ async fn bad_client_or_redirect_uri_gets_a_page_never_a_redirect() {
         ]
     };
     let cases: Vec<(String, &str)> = vec![
-        (authorize_url(&base, &good("nobody", WEB_CB)), "not registered"),
-        (authorize_url(&base, &good("web", "https://evil.example/cb")), "redirect URI"),
-        (authorize_url(&base, &good("web", "https://app.example/cb/x")), "redirect URI"),
-        (authorize_url(&base, &good("web", "https://app.example/cb?x=1")), "redirect URI"),
-        (authorize_url(&base, &good("web", "https://APP.example/cb")), "redirect URI"),
-        (authorize_url(&base, &good("web", "https://app.example/cb/")), "redirect URI"),
-        (authorize_url(&base, &good("mobile", "http://127.0.0.1:2/cb")), "redirect URI"),
         (
-            format!("{}&redirect_uri=https://evil.example/", authorize_url(&base, &good("web", WEB_CB))),
+            authorize_url(&base, &good("nobody", WEB_CB)),
+            "not registered",
+        ),
+        (
+            authorize_url(&base, &good("web", "https://evil.example/cb")),
+            "redirect URI",
+        ),
+        (
+            authorize_url(&base, &good("web", "https://app.example/cb/x")),
+            "redirect URI",
+        ),
+        (
+            authorize_url(&base, &good("web", "https://app.example/cb?x=1")),
+            "redirect URI",
+        ),
+        (
+            authorize_url(&base, &good("web", "https://APP.example/cb")),
+            "redirect URI",
+        ),
+        (
+            authorize_url(&base, &good("web", "https://app.example/cb/")),
+            "redirect URI",
+        ),
+        (
+            authorize_url(&base, &good("mobile", "http://127.0.0.1:2/cb")),
+            "redirect URI",
+        ),
+        (
+            format!(
+                "{}&redirect_uri=https://evil.example/",
+                authorize_url(&base, &good("web", WEB_CB))
+            ),
             "repeated",
         ),
         (
@@ -475,7 +501,9 @@ async fn bad_client_or_redirect_uri_gets_a_page_never_a_redirect() {
         ),
         (
             // Two redirect URIs registered: it cannot be left out.
-            format!("{base}/oauth2/authorize?response_type=code&client_id=mobile&code_challenge={CHALLENGE}&code_challenge_method=S256"),
+            format!(
+                "{base}/oauth2/authorize?response_type=code&client_id=mobile&code_challenge={CHALLENGE}&code_challenge_method=S256"
+            ),
             "redirect_uri",
         ),
     ];
@@ -1089,10 +1117,11 @@ async fn redis_store_codes_single_use_and_replay_revocation() {
     assert_invalid_grant(&exchange_web(&base, &code).await);
     let now = c["iat"].as_u64().unwrap();
     let st = server.grant_store();
-    assert!(st
-        .is_jti_revoked(c["jti"].as_str().unwrap(), now)
-        .await
-        .unwrap());
+    assert!(
+        st.is_jti_revoked(c["jti"].as_str().unwrap(), now)
+            .await
+            .unwrap()
+    );
     assert_eq!(
         st.get_family(c["sid"].as_str().unwrap(), now)
             .await

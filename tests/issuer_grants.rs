@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -559,17 +559,19 @@ async fn revocation_and_introspection_tables() {
         br#"{"active":false}"#
     );
     let jti = claims(&at)["jti"].as_str().unwrap().to_owned();
-    assert!(server
-        .grant_store()
-        .is_jti_revoked(&jti, tower_bearer_now())
-        .await
-        .unwrap());
+    assert!(
+        server
+            .grant_store()
+            .is_jti_revoked(&jti, tower_bearer_now())
+            .await
+            .unwrap()
+    );
     // The refresh token still works: revoking an access token does not end the family.
     let r = refresh(&base, "web", &rt).await;
     assert_eq!(r.status, 200);
     let (at2, rt2) = (at_of(&r), rt_of(&r));
     assert_eq!(introspect(&base, "rs", &rt).await.json["active"], false); // used
-                                                                          // The refresh token: the whole family ends, and access tokens carrying its sid go inactive.
+    // The refresh token: the whole family ends, and access tokens carrying its sid go inactive.
     assert_eq!(
         revoke(
             &base,

@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -242,29 +242,35 @@ async fn management_requires_a_token_with_admin_scope_and_management_audience() 
     // No token: 401 with a Bearer challenge.
     let r = call("GET", &stats, &[], "").await;
     assert_eq!(r.status, 401, "{r:?}");
-    assert!(r.headers["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .starts_with("Bearer"));
+    assert!(
+        r.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
     assert_eq!(r.headers["cache-control"], "no-store");
 
     // The admin scope but another audience: 401 invalid_token.
     let wrong_aud = cc_token(&env.base, "ops-wrong-aud", "admin", "service-system").await;
     let r = manage(&env, "GET", "/oauth2/manage/stats", &wrong_aud).await;
     assert_eq!(r.status, 401, "{r:?}");
-    assert!(r.headers["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .contains("invalid_token"));
+    assert!(
+        r.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
 
     // The management audience without the admin scope: 403 insufficient_scope.
     let reader = cc_token(&env.base, "reader", "reports.read", "auth-management").await;
     let r = manage(&env, "GET", "/oauth2/manage/stats", &reader).await;
     assert_eq!(r.status, 403, "{r:?}");
-    assert!(r.headers["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .contains("insufficient_scope"));
+    assert!(
+        r.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
 
     // A user token (default audience eon-internal, no admin scope): 401.
     let user = login(&env.base, "web", "alice").await;
@@ -848,9 +854,11 @@ security:
         "security:\n  authorization-server:\n    issuer: http://127.0.0.1:9\n    signing: { algorithm: ES256 }\n    management: { scope: \"a b\" }\n",
     )
     .unwrap();
-    assert!(AuthorizationServer::from_security_config(&bad)
-        .await
-        .is_err());
+    assert!(
+        AuthorizationServer::from_security_config(&bad)
+            .await
+            .is_err()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

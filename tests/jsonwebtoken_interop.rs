@@ -5,9 +5,9 @@
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use serde_json::{json, Value};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
 use tower_bearer::jwks::{Algorithm, KeySet};
 use tower_bearer::signing::SigningKey;
 use tower_bearer::verify::{IssuerConfig, Verifier};

@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
 use bytes::Bytes;
 use common::serve;
 use http::Extensions;
@@ -48,9 +48,11 @@ struct TokenState {
 
 async fn token_endpoint(State(s): State<TokenState>, body: Bytes) -> Response {
     let n = s.requests.fetch_add(1, Ordering::SeqCst) + 1;
-    assert!(std::str::from_utf8(&body)
-        .unwrap()
-        .contains("grant_type=client_credentials"));
+    assert!(
+        std::str::from_utf8(&body)
+            .unwrap()
+            .contains("grant_type=client_credentials")
+    );
     if s.refuse.load(Ordering::SeqCst) {
         return (
             StatusCode::UNAUTHORIZED,

@@ -19,11 +19,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
-use common::{claims, get_bearer, jwks_of, serve, Idp};
+use common::{Idp, claims, get_bearer, jwks_of, serve};
 use serde_json::json;
 use tower_bearer::clock::{Clock, ManualClock};
 use tower_bearer::http_client::{HttpClient, HttpClientConfig, HyperClient};
@@ -411,10 +411,12 @@ async fn locks_have_owners_and_expire() {
     store.unlock(key, "b").await.unwrap();
 
     // An owner that never releases: the lock expires with its TTL.
-    assert!(store
-        .try_lock(key, "crashed", Duration::from_millis(150))
-        .await
-        .unwrap());
+    assert!(
+        store
+            .try_lock(key, "crashed", Duration::from_millis(150))
+            .await
+            .unwrap()
+    );
     assert!(!store.try_lock(key, "c", long).await.unwrap());
     let ttl: i64 = redis::cmd("PTTL")
         .arg("tb-test:token:l:lock")
@@ -779,10 +781,11 @@ async fn policy_version_layer_refuses_a_bumped_token_through_redis() {
     assert_eq!(admin.bump("u-1").await.unwrap(), 2);
     let res = get_bearer(&url, &token).await;
     assert_eq!(res.status, 401);
-    assert!(res
-        .header("www-authenticate")
-        .unwrap()
-        .contains("invalid_token"));
+    assert!(
+        res.header("www-authenticate")
+            .unwrap()
+            .contains("invalid_token")
+    );
     c["pv"] = json!(2);
     assert_eq!(get_bearer(&url, &key.sign(&c).unwrap()).await.status, 200);
 
@@ -839,10 +842,11 @@ async fn gateway_checks_policy_versions_in_redis() {
     versions.bump("u-1").await.unwrap();
     let r = get_bearer(&url, &token).await;
     assert_eq!(r.status, 401);
-    assert!(r
-        .header("www-authenticate")
-        .unwrap()
-        .contains("invalid_token"));
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("invalid_token")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -930,10 +934,11 @@ mod revocation {
         let took = until_status(&url, &t1, 401).await;
         assert!(took <= BOUND + Duration::from_millis(500), "{took:?}");
         let res = get_bearer(&url, &t1).await;
-        assert!(res
-            .header("www-authenticate")
-            .unwrap()
-            .contains("invalid_token"));
+        assert!(
+            res.header("www-authenticate")
+                .unwrap()
+                .contains("invalid_token")
+        );
         assert_eq!(
             get_bearer(&url, &t2).await.status,
             200,
@@ -976,14 +981,18 @@ mod revocation {
 
         // The untouched token still passes; the source agrees with the layer.
         assert_eq!(get_bearer(&url, &untouched).await.status, 200);
-        assert!(revocations
-            .is_revoked(None, Some(fam_b.family_id()))
-            .await
-            .unwrap());
-        assert!(!revocations
-            .is_revoked(Some("j-5"), Some("some-other-family"))
-            .await
-            .unwrap());
+        assert!(
+            revocations
+                .is_revoked(None, Some(fam_b.family_id()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !revocations
+                .is_revoked(Some("j-5"), Some("some-other-family"))
+                .await
+                .unwrap()
+        );
 
         // Redis gone: once the cached answer is older than the bound, fail closed (503).
         drop(redis);

@@ -7,15 +7,15 @@ mod common;
 #[allow(dead_code, unreachable_pub)]
 mod gateway_example;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::Request as AxumRequest;
 use axum::routing::any;
-use axum::Router;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower_bearer::jwks::Algorithm;
 use tower_bearer::signing::SigningKey;
@@ -520,18 +520,26 @@ fn the_sample_gateway_yaml_builds() {
     let cfg = gateway_example::parse_config(&text).unwrap();
     let rules = cfg.security.access_rules().unwrap();
     assert!(rules.check(&http::Method::GET, "/public/x", None).is_ok());
-    assert!(rules
-        .check(&http::Method::POST, "/v1/jobs/7:cancel", None)
-        .is_err());
+    assert!(
+        rules
+            .check(&http::Method::POST, "/v1/jobs/7:cancel", None)
+            .is_err()
+    );
 }
 
 #[tokio::test]
 async fn config_errors_are_clear() {
     for (yaml, needle) in [
         ("upstream: http://127.0.0.1:1\nsecurity: {}\n", "listen"),
-        ("listen: nope\nupstream: http://127.0.0.1:1\n", "listen: nope"),
+        (
+            "listen: nope\nupstream: http://127.0.0.1:1\n",
+            "listen: nope",
+        ),
         ("listen: 127.0.0.1:0\nupstream: ftp://x\n", "upstream"),
-        ("listen: 127.0.0.1:0\nupstream: http://127.0.0.1:1\nsecurity:\n  resource-server:\n    issuer: x\n    bogus: 1\n", "bogus"),
+        (
+            "listen: 127.0.0.1:0\nupstream: http://127.0.0.1:1\nsecurity:\n  resource-server:\n    issuer: x\n    bogus: 1\n",
+            "bogus",
+        ),
     ] {
         let err = gateway_example::parse_config(yaml).unwrap_err();
         assert!(err.contains(needle), "{needle}: {err}");
@@ -587,10 +595,12 @@ async fn policy_version_bump_refuses_the_same_token() {
     versions.bump("u-1");
     let res = call(token.clone()).await;
     assert_eq!(res.status(), 401);
-    assert!(res.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .contains("invalid_token"));
+    assert!(
+        res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
     assert_eq!(
         res.extensions().get::<tower_bearer::AuthError>(),
         Some(&tower_bearer::AuthError::InvalidToken(

@@ -69,7 +69,7 @@ pub use crate::future::ResponseFuture;
 #[doc(inline)]
 pub use layer::JwtAuthLayer;
 #[doc(inline)]
-pub use rejection::{is_grpc, DefaultRejection, ResponseForRejection};
+pub use rejection::{DefaultRejection, ResponseForRejection, is_grpc};
 #[doc(inline)]
 pub use service::JwtAuth;
 

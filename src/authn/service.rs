@@ -1,11 +1,11 @@
 use std::task::{Context, Poll};
 
-use http::header::{Entry, AUTHORIZATION};
+use http::header::{AUTHORIZATION, Entry};
 use http::{Request, Response};
 use tower_service::Service;
 
 use super::layer::JwtAuthLayer;
-use super::rejection::{is_grpc, DefaultRejection, ResponseForRejection};
+use super::rejection::{DefaultRejection, ResponseForRejection, is_grpc};
 use crate::bearer::{bearer_bytes, extract_bearer};
 use crate::claims::{Authentication, CurrentUser};
 use crate::error::AuthError;

@@ -9,7 +9,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::rules::{AccessRules, InternalOnly};
-use crate::authn::{is_grpc, DefaultRejection, ResponseForRejection};
+use crate::authn::{DefaultRejection, ResponseForRejection, is_grpc};
 use crate::claims::{Authentication, CurrentUser};
 use crate::error::AuthError;
 use crate::future::ResponseFuture;

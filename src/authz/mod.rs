@@ -70,8 +70,8 @@ mod rules;
 pub use crate::future::ResponseFuture;
 #[doc(inline)]
 pub use layer::{
-    Authorize, AuthorizeLayer, InternalOnlyLayer, InternalOnlyService, INSECURE_DEV_ENV,
-    INSECURE_DEV_VALUE,
+    Authorize, AuthorizeLayer, INSECURE_DEV_ENV, INSECURE_DEV_VALUE, InternalOnlyLayer,
+    InternalOnlyService,
 };
 #[doc(inline)]
 pub use rules::{
@@ -81,6 +81,6 @@ pub use rules::{
 /// The pure matching functions, for `benches/authz.rs` only: not a stable API.
 #[doc(hidden)]
 pub mod __bench {
-    pub use super::path::{check_canonical, PathError};
-    pub use super::pattern::{method_bit, CompiledPatterns, ALL_METHODS};
+    pub use super::path::{PathError, check_canonical};
+    pub use super::pattern::{ALL_METHODS, CompiledPatterns, method_bit};
 }

@@ -184,7 +184,7 @@ fn check_segment(seg: &[u8]) -> Result<(), PathError> {
                 i += 3;
                 match v {
                     b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                        return Err(PathError::EncodedUnreserved)
+                        return Err(PathError::EncodedUnreserved);
                     }
                     b'/' => return Err(PathError::EncodedSlash),
                     b'\\' => return Err(PathError::EncodedBackslash),

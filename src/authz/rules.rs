@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::Method;
 
 use super::path::check_canonical;
-use super::pattern::{is_miscased_standard_method, method_bit, CompiledPatterns, ALL_METHODS};
+use super::pattern::{ALL_METHODS, CompiledPatterns, is_miscased_standard_method, method_bit};
 
 /// The one bit all extension methods share in a pattern's method mask.
 const EXTENSION: u16 = 512;
@@ -96,21 +96,21 @@ impl Requirement {
                     Ok(())
                 } else {
                     Err(scope_err(std::slice::from_ref(s)))
-                }
+                };
             }
             Self::AnyScope(v) => {
                 return if v.iter().any(|s| user.has_scope(s)) {
                     Ok(())
                 } else {
                     Err(scope_err(v))
-                }
+                };
             }
             Self::AllScopes(v) => {
                 return if v.iter().all(|s| user.has_scope(s)) {
                     Ok(())
                 } else {
                     Err(scope_err(v))
-                }
+                };
             }
             Self::Role(r) => user.has_role(r),
             Self::AnyRole(v) => v.iter().any(|r| user.has_role(r)),
@@ -839,9 +839,10 @@ mod tests {
         .unwrap();
         assert!(r.check(&Method::GET, "/reports/1", Some(&sneaky)).is_err());
         assert!(r.check(&Method::POST, "/admin/1", Some(&sneaky)).is_err());
-        assert!(r
-            .check(&Method::GET, "/internal/ping", Some(&sneaky))
-            .is_err());
+        assert!(
+            r.check(&Method::GET, "/internal/ping", Some(&sneaky))
+                .is_err()
+        );
     }
 
     #[test]
@@ -863,9 +864,10 @@ mod tests {
             r.check(&Method::GET, "/internal/ping", Some(&sub_is_client)),
             Err(AuthError::AccessDenied)
         );
-        assert!(r
-            .check(&Method::GET, "/internal/ping", Some(&service))
-            .is_ok());
+        assert!(
+            r.check(&Method::GET, "/internal/ping", Some(&service))
+                .is_ok()
+        );
         assert_eq!(
             r.check(&Method::GET, "/internal/ping", Some(&user_with_scope)),
             Err(AuthError::AccessDenied)
@@ -885,9 +887,10 @@ mod tests {
             .internal_only(legacy)
             .build()
             .unwrap();
-        assert!(r
-            .check(&Method::GET, "/internal/ping", Some(&sub_is_client))
-            .is_ok());
+        assert!(
+            r.check(&Method::GET, "/internal/ping", Some(&sub_is_client))
+                .is_ok()
+        );
         let cc = user(
             json!({"sub": "x", "uid": "1", "gty": "client-credentials", "scope": "internal-service"}),
         );
@@ -910,9 +913,10 @@ mod tests {
         );
         assert!(r.check(&Method::GET, "/reports/1/", Some(&alice)).is_err());
         assert!(r.check(&Method::HEAD, "/reports/1", Some(&alice)).is_err());
-        assert!(r
-            .check(&Method::GET, "/internal/ping/", Some(&alice))
-            .is_err());
+        assert!(
+            r.check(&Method::GET, "/internal/ping/", Some(&alice))
+                .is_err()
+        );
         assert!(r.check(&Method::GET, "/other/", Some(&alice)).is_ok());
     }
 
@@ -983,13 +987,14 @@ mod tests {
             r.check(&lower, "/dav/x", None),
             Err(AuthError::AuthenticationRequired)
         );
-        assert!(r
-            .check(
+        assert!(
+            r.check(
                 &Method::from_bytes(b"DELETEX").unwrap(),
                 "/dav/x",
                 Some(&admin)
             )
-            .is_ok());
+            .is_ok()
+        );
         // A rule naming a miscased standard method could never apply: refused at build.
         let err = AccessRules::builder()
             .rule(
@@ -1053,9 +1058,10 @@ mod tests {
         assert!(r.check(&Method::GET, "/files/a.json", None).is_ok());
         assert!(r.check(&Method::GET, "/FILES/a.JSON", None).is_ok());
         assert!(r.check(&Method::GET, "/files/.json", None).is_err());
-        assert!(r
-            .check(&Method::POST, "/v1/jobs/7:pause", Some(&alice))
-            .is_ok());
+        assert!(
+            r.check(&Method::POST, "/v1/jobs/7:pause", Some(&alice))
+                .is_ok()
+        );
         let sensitive = AccessRules::builder()
             .rule(Rule::new("/admin/**", Requirement::Deny))
             .rule(Rule::new("/**", Requirement::PermitAll))
@@ -1122,13 +1128,15 @@ mod tests {
                 "{req:?}: {err}"
             );
         }
-        assert!(AccessRules::builder()
-            .rule(Rule::new(
-                "/a",
-                Requirement::AllOf(vec![Requirement::AllScopes(vec!["x".into()])])
-            ))
-            .build()
-            .is_ok());
+        assert!(
+            AccessRules::builder()
+                .rule(Rule::new(
+                    "/a",
+                    Requirement::AllOf(vec![Requirement::AllScopes(vec!["x".into()])])
+                ))
+                .build()
+                .is_ok()
+        );
     }
 
     #[test]

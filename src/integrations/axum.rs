@@ -36,8 +36,8 @@
 
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
-use http::request::Parts;
 use http::StatusCode;
+use http::request::Parts;
 
 use crate::authn::DefaultRejection;
 use crate::claims::{Authentication, CurrentUser};

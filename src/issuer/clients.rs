@@ -33,8 +33,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
-use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
 
 use crate::error::ConfigError;
@@ -183,7 +183,7 @@ impl RegisteredClient {
                 (None, None) => {
                     return Err(ConfigError::Missing(
                         "authorization-server.clients.client-secrets.value",
-                    ))
+                    ));
                 }
             };
             let exp = match &e.expires_at {

@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{one_or_many, opt_bool, opt_u64, Secret};
+use crate::config::{Secret, one_or_many, opt_bool, opt_u64};
 use crate::error::ConfigError;
 
 /// `security.authorization-server`.
@@ -498,11 +498,7 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
                 return None;
             }
             let o = oh * 3600 + om * 60;
-            if rb[0] == b'+' {
-                o
-            } else {
-                -o
-            }
+            if rb[0] == b'+' { o } else { -o }
         }
     };
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
@@ -1116,7 +1112,9 @@ impl AuthorizationServerConfig {
             if s.key_dir.is_some() && env(KEY_SECRET_VAR).is_none_or(|v| v.is_empty()) {
                 return Err(invalid(
                     "authorization-server.signing.key-dir",
-                    format!("`key-dir` needs the environment variable {KEY_SECRET_VAR} (the key-encryption secret)"),
+                    format!(
+                        "`key-dir` needs the environment variable {KEY_SECRET_VAR} (the key-encryption secret)"
+                    ),
                 ));
             }
             if s.rotate_after_days == Some(0) {
@@ -1285,16 +1283,16 @@ fn validate_client(c: &ClientConfig) -> Result<(), ConfigError> {
                 (Some(_), Some(_)) => {
                     return Err(err(
                         "set either `client-secret` or `client-secret-hash`, not both".into(),
-                    ))
+                    ));
                 }
                 (None, None) if c.client_secrets.is_empty() => {
                     return Err(err(format!(
                         "`{}` needs `client-secret`, `client-secret-hash` or `client-secrets`",
                         c.auth_method()
-                    )))
+                    )));
                 }
                 (Some(s), None) if s.expose().is_empty() => {
-                    return Err(err("`client-secret` is empty".into()))
+                    return Err(err("`client-secret` is empty".into()));
                 }
                 (None, Some(h)) => check_hash_prefix(N, h.expose()).map_err(|e| {
                     err(format!(
@@ -1351,10 +1349,10 @@ fn validate_client_secrets(c: &ClientConfig) -> Result<(), String> {
             (Some(_), Some(_)) | (None, None) => {
                 return Err(format!(
                     "`client-secrets[{i}]` needs exactly one of `value` and `hash`"
-                ))
+                ));
             }
             (Some(v), None) if v.expose().is_empty() => {
-                return Err(format!("`client-secrets[{i}].value` is empty"))
+                return Err(format!("`client-secrets[{i}].value` is empty"));
             }
             (None, Some(h)) => check_hash_prefix("authorization-server.clients", h.expose())
                 .map_err(|e| format!("`client-secrets[{i}].hash`: {}", strip_invalid_prefix(&e)))?,
@@ -1501,21 +1499,61 @@ security:
     #[test]
     fn invalid_configurations_are_refused_with_a_reason() {
         for (from, to, needle) in [
-            ("issuer: http://127.0.0.1:9000", "issuer: http://127.0.0.1:9000/?a=b", "query"),
-            ("issuer: http://127.0.0.1:9000", "issuer: http://127.0.0.1:9000/#f", "fragment"),
-            ("issuer: http://127.0.0.1:9000", "issuer: /relative", "absolute"),
-            ("issuer: http://127.0.0.1:9000", "issuer: http://auth.example", "absolute https"),
-            ("issuer: http://127.0.0.1:9000", "issuer: ftp://auth.example", "issuer"),
+            (
+                "issuer: http://127.0.0.1:9000",
+                "issuer: http://127.0.0.1:9000/?a=b",
+                "query",
+            ),
+            (
+                "issuer: http://127.0.0.1:9000",
+                "issuer: http://127.0.0.1:9000/#f",
+                "fragment",
+            ),
+            (
+                "issuer: http://127.0.0.1:9000",
+                "issuer: /relative",
+                "absolute",
+            ),
+            (
+                "issuer: http://127.0.0.1:9000",
+                "issuer: http://auth.example",
+                "absolute https",
+            ),
+            (
+                "issuer: http://127.0.0.1:9000",
+                "issuer: ftp://auth.example",
+                "issuer",
+            ),
             ("algorithm: RS256", "algorithm: HS256", "HS256"),
-            ("rotate-after-days: 30", "rotate-after-days: 0", "rotate-after-days"),
-            ("      ttl-seconds: 300", "      ttl-seconds: 0", "ttl-seconds"),
+            (
+                "rotate-after-days: 30",
+                "rotate-after-days: 0",
+                "rotate-after-days",
+            ),
+            (
+                "      ttl-seconds: 300",
+                "      ttl-seconds: 0",
+                "ttl-seconds",
+            ),
             ("typ: at+jwt", "typ: jwt+at", "jwt+at"),
-            ("token: /oauth2/token", "token: oauth2/token", "absolute path"),
+            (
+                "token: /oauth2/token",
+                "token: oauth2/token",
+                "absolute path",
+            ),
             ("token: /oauth2/token", "token: /oauth2/jwks", "twice"),
             ("token: /oauth2/token", "token: /.well-known/x", "reserved"),
-            ("idle-ttl-seconds: 2592000", "idle-ttl-seconds: 99999999", "idle-ttl-seconds"),
+            (
+                "idle-ttl-seconds: 2592000",
+                "idle-ttl-seconds: 99999999",
+                "idle-ttl-seconds",
+            ),
             ("[client_credentials]", "[]", "grant-types"),
-            ("[client_credentials]", "[client_credentials, client_credentials]", "twice"),
+            (
+                "[client_credentials]",
+                "[client_credentials, client_credentials]",
+                "twice",
+            ),
             (
                 "client-secret: ${INTERNAL_CLIENT_SECRET}",
                 "client-secret-hash: \"{noop}secret\"",
@@ -1526,17 +1564,37 @@ security:
                 "client-secret-hash: \"plain\"",
                 "{id}",
             ),
-            ("        client-secret: ${INTERNAL_CLIENT_SECRET}\n", "", "client-secret-hash"),
+            (
+                "        client-secret: ${INTERNAL_CLIENT_SECRET}\n",
+                "",
+                "client-secret-hash",
+            ),
             (
                 "client-secret: ${INTERNAL_CLIENT_SECRET}",
                 "client-secret: ${INTERNAL_CLIENT_SECRET}\n        client-secret-hash: \"{bcrypt}x\"",
                 "not both",
             ),
-            ("auth-method: client_secret_basic", "auth-method: none", "no secret"),
+            (
+                "auth-method: client_secret_basic",
+                "auth-method: none",
+                "no secret",
+            ),
             ("scopes: [internal-service]", "scopes: [\"a b\"]", "scope"),
-            ("access-token-ttl-seconds: 300", "access-token-ttl-seconds: 0", "access-token-ttl"),
-            ("[client_credentials]", "[authorization_code]", "redirect-uris"),
-            ("password-hash: \"{bcrypt}", "password-hash: \"{noop}", "noop"),
+            (
+                "access-token-ttl-seconds: 300",
+                "access-token-ttl-seconds: 0",
+                "access-token-ttl",
+            ),
+            (
+                "[client_credentials]",
+                "[authorization_code]",
+                "redirect-uris",
+            ),
+            (
+                "password-hash: \"{bcrypt}",
+                "password-hash: \"{noop}",
+                "noop",
+            ),
         ] {
             if needle == "noop" && cfg!(feature = "insecure-dev") {
                 // Allowed there: covered by `noop_only_with_insecure_dev`.
@@ -1546,9 +1604,7 @@ security:
             assert_ne!(yaml, FULL, "{from}");
             let err = match parse(&yaml) {
                 Err(e) => e,
-                Ok(aus) => aus
-                    .validate_with(false, env)
-                    .expect_err(to),
+                Ok(aus) => aus.validate_with(false, env).expect_err(to),
             }
             .to_string();
             assert!(err.contains(needle), "{to}: {err}");

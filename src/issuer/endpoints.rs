@@ -51,20 +51,20 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use axum::Router;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 use zeroize::Zeroizing;
 
+use crate::issuer::Shared;
 use crate::issuer::audit::audit;
-use crate::issuer::clients::{parse_basic, BasicError, Credentials, Presented, RegisteredClient};
+use crate::issuer::clients::{BasicError, Credentials, Presented, RegisteredClient, parse_basic};
 use crate::issuer::config::{AuthMethod, GrantType};
 use crate::issuer::grants::{ErrorCode, GrantRequest, Params, TokenError, TokenResponse};
-use crate::issuer::Shared;
 
 mod revocation;
 
@@ -318,7 +318,7 @@ pub(crate) async fn dispatch(
             return Err(TokenError::new(
                 ErrorCode::InvalidRequest,
                 "missing parameter `grant_type`",
-            ))
+            ));
         }
     };
     if only.is_some_and(|g| g.as_str() != grant_type) {
@@ -373,13 +373,13 @@ fn presented(headers: &HeaderMap, params: &Params<'_>) -> Result<Credentials, To
                     ErrorCode::InvalidClient,
                     "unsupported client authentication method",
                 )
-                .with_basic_challenge())
+                .with_basic_challenge());
             }
             Err(BasicError::Malformed) => {
                 return Err(TokenError::new(
                     ErrorCode::InvalidRequest,
                     "malformed Basic credentials",
-                ))
+                ));
             }
         },
     };

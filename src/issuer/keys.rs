@@ -74,11 +74,11 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::hkdf;
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -424,13 +424,13 @@ impl KeyOptions {
                 None => {
                     return Err(ConfigError::Missing(
                         "ISSUER_KEY_SECRET (required with signing.key-dir)",
-                    ))
+                    ));
                 }
                 Some(s) if s.expose().len() < MIN_SECRET_LEN => {
                     return Err(ConfigError::Invalid {
                         name: "ISSUER_KEY_SECRET",
                         reason: format!("shorter than {MIN_SECRET_LEN} bytes"),
-                    })
+                    });
                 }
                 Some(_) => {}
             }
@@ -1492,16 +1492,15 @@ mod redis_keys {
     use ::redis::aio::ConnectionManager;
     use ::redis::{Cmd, FromRedisValue};
     use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-    use super::{open_record, Entry, LOCK_STALE, LOCK_WAIT};
+    use super::{Entry, LOCK_STALE, LOCK_WAIT, open_record};
     use crate::config::Secret;
     use crate::error::ConfigError;
 
     const TIMEOUT: Duration = Duration::from_secs(5);
-    const UNLOCK: &str =
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+    const UNLOCK: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
 
     pub(super) struct RedisKeys {
         conn: ConnectionManager,

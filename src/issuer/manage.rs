@@ -65,9 +65,9 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use http::header::{self, HeaderValue};
 use http::StatusCode;
-use serde_json::{json, Value};
+use http::header::{self, HeaderValue};
+use serde_json::{Value, json};
 
 use crate::authn::JwtAuthLayer;
 use crate::authz::{AccessRules, AuthorizeLayer, DefaultAction, Requirement, Rule};

@@ -89,7 +89,7 @@ use crate::jwks::Algorithm;
 use crate::signing::SigningKey;
 
 use self::clients::{ClientRegistry, MemoryClientRegistry, RegisteredClient, VerifiedSecrets};
-use self::config::{AuthorizationServerConfig, ClientConfig, GrantType, StoreKind, KEY_SECRET_VAR};
+use self::config::{AuthorizationServerConfig, ClientConfig, GrantType, KEY_SECRET_VAR, StoreKind};
 use self::grants::{Grant, TokenError};
 use self::keys::{KeyManager, KeyOptions};
 use self::limiter::{Limiter, LimiterConfig};

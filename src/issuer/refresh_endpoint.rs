@@ -86,18 +86,18 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use axum::Router;
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 use zeroize::Zeroizing;
 
-use crate::issuer::config::{AuthorizationServerConfig, GrantType, DEFAULT_REFRESH_ENDPOINT_PATH};
+use crate::issuer::config::{AuthorizationServerConfig, DEFAULT_REFRESH_ENDPOINT_PATH, GrantType};
 use crate::issuer::endpoints::{
-    address_key, dispatch, no_store, read_form, FormRequest, SENSITIVE_QUERY,
+    FormRequest, SENSITIVE_QUERY, address_key, dispatch, no_store, read_form,
 };
 use crate::issuer::grants::{ErrorCode, Params, TokenError};
 use crate::issuer::{AuthorizationServerBuilder, Shared};

@@ -669,10 +669,12 @@ mod tests {
         assert!(hasher.verify(b"correct horse", Some(hash)).await);
         assert!(hasher.needs_upgrade(hash));
         let new = PasswordHash::parse(&hasher.hash(b"correct horse").await.unwrap()).unwrap();
-        assert!(dyn_store
-            .update_password_hash("1001", new.clone())
-            .await
-            .unwrap());
+        assert!(
+            dyn_store
+                .update_password_hash("1001", new.clone())
+                .await
+                .unwrap()
+        );
 
         let again = dyn_store.find_by_id("1001").await.unwrap().unwrap();
         let stored = again.password_hash.unwrap();

@@ -34,8 +34,8 @@ use std::str::FromStr;
 use aws_lc_rs::digest;
 use aws_lc_rs::hmac;
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::SubjectPublicKeyInfoDer;
+use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 
 use crate::error::{ConfigError, TokenError};
@@ -522,7 +522,7 @@ impl KeySet {
             Family::Oct => {
                 return Err(ConfigError::InvalidKey(
                     "HMAC algorithms take a secret, not a PEM key".into(),
-                ))
+                ));
             }
         };
         self.push(KeyEntry {
@@ -1031,8 +1031,8 @@ mod tests {
     #[test]
     fn ec_coordinates_without_leading_zero_bytes_are_padded() {
         use crate::signing::SigningKey;
-        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         // Find a key whose x or y starts with a zero byte (about 1 in 128), then drop that byte.
         for _ in 0..4000 {
             let key = SigningKey::generate(Algorithm::ES256).unwrap();
@@ -1061,15 +1061,21 @@ mod tests {
 
     #[test]
     fn hmac_secret_length() {
-        assert!(KeySet::empty()
-            .with_hmac_secret(&[0u8; 31], Algorithm::HS256, None)
-            .is_err());
-        assert!(KeySet::empty()
-            .with_hmac_secret(&[0u8; 32], Algorithm::HS256, None)
-            .is_ok());
-        assert!(KeySet::empty()
-            .with_hmac_secret(&[0u8; 48], Algorithm::RS256, None)
-            .is_err());
+        assert!(
+            KeySet::empty()
+                .with_hmac_secret(&[0u8; 31], Algorithm::HS256, None)
+                .is_err()
+        );
+        assert!(
+            KeySet::empty()
+                .with_hmac_secret(&[0u8; 32], Algorithm::HS256, None)
+                .is_ok()
+        );
+        assert!(
+            KeySet::empty()
+                .with_hmac_secret(&[0u8; 48], Algorithm::RS256, None)
+                .is_err()
+        );
     }
 
     #[test]

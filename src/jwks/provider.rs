@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 use bytes::Bytes;
-use http::{header, Method, Request, StatusCode, Uri};
+use http::{Method, Request, StatusCode, Uri, header};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 

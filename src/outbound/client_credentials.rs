@@ -4,12 +4,12 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 
-use super::error::{sanitize, FetchError, OAuthError, OAuthErrorCode};
+use super::error::{FetchError, OAuthError, OAuthErrorCode, sanitize};
 use super::token::{AccessToken, Secret, TokenRequest, TokenSource};
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::ConfigError;
@@ -655,7 +655,7 @@ impl ClientCredentialsBuilder {
                 return Err(ConfigError::Invalid {
                     name: "token-url",
                     reason: "set either token-url or discovery, not both".into(),
-                })
+                });
             }
             (None, None) => return Err(ConfigError::Missing("token-url or discovery")),
             (Some(url), None) => Endpoint::Url(http.check_url(&url)?),
@@ -835,7 +835,7 @@ fn parse_token_response(
         Some(_) => {
             return Err(FetchError::InvalidResponse(
                 "expires_in is not a number".into(),
-            ))
+            ));
         }
     };
     Ok(AccessToken::with_type(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
-use super::engine::{owner_id, store_key, ClientState, Inner, Options, Origin, Slot, Stats};
+use super::engine::{ClientState, Inner, Options, Origin, Slot, Stats, owner_id, store_key};
 use super::error::OutboundError;
 use super::token::{AccessToken, TokenRequest, TokenSource};
 use crate::clock::{SharedClock, SystemClock};

@@ -86,8 +86,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use ::reqwest::{Request, Response, Url};
-use http::header::AUTHORIZATION;
 use http::Extensions;
+use http::header::AUTHORIZATION;
 use reqwest_middleware::{Error, Middleware, Next, Result};
 
 use super::inject::future::{refuses_token_parts, replace_refused};

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Cmd, FromRedisValue};
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use aws_lc_rs::hkdf::{Prk, Salt, HKDF_SHA256};
-use base64::engine::general_purpose::STANDARD_NO_PAD;
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hkdf::{HKDF_SHA256, Prk, Salt};
 use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
 use serde::{Deserialize, Serialize};
 
 use super::token::fingerprint;
@@ -657,7 +657,10 @@ impl RedisRevocations {
         format!("{}:sid-revoked:{{{sid}}}", self.prefix)
     }
 
-    fn exists(&self, key: String) -> impl std::future::Future<Output = Result<bool, StoreError>> + use<> {
+    fn exists(
+        &self,
+        key: String,
+    ) -> impl std::future::Future<Output = Result<bool, StoreError>> + use<> {
         let mut cmd = ::redis::cmd("EXISTS");
         cmd.arg(key);
         let fut = self.conn.clone().run::<i64>("EXISTS", cmd);
@@ -1033,11 +1036,13 @@ mod tests {
         assert_eq!(redact("redis://127.0.0.1"), "redis://127.0.0.1");
         assert_eq!(redact("nope"), "<not a URL>");
         assert!(client("http://x").is_err());
-        assert!(!client("redis://u:pw@h:1/0%")
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default()
-            .contains("pw"));
+        assert!(
+            !client("redis://u:pw@h:1/0%")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+                .contains("pw")
+        );
     }
 
     #[test]

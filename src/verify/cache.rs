@@ -13,8 +13,8 @@
 //! holding its token (at most the verifier's maximum token length) and the [`CurrentUser`]
 //! built from it (its claims, no larger than the token's payload), plus about 200 bytes.
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Arc, RwLock, Weak};
 

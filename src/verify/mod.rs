@@ -952,7 +952,7 @@ impl VerifierBuilder {
                             "issuer `{}` needs a prefix: with several issuers, user ids are unique only per issuer",
                             cfg.issuer
                         ),
-                    })
+                    });
                 }
                 None => {}
             }
@@ -1388,7 +1388,7 @@ impl Verifier {
         let keys = match inner.issuers[issuer].lookup() {
             Lookup::Ready(keys) => keys,
             Lookup::Unavailable { first_pending } => {
-                return Err(Fail::NeedKeys(issuer, first_pending))
+                return Err(Fail::NeedKeys(issuer, first_pending));
             }
         };
         let candidates = match keys.candidates(header.kid, header.alg) {
@@ -1492,7 +1492,7 @@ impl Verifier {
     fn check_header<'a>(&self, h: &'a Map<String, Value>) -> Result<Header<'a>, TokenError> {
         let alg = match h.get("alg") {
             Some(Value::String(s)) if s.eq_ignore_ascii_case("none") => {
-                return Err(TokenError::AlgNone)
+                return Err(TokenError::AlgNone);
             }
             Some(Value::String(s)) => s
                 .parse::<Algorithm>()
@@ -1697,8 +1697,8 @@ fn self_test() -> Result<(), ConfigError> {
 
 fn known_answers() -> Result<(), &'static str> {
     use aws_lc_rs::signature::{
-        RsaPublicKeyComponents, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, ED25519,
-        RSA_PKCS1_2048_8192_SHA256,
+        ECDSA_P256_SHA256_FIXED, ED25519, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents,
+        UnparsedPublicKey,
     };
     // RFC 8037 §A.4.
     const ED_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
@@ -1962,9 +1962,10 @@ mod tests {
             AuthError::InvalidToken(TokenError::UserIdPrefixClash)
         );
         // `partnerx:42` is no clash.
-        assert!(v
-            .try_verify(&token(&two.main, MAIN, json!({"sub": "partnerx:42"})))
-            .is_ok());
+        assert!(
+            v.try_verify(&token(&two.main, MAIN, json!({"sub": "partnerx:42"})))
+                .is_ok()
+        );
     }
 
     #[test]
@@ -2016,13 +2017,14 @@ mod tests {
     fn audiences_are_per_issuer() {
         let two = Two::new();
         let v = two.verifier(|p| p.prefix("partner").audience("partner-orders"));
-        assert!(v
-            .try_verify(&token(
+        assert!(
+            v.try_verify(&token(
                 &two.partner,
                 PARTNER,
                 json!({"sub": "1", "aud": "partner-orders"})
             ))
-            .is_ok());
+            .is_ok()
+        );
         assert_eq!(
             v.try_verify(&token(&two.partner, PARTNER, json!({"sub": "1"})))
                 .unwrap_err(),
@@ -2037,9 +2039,10 @@ mod tests {
             .unwrap_err(),
             AuthError::InvalidToken(TokenError::AudienceMismatch)
         );
-        assert!(v
-            .try_verify(&token(&two.main, MAIN, json!({"sub": "1"})))
-            .is_ok());
+        assert!(
+            v.try_verify(&token(&two.main, MAIN, json!({"sub": "1"})))
+                .is_ok()
+        );
         // No verifier-wide audience: every issuer needs its own.
         let err = Verifier::builder()
             .issuer(IssuerConfig::static_keys(MAIN, keys(&two.main)))
@@ -2092,9 +2095,10 @@ mod tests {
                 .unwrap_err(),
             AuthError::InvalidToken(TokenError::AlgorithmNotAllowed)
         );
-        assert!(v
-            .try_verify(&token(&two.main, MAIN, json!({"sub": "1"})))
-            .is_ok());
+        assert!(
+            v.try_verify(&token(&two.main, MAIN, json!({"sub": "1"})))
+                .is_ok()
+        );
     }
 
     #[test]
@@ -2142,9 +2146,11 @@ mod tests {
             .unwrap();
         assert_eq!(at.try_verify(&t).unwrap_err(), id_err);
         // An ordinary access token passes.
-        assert!(strict
-            .try_verify(&token(&k, MAIN, json!({"sub": "a"})))
-            .is_ok());
+        assert!(
+            strict
+                .try_verify(&token(&k, MAIN, json!({"sub": "a"})))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -16,11 +16,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use serde_json::{json, Value};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
 
-use super::{split_compact, IssuerConfig, Verifier};
+use super::{IssuerConfig, Verifier, split_compact};
 use crate::error::{ConfigError, TokenError};
 use crate::json::{b64url, parse_object};
 use crate::jwks::{AlgSet, Algorithm, KeySet};

@@ -96,22 +96,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::Router;
-use http::header::{self, HeaderMap, HeaderValue};
 use http::StatusCode;
+use http::header::{self, HeaderMap, HeaderValue};
 use zeroize::Zeroizing;
 
 use crate::error::ConfigError;
+use crate::issuer::Shared;
 use crate::issuer::clients::RegisteredClient;
 use crate::issuer::config::{AuthMethod, AuthorizationServerConfig, GrantType};
 use crate::issuer::grants::password::user_scopes;
-use crate::issuer::grants::{parse_scope, Grant, Params};
+use crate::issuer::grants::{Grant, Params, parse_scope};
 use crate::issuer::password::PasswordHash;
-use crate::issuer::store::{hash_secret, CodeRecord, MAX_CODE_TTL};
-use crate::issuer::Shared;
+use crate::issuer::store::{CodeRecord, MAX_CODE_TTL, hash_secret};
 
 use self::session::{LoggedIn, Pending, Session, Sessions};
 
@@ -664,7 +664,7 @@ async fn authorize(State(shared): State<Arc<Shared>>, req: Request) -> Response 
             return fail(
                 "unsupported_response_type",
                 "only `response_type=code` is supported",
-            )
+            );
         }
     }
     if !client.allows(GrantType::AuthorizationCode) {
@@ -691,25 +691,25 @@ async fn authorize(State(shared): State<Arc<Shared>>, req: Request) -> Response 
             return fail(
                 "invalid_request",
                 "`code_challenge_method` without `code_challenge`",
-            )
+            );
         }
         (Some(_), m) if m != Some("S256") => {
             return fail(
                 "invalid_request",
                 "transform algorithm not supported: `code_challenge_method` must be S256",
-            )
+            );
         }
         (Some(c), _) if !is_s256_challenge(c) => {
             return fail(
                 "invalid_request",
                 "malformed `code_challenge` (43 base64url characters)",
-            )
+            );
         }
         (None, None) if pkce_required => {
             return fail(
                 "invalid_request",
                 "code challenge required (PKCE with S256)",
-            )
+            );
         }
         _ => {}
     }

@@ -5,8 +5,8 @@
 
 use axum::body::Body;
 use axum::response::Response;
-use http::header::{self, HeaderMap, HeaderValue};
 use http::StatusCode;
+use http::header::{self, HeaderMap, HeaderValue};
 
 /// Escapes `s` for HTML text and double-quoted attribute values.
 pub(crate) fn escape(s: &str) -> String {

@@ -23,19 +23,19 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use super::{authenticate, json_response, no_store, read_form};
+use crate::issuer::Shared;
 use crate::issuer::audit::audit;
 use crate::issuer::clients::RegisteredClient;
 use crate::issuer::grants::{ErrorCode, Params, TokenError};
 use crate::issuer::store::{FamilyState, RefreshToken, TokenState};
-use crate::issuer::Shared;
 use crate::jwks::{Algorithm, KeySet};
 
 fn post_only() -> Response {

@@ -64,12 +64,12 @@
 use base64::Engine as _;
 
 use crate::http_client::BoxFuture;
+use crate::issuer::Shared;
 use crate::issuer::config::GrantType;
 use crate::issuer::grants::password::{issue_user_token, user_scopes};
 use crate::issuer::grants::refresh::store_failed;
 use crate::issuer::grants::{ErrorCode, Grant, GrantRequest, TokenError, TokenResponse};
-use crate::issuer::store::{hash_secret, CodeOutcome, NewFamily, RefreshToken};
-use crate::issuer::Shared;
+use crate::issuer::store::{CodeOutcome, NewFamily, RefreshToken, hash_secret};
 
 #[derive(Debug, Default)]
 pub(crate) struct AuthorizationCodeGrant;

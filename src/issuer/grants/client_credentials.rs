@@ -48,7 +48,7 @@ use serde_json::{Map, Value};
 use crate::http_client::BoxFuture;
 use crate::issuer::config::GrantType;
 use crate::issuer::grants::{
-    parse_scope, ErrorCode, Grant, GrantRequest, TokenError, TokenResponse,
+    ErrorCode, Grant, GrantRequest, TokenError, TokenResponse, parse_scope,
 };
 
 /// The `gty` claim of client_credentials tokens.

@@ -29,9 +29,9 @@ use http::StatusCode;
 use serde::Serialize;
 
 use crate::http_client::BoxFuture;
+use crate::issuer::Shared;
 use crate::issuer::clients::RegisteredClient;
 use crate::issuer::config::GrantType;
-use crate::issuer::Shared;
 
 /// An RFC 6749 §5.2 (and RFC 8707) error code.
 ///
@@ -468,10 +468,11 @@ mod tests {
             assert_eq!(ours, theirs, "{body:?}");
         }
         let p = Params::parse(b"a=1&b=2");
-        assert!(p
-            .pairs
-            .iter()
-            .all(|(k, v)| matches!((k, v), (Cow::Borrowed(_), Cow::Borrowed(_)))));
+        assert!(
+            p.pairs
+                .iter()
+                .all(|(k, v)| matches!((k, v), (Cow::Borrowed(_), Cow::Borrowed(_))))
+        );
     }
 
     #[test]

@@ -89,16 +89,16 @@
 use serde_json::{Map, Value};
 
 use crate::http_client::BoxFuture;
+use crate::issuer::Shared;
 use crate::issuer::audit::audit;
 use crate::issuer::clients::RegisteredClient;
 use crate::issuer::config::{AuthMethod, GrantType};
 use crate::issuer::grants::{
-    parse_scope, ErrorCode, Grant, GrantRequest, TokenError, TokenResponse,
+    ErrorCode, Grant, GrantRequest, TokenError, TokenResponse, parse_scope,
 };
 use crate::issuer::password::PasswordHash;
 use crate::issuer::store::{NewFamily, RefreshToken};
 use crate::issuer::users::User;
-use crate::issuer::Shared;
 
 /// The one answer to every failed login.
 pub(crate) fn login_failed() -> TokenError {

@@ -93,14 +93,14 @@
 //! ```
 
 use crate::http_client::BoxFuture;
+use crate::issuer::Shared;
 use crate::issuer::audit::audit;
 use crate::issuer::config::GrantType;
 use crate::issuer::grants::password::{issue_user_token, user_scopes};
 use crate::issuer::grants::{
-    parse_scope, ErrorCode, Grant, GrantRequest, TokenError, TokenResponse,
+    ErrorCode, Grant, GrantRequest, TokenError, TokenResponse, parse_scope,
 };
 use crate::issuer::store::{RefreshToken, RotateOutcome};
-use crate::issuer::Shared;
 
 #[derive(Debug, Default)]
 pub(crate) struct RefreshGrant;

@@ -109,12 +109,14 @@ fn spring_standard_password_encoder_vectors() {
         assert!(h.needs_upgrade());
     }
     // Upper-case hex is what some tools write; Spring's Hex.decode accepts it.
-    assert!(parse(
-        &SPRING_SHA256_A
-            .to_uppercase()
-            .replace("{SHA256}", "{sha256}")
-    )
-    .verify_blocking(b"sky2013"));
+    assert!(
+        parse(
+            &SPRING_SHA256_A
+                .to_uppercase()
+                .replace("{SHA256}", "{sha256}")
+        )
+        .verify_blocking(b"sky2013")
+    );
 }
 
 #[test]
@@ -134,16 +136,40 @@ fn malformed_and_unsupported_refused_by_name() {
         ("{bcrypt", "unterminated"),
         ("{pbkdf2}abcd", "unsupported password encoder id `pbkdf2`"),
         ("{scrypt}abcd", "`scrypt`"),
-        ("{bcrypt}$2x$04$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mujHHrcaU.", "2a, 2b or 2y"),
-        ("{bcrypt}$2a$31$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mujHHrcaU.", "cost 31"),
-        ("{bcrypt}$2a$03$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mujHHrcaU.", "cost 3"),
+        (
+            "{bcrypt}$2x$04$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mujHHrcaU.",
+            "2a, 2b or 2y",
+        ),
+        (
+            "{bcrypt}$2a$31$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mujHHrcaU.",
+            "cost 31",
+        ),
+        (
+            "{bcrypt}$2a$03$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mujHHrcaU.",
+            "cost 3",
+        ),
         ("{bcrypt}$2a$04$short", "53"),
-        ("{argon2}$argon2id$v=19$m=16384,t=2$K7k3UHgPffmJZTBm2vf5qw$ZSPIK1h+ckbQOS1yp0c50DMP5GWpiCklzOIlpH01CFk", "required"),
-        ("{argon2}$argon2id$v=19$m=9999999,t=2,p=1$K7k3UHgPffmJZTBm2vf5qw$ZSPIK1h+ckbQOS1yp0c50DMP5GWpiCklzOIlpH01CFk", "limits"),
-        ("{argon2}$argon2x$v=19$m=16384,t=2,p=1$K7k3UHgPffmJZTBm2vf5qw$ZSPIK1h+ckbQOS1yp0c50DMP5GWpiCklzOIlpH01CFk", "type"),
-        ("{argon2}$argon2id$v=19$m=16384,t=2,p=1$!!$ZSPIK1h+ckbQOS1yp0c50DMP5GWpiCklzOIlpH01CFk", "salt"),
+        (
+            "{argon2}$argon2id$v=19$m=16384,t=2$K7k3UHgPffmJZTBm2vf5qw$ZSPIK1h+ckbQOS1yp0c50DMP5GWpiCklzOIlpH01CFk",
+            "required",
+        ),
+        (
+            "{argon2}$argon2id$v=19$m=9999999,t=2,p=1$K7k3UHgPffmJZTBm2vf5qw$ZSPIK1h+ckbQOS1yp0c50DMP5GWpiCklzOIlpH01CFk",
+            "limits",
+        ),
+        (
+            "{argon2}$argon2x$v=19$m=16384,t=2,p=1$K7k3UHgPffmJZTBm2vf5qw$ZSPIK1h+ckbQOS1yp0c50DMP5GWpiCklzOIlpH01CFk",
+            "type",
+        ),
+        (
+            "{argon2}$argon2id$v=19$m=16384,t=2,p=1$!!$ZSPIK1h+ckbQOS1yp0c50DMP5GWpiCklzOIlpH01CFk",
+            "salt",
+        ),
         ("{sha256}abcd", "80 hex"),
-        ("{sha256}zz7d3eb97bfb9bfd21307d84408b5e199aac37ad5065d81e14d1a60c2c48c4e0b4f51d3d6973b92f", "80 hex"),
+        (
+            "{sha256}zz7d3eb97bfb9bfd21307d84408b5e199aac37ad5065d81e14d1a60c2c48c4e0b4f51d3d6973b92f",
+            "80 hex",
+        ),
         ("{SHA-256}{salt", "unterminated"),
     ];
     for (input, want) in cases {
@@ -185,9 +211,11 @@ fn long_passwords_refused_before_hashing() {
     let h = parse(SPRING_SHA256_A);
     assert!(!h.verify_blocking(&vec![b'a'; MAX_PASSWORD_LEN + 1]));
     let hasher = PasswordHasher::new(1);
-    assert!(hasher
-        .hash_blocking(&vec![b'a'; MAX_PASSWORD_LEN + 1])
-        .is_err());
+    assert!(
+        hasher
+            .hash_blocking(&vec![b'a'; MAX_PASSWORD_LEN + 1])
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -218,9 +246,11 @@ async fn hash_verifies_with_python_argon2_cffi_format_and_params_upgrade() {
     let spring = parse(ARGON2ID_SPRING);
     assert!(!hasher.needs_upgrade(&spring));
     assert!(hasher.verify(PW, Some(&spring)).await);
-    assert!(PasswordHasher::new(1)
-        .with_params(Argon2Params::new(1, 0, 0))
-        .is_err());
+    assert!(
+        PasswordHasher::new(1)
+            .with_params(Argon2Params::new(1, 0, 0))
+            .is_err()
+    );
 }
 
 #[tokio::test]

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::{
-    check_code_ttl, check_successor, CleanupReport, CodeOutcome, CodeRecord, FamilyRecord,
-    FamilyState, GrantStats, GrantStore, NewFamily, RotateOutcome, TokenHash, TokenState,
-    CODE_TOMBSTONE_TTL,
+    CODE_TOMBSTONE_TTL, CleanupReport, CodeOutcome, CodeRecord, FamilyRecord, FamilyState,
+    GrantStats, GrantStore, NewFamily, RotateOutcome, TokenHash, TokenState, check_code_ttl,
+    check_successor,
 };
 use crate::http_client::BoxFuture;
 use crate::store::StoreError;

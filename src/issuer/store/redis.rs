@@ -8,9 +8,9 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Cmd, FromRedisValue};
 
 use super::{
-    check_code_ttl, check_successor, CleanupReport, CodeOutcome, CodeRecord, FamilyRecord,
-    FamilyState, GrantStats, GrantStore, NewFamily, RotateOutcome, TokenHash, TokenState,
-    CODE_TOMBSTONE_TTL,
+    CODE_TOMBSTONE_TTL, CleanupReport, CodeOutcome, CodeRecord, FamilyRecord, FamilyState,
+    GrantStats, GrantStore, NewFamily, RotateOutcome, TokenHash, TokenState, check_code_ttl,
+    check_successor,
 };
 use crate::error::ConfigError;
 use crate::http_client::BoxFuture;
@@ -328,13 +328,13 @@ impl RedisGrantStore {
                 return Err(ConfigError::Invalid {
                     name: "redis.url",
                     reason: format!("cannot connect to {}: {e}", redact(url)),
-                })
+                });
             }
             Err(_) => {
                 return Err(ConfigError::Invalid {
                     name: "redis.url",
                     reason: format!("cannot connect to {}: timed out", redact(url)),
-                })
+                });
             }
         };
         let store = Self::from_manager(manager, key_prefix)?;

@@ -106,11 +106,13 @@ async fn reuse_revokes_family(store: &dyn GrantStore) {
     let before = store.stats(t0).await.unwrap();
     let a = start(store, t0).await;
     let b = a.successor();
-    assert!(store
-        .rotate(&a.hash(), "web", &b.hash(), t0 + 1)
-        .await
-        .unwrap()
-        .is_rotated());
+    assert!(
+        store
+            .rotate(&a.hash(), "web", &b.hash(), t0 + 1)
+            .await
+            .unwrap()
+            .is_rotated()
+    );
     // The used token again (the attacker, or the victim after the attacker): family revoked.
     let x = b.successor();
     let out = store
@@ -164,11 +166,13 @@ async fn wrong_client_changes_nothing(store: &dyn GrantStore) {
         .unwrap()
         .unwrap();
     assert_eq!((rec.state, rec.generation), (FamilyState::Active, 0));
-    assert!(store
-        .rotate(&a.hash(), "web", &b.hash(), t0 + 2)
-        .await
-        .unwrap()
-        .is_rotated());
+    assert!(
+        store
+            .rotate(&a.hash(), "web", &b.hash(), t0 + 2)
+            .await
+            .unwrap()
+            .is_rotated()
+    );
     // A used token presented by another client: still WrongClient, family not revoked.
     let c = b.successor();
     let out = store
@@ -176,11 +180,13 @@ async fn wrong_client_changes_nothing(store: &dyn GrantStore) {
         .await
         .unwrap();
     assert_eq!(out, RotateOutcome::WrongClient);
-    assert!(store
-        .rotate(&b.hash(), "web", &c.hash(), t0 + 4)
-        .await
-        .unwrap()
-        .is_rotated());
+    assert!(
+        store
+            .rotate(&b.hash(), "web", &c.hash(), t0 + 4)
+            .await
+            .unwrap()
+            .is_rotated()
+    );
 }
 
 async fn lifetimes_enforced(store: &dyn GrantStore) {
@@ -192,11 +198,13 @@ async fn lifetimes_enforced(store: &dyn GrantStore) {
         .await
         .unwrap();
     let b = a.successor();
-    assert!(store
-        .rotate(&a.hash(), "web", &b.hash(), t0 + 9)
-        .await
-        .unwrap()
-        .is_rotated());
+    assert!(
+        store
+            .rotate(&a.hash(), "web", &b.hash(), t0 + 9)
+            .await
+            .unwrap()
+            .is_rotated()
+    );
     let c = b.successor();
     let out = store
         .rotate(&b.hash(), "web", &c.hash(), t0 + 18)
@@ -208,11 +216,13 @@ async fn lifetimes_enforced(store: &dyn GrantStore) {
         "{out:?}"
     );
     let d = c.successor();
-    assert!(store
-        .rotate(&c.hash(), "web", &d.hash(), t0 + 24)
-        .await
-        .unwrap()
-        .is_rotated());
+    assert!(
+        store
+            .rotate(&c.hash(), "web", &d.hash(), t0 + 24)
+            .await
+            .unwrap()
+            .is_rotated()
+    );
     // Past the absolute expiry: Expired, or NotFound once the store has dropped the family.
     let out = store
         .rotate(&d.hash(), "web", &d.successor().hash(), t0 + 25)
@@ -268,17 +278,21 @@ async fn unknown_tokens_not_found(store: &dyn GrantStore) {
             .unwrap(),
         RotateOutcome::NotFound
     );
-    assert!(store
-        .get_family(other.family_id(), t0)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(
+        store
+            .get_family(other.family_id(), t0)
+            .await
+            .unwrap()
+            .is_none()
+    );
     // The forged attempt did not harm the family.
-    assert!(store
-        .rotate(&a.hash(), "web", &next.hash(), t0 + 1)
-        .await
-        .unwrap()
-        .is_rotated());
+    assert!(
+        store
+            .rotate(&a.hash(), "web", &next.hash(), t0 + 1)
+            .await
+            .unwrap()
+            .is_rotated()
+    );
 }
 
 async fn revocation_and_listing(store: &dyn GrantStore) {
@@ -307,10 +321,12 @@ async fn revocation_and_listing(store: &dyn GrantStore) {
     // Single family.
     assert!(store.revoke_family(toks[0].family_id(), t0).await.unwrap());
     assert!(!store.revoke_family(toks[0].family_id(), t0).await.unwrap());
-    assert!(!store
-        .revoke_family("0123456789abcdefABCDEF", t0)
-        .await
-        .unwrap());
+    assert!(
+        !store
+            .revoke_family("0123456789abcdefABCDEF", t0)
+            .await
+            .unwrap()
+    );
     let out = store
         .rotate(&toks[0].hash(), &cid, &toks[0].successor().hash(), t0 + 1)
         .await
@@ -331,11 +347,13 @@ async fn revocation_and_listing(store: &dyn GrantStore) {
     assert_eq!(store.revoke_by_client(&cid, t0 + 2).await.unwrap(), 1);
     let all = store.families_by_client(&cid, t0 + 2).await.unwrap();
     assert!(all.iter().all(|r| r.state == FamilyState::Revoked));
-    assert!(store
-        .families_by_user("nobody-at-all", t0)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        store
+            .families_by_user("nobody-at-all", t0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn codes_single_use(store: &dyn GrantStore) {
@@ -349,10 +367,12 @@ async fn codes_single_use(store: &dyn GrantStore) {
         .put_code(&code, rec.clone(), Duration::from_secs(60), t0)
         .await
         .unwrap();
-    assert!(store
-        .put_code(&code, rec.clone(), Duration::from_secs(60), t0)
-        .await
-        .is_err());
+    assert!(
+        store
+            .put_code(&code, rec.clone(), Duration::from_secs(60), t0)
+            .await
+            .is_err()
+    );
     let before = store.stats(t0).await.unwrap().code_replays;
     assert_eq!(
         store.take_code(&code, t0 + 1).await.unwrap(),
@@ -469,11 +489,13 @@ async fn refusals(store: &dyn GrantStore) {
         .unwrap_err();
     assert!(e.to_string().contains("lifetimes"), "{e}");
     // Nothing of it was applied: the family still rotates.
-    assert!(store
-        .rotate(&a.hash(), "web", &a.successor().hash(), t0)
-        .await
-        .unwrap()
-        .is_rotated());
+    assert!(
+        store
+            .rotate(&a.hash(), "web", &a.successor().hash(), t0)
+            .await
+            .unwrap()
+            .is_rotated()
+    );
 }
 
 /// 50 concurrent rotations of one token, alternating between two store handles: exactly one
@@ -536,22 +558,28 @@ async fn memory_store_forgets_on_time() {
     assert_eq!(store.stats(t0).await.unwrap().active_families, 1);
     // Idle expiry: no longer active, still present (tombstones until the absolute expiry).
     assert_eq!(store.stats(t0 + 10).await.unwrap().active_families, 0);
-    assert!(store
-        .get_family(a.family_id(), t0 + 19)
-        .await
-        .unwrap()
-        .is_some());
+    assert!(
+        store
+            .get_family(a.family_id(), t0 + 19)
+            .await
+            .unwrap()
+            .is_some()
+    );
     // Absolute expiry: gone, indexes too.
-    assert!(store
-        .get_family(a.family_id(), t0 + 20)
-        .await
-        .unwrap()
-        .is_none());
-    assert!(store
-        .families_by_user("1001", t0 + 20)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        store
+            .get_family(a.family_id(), t0 + 20)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .families_by_user("1001", t0 + 20)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(format!("{store:?}").contains("families: 0"));
 
     store.revoke_jti("j", t0 + 100, t0).await.unwrap();
@@ -600,11 +628,13 @@ async fn memory_stats_active_count_follows_rotation_and_revocation() {
     }
     assert_eq!(store.stats(t0).await.unwrap().active_families, 2);
     // Rotating a at +9 keeps it active past b's idle expiry.
-    assert!(store
-        .rotate(&a.hash(), "web", &a.successor().hash(), t0 + 9)
-        .await
-        .unwrap()
-        .is_rotated());
+    assert!(
+        store
+            .rotate(&a.hash(), "web", &a.successor().hash(), t0 + 9)
+            .await
+            .unwrap()
+            .is_rotated()
+    );
     assert_eq!(store.stats(t0 + 10).await.unwrap().active_families, 1);
     assert!(store.revoke_family(a.family_id(), t0 + 11).await.unwrap());
     let s = store.stats(t0 + 11).await.unwrap();

@@ -7,10 +7,10 @@ use tower_layer::Layer;
 use super::replay::NoReplay;
 use super::service::InjectBearer;
 use crate::error::ConfigError;
+use crate::outbound::TokenManager;
 use crate::outbound::engine::Origin;
 use crate::outbound::error::InjectError;
-use crate::outbound::manager::{parse_origin, TokenHandle};
-use crate::outbound::TokenManager;
+use crate::outbound::manager::{TokenHandle, parse_origin};
 
 /// A request extension: [`InjectBearer`] passes this one request untouched.
 ///

@@ -165,9 +165,10 @@ async fn redis_store_behaviour_two_instances() {
         assert!(ttl >= 0 || ttl == -2, "{k} has no TTL ({ttl})");
     }
     // Family keys carry the family as a Cluster hash tag: one slot per family.
-    assert!(all
-        .iter()
-        .any(|k| k.starts_with(&format!("{PREFIX}:{{")) && k.ends_with("}:fam")));
+    assert!(
+        all.iter()
+            .any(|k| k.starts_with(&format!("{PREFIX}:{{")) && k.ends_with("}:fam"))
+    );
     assert!(all.iter().any(|k| k.ends_with("}:used")));
     assert!(all.contains(&format!("{PREFIX}:stats")));
     assert!(all.contains(&format!("{PREFIX}:active")));
@@ -180,11 +181,12 @@ async fn redis_stores_only_hashes() {
     let t0 = now();
     let a = start(&s, t0).await;
     let b = a.successor();
-    assert!(s
-        .rotate(&a.hash(), "web", &b.hash(), t0 + 1)
-        .await
-        .unwrap()
-        .is_rotated());
+    assert!(
+        s.rotate(&a.hash(), "web", &b.hash(), t0 + 1)
+            .await
+            .unwrap()
+            .is_rotated()
+    );
     let mut conn = raw(&redis).await;
     let fam = s.fam_key(a.family_id());
     let fields: Vec<String> = ::redis::cmd("HGETALL")
@@ -280,11 +282,12 @@ async fn redis_restart_with_aof_keeps_grants() {
     let t0 = now();
     let a = start(&s, t0).await;
     let b = a.successor();
-    assert!(s
-        .rotate(&a.hash(), "web", &b.hash(), t0 + 1)
-        .await
-        .unwrap()
-        .is_rotated());
+    assert!(
+        s.rotate(&a.hash(), "web", &b.hash(), t0 + 1)
+            .await
+            .unwrap()
+            .is_rotated()
+    );
     redis.restart();
     // The same store object reconnects (ConnectionManager); scripts are re-sent (NOSCRIPT).
     let c = b.successor();
@@ -373,11 +376,12 @@ async fn redis_persistence_check_warns_about_eviction_and_tolerates_disabled_con
     // And the store works.
     let t0 = now();
     let a = start(&s, t0).await;
-    assert!(s
-        .rotate(&a.hash(), "web", &a.successor().hash(), t0)
-        .await
-        .unwrap()
-        .is_rotated());
+    assert!(
+        s.rotate(&a.hash(), "web", &a.successor().hash(), t0)
+            .await
+            .unwrap()
+            .is_rotated()
+    );
 }
 
 #[tokio::test]
@@ -393,11 +397,12 @@ async fn redis_scripts_reloaded_after_flush_and_stats_counted() {
         .await
         .unwrap();
     let b = a.successor();
-    assert!(s
-        .rotate(&a.hash(), "web", &b.hash(), t0 + 1)
-        .await
-        .unwrap()
-        .is_rotated());
+    assert!(
+        s.rotate(&a.hash(), "web", &b.hash(), t0 + 1)
+            .await
+            .unwrap()
+            .is_rotated()
+    );
     let st = s.stats(t0 + 1).await.unwrap();
     assert_eq!(
         (st.active_families, st.families_created, st.rotations),

@@ -29,6 +29,21 @@ use serde_json::{Map, Value, json};
 use crate::error::ConfigError;
 use crate::jwks::Algorithm;
 
+/// A signature as [`SigningKey::sign_raw`] appends it.
+enum Signature {
+    Heap(Vec<u8>),
+    Fixed(signature::Signature),
+}
+
+impl AsRef<[u8]> for Signature {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Self::Heap(v) => v,
+            Self::Fixed(s) => s.as_ref(),
+        }
+    }
+}
+
 enum Pair {
     Rsa(RsaKeyPair),
     Ec(EcdsaKeyPair),
@@ -259,7 +274,8 @@ impl SigningKey {
     ///
     /// [`ConfigError::InvalidKey`] if signing fails.
     pub fn sign_raw(&self, header: &[u8], payload: &[u8]) -> Result<String, ConfigError> {
-        // One buffer for the whole token, each part encoded in place at its exact length.
+        // One buffer for the whole token sized exactly (header, payload and signature, each
+        // encoded in place): no reallocation, and no large-bin `malloc` for EC/EdDSA tokens.
         fn append_b64(out: &mut Vec<u8>, bytes: &[u8]) -> Option<()> {
             let start = out.len();
             out.resize(start + base64::encoded_len(bytes.len(), false)?, 0);
@@ -269,15 +285,42 @@ impl SigningKey {
                 .map(drop)
         }
         let fail = || ConfigError::InvalidKey("signing failed".into());
-        let mut out = Vec::with_capacity((header.len() + payload.len()).div_ceil(3) * 4 + 700);
+        let b64 = |n: usize| base64::encoded_len(n, false).ok_or_else(fail);
+        let len = b64(header.len())? + b64(payload.len())? + b64(self.signature_len())? + 2;
+        let mut out = Vec::with_capacity(len);
         append_b64(&mut out, header).ok_or_else(fail)?;
         out.push(b'.');
         append_b64(&mut out, payload).ok_or_else(fail)?;
-        let sig = self.sign_bytes(&out)?;
+        let sig = self.signature(&out)?;
         out.push(b'.');
-        append_b64(&mut out, &sig).ok_or_else(fail)?;
+        append_b64(&mut out, sig.as_ref()).ok_or_else(fail)?;
         let out = String::from_utf8(out).map_err(|_| fail())?;
         Ok(out)
+    }
+
+    /// The length of this key's JWS signatures in bytes.
+    fn signature_len(&self) -> usize {
+        match &self.pair {
+            Pair::Rsa(pair) => pair.public_modulus_len(),
+            // `r || s`: P-256 64, P-384 96 bytes.
+            Pair::Ec(_) => match self.alg {
+                Algorithm::ES384 => 96,
+                _ => 64,
+            },
+            Pair::Ed(_) => 64,
+        }
+    }
+
+    /// The signature of `message`: EC and EdDSA signatures stay on the stack.
+    fn signature(&self, message: &[u8]) -> Result<Signature, ConfigError> {
+        let fail = |_| ConfigError::InvalidKey("signing failed".into());
+        Ok(match &self.pair {
+            Pair::Rsa(_) => Signature::Heap(self.sign_bytes(message)?),
+            Pair::Ec(pair) => {
+                Signature::Fixed(pair.sign(&SystemRandom::new(), message).map_err(fail)?)
+            }
+            Pair::Ed(pair) => Signature::Fixed(pair.sign(message)),
+        })
     }
 
     /// The raw JWS signature of `message`.

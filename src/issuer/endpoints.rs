@@ -183,7 +183,7 @@ async fn token(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return res;
     }
-    match token_request(&shared, req).await {
+    match form_dispatch(&shared, req, None).await {
         Ok(r) => r.into_response(),
         Err(e) => e.into_response(),
     }
@@ -278,7 +278,14 @@ pub(crate) async fn read_form(
     })
 }
 
-async fn token_request(shared: &Shared, req: Request) -> Result<TokenResponse, TokenError> {
+/// A form POST that authenticates a client and asks for a token, end to end: [`read_form`]
+/// (the [`SENSITIVE_QUERY`] parameters refused in the URL query), then [`dispatch_form`]. The
+/// token endpoint (`only`: `None`) and the refresh endpoint's POST share it.
+pub(crate) async fn form_dispatch(
+    shared: &Shared,
+    req: Request,
+    only: Option<GrantType>,
+) -> Result<TokenResponse, TokenError> {
     let form = read_form(
         shared,
         req,
@@ -286,13 +293,22 @@ async fn token_request(shared: &Shared, req: Request) -> Result<TokenResponse, T
         "credentials must not be sent in the URL query",
     )
     .await?;
+    dispatch_form(shared, &form, only).await
+}
+
+/// Parses the form's parameters and [`dispatch`]es them.
+pub(crate) async fn dispatch_form(
+    shared: &Shared,
+    form: &FormRequest,
+    only: Option<GrantType>,
+) -> Result<TokenResponse, TokenError> {
     let params = Params::parse(&form.body);
     dispatch(
         shared,
         &form.parts.headers,
         &params,
         form.address.as_deref(),
-        None,
+        only,
     )
     .await
 }

@@ -96,10 +96,8 @@ use http::{Method, StatusCode};
 use zeroize::Zeroizing;
 
 use crate::issuer::config::{AuthorizationServerConfig, DEFAULT_REFRESH_ENDPOINT_PATH, GrantType};
-use crate::issuer::endpoints::{
-    FormRequest, SENSITIVE_QUERY, address_key, dispatch, no_store, read_form,
-};
-use crate::issuer::grants::{ErrorCode, Params, TokenError};
+use crate::issuer::endpoints::{FormRequest, address_key, dispatch_form, form_dispatch, no_store};
+use crate::issuer::grants::{ErrorCode, TokenError};
 use crate::issuer::{AuthorizationServerBuilder, Shared};
 
 /// Settings of the simplified refresh endpoint (`refresh-endpoint`).
@@ -238,41 +236,26 @@ async fn refresh_request(
     req: Request,
     get: bool,
 ) -> Result<crate::issuer::grants::TokenResponse, TokenError> {
-    let form = if get {
-        let address = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| address_key(c.0.ip()));
-        let (parts, _) = req.into_parts();
-        let query = parts.uri.query().unwrap_or("");
-        if form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "client_secret") {
-            return Err(TokenError::new(
-                ErrorCode::InvalidRequest,
-                "`client_secret` must not be sent in the URL query; use HTTP Basic",
-            ));
-        }
-        let body = Zeroizing::new(query.as_bytes().to_vec());
-        FormRequest {
-            parts,
-            body,
-            address,
-        }
-    } else {
-        read_form(
-            shared,
-            req,
-            &SENSITIVE_QUERY,
-            "credentials must not be sent in the URL query",
-        )
-        .await?
+    if !get {
+        return form_dispatch(shared, req, Some(GrantType::RefreshToken)).await;
+    }
+    let address = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| address_key(c.0.ip()));
+    let (parts, _) = req.into_parts();
+    let query = parts.uri.query().unwrap_or("");
+    if form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "client_secret") {
+        return Err(TokenError::new(
+            ErrorCode::InvalidRequest,
+            "`client_secret` must not be sent in the URL query; use HTTP Basic",
+        ));
+    }
+    let body = Zeroizing::new(query.as_bytes().to_vec());
+    let form = FormRequest {
+        parts,
+        body,
+        address,
     };
-    let params = Params::parse(&form.body);
-    dispatch(
-        shared,
-        &form.parts.headers,
-        &params,
-        form.address.as_deref(),
-        Some(GrantType::RefreshToken),
-    )
-    .await
+    dispatch_form(shared, &form, Some(GrantType::RefreshToken)).await
 }

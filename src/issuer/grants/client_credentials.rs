@@ -87,8 +87,9 @@ impl Grant for ClientCredentialsGrant {
                 ..
             } = req;
             let requested = parse_scope(params.single("scope")?)?;
-            let scopes: Vec<String> = match &requested {
-                None => client.scopes().to_vec(),
+            // The response names `scope` when the granted set differs from the request.
+            let (scopes, name_scope): (Vec<String>, bool) = match requested {
+                None => (client.scopes().to_vec(), !client.scopes().is_empty()),
                 Some(asked) => {
                     if let Some(s) = asked.iter().find(|s| !client.scopes().contains(s)) {
                         return Err(TokenError::new(
@@ -96,40 +97,36 @@ impl Grant for ClientCredentialsGrant {
                             format!("scope `{s}` is not registered for this client"),
                         ));
                     }
-                    asked.clone()
+                    (asked, false)
                 }
             };
 
-            let mut asked: Vec<String> = Vec::new();
-            if let Some(a) = params.single("audience")? {
-                asked.push(a.to_owned());
+            // Every requested target checked before any is kept (no owned copies until then).
+            let audience = params.single("audience")?;
+            let resources = params.multi("resource");
+            if resources.iter().any(|r| !is_absolute_uri(r)) {
+                return Err(TokenError::new(
+                    ErrorCode::InvalidTarget,
+                    "`resource` must be an absolute URI without a fragment (RFC 8707)",
+                ));
             }
-            for r in params.multi("resource") {
-                if !is_absolute_uri(r) {
-                    return Err(TokenError::new(
-                        ErrorCode::InvalidTarget,
-                        "`resource` must be an absolute URI without a fragment (RFC 8707)",
-                    ));
-                }
-                asked.push(r.to_owned());
-            }
-            let audiences = if asked.is_empty() {
+            let audiences = if audience.is_none() && resources.is_empty() {
                 if server.default_audience.is_empty() {
                     client.audiences().to_vec()
                 } else {
                     server.default_audience.clone()
                 }
             } else {
-                let mut out: Vec<String> = Vec::new();
-                for a in asked {
-                    if !client.audiences().contains(&a) {
+                let mut out: Vec<String> = Vec::with_capacity(1 + resources.len());
+                for a in audience.into_iter().chain(resources) {
+                    if !client.audiences().iter().any(|r| r == a) {
                         return Err(TokenError::new(
                             ErrorCode::InvalidTarget,
                             format!("audience `{a}` is not registered for this client"),
                         ));
                     }
-                    if !out.contains(&a) {
-                        out.push(a);
+                    if !out.iter().any(|o| o == a) {
+                        out.push(a.to_owned());
                     }
                 }
                 out
@@ -150,7 +147,7 @@ impl Grant for ClientCredentialsGrant {
                 )
                 .await?;
             let mut res = TokenResponse::bearer(minted.token, ttl.as_secs());
-            if requested.as_ref() != Some(&scopes) && !scopes.is_empty() {
+            if name_scope {
                 res.scope = Some(scopes.join(" "));
             }
             Ok(res)

@@ -29,6 +29,14 @@ use serde_json::{Map, Value, json};
 use crate::error::ConfigError;
 use crate::jwks::Algorithm;
 
+/// The JWS header given to `SigningKey::sign_parts`: JSON bytes, or already base64url.
+#[derive(Clone, Copy)]
+enum Header<'a> {
+    Raw(&'a [u8]),
+    #[cfg_attr(not(feature = "issuer"), allow(dead_code))]
+    Encoded(&'a str),
+}
+
 /// A signature as [`SigningKey::sign_raw`] appends it.
 enum Signature {
     Heap(Vec<u8>),
@@ -66,6 +74,10 @@ pub struct SigningKey {
     pair: Pair,
     public: Map<String, Value>,
     kid: String,
+    /// `(typ, b64url(header))` of the access tokens the issuer signs with this key: the same
+    /// bytes for every token, encoded once (the first `typ` asked; another one is encoded
+    /// each time).
+    header: std::sync::OnceLock<(Box<str>, Box<str>)>,
 }
 
 impl fmt::Debug for SigningKey {
@@ -168,6 +180,7 @@ impl SigningKey {
             pair,
             public,
             kid,
+            header: std::sync::OnceLock::new(),
         }
     }
 
@@ -274,6 +287,45 @@ impl SigningKey {
     ///
     /// [`ConfigError::InvalidKey`] if signing fails.
     pub fn sign_raw(&self, header: &[u8], payload: &[u8]) -> Result<String, ConfigError> {
+        self.sign_parts(Header::Raw(header), payload)
+    }
+
+    /// `b64url(header)` for access tokens of type `typ`, `header` building the JSON: built and
+    /// encoded once per key (for the first `typ`; another `typ` is built each time).
+    #[cfg(feature = "issuer")]
+    pub(crate) fn encoded_header(
+        &self,
+        typ: &str,
+        header: impl Fn() -> Vec<u8>,
+    ) -> std::borrow::Cow<'_, str> {
+        if let Some((t, h)) = self.header.get() {
+            if **t == *typ {
+                return std::borrow::Cow::Borrowed(h);
+            }
+            return std::borrow::Cow::Owned(URL_SAFE_NO_PAD.encode(header()));
+        }
+        let h = self
+            .header
+            .get_or_init(|| (typ.into(), URL_SAFE_NO_PAD.encode(header()).into()));
+        if *h.0 == *typ {
+            std::borrow::Cow::Borrowed(&h.1)
+        } else {
+            std::borrow::Cow::Owned(URL_SAFE_NO_PAD.encode(header()))
+        }
+    }
+
+    /// Signs `payload` under a header already base64url-encoded (by
+    /// [`SigningKey::encoded_header`]).
+    #[cfg(feature = "issuer")]
+    pub(crate) fn sign_encoded(
+        &self,
+        encoded_header: &str,
+        payload: &[u8],
+    ) -> Result<String, ConfigError> {
+        self.sign_parts(Header::Encoded(encoded_header), payload)
+    }
+
+    fn sign_parts(&self, header: Header<'_>, payload: &[u8]) -> Result<String, ConfigError> {
         // One buffer for the whole token sized exactly (header, payload and signature, each
         // encoded in place): no reallocation, and no large-bin `malloc` for EC/EdDSA tokens.
         fn append_b64(out: &mut Vec<u8>, bytes: &[u8]) -> Option<()> {
@@ -286,9 +338,16 @@ impl SigningKey {
         }
         let fail = || ConfigError::InvalidKey("signing failed".into());
         let b64 = |n: usize| base64::encoded_len(n, false).ok_or_else(fail);
-        let len = b64(header.len())? + b64(payload.len())? + b64(self.signature_len())? + 2;
+        let header_len = match header {
+            Header::Raw(h) => b64(h.len())?,
+            Header::Encoded(h) => h.len(),
+        };
+        let len = header_len + b64(payload.len())? + b64(self.signature_len())? + 2;
         let mut out = Vec::with_capacity(len);
-        append_b64(&mut out, header).ok_or_else(fail)?;
+        match header {
+            Header::Raw(h) => append_b64(&mut out, h).ok_or_else(fail)?,
+            Header::Encoded(h) => out.extend_from_slice(h.as_bytes()),
+        }
         out.push(b'.');
         append_b64(&mut out, payload).ok_or_else(fail)?;
         let sig = self.signature(&out)?;
@@ -669,6 +728,7 @@ impl SigningKey {
     #[must_use]
     pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
         self.kid = kid.into();
+        self.header = std::sync::OnceLock::new();
         self.public
             .insert("kid".into(), Value::String(self.kid.clone()));
         self

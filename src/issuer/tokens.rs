@@ -287,9 +287,17 @@ impl Json {
     }
 
     fn str_member(&mut self, key: &str, v: &str) -> Result<(), MintError> {
-        self.key(key)?;
-        push_json_str(&mut self.0, v);
+        self.push_str_member(key, v);
         Ok(())
+    }
+
+    fn push_str_member(&mut self, key: &str, v: &str) {
+        if self.0.len() > 1 {
+            self.0.push(b',');
+        }
+        push_json_str(&mut self.0, key);
+        self.0.push(b':');
+        push_json_str(&mut self.0, v);
     }
 
     fn finish(mut self) -> Vec<u8> {
@@ -377,18 +385,21 @@ pub(crate) async fn mint(
         }
     }
     let payload = payload.finish();
-    let mut header = Json::with_capacity(128);
-    header.str_member("alg", key.algorithm().as_str())?;
-    header.str_member("typ", draft.typ)?;
-    header.str_member("kid", key.kid())?;
-    let header = header.finish();
+    // The header (`alg`, `typ`, `kid`) is the same for every token of this key: encoded once.
+    let header = key.encoded_header(draft.typ, || {
+        let mut header = Json::with_capacity(128);
+        header.push_str_member("alg", key.algorithm().as_str());
+        header.push_str_member("typ", draft.typ);
+        header.push_str_member("kid", key.kid());
+        header.finish()
+    });
     // base64url length of header and payload, plus the signature: check before signing.
-    let estimate = (header.len() + payload.len()).div_ceil(3) * 4 + 2;
+    let estimate = header.len() + 1 + payload.len().div_ceil(3) * 4;
     if estimate > MAX_TOKEN_LEN {
         return Err(MintError::TooLong(estimate));
     }
     let token = key
-        .sign_raw(&header, &payload)
+        .sign_encoded(&header, &payload)
         .map_err(|_| MintError::Signing)?;
     if token.len() > MAX_TOKEN_LEN {
         return Err(MintError::TooLong(token.len()));

@@ -38,6 +38,9 @@ enum Header<'a> {
 }
 
 /// A signature as [`SigningKey::sign_raw`] appends it.
+// aws-lc-rs returns EC/EdDSA signatures in its fixed-size `Signature` on the stack anyway;
+// boxing it would add the allocation this avoids.
+#[allow(clippy::large_enum_variant)]
 enum Signature {
     Heap(Vec<u8>),
     Fixed(signature::Signature),

@@ -80,6 +80,7 @@ pub struct SigningKey {
     /// `(typ, b64url(header))` of the access tokens the issuer signs with this key: the same
     /// bytes for every token, encoded once (the first `typ` asked; another one is encoded
     /// each time).
+    #[cfg_attr(not(feature = "issuer"), allow(dead_code))]
     header: std::sync::OnceLock<(Box<str>, Box<str>)>,
 }
 

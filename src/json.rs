@@ -196,16 +196,86 @@ fn member<'m, 'a>(members: &'m [(Cow<'a, str>, Lite<'a>)], name: &str) -> Option
 
 /// The members of a JSON object (a token's claims), borrowing from its text.
 #[derive(Debug)]
-pub(crate) struct Claims<'a>(Vec<(Cow<'a, str>, Lite<'a>)>);
+pub(crate) struct Claims<'a> {
+    members: Vec<(Cow<'a, str>, Lite<'a>)>,
+    /// Per name of [`KNOWN`], its index in `members` plus one (0: absent).
+    slots: [u32; KNOWN.len()],
+}
+
+/// The claims the verifier reads (and the default claim mapping's names): found by index.
+const KNOWN: [&str; 17] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "pv",
+    "client_id",
+    "nonce",
+    "at_hash",
+    "scope",
+    "scp",
+    "authorities",
+    "uid",
+    "tenant",
+    "roles",
+    "permissions",
+];
+
+/// The index of `name` in [`KNOWN`]: its length, first and last bytes tell the candidate.
+fn known(name: &str) -> Option<usize> {
+    let b = name.as_bytes();
+    let (first, last) = (*b.first()?, *b.last()?);
+    let k = match (b.len(), first, last) {
+        (3, b'i', b's') => 0,
+        (3, b's', b'b') => 1,
+        (3, b'a', b'd') => 2,
+        (3, b'e', b'p') => 3,
+        (3, b'n', b'f') => 4,
+        (3, b'i', b't') => 5,
+        (2, b'p', b'v') => 6,
+        (9, b'c', b'd') => 7,
+        (5, b'n', b'e') => 8,
+        (7, b'a', b'h') => 9,
+        (5, b's', b'e') => 10,
+        (3, b's', b'p') => 11,
+        (11, b'a', b's') => 12,
+        (3, b'u', b'd') => 13,
+        (6, b't', b't') => 14,
+        (5, b'r', b's') => 15,
+        (11, b'p', b's') => 16,
+        _ => return None,
+    };
+    // Short names: a byte loop inlines where `==` calls `memcmp`.
+    let same = b.len() == KNOWN[k].len() && b.iter().zip(KNOWN[k].as_bytes()).all(|(x, y)| x == y);
+    same.then_some(k)
+}
 
 impl<'a> Claims<'a> {
+    fn new(members: Vec<(Cow<'a, str>, Lite<'a>)>) -> Self {
+        let mut slots = [0; KNOWN.len()];
+        for (i, (name, _)) in members.iter().enumerate() {
+            if let (Some(k), Ok(i)) = (known(name), u32::try_from(i + 1)) {
+                // Names are distinct (duplicates were refused): one member per slot.
+                slots[k] = i;
+            }
+        }
+        Claims { members, slots }
+    }
     /// The member `name`.
     pub(crate) fn get(&self, name: &str) -> Option<&Lite<'a>> {
-        member(&self.0, name)
+        match known(name) {
+            Some(k) => match self.slots[k] {
+                0 => None,
+                i => self.members.get(i as usize - 1).map(|(_, v)| v),
+            },
+            None => member(&self.members, name),
+        }
     }
     /// Borrows a `serde_json` object.
     pub(crate) fn from_map(map: &'a Map<String, Value>) -> Self {
-        Claims(
+        Claims::new(
             map.iter()
                 .map(|(k, v)| (Cow::Borrowed(k.as_str()), Lite::from_value(v)))
                 .collect(),
@@ -220,7 +290,7 @@ pub(crate) fn parse_claims(text: &str) -> Result<Claims<'_>, TokenError> {
     let value = de.deserialize_any(LiteVisitor).map_err(classify)?;
     de.end().map_err(|_| TokenError::InvalidJson)?;
     match value {
-        Lite::Object(members) => Ok(Claims(members)),
+        Lite::Object(members) => Ok(Claims::new(members)),
         _ => Err(TokenError::InvalidJson),
     }
 }
@@ -355,7 +425,8 @@ impl<'de> Visitor<'de> for LiteVisitor {
             }
             let value = map.next_value_seed(LiteSeed)?;
             if out.capacity() == 0 {
-                out.reserve(8);
+                // A token's claims: about a dozen.
+                out.reserve(16);
             }
             out.push((key, value));
         }
@@ -599,7 +670,7 @@ mod tests {
                     }
                     let lite = Value::Object(
                         claims
-                            .0
+                            .members
                             .iter()
                             .map(|(k, v)| (k.to_string(), value(v)))
                             .collect(),
@@ -623,6 +694,34 @@ mod tests {
             Some(Lite::String(Cow::Borrowed("alice")))
         ));
         assert!(matches!(claims.get("esc"), Some(Lite::String(Cow::Owned(s))) if s == "a\"b"));
+    }
+
+    #[test]
+    fn known_names_are_found_by_index_and_others_by_name() {
+        for (k, name) in KNOWN.iter().enumerate() {
+            assert_eq!(known(name), Some(k));
+            assert_eq!(known(&format!("{name}x")), None);
+            assert_eq!(known(&name.to_uppercase()), None);
+        }
+        for other in [
+            "",
+            "i",
+            "iis",
+            "isss",
+            "is",
+            "jti",
+            "realm_access",
+            "ixs",
+            "rolls",
+        ] {
+            assert_eq!(known(other), None, "{other}");
+        }
+        let claims = parse_claims(r#"{"jti":"j","iss":"i","x":{"iss":1},"scp":"s"}"#).unwrap();
+        assert_eq!(claims.get("iss").and_then(Lite::as_str), Some("i"));
+        assert_eq!(claims.get("jti").and_then(Lite::as_str), Some("j"));
+        assert_eq!(claims.get("scp").and_then(Lite::as_str), Some("s"));
+        assert!(claims.get("x").and_then(|x| x.get("iss")).is_some());
+        assert!(claims.get("sub").is_none() && claims.get("y").is_none());
     }
 
     #[test]

@@ -1396,14 +1396,13 @@ impl Verifier {
                 return Err(Fail::NeedKeys(issuer, first_pending));
             }
         };
-        let candidates = match keys.candidates(header.kid, header.alg) {
+        let mut candidates = match keys.candidate_keys(header.kid, header.alg) {
             Ok(c) => c,
             Err(TokenError::UnknownKey) => return Err(Fail::UnknownKey(issuer)),
             Err(e) => return Err(e.into()),
         };
         let message = &token.as_bytes()[..h64.len() + 1 + p64.len()];
         let key = candidates
-            .into_iter()
             .find(|k| k.verify(header.alg, message, signature))
             .ok_or(TokenError::InvalidSignature)?;
         if remembered.is_none() {

@@ -35,13 +35,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{Request, Response};
-use quick_cache::sync::{Cache, EntryAction, EntryResult};
 use tower_service::Service;
 
-use crate::authn::{DefaultRejection, ResponseForRejection, is_grpc};
+use crate::authn::{DefaultRejection, ResponseForRejection};
+use crate::cached_check::{self, Core, Prepared, Settings};
 use crate::claims::{Authentication, CurrentUser, ServiceTokenRule};
 use crate::error::{AuthError, BoxError, TokenError};
 use crate::future::ResponseFuture;
@@ -178,102 +178,64 @@ impl PolicyVersions for MemoryPolicyVersions {
     }
 }
 
-const MAX_CACHED_USERS: usize = 100_000;
-
-/// A local cache answer: a fresh version (`None` = unknown user), or a miss.
-enum Cached {
-    Fresh(Option<i64>),
-    Miss,
-}
-
-/// The settings of a [`Checker`], kept apart from its cache.
+/// The policy check's source and its layer-specific setting.
 #[derive(Clone)]
-struct Settings {
-    source: Arc<dyn PolicyVersions>,
-    max_staleness: Duration,
-    lookup_timeout: Duration,
+struct Source {
+    versions: Arc<dyn PolicyVersions>,
     service_token: ServiceTokenRule,
 }
 
-/// The checker: settings plus a concurrent (sharded, CLOCK-Pro evicting) cache of looked-up
-/// versions. A hit takes one shard read lock; concurrent misses for one user wait for a single
-/// source lookup (quick_cache placeholders).
-struct Checker {
-    settings: Settings,
-    cache: Cache<String, (Option<i64>, Instant)>,
-}
-
-impl Checker {
-    fn new(settings: Settings) -> Self {
-        Self {
-            settings,
-            cache: Cache::new(MAX_CACHED_USERS),
-        }
-    }
-
-    fn cached(&self, user: &str) -> Cached {
-        match self.cache.get(user) {
-            Some((v, at)) if at.elapsed() <= self.settings.max_staleness => Cached::Fresh(v),
-            _ => Cached::Miss,
-        }
-    }
-
+impl Source {
     /// Whether a token is not checked: a service token under a claim rule. The
     /// `sub == client_id` rule is met by user tokens wherever users choose their `sub`, so
     /// under it every token is checked (a client id the source does not know passes).
     fn skips(&self, user: &CurrentUser) -> bool {
-        let rule = &self.settings.service_token;
+        let rule = &self.service_token;
         !matches!(rule, ServiceTokenRule::SubjectIsClient) && rule.matches(user)
     }
+}
 
-    /// The current version: fresh from the cache, or one source lookup shared by every
-    /// concurrent request for this user. The whole wait (queueing behind another lookup
-    /// included) is bounded by the lookup timeout.
-    async fn fetch(&self, user: &str) -> Result<Option<i64>, AuthError> {
-        let bound = self.settings.lookup_timeout;
-        match tokio::time::timeout(bound, self.fetch_shared(user)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "policy version source failed; failing closed");
-                crate::telemetry::counter("tower_bearer_policy_source_failures_total", &[]);
-                Err(AuthError::PolicyUnavailable)
-            }
-            Err(_) => {
-                tracing::warn!("policy version lookup timed out; failing closed");
-                crate::telemetry::counter("tower_bearer_policy_source_failures_total", &[]);
-                Err(AuthError::PolicyUnavailable)
-            }
+impl cached_check::Source for Source {
+    /// The current version (`None`: unknown user).
+    type Answer = Option<i64>;
+    type Subject = CurrentUser;
+    type Error = BoxError;
+    const LAYER: &'static str = "PolicyVersionLayer";
+    const WHAT: &'static str = "policy version";
+    const FAILURES: &'static str = "tower_bearer_policy_source_failures_total";
+
+    fn unavailable() -> AuthError {
+        AuthError::PolicyUnavailable
+    }
+
+    fn prepare(&self, extensions: &http::Extensions) -> Prepared<CurrentUser> {
+        match extensions.get::<Authentication>() {
+            Some(Authentication::User(u)) if !self.skips(u) => match u.user_id() {
+                Some(key) => Prepared::Check {
+                    key: key.to_owned(),
+                    subject: u.clone(),
+                },
+                None => Prepared::Skip,
+            },
+            _ => Prepared::Skip,
         }
     }
 
-    async fn fetch_shared(&self, user: &str) -> Result<Option<i64>, BoxError> {
-        let max = self.settings.max_staleness;
-        let entry = self
-            .cache
-            .entry_async(user, |_, (v, at)| {
-                if at.elapsed() <= max {
-                    EntryAction::Retain(*v)
-                } else {
-                    EntryAction::ReplaceWithGuard
-                }
-            })
-            .await;
-        let guard = match entry {
-            // Filled by the lookup we waited for.
-            EntryResult::Retained(v) => return Ok(v),
-            EntryResult::Replaced(guard, _) | EntryResult::Vacant(guard) => Some(guard),
-            _ => None,
-        };
-        // On an error the guard is dropped unfilled: the next waiter looks up itself.
-        // The answer is as old as the question: the source may have read it at any time after
-        // the lookup started, so its age counts from then (a slow lookup must not stretch the
-        // staleness bound).
-        let asked = Instant::now();
-        let v = self.settings.source.current(user).await?;
-        if let Some(guard) = guard {
-            let _ = guard.insert((v, asked));
-        }
-        Ok(v)
+    fn lookup(
+        &self,
+        key: &str,
+        _user: &CurrentUser,
+    ) -> BoxFuture<'static, Result<Option<i64>, BoxError>> {
+        self.versions.current(key)
+    }
+
+    fn decide(user: &CurrentUser, current: Option<i64>) -> Result<(), AuthError> {
+        decide(user, current)
+    }
+
+    fn fmt_fields(settings: &Settings<Self>, d: &mut fmt::DebugStruct<'_, '_>) {
+        d.field("source", &settings.source.versions)
+            .field("max_staleness", &settings.max_staleness);
     }
 }
 
@@ -316,20 +278,12 @@ fn decide(user: &CurrentUser, current: Option<i64>) -> Result<(), AuthError> {
 #[must_use]
 #[derive(Clone)]
 pub struct PolicyVersionLayer<R = DefaultRejection> {
-    checker: Option<Arc<Checker>>,
-    rejection: R,
+    core: Core<Source, R>,
 }
 
 impl<R> fmt::Debug for PolicyVersionLayer<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.checker {
-            Some(c) => f
-                .debug_struct("PolicyVersionLayer")
-                .field("source", &c.settings.source)
-                .field("max_staleness", &c.settings.max_staleness)
-                .finish_non_exhaustive(),
-            None => f.write_str("PolicyVersionLayer(disabled)"),
-        }
+        self.core.fmt(f)
     }
 }
 
@@ -361,14 +315,12 @@ impl PolicyVersionLayer {
     /// # }
     /// ```
     pub fn new(source: Arc<dyn PolicyVersions>) -> Self {
+        let source = Source {
+            versions: source,
+            service_token: ServiceTokenRule::default(),
+        };
         Self {
-            checker: Some(Arc::new(Checker::new(Settings {
-                source,
-                max_staleness: Duration::from_secs(5),
-                lookup_timeout: Duration::from_secs(2),
-                service_token: ServiceTokenRule::default(),
-            }))),
-            rejection: DefaultRejection::default(),
+            core: Core::new(Settings::new(source), DefaultRejection::default()),
         }
     }
 
@@ -397,27 +349,16 @@ impl PolicyVersionLayer {
     /// ```
     pub fn disabled() -> Self {
         Self {
-            checker: None,
-            rejection: DefaultRejection::default(),
+            core: Core::disabled(DefaultRejection::default()),
         }
     }
 }
 
 impl<R> PolicyVersionLayer<R> {
-    /// Changes a setting: nothing on a disabled layer; on a layer already cloned, this copy
-    /// gets its own checker (and an empty cache).
-    fn update(mut self, f: impl FnOnce(&mut Settings)) -> Self {
-        if let Some(checker) = &mut self.checker {
-            match Arc::get_mut(checker) {
-                Some(c) => f(&mut c.settings),
-                None => {
-                    let mut settings = checker.settings.clone();
-                    f(&mut settings);
-                    *checker = Arc::new(Checker::new(settings));
-                }
-            }
+    fn update(self, f: impl FnOnce(&mut Settings<Source>)) -> Self {
+        Self {
+            core: self.core.update(f),
         }
-        self
     }
     /// How long a looked-up version may be used (`policy-version.max-staleness-seconds`).
     ///
@@ -515,7 +456,7 @@ impl<R> PolicyVersionLayer<R> {
     ///
     /// On a [disabled](PolicyVersionLayer::disabled) layer this does nothing.
     pub fn with_service_token_rule(self, rule: ServiceTokenRule) -> Self {
-        self.update(|s| s.service_token = rule)
+        self.update(|s| s.source.service_token = rule)
     }
     /// Replaces how rejections become responses.
     ///
@@ -547,8 +488,7 @@ impl<R> PolicyVersionLayer<R> {
     /// ```
     pub fn with_rejection<R2>(self, rejection: R2) -> PolicyVersionLayer<R2> {
         PolicyVersionLayer {
-            checker: self.checker,
-            rejection,
+            core: self.core.with_rejection(rejection),
         }
     }
 }
@@ -602,38 +542,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let Some(checker) = &self.layer.checker else {
-            return ResponseFuture::future(self.inner.call(req));
-        };
-        let user = match req.extensions().get::<Authentication>() {
-            Some(Authentication::User(u)) if !checker.skips(u) => u.clone(),
-            _ => return ResponseFuture::future(self.inner.call(req)),
-        };
-        let Some(key) = user.user_id().map(str::to_owned) else {
-            return ResponseFuture::future(self.inner.call(req));
-        };
-        let grpc = is_grpc(&req);
-        match checker.cached(&key) {
-            Cached::Fresh(current) => match decide(&user, current) {
-                Ok(()) => ResponseFuture::future(self.inner.call(req)),
-                Err(e) => {
-                    crate::telemetry::rejection(&e);
-                    ResponseFuture::rejected(self.layer.rejection.response(&e, grpc))
-                }
-            },
-            Cached::Miss => {
-                let checker = checker.clone();
-                let check = Box::pin(async move {
-                    let current = checker.fetch(&key).await?;
-                    decide(&user, current)?;
-                    Ok(req)
-                });
-                // See tower's "Be careful when cloning inner services".
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::checking(check, inner, self.layer.rejection.clone(), grpc)
-            }
-        }
+        self.layer.core.call(&mut self.inner, req)
     }
 }
 

@@ -274,3 +274,81 @@ impl<S: Source, R> fmt::Debug for Core<S, R> {
         }
     }
 }
+
+/// The public plumbing of a cached-check layer `$layer<R>` (one field, `core: Core<$source, R>`)
+/// and its service `$svc<S, R>` (`inner`, `layer`): `Debug`, the two bounds, `with_rejection`
+/// (each with the documentation given), a private `update` for the layer's own settings,
+/// `Layer`, the accessors, and the `Service`.
+macro_rules! cached_check_layer {
+    (
+        $layer:ident => $svc:ident, $source:ty;
+        $(#[$staleness:meta])* fn with_max_staleness;
+        $(#[$timeout:meta])* fn with_lookup_timeout;
+        $(#[$rejection:meta])* fn with_rejection;
+    ) => {
+        impl<R> std::fmt::Debug for $layer<R> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.core.fmt(f)
+            }
+        }
+
+        impl<R> $layer<R> {
+            /// Changes a setting: nothing on a disabled layer; on a layer already cloned, this
+            /// copy gets its own checker (and an empty cache).
+            fn update(
+                self,
+                f: impl FnOnce(&mut crate::cached_check::Settings<$source>),
+            ) -> Self {
+                Self {
+                    core: self.core.update(f),
+                }
+            }
+
+            $(#[$staleness])*
+            pub fn with_max_staleness(self, max: std::time::Duration) -> Self {
+                self.update(|s| s.max_staleness = max)
+            }
+
+            $(#[$timeout])*
+            pub fn with_lookup_timeout(self, timeout: std::time::Duration) -> Self {
+                self.update(|s| s.lookup_timeout = timeout)
+            }
+
+            $(#[$rejection])*
+            pub fn with_rejection<R2>(self, rejection: R2) -> $layer<R2> {
+                $layer {
+                    core: self.core.with_rejection(rejection),
+                }
+            }
+        }
+
+        crate::macros::layer_with_rejection!($layer => $svc);
+
+        impl<ReqBody, ResBody, S, R> tower_service::Service<http::Request<ReqBody>> for $svc<S, R>
+        where
+            S: tower_service::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>
+                + Clone
+                + Send
+                + 'static,
+            ReqBody: Send + 'static,
+            R: crate::authn::ResponseForRejection<ResBody>,
+        {
+            type Response = http::Response<ResBody>;
+            type Error = S::Error;
+            type Future = crate::future::ResponseFuture<S::Future, S, ReqBody, ResBody, R>;
+
+            fn poll_ready(
+                &mut self,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Result<(), Self::Error>> {
+                self.inner.poll_ready(cx)
+            }
+
+            fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+                self.layer.core.call(&mut self.inner, req)
+            }
+        }
+    };
+}
+
+pub(crate) use cached_check_layer;

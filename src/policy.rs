@@ -34,17 +34,11 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
-use std::time::Duration;
 
-use http::{Request, Response};
-use tower_service::Service;
-
-use crate::authn::{DefaultRejection, ResponseForRejection};
+use crate::authn::DefaultRejection;
 use crate::cached_check::{self, Core, Prepared, Settings};
 use crate::claims::{Authentication, CurrentUser, ServiceTokenRule};
 use crate::error::{AuthError, BoxError, TokenError};
-use crate::future::ResponseFuture;
 use crate::http_client::BoxFuture;
 
 /// Where current policy versions come from.
@@ -281,12 +275,6 @@ pub struct PolicyVersionLayer<R = DefaultRejection> {
     core: Core<Source, R>,
 }
 
-impl<R> fmt::Debug for PolicyVersionLayer<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.core.fmt(f)
-    }
-}
-
 impl PolicyVersionLayer {
     /// Checks against `source` with a 5 s staleness bound.
     ///
@@ -355,76 +343,6 @@ impl PolicyVersionLayer {
 }
 
 impl<R> PolicyVersionLayer<R> {
-    fn update(self, f: impl FnOnce(&mut Settings<Source>)) -> Self {
-        Self {
-            core: self.core.update(f),
-        }
-    }
-    /// How long a looked-up version may be used (`policy-version.max-staleness-seconds`).
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use std::time::Duration;
-    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
-    /// # use std::convert::Infallible;
-    /// # use http::{Request, Response, StatusCode};
-    /// # use tower::{Layer, ServiceExt, service_fn};
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
-    /// # let req = |pv: i64| {
-    /// #     let claims = serde_json::json!({"iss": "i", "sub": "alice", "uid": "u-1", "pv": pv, "exp": 2000000000, "aud": "api"});
-    /// #     let user = tower_bearer::CurrentUser::from_claims(claims.as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
-    /// #     let mut r = Request::get("/").body(()).unwrap();
-    /// #     r.extensions_mut().insert(tower_bearer::claims::Authentication::User(user));
-    /// #     r
-    /// # };
-    ///
-    /// let versions = Arc::new(MemoryPolicyVersions::new());
-    /// versions.set("u-1", 1);
-    /// let svc = PolicyVersionLayer::new(versions.clone()).with_max_staleness(Duration::ZERO).layer(ok);
-    /// assert_eq!(svc.clone().oneshot(req(1)).await.unwrap().status(), StatusCode::OK);
-    /// versions.bump("u-1"); // seen at once: nothing is cached
-    /// assert_eq!(svc.oneshot(req(1)).await.unwrap().status(), StatusCode::UNAUTHORIZED);
-    /// # }
-    /// ```
-    ///
-    /// On a [disabled](PolicyVersionLayer::disabled) layer this does nothing.
-    pub fn with_max_staleness(self, d: Duration) -> Self {
-        self.update(|s| s.max_staleness = d)
-    }
-    /// Timeout of one lookup (default 2 s).
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use std::time::Duration;
-    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
-    /// # use std::convert::Infallible;
-    /// # use http::{Request, Response, StatusCode};
-    /// # use tower::{Layer, ServiceExt, service_fn};
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
-    /// # let req = |pv: i64| {
-    /// #     let claims = serde_json::json!({"iss": "i", "sub": "alice", "uid": "u-1", "pv": pv, "exp": 2000000000, "aud": "api"});
-    /// #     let user = tower_bearer::CurrentUser::from_claims(claims.as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
-    /// #     let mut r = Request::get("/").body(()).unwrap();
-    /// #     r.extensions_mut().insert(tower_bearer::claims::Authentication::User(user));
-    /// #     r
-    /// # };
-    ///
-    /// let versions = Arc::new(MemoryPolicyVersions::new());
-    /// let layer = PolicyVersionLayer::new(versions).with_lookup_timeout(Duration::from_millis(500));
-    /// assert_eq!(layer.layer(ok).oneshot(req(1)).await.unwrap().status(), StatusCode::OK); // unknown user
-    /// # }
-    /// ```
-    ///
-    /// On a [disabled](PolicyVersionLayer::disabled) layer this does nothing.
-    pub fn with_lookup_timeout(self, d: Duration) -> Self {
-        self.update(|s| s.lookup_timeout = d)
-    }
     /// Which tokens are service tokens (never checked).
     ///
     /// # Example
@@ -457,39 +375,6 @@ impl<R> PolicyVersionLayer<R> {
     /// On a [disabled](PolicyVersionLayer::disabled) layer this does nothing.
     pub fn with_service_token_rule(self, rule: ServiceTokenRule) -> Self {
         self.update(|s| s.source.service_token = rule)
-    }
-    /// Replaces how rejections become responses.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
-    /// use tower_bearer::AuthError;
-    /// # use std::convert::Infallible;
-    /// # use http::{Request, Response, StatusCode};
-    /// # use tower::{Layer, ServiceExt, service_fn};
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
-    /// # let req = |pv: i64| {
-    /// #     let claims = serde_json::json!({"iss": "i", "sub": "alice", "uid": "u-1", "pv": pv, "exp": 2000000000, "aud": "api"});
-    /// #     let user = tower_bearer::CurrentUser::from_claims(claims.as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
-    /// #     let mut r = Request::get("/").body(()).unwrap();
-    /// #     r.extensions_mut().insert(tower_bearer::claims::Authentication::User(user));
-    /// #     r
-    /// # };
-    ///
-    /// let versions = Arc::new(MemoryPolicyVersions::new());
-    /// versions.set("u-1", 2);
-    /// let plain = |_e: &AuthError, _grpc: bool| Response::builder().status(StatusCode::CONFLICT).body(()).unwrap();
-    /// let svc = PolicyVersionLayer::new(versions).with_rejection(plain).layer(ok);
-    /// assert_eq!(svc.oneshot(req(1)).await.unwrap().status(), StatusCode::CONFLICT);
-    /// # }
-    /// ```
-    pub fn with_rejection<R2>(self, rejection: R2) -> PolicyVersionLayer<R2> {
-        PolicyVersionLayer {
-            core: self.core.with_rejection(rejection),
-        }
     }
 }
 
@@ -525,31 +410,106 @@ pub struct PolicyVersion<S, R = DefaultRejection> {
     layer: PolicyVersionLayer<R>,
 }
 
-crate::macros::layer_with_rejection!(PolicyVersionLayer => PolicyVersion);
-
-impl<ReqBody, ResBody, S, R> Service<Request<ReqBody>> for PolicyVersion<S, R>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    ReqBody: Send + 'static,
-    R: ResponseForRejection<ResBody>,
-{
-    type Response = Response<ResBody>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future, S, ReqBody, ResBody, R>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        self.layer.core.call(&mut self.inner, req)
-    }
+cached_check::cached_check_layer! {
+    PolicyVersionLayer => PolicyVersion, Source;
+    /// How long a looked-up version may be used (`policy-version.max-staleness-seconds`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    /// # let req = |pv: i64| {
+    /// #     let claims = serde_json::json!({"iss": "i", "sub": "alice", "uid": "u-1", "pv": pv, "exp": 2000000000, "aud": "api"});
+    /// #     let user = tower_bearer::CurrentUser::from_claims(claims.as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// #     let mut r = Request::get("/").body(()).unwrap();
+    /// #     r.extensions_mut().insert(tower_bearer::claims::Authentication::User(user));
+    /// #     r
+    /// # };
+    ///
+    /// let versions = Arc::new(MemoryPolicyVersions::new());
+    /// versions.set("u-1", 1);
+    /// let svc = PolicyVersionLayer::new(versions.clone()).with_max_staleness(Duration::ZERO).layer(ok);
+    /// assert_eq!(svc.clone().oneshot(req(1)).await.unwrap().status(), StatusCode::OK);
+    /// versions.bump("u-1"); // seen at once: nothing is cached
+    /// assert_eq!(svc.oneshot(req(1)).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    /// # }
+    /// ```
+    ///
+    /// On a [disabled](PolicyVersionLayer::disabled) layer this does nothing.
+    fn with_max_staleness;
+    /// Timeout of one lookup (default 2 s).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    /// # let req = |pv: i64| {
+    /// #     let claims = serde_json::json!({"iss": "i", "sub": "alice", "uid": "u-1", "pv": pv, "exp": 2000000000, "aud": "api"});
+    /// #     let user = tower_bearer::CurrentUser::from_claims(claims.as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// #     let mut r = Request::get("/").body(()).unwrap();
+    /// #     r.extensions_mut().insert(tower_bearer::claims::Authentication::User(user));
+    /// #     r
+    /// # };
+    ///
+    /// let versions = Arc::new(MemoryPolicyVersions::new());
+    /// let layer = PolicyVersionLayer::new(versions).with_lookup_timeout(Duration::from_millis(500));
+    /// assert_eq!(layer.layer(ok).oneshot(req(1)).await.unwrap().status(), StatusCode::OK); // unknown user
+    /// # }
+    /// ```
+    ///
+    /// On a [disabled](PolicyVersionLayer::disabled) layer this does nothing.
+    fn with_lookup_timeout;
+    /// Replaces how rejections become responses.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
+    /// use tower_bearer::AuthError;
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    /// # let req = |pv: i64| {
+    /// #     let claims = serde_json::json!({"iss": "i", "sub": "alice", "uid": "u-1", "pv": pv, "exp": 2000000000, "aud": "api"});
+    /// #     let user = tower_bearer::CurrentUser::from_claims(claims.as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// #     let mut r = Request::get("/").body(()).unwrap();
+    /// #     r.extensions_mut().insert(tower_bearer::claims::Authentication::User(user));
+    /// #     r
+    /// # };
+    ///
+    /// let versions = Arc::new(MemoryPolicyVersions::new());
+    /// versions.set("u-1", 2);
+    /// let plain = |_e: &AuthError, _grpc: bool| Response::builder().status(StatusCode::CONFLICT).body(()).unwrap();
+    /// let svc = PolicyVersionLayer::new(versions).with_rejection(plain).layer(ok);
+    /// assert_eq!(svc.oneshot(req(1)).await.unwrap().status(), StatusCode::CONFLICT);
+    /// # }
+    /// ```
+    fn with_rejection;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::claims::ClaimMapping;
+    use http::{Request, Response};
+    use std::time::Duration;
 
     fn user(v: serde_json::Value) -> CurrentUser {
         CurrentUser::from_claims(

@@ -47,17 +47,11 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
-use std::time::Duration;
 
-use http::{Request, Response};
-use tower_service::Service;
-
-use crate::authn::{DefaultRejection, ResponseForRejection};
+use crate::authn::DefaultRejection;
 use crate::cached_check::{self, Core, Prepared, Settings};
 use crate::claims::{Authentication, CurrentUser};
 use crate::error::{AuthError, TokenError};
-use crate::future::ResponseFuture;
 use crate::http_client::BoxFuture;
 use crate::store::StoreError;
 
@@ -425,12 +419,6 @@ pub struct RevocationLayer<R = DefaultRejection> {
     core: Core<Source, R>,
 }
 
-impl<R> fmt::Debug for RevocationLayer<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.core.fmt(f)
-    }
-}
-
 impl RevocationLayer {
     /// Checks against `source` with a 5 s staleness bound and a 2 s lookup timeout.
     ///
@@ -470,52 +458,6 @@ impl RevocationLayer {
 }
 
 impl<R> RevocationLayer<R> {
-    fn update(self, f: impl FnOnce(&mut Settings<Source>)) -> Self {
-        Self {
-            core: self.core.update(f),
-        }
-    }
-
-    /// How long a "not revoked" answer is reused before the source is asked again, and how
-    /// long one is served when the source is down (default 5 s): a revocation takes effect
-    /// within this bound.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use std::time::Duration;
-    /// use tower_bearer::revocation::{MemoryRevocations, RevocationLayer};
-    ///
-    /// let layer = RevocationLayer::new(Arc::new(MemoryRevocations::new()))
-    ///     .with_max_staleness(Duration::from_secs(1));
-    /// assert!(format!("{layer:?}").contains("max_staleness: 1s"));
-    /// ```
-    ///
-    /// On a [disabled](RevocationLayer::disabled) layer this does nothing.
-    pub fn with_max_staleness(self, max: Duration) -> Self {
-        self.update(|s| s.max_staleness = max)
-    }
-
-    /// The longest a request waits for the source (default 2 s), then 503.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use std::time::Duration;
-    /// use tower_bearer::revocation::{MemoryRevocations, RevocationLayer};
-    ///
-    /// let layer = RevocationLayer::new(Arc::new(MemoryRevocations::new()))
-    ///     .with_lookup_timeout(Duration::from_millis(500));
-    /// # let _ = layer;
-    /// ```
-    ///
-    /// On a [disabled](RevocationLayer::disabled) layer this does nothing.
-    pub fn with_lookup_timeout(self, timeout: Duration) -> Self {
-        self.update(|s| s.lookup_timeout = timeout)
-    }
-
     /// Refuses tokens without a `jti` claim (401 `invalid_token`, reason
     /// `missing_required_claim`); off by default (see the [module docs](crate::revocation)).
     ///
@@ -548,7 +490,68 @@ impl<R> RevocationLayer<R> {
     pub fn require_jti(self, require: bool) -> Self {
         self.update(|s| s.source.require_jti = require)
     }
+}
 
+/// The service of [`RevocationLayer`].
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use tower_bearer::revocation::{MemoryRevocations, Revocation, RevocationLayer};
+/// # use std::convert::Infallible;
+/// # use http::{Request, Response, StatusCode};
+/// # use tower::{Layer, ServiceExt, service_fn};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+///
+/// let svc: Revocation<_> = RevocationLayer::new(Arc::new(MemoryRevocations::new())).layer(ok);
+/// // No verified token (anonymous): nothing to check here, authorization decides.
+/// assert_eq!(svc.oneshot(Request::new(())).await.unwrap().status(), StatusCode::OK);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Revocation<S, R = DefaultRejection> {
+    inner: S,
+    layer: RevocationLayer<R>,
+}
+
+cached_check::cached_check_layer! {
+    RevocationLayer => Revocation, Source;
+    /// How long a "not revoked" answer is reused before the source is asked again, and how
+    /// long one is served when the source is down (default 5 s): a revocation takes effect
+    /// within this bound.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tower_bearer::revocation::{MemoryRevocations, RevocationLayer};
+    ///
+    /// let layer = RevocationLayer::new(Arc::new(MemoryRevocations::new()))
+    ///     .with_max_staleness(Duration::from_secs(1));
+    /// assert!(format!("{layer:?}").contains("max_staleness: 1s"));
+    /// ```
+    ///
+    /// On a [disabled](RevocationLayer::disabled) layer this does nothing.
+    fn with_max_staleness;
+    /// The longest a request waits for the source (default 2 s), then 503.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tower_bearer::revocation::{MemoryRevocations, RevocationLayer};
+    ///
+    /// let layer = RevocationLayer::new(Arc::new(MemoryRevocations::new()))
+    ///     .with_lookup_timeout(Duration::from_millis(500));
+    /// # let _ = layer;
+    /// ```
+    ///
+    /// On a [disabled](RevocationLayer::disabled) layer this does nothing.
+    fn with_lookup_timeout;
     /// Replaces how rejections become responses.
     ///
     /// # Example
@@ -577,64 +580,17 @@ impl<R> RevocationLayer<R> {
     /// assert_eq!(svc.oneshot(req("t-1")).await.unwrap().status(), StatusCode::GONE);
     /// # }
     /// ```
-    pub fn with_rejection<R2>(self, rejection: R2) -> RevocationLayer<R2> {
-        RevocationLayer {
-            core: self.core.with_rejection(rejection),
-        }
-    }
-}
-
-/// The service of [`RevocationLayer`].
-///
-/// # Example
-///
-/// ```
-/// use std::sync::Arc;
-/// use tower_bearer::revocation::{MemoryRevocations, Revocation, RevocationLayer};
-/// # use std::convert::Infallible;
-/// # use http::{Request, Response, StatusCode};
-/// # use tower::{Layer, ServiceExt, service_fn};
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
-///
-/// let svc: Revocation<_> = RevocationLayer::new(Arc::new(MemoryRevocations::new())).layer(ok);
-/// // No verified token (anonymous): nothing to check here, authorization decides.
-/// assert_eq!(svc.oneshot(Request::new(())).await.unwrap().status(), StatusCode::OK);
-/// # }
-/// ```
-#[derive(Clone)]
-pub struct Revocation<S, R = DefaultRejection> {
-    inner: S,
-    layer: RevocationLayer<R>,
-}
-
-crate::macros::layer_with_rejection!(RevocationLayer => Revocation);
-
-impl<ReqBody, ResBody, S, R> Service<Request<ReqBody>> for Revocation<S, R>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    ReqBody: Send + 'static,
-    R: ResponseForRejection<ResBody>,
-{
-    type Response = Response<ResBody>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future, S, ReqBody, ResBody, R>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        self.layer.core.call(&mut self.inner, req)
-    }
+    fn with_rejection;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::claims::ClaimMapping;
+    use http::{Request, Response};
     use std::convert::Infallible;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::Duration;
     use tower::{Layer, ServiceExt};
 
     fn request(v: serde_json::Value) -> Request<()> {

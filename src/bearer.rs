@@ -32,7 +32,7 @@
 
 use std::borrow::Cow;
 
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, Entry};
 use http::{HeaderMap, Uri};
 
 use crate::error::{AuthError, RequestError, TokenError};
@@ -143,24 +143,29 @@ pub fn extract_bearer<'a>(
     }
 }
 
-/// The token bytes of the common request shape, checked no further: no query, exactly one
-/// `Authorization` value, `Bearer` (any case) and one space, then 1 to `max_len` bytes. Only
-/// for looking up tokens verified before (all `b64token`s, so a hit is what [`extract_bearer`]
-/// would have returned); anything else, and every miss, takes [`extract_bearer`].
-pub(crate) fn bearer_bytes<'a>(
-    headers: &'a HeaderMap,
-    uri: &Uri,
+/// Marks every `Authorization` value sensitive (kept out of `Debug` output and HPACK tables)
+/// and, in the same header lookup, returns the token bytes of the common request shape,
+/// checked no further: no query (`has_query` false), exactly one `Authorization` value,
+/// `Bearer` (any case) and one space, then 1 to `max_len` bytes. Only for looking up tokens
+/// verified before (all `b64token`s, so a hit is what [`extract_bearer`] would have returned);
+/// anything else, and every miss, takes [`extract_bearer`].
+pub(crate) fn mark_sensitive_bearer_bytes(
+    headers: &mut HeaderMap,
+    has_query: bool,
     max_len: usize,
-) -> Option<&'a [u8]> {
-    if uri.query().is_some() {
+) -> Option<&[u8]> {
+    let Entry::Occupied(mut e) = headers.entry(AUTHORIZATION) else {
+        return None;
+    };
+    let mut n = 0usize;
+    for v in e.iter_mut() {
+        v.set_sensitive(true);
+        n += 1;
+    }
+    if n != 1 || has_query {
         return None;
     }
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let value = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
-    let (scheme, token) = value.as_bytes().split_at_checked(7)?;
+    let (scheme, token) = e.into_mut().as_bytes().split_at_checked(7)?;
     let bearer = scheme[..6].eq_ignore_ascii_case(b"bearer") && scheme[6] == b' ';
     (bearer && !token.is_empty() && token.len() <= max_len).then_some(token)
 }
@@ -293,8 +298,18 @@ mod tests {
             for h in headers {
                 b = b.header(AUTHORIZATION, *h);
             }
-            let req = b.body(()).unwrap();
-            bearer_bytes(req.headers(), req.uri(), max).map(<[u8]>::to_vec)
+            let mut req = b.body(()).unwrap();
+            let has_query = req.uri().query().is_some();
+            let t =
+                mark_sensitive_bearer_bytes(req.headers_mut(), has_query, max).map(<[u8]>::to_vec);
+            // Every value is marked sensitive, whatever the shape.
+            assert!(
+                req.headers()
+                    .get_all(AUTHORIZATION)
+                    .iter()
+                    .all(|v| v.is_sensitive())
+            );
+            t
         };
         assert_eq!(get(&["Bearer a.b.c"], "/x", 16), Some(b"a.b.c".to_vec()));
         assert_eq!(get(&["bEaReR a.b.c"], "/x", 16), Some(b"a.b.c".to_vec()));

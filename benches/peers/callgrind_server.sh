@@ -3,6 +3,8 @@
 # valgrind --tool=callgrind while wrk drives it; repeatable on a loaded machine.
 # Usage: benches/peers/callgrind_server.sh SERVER [one|rotating]   (after a release build of
 # peer-servers; e.g. noauth, tower_bearer, tower_bearer_nocache, floor). Needs wrk, valgrind.
+# CACHESIM=1 adds valgrind's cache and branch simulation (I1/D1 misses, mispredicts: see the
+# totals in the output files); slower, so fewer requests are served.
 set -euo pipefail
 cd "$(dirname "$0")"
 S=$1
@@ -16,7 +18,9 @@ PORT=$((20000 + RANDOM % 20000))
 F="$OUT/$S-$MODE.out"
 rm -f "$F"*
 # Instrumentation off during start-up and a warm-up run; on for the measured run only.
-valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$F" \
+SIM=()
+[ "${CACHESIM:-0}" = 1 ] && SIM=(--cache-sim=yes --branch-sim=yes)
+valgrind --tool=callgrind --instr-atstart=no "${SIM[@]}" --callgrind-out-file="$F" \
   "$BIN/$S" "$PORT" "$DATA" 2>"$OUT/$S.log" &
 VPID=$!
 trap 'kill $VPID 2>/dev/null || true' EXIT
@@ -42,3 +46,8 @@ for f in "$F"*; do
   TOTAL=$((TOTAL + ${t:-0}))
 done
 echo "$S $MODE: $N requests, $((TOTAL / N)) Ir/request"
+if [ "${CACHESIM:-0}" = 1 ]; then
+  echo "per request: $(grep -h '^events:' "$F"* | head -1 | cut -d' ' -f2-)"
+  for f in "$F"*; do grep -h '^totals:' "$f"; done |
+    awk -v n="$N" '{for (i = 2; i <= NF; i++) t[i] += $i} END {for (i = 2; i <= NF; i++) printf "%.1f ", t[i] / n; print ""}'
+fi

@@ -1,12 +1,11 @@
 use std::task::{Context, Poll};
 
-use http::header::{AUTHORIZATION, Entry};
 use http::{Request, Response};
 use tower_service::Service;
 
 use super::layer::JwtAuthLayer;
 use super::rejection::{DefaultRejection, ResponseForRejection, is_grpc};
-use crate::bearer::{bearer_bytes, extract_bearer};
+use crate::bearer::{extract_bearer, mark_sensitive_bearer_bytes};
 use crate::claims::{Authentication, CurrentUser};
 use crate::error::AuthError;
 use crate::future::ResponseFuture;
@@ -133,16 +132,13 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        if let Entry::Occupied(mut e) = req.headers_mut().entry(AUTHORIZATION) {
-            for v in e.iter_mut() {
-                v.set_sensitive(true);
-            }
-        }
-        let grpc = is_grpc(&req);
         let layer = &self.layer;
-        // A token verified before, in the common request shape: one lookup, no parsing.
-        let hit = bearer_bytes(req.headers(), req.uri(), layer.bearer.max_token_len)
-            .and_then(|token| layer.verifier.cached(token));
+        // Every `Authorization` value marked sensitive; a token verified before, in the common
+        // request shape: one header lookup, one cache lookup, no parsing.
+        let has_query = req.uri().query().is_some();
+        let hit =
+            mark_sensitive_bearer_bytes(req.headers_mut(), has_query, layer.bearer.max_token_len)
+                .and_then(|token| layer.verifier.cached(token));
         let outcome = match hit {
             Some(Ok(user)) => Outcome::User(user),
             Some(Err(e)) => Outcome::Reject(e),
@@ -160,7 +156,7 @@ where
         match outcome {
             Outcome::Reject(e) => {
                 crate::telemetry::rejection(&e);
-                ResponseFuture::rejected(layer.rejection.response(&e, grpc))
+                ResponseFuture::rejected(layer.rejection.response(&e, is_grpc(&req)))
             }
             Outcome::Anonymous => {
                 req.extensions_mut().insert(Authentication::Anonymous);
@@ -171,6 +167,7 @@ where
                 ResponseFuture::future(self.inner.call(req))
             }
             Outcome::Pending(token, step) => {
+                let grpc = is_grpc(&req);
                 let verifier = layer.verifier.clone();
                 let check = Box::pin(async move {
                     let user = verifier.finish(&token, step).await?;

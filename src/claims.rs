@@ -36,6 +36,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{Map, Value};
 
 use crate::error::TokenError;
+use crate::json::{Claims, Lite, parse_object};
 
 /// Which claims hold the user id, roles, permissions and tenant (`security.resource-server.claims`).
 ///
@@ -155,29 +156,79 @@ struct MappingInner {
 #[derive(Clone)]
 pub struct CurrentUser(Arc<UserInner>);
 
-/// The sets (scopes, roles, ...) are validated when the user is built and split, sorted and
-/// kept on first use, so a request that never asks for them never pays for them.
+/// Built from a verified token, a user keeps the claims' JSON text (the token's payload) and
+/// reads its strings out of it: no `Map` of the claims is built unless [`CurrentUser::claims`]
+/// asks for it. The sets (scopes, roles, ...) are validated when the user is built and split,
+/// sorted and kept on first use, so a request that never asks for them never pays for them.
 struct UserInner {
-    subject: Option<String>,
-    /// The user id as handlers and headers see it: `prefix:id` when the issuer has a prefix.
-    user_id: Option<String>,
-    /// The user id claim (else `sub`) as the issuer wrote it.
-    local_user_id: Option<String>,
-    issuer_prefix: Option<Arc<str>>,
-    service_tokens: bool,
-    user_id_claim: bool,
-    tenant: Option<String>,
-    policy_version: Option<i64>,
-    client_id: Option<String>,
-    expires_at: u64,
-    claims: Map<String, Value>,
-    mapping: CompiledMapping,
+    /// The claims' JSON text when built from a token (empty when built from a `Map`): every
+    /// [`Text::Span`] points into it.
+    raw: String,
+    parts: UserParts,
+    claims: OnceLock<Map<String, Value>>,
     audiences: OnceLock<Vec<String>>,
     scopes: OnceLock<Vec<String>>,
     roles: OnceLock<Vec<String>>,
     permissions: OnceLock<Vec<String>>,
     token_authorities: OnceLock<Vec<String>>,
     all_authorities: OnceLock<Vec<String>>,
+}
+
+/// A string of the claims: a span of the claims' JSON text (a string without escapes), or its
+/// own copy (escaped strings, numbers as ids, prefixed ids, users built from a `Map`).
+#[derive(Debug, Clone)]
+enum Text {
+    Span(u32, u32),
+    Owned(Box<str>),
+}
+
+impl Text {
+    /// `s`, a span of `raw` when it lies inside it, else a copy.
+    fn new(raw: Option<&str>, s: &str) -> Self {
+        if let Some(raw) = raw {
+            // Strings without escapes are borrowed from the text they were parsed from.
+            let start = (s.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
+            if start <= raw.len() && s.len() <= raw.len() - start {
+                if let (Ok(a), Ok(b)) = (u32::try_from(start), u32::try_from(start + s.len())) {
+                    return Text::Span(a, b);
+                }
+            }
+        }
+        Text::Owned(s.into())
+    }
+}
+
+/// Where a set claim's values are: one space-delimited string, or an array of strings.
+#[derive(Debug)]
+enum SetSource {
+    Absent,
+    Spaced(Text),
+    List(Box<[Text]>),
+}
+
+/// What a user is made of, but the claims' text.
+#[derive(Debug)]
+pub(crate) struct UserParts {
+    subject: Option<Text>,
+    /// The user id as handlers and headers see it: `prefix:id` when the issuer has a prefix.
+    user_id: Option<Text>,
+    /// The user id claim (else `sub`) as the issuer wrote it.
+    local_user_id: Option<Text>,
+    issuer: Option<Text>,
+    issuer_prefix: Option<Arc<str>>,
+    service_tokens: bool,
+    user_id_claim: bool,
+    tenant: Option<Text>,
+    policy_version: Option<i64>,
+    client_id: Option<Text>,
+    expires_at: u64,
+    audiences: SetSource,
+    /// `scope`, else `scp`.
+    scopes: SetSource,
+    roles: SetSource,
+    permissions: SetSource,
+    /// `authorities` when merging is configured.
+    token_authorities: SetSource,
 }
 
 /// What the authentication layer decided for a request (in request extensions).
@@ -223,7 +274,7 @@ impl Authentication {
 }
 
 /// `path[0]` is the whole claim name, `path[1..]` its dotted segments.
-fn path<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+fn path<'c, 'a>(claims: &'c Claims<'a>, path: &[String]) -> Option<&'c Lite<'a>> {
     let (whole, segments) = path.split_first()?;
     if let Some(v) = claims.get(whole) {
         return Some(v);
@@ -234,52 +285,37 @@ fn path<'a>(claims: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value
     let (first, rest) = segments.split_first()?;
     let mut cur = claims.get(first)?;
     for seg in rest {
-        cur = cur.as_object()?.get(seg)?;
+        cur = cur.get(seg)?;
     }
     Some(cur)
 }
 
 /// A string, or a number rendered as a string (ids are often numeric).
-fn string_like(v: Option<&Value>) -> Result<Option<String>, TokenError> {
+fn string_like(v: Option<&Lite<'_>>, raw: Option<&str>) -> Result<Option<Text>, TokenError> {
     match v {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
+        None | Some(Lite::Null) => Ok(None),
+        Some(Lite::String(s)) => Ok(Some(Text::new(raw, s))),
+        Some(Lite::Number(n)) if n.is_i64() || n.is_u64() => {
+            Ok(Some(Text::Owned(n.to_string().into())))
+        }
         Some(_) => Err(TokenError::InvalidClaim),
     }
 }
 
-/// Checks that `v` can be read by [`string_set`], without building it.
-fn check_set(v: Option<&Value>) -> Result<(), TokenError> {
+/// A set claim: an array of strings, or one space-delimited string.
+fn set_source(v: Option<&Lite<'_>>, raw: Option<&str>) -> Result<SetSource, TokenError> {
     match v {
-        None | Some(Value::Null | Value::String(_)) => Ok(()),
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => Ok(()),
+        None | Some(Lite::Null) => Ok(SetSource::Absent),
+        Some(Lite::String(s)) => Ok(SetSource::Spaced(Text::new(raw, s))),
+        Some(Lite::Array(items)) if items.iter().all(Lite::is_string) => Ok(SetSource::List(
+            items
+                .iter()
+                .filter_map(Lite::as_str)
+                .map(|s| Text::new(raw, s))
+                .collect(),
+        )),
         Some(_) => Err(TokenError::InvalidClaim),
     }
-}
-
-/// An array of strings, or one space-delimited string; sorted and deduplicated.
-fn string_set(v: Option<&Value>) -> Result<Vec<String>, TokenError> {
-    let mut out: Vec<String> = match v {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) => s
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| {
-                i.as_str()
-                    .map(str::to_owned)
-                    .ok_or(TokenError::InvalidClaim)
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => return Err(TokenError::InvalidClaim),
-    };
-    out.sort_unstable();
-    out.dedup();
-    Ok(out)
 }
 
 /// What the verifier knows about the issuer of a token: its identity prefix and whether it may
@@ -301,6 +337,85 @@ impl Default for IssuerBinding {
 
 fn contains(set: &[String], item: &str) -> bool {
     set.binary_search_by(|s| s.as_str().cmp(item)).is_ok()
+}
+
+impl UserParts {
+    /// Reads and type-checks what a user is made of from `claims`; strings without escapes
+    /// become spans of `raw`, the text `claims` were parsed from (`None`: copies).
+    pub(crate) fn new(
+        claims: &Claims<'_>,
+        raw: Option<&str>,
+        mapping: &CompiledMapping,
+        binding: &IssuerBinding,
+    ) -> Result<Self, TokenError> {
+        let m = &*mapping.0;
+        let subject = string_like(claims.get("sub"), raw)?;
+        let claimed_user_id = string_like(path(claims, &m.user_id), raw)?;
+        let user_id_claim = claimed_user_id.is_some();
+        let local_user_id = claimed_user_id.or_else(|| subject.clone());
+        let user_id = match (&binding.prefix, &local_user_id) {
+            (Some(p), Some(id)) => {
+                let id = match id {
+                    Text::Span(a, b) => raw.and_then(|r| r.get(*a as usize..*b as usize)),
+                    Text::Owned(s) => Some(&**s),
+                };
+                Some(Text::Owned(
+                    format!("{p}:{}", id.unwrap_or_default()).into(),
+                ))
+            }
+            _ => local_user_id.clone(),
+        };
+        let tenant = string_like(path(claims, &m.tenant), raw)?;
+        let policy_version = match claims.get("pv") {
+            None | Some(Lite::Null) => None,
+            Some(Lite::Number(n)) => Some(n.as_i64().ok_or(TokenError::InvalidClaim)?),
+            Some(Lite::String(s)) => Some(s.parse().map_err(|_| TokenError::InvalidClaim)?),
+            Some(_) => return Err(TokenError::InvalidClaim),
+        };
+        let client_id = string_like(claims.get("client_id"), raw)?;
+        let issuer = match claims.get("iss") {
+            None => None,
+            Some(Lite::String(s)) => Some(Text::new(raw, s)),
+            Some(_) => return Err(TokenError::InvalidIssuer),
+        };
+        let audiences =
+            set_source(claims.get("aud"), raw).map_err(|_| TokenError::InvalidAudience)?;
+        let expires_at = match claims.get("exp") {
+            Some(Lite::Number(n)) => n.as_f64().map_or(0, |f| f.max(0.0) as u64),
+            _ => 0,
+        };
+        let scope = set_source(claims.get("scope"), raw)?;
+        let scp = set_source(claims.get("scp"), raw)?;
+        let roles = set_source(path(claims, &m.roles), raw)?;
+        let permissions = set_source(path(claims, &m.permissions), raw)?;
+        let token_authorities = if m.merge_authorities {
+            set_source(claims.get("authorities"), raw)?
+        } else {
+            SetSource::Absent
+        };
+        Ok(Self {
+            subject,
+            user_id,
+            local_user_id,
+            issuer,
+            issuer_prefix: binding.prefix.clone(),
+            service_tokens: binding.service_tokens,
+            user_id_claim,
+            tenant,
+            policy_version,
+            client_id,
+            expires_at,
+            audiences,
+            // `scope` wins over `scp` when both are present.
+            scopes: match scope {
+                SetSource::Absent => scp,
+                scope => scope,
+            },
+            roles,
+            permissions,
+            token_authorities,
+        })
+    }
 }
 
 impl CurrentUser {
@@ -337,66 +452,63 @@ impl CurrentUser {
         mapping: &CompiledMapping,
         binding: &IssuerBinding,
     ) -> Result<Self, TokenError> {
-        let subject = string_like(claims.get("sub"))?;
-        let claimed_user_id = string_like(path(&claims, &mapping.0.user_id))?;
-        let user_id_claim = claimed_user_id.is_some();
-        let local_user_id = claimed_user_id.or_else(|| subject.clone());
-        let user_id = match (&binding.prefix, &local_user_id) {
-            (Some(p), Some(id)) => Some(format!("{p}:{id}")),
-            _ => local_user_id.clone(),
-        };
-        let tenant = string_like(path(&claims, &mapping.0.tenant))?;
-        let policy_version = match claims.get("pv") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => Some(n.as_i64().ok_or(TokenError::InvalidClaim)?),
-            Some(Value::String(s)) => Some(s.parse().map_err(|_| TokenError::InvalidClaim)?),
-            Some(_) => return Err(TokenError::InvalidClaim),
-        };
-        let client_id = string_like(claims.get("client_id"))?;
-        if !matches!(claims.get("iss"), None | Some(Value::String(_))) {
-            return Err(TokenError::InvalidIssuer);
-        }
-        check_set(claims.get("aud")).map_err(|_| TokenError::InvalidAudience)?;
-        let expires_at = claims
-            .get("exp")
-            .and_then(Value::as_f64)
-            .map_or(0, |f| f.max(0.0) as u64);
-        check_set(claims.get("scope"))?;
-        check_set(claims.get("scp"))?;
-        check_set(path(&claims, &mapping.0.roles))?;
-        check_set(path(&claims, &mapping.0.permissions))?;
-        if mapping.0.merge_authorities {
-            check_set(claims.get("authorities"))?;
-        }
-        Ok(Self(Arc::new(UserInner {
-            subject,
-            user_id,
-            local_user_id,
-            issuer_prefix: binding.prefix.clone(),
-            service_tokens: binding.service_tokens,
-            user_id_claim,
-            tenant,
-            policy_version,
-            client_id,
-            expires_at,
+        let parts = UserParts::new(&Claims::from_map(&claims), None, mapping, binding)?;
+        Ok(Self::assemble(String::new(), OnceLock::from(claims), parts))
+    }
+
+    /// The user of a verified token: `raw` is its claims' JSON text, the one `parts` were read
+    /// from ([`UserParts::new`] with `Some(raw)`).
+    pub(crate) fn from_token(raw: String, parts: UserParts) -> Self {
+        Self::assemble(raw, OnceLock::new(), parts)
+    }
+
+    fn assemble(raw: String, claims: OnceLock<Map<String, Value>>, parts: UserParts) -> Self {
+        Self(Arc::new(UserInner {
+            raw,
+            parts,
             claims,
-            mapping: mapping.clone(),
             audiences: OnceLock::new(),
             scopes: OnceLock::new(),
             roles: OnceLock::new(),
             permissions: OnceLock::new(),
             token_authorities: OnceLock::new(),
             all_authorities: OnceLock::new(),
-        })))
+        }))
     }
 
-    /// A set claim, already validated at construction.
-    fn set<'a>(
-        &'a self,
-        cell: &'a OnceLock<Vec<String>>,
-        v: impl FnOnce(&Map<String, Value>) -> Option<&Value>,
-    ) -> &'a [String] {
-        cell.get_or_init(|| string_set(v(&self.0.claims)).unwrap_or_default())
+    fn text<'a>(&'a self, t: &'a Option<Text>) -> Option<&'a str> {
+        match t.as_ref()? {
+            Text::Span(a, b) => self.0.raw.get(*a as usize..*b as usize),
+            Text::Owned(s) => Some(s),
+        }
+    }
+
+    /// A set claim, validated at construction, kept on first use.
+    fn set<'a>(&'a self, cell: &'a OnceLock<Vec<String>>, src: &SetSource) -> &'a [String] {
+        cell.get_or_init(|| self.build_set(src))
+    }
+
+    /// A set claim's values: split (or listed), sorted, deduplicated.
+    fn build_set(&self, src: &SetSource) -> Vec<String> {
+        let text = |t: &Text| -> Option<String> {
+            match t {
+                Text::Span(a, b) => self.0.raw.get(*a as usize..*b as usize).map(str::to_owned),
+                Text::Owned(s) => Some(s.to_string()),
+            }
+        };
+        let mut out: Vec<String> = match src {
+            SetSource::Absent => Vec::new(),
+            SetSource::Spaced(t) => text(t)
+                .unwrap_or_default()
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            SetSource::List(items) => items.iter().filter_map(text).collect(),
+        };
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// The `sub` claim.
@@ -411,7 +523,7 @@ impl CurrentUser {
     /// assert_eq!(user.subject(), Some("alice"));
     /// ```
     pub fn subject(&self) -> Option<&str> {
-        self.0.subject.as_deref()
+        self.text(&self.0.parts.subject)
     }
     /// The user id claim (default `uid`), else `sub`; with several issuers configured and a
     /// prefix for the token's issuer, `prefix:id` (RFC 7519 §4.1.2: `sub` is unique only within
@@ -427,7 +539,7 @@ impl CurrentUser {
     /// assert_eq!(user.user_id(), Some("42"));
     /// ```
     pub fn user_id(&self) -> Option<&str> {
-        self.0.user_id.as_deref()
+        self.text(&self.0.parts.user_id)
     }
     /// The user id as the issuer wrote it (user id claim, else `sub`), without the issuer
     /// prefix. Unique only together with [`CurrentUser::issuer`].
@@ -443,7 +555,7 @@ impl CurrentUser {
     /// assert_eq!(user.issuer_prefix(), None);
     /// ```
     pub fn local_user_id(&self) -> Option<&str> {
-        self.0.local_user_id.as_deref()
+        self.text(&self.0.parts.local_user_id)
     }
     /// The prefix of the token's issuer in [`CurrentUser::user_id`] (set by the verifier when
     /// several issuers are configured and the issuer has one).
@@ -459,7 +571,7 @@ impl CurrentUser {
     /// assert_eq!(user.issuer_prefix(), None);
     /// ```
     pub fn issuer_prefix(&self) -> Option<&str> {
-        self.0.issuer_prefix.as_deref()
+        self.0.parts.issuer_prefix.as_deref()
     }
     /// Whether the token's issuer may mint service tokens (per issuer `service-tokens`; by
     /// default only the first configured issuer). A [`ServiceTokenRule`] never matches a token
@@ -476,7 +588,7 @@ impl CurrentUser {
     /// assert!(user.issuer_may_mint_service_tokens());
     /// ```
     pub fn issuer_may_mint_service_tokens(&self) -> bool {
-        self.0.service_tokens
+        self.0.parts.service_tokens
     }
     /// Whether the token carries the user id claim itself (not only `sub`).
     ///
@@ -491,7 +603,7 @@ impl CurrentUser {
     /// assert!(!user.has_user_id_claim());
     /// ```
     pub fn has_user_id_claim(&self) -> bool {
-        self.0.user_id_claim
+        self.0.parts.user_id_claim
     }
     /// The tenant claim.
     ///
@@ -505,7 +617,7 @@ impl CurrentUser {
     /// assert_eq!(user.tenant(), Some("acme"));
     /// ```
     pub fn tenant(&self) -> Option<&str> {
-        self.0.tenant.as_deref()
+        self.text(&self.0.parts.tenant)
     }
     /// The policy version claim `pv`.
     ///
@@ -519,7 +631,7 @@ impl CurrentUser {
     /// assert_eq!(user.policy_version(), Some(3));
     /// ```
     pub fn policy_version(&self) -> Option<i64> {
-        self.0.policy_version
+        self.0.parts.policy_version
     }
     /// The `client_id` claim.
     ///
@@ -533,7 +645,7 @@ impl CurrentUser {
     /// assert_eq!(user.client_id(), Some("billing"));
     /// ```
     pub fn client_id(&self) -> Option<&str> {
-        self.0.client_id.as_deref()
+        self.text(&self.0.parts.client_id)
     }
     /// The `iss` claim.
     ///
@@ -547,11 +659,7 @@ impl CurrentUser {
     /// assert_eq!(user.issuer(), "https://auth.example");
     /// ```
     pub fn issuer(&self) -> &str {
-        self.0
-            .claims
-            .get("iss")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        self.text(&self.0.parts.issuer).unwrap_or_default()
     }
     /// The `aud` claim as a list.
     ///
@@ -565,7 +673,7 @@ impl CurrentUser {
     /// assert_eq!(user.audiences(), ["orders"]);
     /// ```
     pub fn audiences(&self) -> &[String] {
-        self.set(&self.0.audiences, |c| c.get("aud"))
+        self.set(&self.0.audiences, &self.0.parts.audiences)
     }
     /// The `exp` claim (Unix seconds).
     ///
@@ -579,7 +687,7 @@ impl CurrentUser {
     /// assert_eq!(user.expires_at(), 2_000_000_000);
     /// ```
     pub fn expires_at(&self) -> u64 {
-        self.0.expires_at
+        self.0.parts.expires_at
     }
     /// Scopes from `scope` (or `scp`), sorted.
     ///
@@ -594,10 +702,7 @@ impl CurrentUser {
     /// ```
     pub fn scopes(&self) -> &[String] {
         // `scope` wins over `scp` when both are present.
-        self.set(&self.0.scopes, |c| match c.get("scope") {
-            Some(v) if !v.is_null() => Some(v),
-            _ => c.get("scp"),
-        })
+        self.set(&self.0.scopes, &self.0.parts.scopes)
     }
     /// Roles, sorted.
     ///
@@ -611,8 +716,7 @@ impl CurrentUser {
     /// assert_eq!(user.roles(), ["admin", "user"]);
     /// ```
     pub fn roles(&self) -> &[String] {
-        let mapping = self.0.mapping.clone();
-        self.set(&self.0.roles, move |c| path(c, &mapping.0.roles))
+        self.set(&self.0.roles, &self.0.parts.roles)
     }
     /// Permissions, sorted.
     ///
@@ -626,20 +730,14 @@ impl CurrentUser {
     /// assert_eq!(user.permissions(), ["order:read"]);
     /// ```
     pub fn permissions(&self) -> &[String] {
-        let mapping = self.0.mapping.clone();
-        self.set(&self.0.permissions, move |c| {
-            path(c, &mapping.0.permissions)
-        })
+        self.set(&self.0.permissions, &self.0.parts.permissions)
     }
 
     /// The token's own `authorities` when merging is configured, without any `SCOPE_`/`ROLE_`
     /// value (a token cannot grant itself scopes or roles that way).
     fn token_authorities(&self) -> &[String] {
         self.0.token_authorities.get_or_init(|| {
-            if !self.0.mapping.0.merge_authorities {
-                return Vec::new();
-            }
-            let mut a = string_set(self.0.claims.get("authorities")).unwrap_or_default();
+            let mut a = self.build_set(&self.0.parts.token_authorities);
             a.retain(|s| !s.starts_with("SCOPE_") && !s.starts_with("ROLE_"));
             a
         })
@@ -757,7 +855,12 @@ impl CurrentUser {
     /// assert_eq!(user.claims()["custom"], true);
     /// ```
     pub fn claims(&self) -> &Map<String, Value> {
-        &self.0.claims
+        // Built from a token, the claims' text parsed once before (same grammar): no error.
+        self.0.claims.get_or_init(|| {
+            let map = parse_object(self.0.raw.as_bytes());
+            debug_assert!(map.is_ok(), "verified claims parse again");
+            map.unwrap_or_default()
+        })
     }
     /// One verified claim.
     ///
@@ -772,17 +875,17 @@ impl CurrentUser {
     /// assert!(user.claim("missing").is_none());
     /// ```
     pub fn claim(&self, name: &str) -> Option<&Value> {
-        self.0.claims.get(name)
+        self.claims().get(name)
     }
 }
 
 impl fmt::Debug for CurrentUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CurrentUser")
-            .field("subject", &self.0.subject)
-            .field("user_id", &self.0.user_id)
-            .field("tenant", &self.0.tenant)
-            .field("client_id", &self.0.client_id)
+            .field("subject", &self.subject())
+            .field("user_id", &self.user_id())
+            .field("tenant", &self.tenant())
+            .field("client_id", &self.client_id())
             .field("scopes", &self.scopes())
             .field("roles", &self.roles())
             .finish_non_exhaustive()
@@ -857,7 +960,7 @@ impl ServiceTokenRule {
     /// assert!(!ServiceTokenRule::default().matches(&svc));
     /// ```
     pub fn matches(&self, user: &CurrentUser) -> bool {
-        if !user.0.service_tokens {
+        if !user.0.parts.service_tokens {
             return false;
         }
         match self {

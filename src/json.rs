@@ -2,13 +2,13 @@
 //! depth (RFC 7515 §5.2 and RFC 7519 §7.2 let a parser reject them; a parser that keeps the last
 //! one and another that keeps the first would disagree about what a token says).
 
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserializer;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
 use crate::error::TokenError;
 
@@ -46,9 +46,88 @@ fn arbitrary_precision() -> bool {
 
 /// Decodes canonical unpadded base64url (no padding, no stray bits, no other alphabet).
 pub(crate) fn b64url(part: &str) -> Result<Vec<u8>, TokenError> {
-    URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| TokenError::InvalidBase64)
+    let mut out = vec![0; b64url_len(part.len()).ok_or(TokenError::InvalidBase64)?];
+    b64url_decode(part.as_bytes(), &mut out)?;
+    Ok(out)
+}
+
+/// Decodes canonical unpadded base64url holding UTF-8 text (a JSON part of a token); text that
+/// is not UTF-8 is not JSON either.
+pub(crate) fn b64url_text(part: &str) -> Result<String, TokenError> {
+    String::from_utf8(b64url(part)?).map_err(|_| TokenError::InvalidJson)
+}
+
+/// The decoded length of `len` characters of unpadded base64url; `None` for a length no
+/// canonical encoding has (one character left over).
+pub(crate) fn b64url_len(len: usize) -> Option<usize> {
+    match len % 4 {
+        1 => None,
+        r => Some(len / 4 * 3 + r.saturating_sub(1)),
+    }
+}
+
+/// Base64url alphabet value of each byte; `0xFF` for bytes outside the alphabet (padding too).
+const B64URL: [u8; 256] = {
+    let mut t = [0xFF; 256];
+    let mut i = 0;
+    while i < 64 {
+        let c = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[i];
+        t[c as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Decodes canonical unpadded base64url into `out`, which must be exactly
+/// [`b64url_len`]`(src.len())` long (the caller sizes it: a stack buffer or a vector).
+pub(crate) fn b64url_decode(src: &[u8], out: &mut [u8]) -> Result<(), TokenError> {
+    if b64url_len(src.len()) != Some(out.len()) {
+        return Err(TokenError::InvalidBase64);
+    }
+    let v = |c: u8| u32::from(B64URL[c as usize]);
+    // Every value is < 64, so an alphabet miss (0xFF) is the only way to set bit 7 of `bad`.
+    let mut bad = 0u32;
+    let mut src_chunks = src.chunks_exact(8);
+    let mut out_chunks = out.chunks_exact_mut(6);
+    for (s, o) in (&mut src_chunks).zip(&mut out_chunks) {
+        let (a, b, c, d) = (v(s[0]), v(s[1]), v(s[2]), v(s[3]));
+        let (e, f, g, h) = (v(s[4]), v(s[5]), v(s[6]), v(s[7]));
+        bad |= a | b | c | d | e | f | g | h;
+        let n = u64::from((a << 18) | (b << 12) | (c << 6) | d) << 24
+            | u64::from((e << 18) | (f << 12) | (g << 6) | h);
+        o.copy_from_slice(&n.to_be_bytes()[2..]);
+    }
+    let (src, out) = (src_chunks.remainder(), out_chunks.into_remainder());
+    let mut src_chunks = src.chunks_exact(4);
+    let mut out_chunks = out.chunks_exact_mut(3);
+    for (s, o) in (&mut src_chunks).zip(&mut out_chunks) {
+        let (a, b, c, d) = (v(s[0]), v(s[1]), v(s[2]), v(s[3]));
+        bad |= a | b | c | d;
+        let n = (a << 18) | (b << 12) | (c << 6) | d;
+        o.copy_from_slice(&n.to_be_bytes()[1..]);
+    }
+    match (src_chunks.remainder(), out_chunks.into_remainder()) {
+        ([], []) => {}
+        // Two characters: one byte; the last character's low 4 bits must be zero.
+        ([a, b], [o]) => {
+            let (a, b) = (v(*a), v(*b));
+            bad |= a | b | u32::from(b & 0x0F != 0) << 7;
+            *o = (a << 2 | b >> 4) as u8;
+        }
+        // Three characters: two bytes; the last character's low 2 bits must be zero.
+        ([a, b, c], [o1, o2]) => {
+            let (a, b, c) = (v(*a), v(*b), v(*c));
+            bad |= a | b | c | u32::from(c & 0x03 != 0) << 7;
+            let n = (a << 10) | (b << 4) | (c >> 2);
+            *o1 = (n >> 8) as u8;
+            *o2 = n as u8;
+        }
+        _ => return Err(TokenError::InvalidBase64),
+    }
+    if bad & 0x80 != 0 {
+        return Err(TokenError::InvalidBase64);
+    }
+    Ok(())
 }
 
 /// Parses a JSON object, refusing duplicate member names anywhere inside it.
@@ -59,6 +138,299 @@ pub(crate) fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, TokenErro
     match value {
         Value::Object(map) => Ok(map),
         _ => Err(TokenError::InvalidJson),
+    }
+}
+
+/// A JSON value borrowing its strings from the text it was parsed from (escaped strings are
+/// owned). What the verifier reads claims from: no `Map` is built for a verified token.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Lite<'a> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(Cow<'a, str>),
+    Array(Vec<Lite<'a>>),
+    Object(Vec<(Cow<'a, str>, Lite<'a>)>),
+}
+
+impl<'a> Lite<'a> {
+    pub(crate) fn as_str(&self) -> Option<&str> {
+        match self {
+            Lite::String(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub(crate) fn is_null(&self) -> bool {
+        matches!(self, Lite::Null)
+    }
+    pub(crate) fn is_string(&self) -> bool {
+        matches!(self, Lite::String(_))
+    }
+    /// The member `name` of an object.
+    pub(crate) fn get(&self, name: &str) -> Option<&Lite<'a>> {
+        match self {
+            Lite::Object(members) => member(members, name),
+            _ => None,
+        }
+    }
+    /// Borrows a `serde_json` value.
+    pub(crate) fn from_value(v: &'a Value) -> Self {
+        match v {
+            Value::Null => Lite::Null,
+            Value::Bool(b) => Lite::Bool(*b),
+            Value::Number(n) => Lite::Number(n.clone()),
+            Value::String(s) => Lite::String(Cow::Borrowed(s)),
+            Value::Array(items) => Lite::Array(items.iter().map(Lite::from_value).collect()),
+            Value::Object(map) => Lite::Object(
+                map.iter()
+                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Lite::from_value(v)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+fn member<'m, 'a>(members: &'m [(Cow<'a, str>, Lite<'a>)], name: &str) -> Option<&'m Lite<'a>> {
+    members.iter().find(|(k, _)| **k == *name).map(|(_, v)| v)
+}
+
+/// The members of a JSON object (a token's claims), borrowing from its text.
+#[derive(Debug)]
+pub(crate) struct Claims<'a> {
+    members: Vec<(Cow<'a, str>, Lite<'a>)>,
+    /// Per name of [`KNOWN`], its index in `members` plus one (0: absent).
+    slots: [u32; KNOWN.len()],
+}
+
+/// The claims the verifier reads (and the default claim mapping's names): found by index.
+const KNOWN: [&str; 17] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "pv",
+    "client_id",
+    "nonce",
+    "at_hash",
+    "scope",
+    "scp",
+    "authorities",
+    "uid",
+    "tenant",
+    "roles",
+    "permissions",
+];
+
+/// The index of `name` in [`KNOWN`]: its length, first and last bytes tell the candidate.
+fn known(name: &str) -> Option<usize> {
+    let b = name.as_bytes();
+    let (first, last) = (*b.first()?, *b.last()?);
+    let k = match (b.len(), first, last) {
+        (3, b'i', b's') => 0,
+        (3, b's', b'b') => 1,
+        (3, b'a', b'd') => 2,
+        (3, b'e', b'p') => 3,
+        (3, b'n', b'f') => 4,
+        (3, b'i', b't') => 5,
+        (2, b'p', b'v') => 6,
+        (9, b'c', b'd') => 7,
+        (5, b'n', b'e') => 8,
+        (7, b'a', b'h') => 9,
+        (5, b's', b'e') => 10,
+        (3, b's', b'p') => 11,
+        (11, b'a', b's') => 12,
+        (3, b'u', b'd') => 13,
+        (6, b't', b't') => 14,
+        (5, b'r', b's') => 15,
+        (11, b'p', b's') => 16,
+        _ => return None,
+    };
+    // Short names: a byte loop inlines where `==` calls `memcmp`.
+    let same = b.len() == KNOWN[k].len() && b.iter().zip(KNOWN[k].as_bytes()).all(|(x, y)| x == y);
+    same.then_some(k)
+}
+
+impl<'a> Claims<'a> {
+    fn new(members: Vec<(Cow<'a, str>, Lite<'a>)>) -> Self {
+        let mut slots = [0; KNOWN.len()];
+        for (i, (name, _)) in members.iter().enumerate() {
+            if let (Some(k), Ok(i)) = (known(name), u32::try_from(i + 1)) {
+                // Names are distinct (duplicates were refused): one member per slot.
+                slots[k] = i;
+            }
+        }
+        Claims { members, slots }
+    }
+    /// The member `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&Lite<'a>> {
+        match known(name) {
+            Some(k) => match self.slots[k] {
+                0 => None,
+                i => self.members.get(i as usize - 1).map(|(_, v)| v),
+            },
+            None => member(&self.members, name),
+        }
+    }
+    /// Borrows a `serde_json` object.
+    pub(crate) fn from_map(map: &'a Map<String, Value>) -> Self {
+        Claims::new(
+            map.iter()
+                .map(|(k, v)| (Cow::Borrowed(k.as_str()), Lite::from_value(v)))
+                .collect(),
+        )
+    }
+}
+
+/// Parses a JSON object as [`parse_object`] does (same grammar, same answers, duplicate member
+/// names refused at any depth) without building a `Map`: strings borrow from `text`.
+pub(crate) fn parse_claims(text: &str) -> Result<Claims<'_>, TokenError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = de.deserialize_any(LiteVisitor).map_err(classify)?;
+    de.end().map_err(|_| TokenError::InvalidJson)?;
+    match value {
+        Lite::Object(members) => Ok(Claims::new(members)),
+        _ => Err(TokenError::InvalidJson),
+    }
+}
+
+struct LiteSeed;
+
+impl<'de> DeserializeSeed<'de> for LiteSeed {
+    type Value = Lite<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Lite<'de>, D::Error> {
+        d.deserialize_any(LiteVisitor)
+    }
+}
+
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// A cheap fingerprint of a member name for the duplicate check: one bit of 64.
+fn name_bit(name: &str) -> u64 {
+    let b = name.as_bytes();
+    let (first, last) = (b.first().copied(), b.last().copied());
+    let h = (b.len() as u64)
+        .wrapping_mul(0x9E37_79B9)
+        .wrapping_add(u64::from(first.unwrap_or(0)).wrapping_mul(31))
+        .wrapping_add(u64::from(last.unwrap_or(0)).wrapping_mul(7));
+    1 << ((h ^ (h >> 6)) & 63)
+}
+
+struct LiteVisitor;
+
+impl<'de> Visitor<'de> for LiteVisitor {
+    type Value = Lite<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Lite::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Lite::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Lite::Number(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Number::from_f64(v)
+            .map(Lite::Number)
+            .ok_or_else(|| E::custom("non-finite number"))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Lite::String(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Lite::String(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Lite::String(Cow::Owned(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Lite::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Lite::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(v) = seq.next_element_seed(LiteSeed)? {
+            out.push(v);
+        }
+        Ok(Lite::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out: Vec<(Cow<'de, str>, Lite<'de>)> = Vec::new();
+        // One bit per name seen: only a name whose bit is set can be a duplicate, and only those
+        // are compared with the earlier names. Past `LINEAR` members (hostile input, as the
+        // claims are parsed before the signature is checked) a hash set keeps it linear.
+        const LINEAR: usize = 24;
+        let mut seen = 0u64;
+        let mut many: Option<HashSet<Cow<'de, str>>> = None;
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if out.is_empty() && key == PRIVATE_NUMBER && arbitrary_precision() {
+                // A number under `arbitrary_precision`: its text, then nothing else.
+                let text = map.next_value::<String>()?;
+                if map.next_key::<String>()?.is_some() {
+                    return Err(de::Error::custom("malformed number"));
+                }
+                return text
+                    .parse::<Number>()
+                    .map(Lite::Number)
+                    .map_err(|_| de::Error::custom("malformed number"));
+            }
+            if let Some(names) = &mut many {
+                if !names.insert(key.clone()) {
+                    return Err(de::Error::custom(DUPLICATE));
+                }
+            } else {
+                let bit = name_bit(&key);
+                if seen & bit != 0 && out.iter().any(|(k, _)| *k == key) {
+                    return Err(de::Error::custom(DUPLICATE));
+                }
+                seen |= bit;
+                if out.len() == LINEAR {
+                    let mut names: HashSet<Cow<'de, str>> = HashSet::with_capacity(4 * LINEAR);
+                    names.extend(out.iter().map(|(k, _)| k.clone()));
+                    names.insert(key.clone());
+                    many = Some(names);
+                }
+            }
+            let value = map.next_value_seed(LiteSeed)?;
+            if out.capacity() == 0 {
+                // A token's claims: about a dozen.
+                out.reserve(16);
+            }
+            out.push((key, value));
+        }
+        Ok(Lite::Object(out))
     }
 }
 
@@ -216,6 +588,169 @@ mod tests {
     #[test]
     fn the_test_feature_turns_arbitrary_precision_on() {
         assert!(arbitrary_precision());
+    }
+
+    #[test]
+    fn base64url_agrees_with_the_base64_crate() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        // Every length up to 70 bytes, varied contents: the same text, and back.
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for len in 0..70 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let text = URL_SAFE_NO_PAD.encode(&bytes);
+            assert_eq!(b64url(&text).unwrap(), bytes, "{text}");
+            // One character of the text replaced by each byte value: decoded alike or refused
+            // alike by both decoders.
+            for at in [0, text.len() / 2, text.len().saturating_sub(1)] {
+                if text.is_empty() {
+                    break;
+                }
+                for c in 0..=255u8 {
+                    let mut t = text.clone().into_bytes();
+                    t[at] = c;
+                    let Ok(t) = String::from_utf8(t) else {
+                        continue;
+                    };
+                    assert_eq!(b64url(&t).ok(), URL_SAFE_NO_PAD.decode(&t).ok(), "{t:?}");
+                }
+            }
+        }
+        for bad in [
+            "A", "AAAAA", "A=", "AA==", "AAA=", "AB", "AAB", "A A", "AA\n",
+        ] {
+            assert_eq!(b64url(bad), Err(TokenError::InvalidBase64), "{bad}");
+        }
+        assert_eq!(b64url_text("_w"), Err(TokenError::InvalidJson));
+        assert_eq!(b64url_text("e30").as_deref(), Ok("{}"));
+    }
+
+    #[test]
+    fn claims_parse_as_the_map_parse_does() {
+        let cases: &[&[u8]] = &[
+            br#"{"a":1,"a":2}"#,
+            br#"{"a":{"b":[{"c":1,"c":1}]}}"#,
+            br#"{"alg":"RS256","\u0061lg":"none"}"#,
+            br#"{"a":{"a":1}}"#,
+            b"[1]",
+            b"{} x",
+            b"{\"a\":1",
+            br#"{"exp":1700000300,"nbf":-5,"iat":1.7e9,"s":"x\ny","u":"\u00e9","n":null,"t":true}"#,
+            br#"{"exp":{"$serde_json::private::Number":"1"}}"#,
+            br#"{"x":1e400}"#,
+            br#"{"x":"\ud800"}"#,
+            b"{\"x\":\"\xff\"}",
+            b" {\"x\" : [ ] , \"y\":{}} ",
+        ];
+        for case in cases {
+            let map = parse_object(case);
+            let lite = std::str::from_utf8(case)
+                .map_err(|_| TokenError::InvalidJson)
+                .and_then(parse_claims);
+            match (&map, &lite) {
+                (Ok(map), Ok(claims)) => {
+                    fn value(l: &Lite<'_>) -> Value {
+                        match l {
+                            Lite::Null => Value::Null,
+                            Lite::Bool(b) => Value::Bool(*b),
+                            Lite::Number(n) => Value::Number(n.clone()),
+                            Lite::String(s) => Value::String(s.to_string()),
+                            Lite::Array(a) => Value::Array(a.iter().map(value).collect()),
+                            Lite::Object(m) => Value::Object(
+                                m.iter().map(|(k, v)| (k.to_string(), value(v))).collect(),
+                            ),
+                        }
+                    }
+                    let lite = Value::Object(
+                        claims
+                            .members
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), value(v)))
+                            .collect(),
+                    );
+                    assert_eq!(
+                        lite,
+                        Value::Object(map.clone()),
+                        "{:?}",
+                        case.escape_ascii()
+                    );
+                }
+                (Err(a), Err(b)) => assert_eq!(a, b, "{:?}", case.escape_ascii()),
+                _ => panic!("{:?}: {map:?} vs {lite:?}", case.escape_ascii()),
+            }
+        }
+        // Strings without escapes borrow from the text.
+        let text = r#"{"sub":"alice","esc":"a\"b"}"#;
+        let claims = parse_claims(text).unwrap();
+        assert!(matches!(
+            claims.get("sub"),
+            Some(Lite::String(Cow::Borrowed("alice")))
+        ));
+        assert!(matches!(claims.get("esc"), Some(Lite::String(Cow::Owned(s))) if s == "a\"b"));
+    }
+
+    #[test]
+    fn known_names_are_found_by_index_and_others_by_name() {
+        for (k, name) in KNOWN.iter().enumerate() {
+            assert_eq!(known(name), Some(k));
+            assert_eq!(known(&format!("{name}x")), None);
+            assert_eq!(known(&name.to_uppercase()), None);
+        }
+        for other in [
+            "",
+            "i",
+            "iis",
+            "isss",
+            "is",
+            "jti",
+            "realm_access",
+            "ixs",
+            "rolls",
+        ] {
+            assert_eq!(known(other), None, "{other}");
+        }
+        let claims = parse_claims(r#"{"jti":"j","iss":"i","x":{"iss":1},"scp":"s"}"#).unwrap();
+        assert_eq!(claims.get("iss").and_then(Lite::as_str), Some("i"));
+        assert_eq!(claims.get("jti").and_then(Lite::as_str), Some("j"));
+        assert_eq!(claims.get("scp").and_then(Lite::as_str), Some("s"));
+        assert!(claims.get("x").and_then(|x| x.get("iss")).is_some());
+        assert!(claims.get("sub").is_none() && claims.get("y").is_none());
+    }
+
+    #[test]
+    fn duplicates_among_many_members() {
+        // Past the linear check's size, at the start, the middle and the end, and escaped.
+        for n in [2usize, 23, 24, 25, 26, 100, 300] {
+            let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+            let object = |names: &[String]| {
+                let members: Vec<String> = names.iter().map(|k| format!("\"{k}\":0")).collect();
+                format!("{{{}}}", members.join(","))
+            };
+            assert!(parse_claims(&object(&names)).is_ok(), "{n}");
+            for dup in [0, n / 2, n - 1] {
+                let mut with = names.clone();
+                with.push(names[dup].clone());
+                assert_eq!(
+                    parse_claims(&object(&with)).unwrap_err(),
+                    TokenError::DuplicateMember,
+                    "{n} {dup}"
+                );
+                with.pop();
+                with.insert(n / 3, names[dup].replacen('m', "\\u006d", 1));
+                assert_eq!(
+                    parse_claims(&object(&with)).unwrap_err(),
+                    TokenError::DuplicateMember,
+                    "{n} {dup} escaped"
+                );
+            }
+        }
     }
 
     #[test]

@@ -119,6 +119,7 @@ pub mod stack;
 pub mod store;
 pub mod verify;
 
+mod cached_check;
 mod future;
 mod json;
 mod macros;

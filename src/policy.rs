@@ -34,17 +34,11 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
-use http::{Request, Response};
-use quick_cache::sync::{Cache, EntryAction, EntryResult};
-use tower_service::Service;
-
-use crate::authn::{DefaultRejection, ResponseForRejection, is_grpc};
+use crate::authn::DefaultRejection;
+use crate::cached_check::{self, Core, Prepared, Settings};
 use crate::claims::{Authentication, CurrentUser, ServiceTokenRule};
 use crate::error::{AuthError, BoxError, TokenError};
-use crate::future::ResponseFuture;
 use crate::http_client::BoxFuture;
 
 /// Where current policy versions come from.
@@ -178,102 +172,64 @@ impl PolicyVersions for MemoryPolicyVersions {
     }
 }
 
-const MAX_CACHED_USERS: usize = 100_000;
-
-/// A local cache answer: a fresh version (`None` = unknown user), or a miss.
-enum Cached {
-    Fresh(Option<i64>),
-    Miss,
-}
-
-/// The settings of a [`Checker`], kept apart from its cache.
+/// The policy check's source and its layer-specific setting.
 #[derive(Clone)]
-struct Settings {
-    source: Arc<dyn PolicyVersions>,
-    max_staleness: Duration,
-    lookup_timeout: Duration,
+struct Source {
+    versions: Arc<dyn PolicyVersions>,
     service_token: ServiceTokenRule,
 }
 
-/// The checker: settings plus a concurrent (sharded, CLOCK-Pro evicting) cache of looked-up
-/// versions. A hit takes one shard read lock; concurrent misses for one user wait for a single
-/// source lookup (quick_cache placeholders).
-struct Checker {
-    settings: Settings,
-    cache: Cache<String, (Option<i64>, Instant)>,
-}
-
-impl Checker {
-    fn new(settings: Settings) -> Self {
-        Self {
-            settings,
-            cache: Cache::new(MAX_CACHED_USERS),
-        }
-    }
-
-    fn cached(&self, user: &str) -> Cached {
-        match self.cache.get(user) {
-            Some((v, at)) if at.elapsed() <= self.settings.max_staleness => Cached::Fresh(v),
-            _ => Cached::Miss,
-        }
-    }
-
+impl Source {
     /// Whether a token is not checked: a service token under a claim rule. The
     /// `sub == client_id` rule is met by user tokens wherever users choose their `sub`, so
     /// under it every token is checked (a client id the source does not know passes).
     fn skips(&self, user: &CurrentUser) -> bool {
-        let rule = &self.settings.service_token;
+        let rule = &self.service_token;
         !matches!(rule, ServiceTokenRule::SubjectIsClient) && rule.matches(user)
     }
+}
 
-    /// The current version: fresh from the cache, or one source lookup shared by every
-    /// concurrent request for this user. The whole wait (queueing behind another lookup
-    /// included) is bounded by the lookup timeout.
-    async fn fetch(&self, user: &str) -> Result<Option<i64>, AuthError> {
-        let bound = self.settings.lookup_timeout;
-        match tokio::time::timeout(bound, self.fetch_shared(user)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "policy version source failed; failing closed");
-                crate::telemetry::counter("tower_bearer_policy_source_failures_total", &[]);
-                Err(AuthError::PolicyUnavailable)
-            }
-            Err(_) => {
-                tracing::warn!("policy version lookup timed out; failing closed");
-                crate::telemetry::counter("tower_bearer_policy_source_failures_total", &[]);
-                Err(AuthError::PolicyUnavailable)
-            }
+impl cached_check::Source for Source {
+    /// The current version (`None`: unknown user).
+    type Answer = Option<i64>;
+    type Subject = CurrentUser;
+    type Error = BoxError;
+    const LAYER: &'static str = "PolicyVersionLayer";
+    const WHAT: &'static str = "policy version";
+    const FAILURES: &'static str = "tower_bearer_policy_source_failures_total";
+
+    fn unavailable() -> AuthError {
+        AuthError::PolicyUnavailable
+    }
+
+    fn prepare(&self, extensions: &http::Extensions) -> Prepared<CurrentUser> {
+        match extensions.get::<Authentication>() {
+            Some(Authentication::User(u)) if !self.skips(u) => match u.user_id() {
+                Some(key) => Prepared::Check {
+                    key: key.to_owned(),
+                    subject: u.clone(),
+                },
+                None => Prepared::Skip,
+            },
+            _ => Prepared::Skip,
         }
     }
 
-    async fn fetch_shared(&self, user: &str) -> Result<Option<i64>, BoxError> {
-        let max = self.settings.max_staleness;
-        let entry = self
-            .cache
-            .entry_async(user, |_, (v, at)| {
-                if at.elapsed() <= max {
-                    EntryAction::Retain(*v)
-                } else {
-                    EntryAction::ReplaceWithGuard
-                }
-            })
-            .await;
-        let guard = match entry {
-            // Filled by the lookup we waited for.
-            EntryResult::Retained(v) => return Ok(v),
-            EntryResult::Replaced(guard, _) | EntryResult::Vacant(guard) => Some(guard),
-            _ => None,
-        };
-        // On an error the guard is dropped unfilled: the next waiter looks up itself.
-        // The answer is as old as the question: the source may have read it at any time after
-        // the lookup started, so its age counts from then (a slow lookup must not stretch the
-        // staleness bound).
-        let asked = Instant::now();
-        let v = self.settings.source.current(user).await?;
-        if let Some(guard) = guard {
-            let _ = guard.insert((v, asked));
-        }
-        Ok(v)
+    fn lookup(
+        &self,
+        key: &str,
+        _user: &CurrentUser,
+    ) -> BoxFuture<'static, Result<Option<i64>, BoxError>> {
+        self.versions.current(key)
+    }
+
+    fn decide(user: &CurrentUser, current: Option<i64>) -> Result<(), AuthError> {
+        decide(user, current)
+    }
+
+    fn fmt_fields(settings: &Settings<Self>, d: &mut fmt::DebugStruct<'_, '_>) {
+        d.field("source", &settings.source.versions)
+            .field("max_staleness", &settings.max_staleness);
     }
 }
 
@@ -316,21 +272,7 @@ fn decide(user: &CurrentUser, current: Option<i64>) -> Result<(), AuthError> {
 #[must_use]
 #[derive(Clone)]
 pub struct PolicyVersionLayer<R = DefaultRejection> {
-    checker: Option<Arc<Checker>>,
-    rejection: R,
-}
-
-impl<R> fmt::Debug for PolicyVersionLayer<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.checker {
-            Some(c) => f
-                .debug_struct("PolicyVersionLayer")
-                .field("source", &c.settings.source)
-                .field("max_staleness", &c.settings.max_staleness)
-                .finish_non_exhaustive(),
-            None => f.write_str("PolicyVersionLayer(disabled)"),
-        }
-    }
+    core: Core<Source, R>,
 }
 
 impl PolicyVersionLayer {
@@ -361,14 +303,12 @@ impl PolicyVersionLayer {
     /// # }
     /// ```
     pub fn new(source: Arc<dyn PolicyVersions>) -> Self {
+        let source = Source {
+            versions: source,
+            service_token: ServiceTokenRule::default(),
+        };
         Self {
-            checker: Some(Arc::new(Checker::new(Settings {
-                source,
-                max_staleness: Duration::from_secs(5),
-                lookup_timeout: Duration::from_secs(2),
-                service_token: ServiceTokenRule::default(),
-            }))),
-            rejection: DefaultRejection::default(),
+            core: Core::new(Settings::new(source), DefaultRejection::default()),
         }
     }
 
@@ -397,93 +337,12 @@ impl PolicyVersionLayer {
     /// ```
     pub fn disabled() -> Self {
         Self {
-            checker: None,
-            rejection: DefaultRejection::default(),
+            core: Core::disabled(DefaultRejection::default()),
         }
     }
 }
 
 impl<R> PolicyVersionLayer<R> {
-    /// Changes a setting: nothing on a disabled layer; on a layer already cloned, this copy
-    /// gets its own checker (and an empty cache).
-    fn update(mut self, f: impl FnOnce(&mut Settings)) -> Self {
-        if let Some(checker) = &mut self.checker {
-            match Arc::get_mut(checker) {
-                Some(c) => f(&mut c.settings),
-                None => {
-                    let mut settings = checker.settings.clone();
-                    f(&mut settings);
-                    *checker = Arc::new(Checker::new(settings));
-                }
-            }
-        }
-        self
-    }
-    /// How long a looked-up version may be used (`policy-version.max-staleness-seconds`).
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use std::time::Duration;
-    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
-    /// # use std::convert::Infallible;
-    /// # use http::{Request, Response, StatusCode};
-    /// # use tower::{Layer, ServiceExt, service_fn};
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
-    /// # let req = |pv: i64| {
-    /// #     let claims = serde_json::json!({"iss": "i", "sub": "alice", "uid": "u-1", "pv": pv, "exp": 2000000000, "aud": "api"});
-    /// #     let user = tower_bearer::CurrentUser::from_claims(claims.as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
-    /// #     let mut r = Request::get("/").body(()).unwrap();
-    /// #     r.extensions_mut().insert(tower_bearer::claims::Authentication::User(user));
-    /// #     r
-    /// # };
-    ///
-    /// let versions = Arc::new(MemoryPolicyVersions::new());
-    /// versions.set("u-1", 1);
-    /// let svc = PolicyVersionLayer::new(versions.clone()).with_max_staleness(Duration::ZERO).layer(ok);
-    /// assert_eq!(svc.clone().oneshot(req(1)).await.unwrap().status(), StatusCode::OK);
-    /// versions.bump("u-1"); // seen at once: nothing is cached
-    /// assert_eq!(svc.oneshot(req(1)).await.unwrap().status(), StatusCode::UNAUTHORIZED);
-    /// # }
-    /// ```
-    ///
-    /// On a [disabled](PolicyVersionLayer::disabled) layer this does nothing.
-    pub fn with_max_staleness(self, d: Duration) -> Self {
-        self.update(|s| s.max_staleness = d)
-    }
-    /// Timeout of one lookup (default 2 s).
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use std::time::Duration;
-    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
-    /// # use std::convert::Infallible;
-    /// # use http::{Request, Response, StatusCode};
-    /// # use tower::{Layer, ServiceExt, service_fn};
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
-    /// # let req = |pv: i64| {
-    /// #     let claims = serde_json::json!({"iss": "i", "sub": "alice", "uid": "u-1", "pv": pv, "exp": 2000000000, "aud": "api"});
-    /// #     let user = tower_bearer::CurrentUser::from_claims(claims.as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
-    /// #     let mut r = Request::get("/").body(()).unwrap();
-    /// #     r.extensions_mut().insert(tower_bearer::claims::Authentication::User(user));
-    /// #     r
-    /// # };
-    ///
-    /// let versions = Arc::new(MemoryPolicyVersions::new());
-    /// let layer = PolicyVersionLayer::new(versions).with_lookup_timeout(Duration::from_millis(500));
-    /// assert_eq!(layer.layer(ok).oneshot(req(1)).await.unwrap().status(), StatusCode::OK); // unknown user
-    /// # }
-    /// ```
-    ///
-    /// On a [disabled](PolicyVersionLayer::disabled) layer this does nothing.
-    pub fn with_lookup_timeout(self, d: Duration) -> Self {
-        self.update(|s| s.lookup_timeout = d)
-    }
     /// Which tokens are service tokens (never checked).
     ///
     /// # Example
@@ -515,41 +374,7 @@ impl<R> PolicyVersionLayer<R> {
     ///
     /// On a [disabled](PolicyVersionLayer::disabled) layer this does nothing.
     pub fn with_service_token_rule(self, rule: ServiceTokenRule) -> Self {
-        self.update(|s| s.service_token = rule)
-    }
-    /// Replaces how rejections become responses.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
-    /// use tower_bearer::AuthError;
-    /// # use std::convert::Infallible;
-    /// # use http::{Request, Response, StatusCode};
-    /// # use tower::{Layer, ServiceExt, service_fn};
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
-    /// # let req = |pv: i64| {
-    /// #     let claims = serde_json::json!({"iss": "i", "sub": "alice", "uid": "u-1", "pv": pv, "exp": 2000000000, "aud": "api"});
-    /// #     let user = tower_bearer::CurrentUser::from_claims(claims.as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
-    /// #     let mut r = Request::get("/").body(()).unwrap();
-    /// #     r.extensions_mut().insert(tower_bearer::claims::Authentication::User(user));
-    /// #     r
-    /// # };
-    ///
-    /// let versions = Arc::new(MemoryPolicyVersions::new());
-    /// versions.set("u-1", 2);
-    /// let plain = |_e: &AuthError, _grpc: bool| Response::builder().status(StatusCode::CONFLICT).body(()).unwrap();
-    /// let svc = PolicyVersionLayer::new(versions).with_rejection(plain).layer(ok);
-    /// assert_eq!(svc.oneshot(req(1)).await.unwrap().status(), StatusCode::CONFLICT);
-    /// # }
-    /// ```
-    pub fn with_rejection<R2>(self, rejection: R2) -> PolicyVersionLayer<R2> {
-        PolicyVersionLayer {
-            checker: self.checker,
-            rejection,
-        }
+        self.update(|s| s.source.service_token = rule)
     }
 }
 
@@ -585,62 +410,106 @@ pub struct PolicyVersion<S, R = DefaultRejection> {
     layer: PolicyVersionLayer<R>,
 }
 
-crate::macros::layer_with_rejection!(PolicyVersionLayer => PolicyVersion);
-
-impl<ReqBody, ResBody, S, R> Service<Request<ReqBody>> for PolicyVersion<S, R>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    ReqBody: Send + 'static,
-    R: ResponseForRejection<ResBody>,
-{
-    type Response = Response<ResBody>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future, S, ReqBody, ResBody, R>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let Some(checker) = &self.layer.checker else {
-            return ResponseFuture::future(self.inner.call(req));
-        };
-        let user = match req.extensions().get::<Authentication>() {
-            Some(Authentication::User(u)) if !checker.skips(u) => u.clone(),
-            _ => return ResponseFuture::future(self.inner.call(req)),
-        };
-        let Some(key) = user.user_id().map(str::to_owned) else {
-            return ResponseFuture::future(self.inner.call(req));
-        };
-        let grpc = is_grpc(&req);
-        match checker.cached(&key) {
-            Cached::Fresh(current) => match decide(&user, current) {
-                Ok(()) => ResponseFuture::future(self.inner.call(req)),
-                Err(e) => {
-                    crate::telemetry::rejection(&e);
-                    ResponseFuture::rejected(self.layer.rejection.response(&e, grpc))
-                }
-            },
-            Cached::Miss => {
-                let checker = checker.clone();
-                let check = Box::pin(async move {
-                    let current = checker.fetch(&key).await?;
-                    decide(&user, current)?;
-                    Ok(req)
-                });
-                // See tower's "Be careful when cloning inner services".
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::checking(check, inner, self.layer.rejection.clone(), grpc)
-            }
-        }
-    }
+cached_check::cached_check_layer! {
+    PolicyVersionLayer => PolicyVersion, Source;
+    /// How long a looked-up version may be used (`policy-version.max-staleness-seconds`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    /// # let req = |pv: i64| {
+    /// #     let claims = serde_json::json!({"iss": "i", "sub": "alice", "uid": "u-1", "pv": pv, "exp": 2000000000, "aud": "api"});
+    /// #     let user = tower_bearer::CurrentUser::from_claims(claims.as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// #     let mut r = Request::get("/").body(()).unwrap();
+    /// #     r.extensions_mut().insert(tower_bearer::claims::Authentication::User(user));
+    /// #     r
+    /// # };
+    ///
+    /// let versions = Arc::new(MemoryPolicyVersions::new());
+    /// versions.set("u-1", 1);
+    /// let svc = PolicyVersionLayer::new(versions.clone()).with_max_staleness(Duration::ZERO).layer(ok);
+    /// assert_eq!(svc.clone().oneshot(req(1)).await.unwrap().status(), StatusCode::OK);
+    /// versions.bump("u-1"); // seen at once: nothing is cached
+    /// assert_eq!(svc.oneshot(req(1)).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    /// # }
+    /// ```
+    ///
+    /// On a [disabled](PolicyVersionLayer::disabled) layer this does nothing.
+    fn with_max_staleness;
+    /// Timeout of one lookup (default 2 s).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    /// # let req = |pv: i64| {
+    /// #     let claims = serde_json::json!({"iss": "i", "sub": "alice", "uid": "u-1", "pv": pv, "exp": 2000000000, "aud": "api"});
+    /// #     let user = tower_bearer::CurrentUser::from_claims(claims.as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// #     let mut r = Request::get("/").body(()).unwrap();
+    /// #     r.extensions_mut().insert(tower_bearer::claims::Authentication::User(user));
+    /// #     r
+    /// # };
+    ///
+    /// let versions = Arc::new(MemoryPolicyVersions::new());
+    /// let layer = PolicyVersionLayer::new(versions).with_lookup_timeout(Duration::from_millis(500));
+    /// assert_eq!(layer.layer(ok).oneshot(req(1)).await.unwrap().status(), StatusCode::OK); // unknown user
+    /// # }
+    /// ```
+    ///
+    /// On a [disabled](PolicyVersionLayer::disabled) layer this does nothing.
+    fn with_lookup_timeout;
+    /// Replaces how rejections become responses.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersionLayer};
+    /// use tower_bearer::AuthError;
+    /// # use std::convert::Infallible;
+    /// # use http::{Request, Response, StatusCode};
+    /// # use tower::{Layer, ServiceExt, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+    /// # let req = |pv: i64| {
+    /// #     let claims = serde_json::json!({"iss": "i", "sub": "alice", "uid": "u-1", "pv": pv, "exp": 2000000000, "aud": "api"});
+    /// #     let user = tower_bearer::CurrentUser::from_claims(claims.as_object().unwrap().clone(), &tower_bearer::claims::ClaimMapping::default().compile()).unwrap();
+    /// #     let mut r = Request::get("/").body(()).unwrap();
+    /// #     r.extensions_mut().insert(tower_bearer::claims::Authentication::User(user));
+    /// #     r
+    /// # };
+    ///
+    /// let versions = Arc::new(MemoryPolicyVersions::new());
+    /// versions.set("u-1", 2);
+    /// let plain = |_e: &AuthError, _grpc: bool| Response::builder().status(StatusCode::CONFLICT).body(()).unwrap();
+    /// let svc = PolicyVersionLayer::new(versions).with_rejection(plain).layer(ok);
+    /// assert_eq!(svc.oneshot(req(1)).await.unwrap().status(), StatusCode::CONFLICT);
+    /// # }
+    /// ```
+    fn with_rejection;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::claims::ClaimMapping;
+    use http::{Request, Response};
+    use std::time::Duration;
 
     fn user(v: serde_json::Value) -> CurrentUser {
         CurrentUser::from_claims(

@@ -47,17 +47,11 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
-use http::{Request, Response};
-use quick_cache::sync::{Cache, EntryAction, EntryResult};
-use tower_service::Service;
-
-use crate::authn::{DefaultRejection, ResponseForRejection, is_grpc};
+use crate::authn::DefaultRejection;
+use crate::cached_check::{self, Core, Prepared, Settings};
 use crate::claims::{Authentication, CurrentUser};
 use crate::error::{AuthError, TokenError};
-use crate::future::ResponseFuture;
 use crate::http_client::BoxFuture;
 use crate::store::StoreError;
 
@@ -292,8 +286,6 @@ impl RevocationSource for GrantStoreRevocations {
     }
 }
 
-const MAX_CACHED_TOKENS: usize = 100_000;
-
 /// The cache key of a token: its `jti` and `sid` (either may be absent), unambiguous.
 fn cache_key(jti: Option<&str>, sid: Option<&str>) -> String {
     let mut k = String::with_capacity(4 + jti.map_or(0, str::len) + sid.map_or(0, str::len));
@@ -316,100 +308,66 @@ fn cache_key(jti: Option<&str>, sid: Option<&str>) -> String {
     k
 }
 
-/// The settings of a [`Checker`], kept apart from its cache.
+/// The revocation check's source and its layer-specific setting.
 #[derive(Clone)]
-struct Settings {
-    source: Arc<dyn RevocationSource>,
-    max_staleness: Duration,
-    lookup_timeout: Duration,
+struct Source {
+    revocations: Arc<dyn RevocationSource>,
     require_jti: bool,
 }
 
-/// Settings plus a concurrent cache of answers: `(revoked, when)`.
-struct Checker {
-    settings: Settings,
-    cache: Cache<String, (bool, Instant)>,
-}
+impl cached_check::Source for Source {
+    /// Whether the token was revoked.
+    type Answer = bool;
+    /// The token's `jti` and `sid`.
+    type Subject = (Option<String>, Option<String>);
+    type Error = StoreError;
+    const LAYER: &'static str = "RevocationLayer";
+    const WHAT: &'static str = "revocation";
+    const FAILURES: &'static str = "tower_bearer_revocation_source_failures_total";
 
-/// Whether a cached answer may still be used: a revocation is final, a "not revoked" answer
-/// only within the staleness bound.
-fn usable(revoked: bool, at: Instant, max: Duration) -> bool {
-    revoked || at.elapsed() <= max
-}
-
-impl Checker {
-    fn new(settings: Settings) -> Self {
-        Self {
-            settings,
-            cache: Cache::new(MAX_CACHED_TOKENS),
-        }
+    fn unavailable() -> AuthError {
+        AuthError::RevocationUnavailable
     }
 
-    fn cached(&self, key: &str) -> Option<bool> {
-        match self.cache.get(key) {
-            Some((revoked, at)) if usable(revoked, at, self.settings.max_staleness) => {
-                Some(revoked)
-            }
-            _ => None,
-        }
+    /// A revocation is final; a "not revoked" answer holds only within the staleness bound.
+    fn is_final(revoked: bool) -> bool {
+        revoked
     }
 
-    /// The answer: fresh from the cache, or one source lookup shared by every concurrent
-    /// request for this token, bounded (queueing included) by the lookup timeout.
-    async fn fetch(
-        &self,
-        key: &str,
-        jti: Option<&str>,
-        sid: Option<&str>,
-    ) -> Result<bool, AuthError> {
-        let bound = self.settings.lookup_timeout;
-        match tokio::time::timeout(bound, self.fetch_shared(key, jti, sid)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "revocation source failed; failing closed");
-                crate::telemetry::counter("tower_bearer_revocation_source_failures_total", &[]);
-                Err(AuthError::RevocationUnavailable)
-            }
-            Err(_) => {
-                tracing::warn!("revocation lookup timed out; failing closed");
-                crate::telemetry::counter("tower_bearer_revocation_source_failures_total", &[]);
-                Err(AuthError::RevocationUnavailable)
-            }
-        }
-    }
-
-    async fn fetch_shared(
-        &self,
-        key: &str,
-        jti: Option<&str>,
-        sid: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let max = self.settings.max_staleness;
-        let entry = self
-            .cache
-            .entry_async(key, |_, (revoked, at)| {
-                if usable(*revoked, *at, max) {
-                    EntryAction::Retain(*revoked)
-                } else {
-                    EntryAction::ReplaceWithGuard
-                }
-            })
-            .await;
-        let guard = match entry {
-            EntryResult::Retained(v) => return Ok(v),
-            EntryResult::Replaced(guard, _) | EntryResult::Vacant(guard) => Some(guard),
-            _ => None,
+    fn prepare(&self, extensions: &http::Extensions) -> Prepared<Self::Subject> {
+        let Some(Authentication::User(user)) = extensions.get::<Authentication>() else {
+            return Prepared::Skip;
         };
-        // On an error the guard is dropped unfilled: the next waiter looks up itself.
-        // The answer is as old as the question: the source may have read it at any time after
-        // the lookup started, so its age counts from then (a slow lookup must not stretch the
-        // staleness bound).
-        let asked = Instant::now();
-        let v = self.settings.source.is_revoked(jti, sid).await?;
-        if let Some(guard) = guard {
-            let _ = guard.insert((v, asked));
+        let jti = claim_str(user, "jti").map(str::to_owned);
+        let sid = claim_str(user, "sid").map(str::to_owned);
+        if jti.is_none() && self.require_jti {
+            return Prepared::Reject(AuthError::InvalidToken(TokenError::MissingRequiredClaim));
         }
-        Ok(v)
+        if jti.is_none() && sid.is_none() {
+            return Prepared::Skip;
+        }
+        Prepared::Check {
+            key: cache_key(jti.as_deref(), sid.as_deref()),
+            subject: (jti, sid),
+        }
+    }
+
+    fn lookup(
+        &self,
+        _key: &str,
+        (jti, sid): &Self::Subject,
+    ) -> BoxFuture<'static, Result<bool, StoreError>> {
+        self.revocations.is_revoked(jti.as_deref(), sid.as_deref())
+    }
+
+    fn decide(_ids: &Self::Subject, revoked: bool) -> Result<(), AuthError> {
+        decide(revoked)
+    }
+
+    fn fmt_fields(settings: &Settings<Self>, d: &mut fmt::DebugStruct<'_, '_>) {
+        d.field("source", &settings.source.revocations)
+            .field("max_staleness", &settings.max_staleness)
+            .field("require_jti", &settings.source.require_jti);
     }
 }
 
@@ -458,22 +416,7 @@ fn decide(revoked: bool) -> Result<(), AuthError> {
 #[must_use]
 #[derive(Clone)]
 pub struct RevocationLayer<R = DefaultRejection> {
-    checker: Option<Arc<Checker>>,
-    rejection: R,
-}
-
-impl<R> fmt::Debug for RevocationLayer<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.checker {
-            Some(c) => f
-                .debug_struct("RevocationLayer")
-                .field("source", &c.settings.source)
-                .field("max_staleness", &c.settings.max_staleness)
-                .field("require_jti", &c.settings.require_jti)
-                .finish_non_exhaustive(),
-            None => f.write_str("RevocationLayer(disabled)"),
-        }
-    }
+    core: Core<Source, R>,
 }
 
 impl RevocationLayer {
@@ -489,14 +432,12 @@ impl RevocationLayer {
     /// assert!(format!("{layer:?}").contains("max_staleness: 5s"));
     /// ```
     pub fn new(source: Arc<dyn RevocationSource>) -> Self {
+        let source = Source {
+            revocations: source,
+            require_jti: false,
+        };
         Self {
-            checker: Some(Arc::new(Checker::new(Settings {
-                source,
-                max_staleness: Duration::from_secs(5),
-                lookup_timeout: Duration::from_secs(2),
-                require_jti: false,
-            }))),
-            rejection: DefaultRejection::default(),
+            core: Core::new(Settings::new(source), DefaultRejection::default()),
         }
     }
 
@@ -511,69 +452,12 @@ impl RevocationLayer {
     /// ```
     pub fn disabled() -> Self {
         Self {
-            checker: None,
-            rejection: DefaultRejection::default(),
+            core: Core::disabled(DefaultRejection::default()),
         }
     }
 }
 
 impl<R> RevocationLayer<R> {
-    /// Changes a setting: nothing on a disabled layer; on a layer already cloned, this copy
-    /// gets its own checker (and an empty cache).
-    fn update(mut self, f: impl FnOnce(&mut Settings)) -> Self {
-        if let Some(checker) = &mut self.checker {
-            match Arc::get_mut(checker) {
-                Some(c) => f(&mut c.settings),
-                None => {
-                    let mut settings = checker.settings.clone();
-                    f(&mut settings);
-                    *checker = Arc::new(Checker::new(settings));
-                }
-            }
-        }
-        self
-    }
-
-    /// How long a "not revoked" answer is reused before the source is asked again, and how
-    /// long one is served when the source is down (default 5 s): a revocation takes effect
-    /// within this bound.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use std::time::Duration;
-    /// use tower_bearer::revocation::{MemoryRevocations, RevocationLayer};
-    ///
-    /// let layer = RevocationLayer::new(Arc::new(MemoryRevocations::new()))
-    ///     .with_max_staleness(Duration::from_secs(1));
-    /// assert!(format!("{layer:?}").contains("max_staleness: 1s"));
-    /// ```
-    ///
-    /// On a [disabled](RevocationLayer::disabled) layer this does nothing.
-    pub fn with_max_staleness(self, max: Duration) -> Self {
-        self.update(|s| s.max_staleness = max)
-    }
-
-    /// The longest a request waits for the source (default 2 s), then 503.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use std::sync::Arc;
-    /// use std::time::Duration;
-    /// use tower_bearer::revocation::{MemoryRevocations, RevocationLayer};
-    ///
-    /// let layer = RevocationLayer::new(Arc::new(MemoryRevocations::new()))
-    ///     .with_lookup_timeout(Duration::from_millis(500));
-    /// # let _ = layer;
-    /// ```
-    ///
-    /// On a [disabled](RevocationLayer::disabled) layer this does nothing.
-    pub fn with_lookup_timeout(self, timeout: Duration) -> Self {
-        self.update(|s| s.lookup_timeout = timeout)
-    }
-
     /// Refuses tokens without a `jti` claim (401 `invalid_token`, reason
     /// `missing_required_claim`); off by default (see the [module docs](crate::revocation)).
     ///
@@ -604,9 +488,70 @@ impl<R> RevocationLayer<R> {
     ///
     /// On a [disabled](RevocationLayer::disabled) layer this does nothing.
     pub fn require_jti(self, require: bool) -> Self {
-        self.update(|s| s.require_jti = require)
+        self.update(|s| s.source.require_jti = require)
     }
+}
 
+/// The service of [`RevocationLayer`].
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use tower_bearer::revocation::{MemoryRevocations, Revocation, RevocationLayer};
+/// # use std::convert::Infallible;
+/// # use http::{Request, Response, StatusCode};
+/// # use tower::{Layer, ServiceExt, service_fn};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+///
+/// let svc: Revocation<_> = RevocationLayer::new(Arc::new(MemoryRevocations::new())).layer(ok);
+/// // No verified token (anonymous): nothing to check here, authorization decides.
+/// assert_eq!(svc.oneshot(Request::new(())).await.unwrap().status(), StatusCode::OK);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Revocation<S, R = DefaultRejection> {
+    inner: S,
+    layer: RevocationLayer<R>,
+}
+
+cached_check::cached_check_layer! {
+    RevocationLayer => Revocation, Source;
+    /// How long a "not revoked" answer is reused before the source is asked again, and how
+    /// long one is served when the source is down (default 5 s): a revocation takes effect
+    /// within this bound.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tower_bearer::revocation::{MemoryRevocations, RevocationLayer};
+    ///
+    /// let layer = RevocationLayer::new(Arc::new(MemoryRevocations::new()))
+    ///     .with_max_staleness(Duration::from_secs(1));
+    /// assert!(format!("{layer:?}").contains("max_staleness: 1s"));
+    /// ```
+    ///
+    /// On a [disabled](RevocationLayer::disabled) layer this does nothing.
+    fn with_max_staleness;
+    /// The longest a request waits for the source (default 2 s), then 503.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tower_bearer::revocation::{MemoryRevocations, RevocationLayer};
+    ///
+    /// let layer = RevocationLayer::new(Arc::new(MemoryRevocations::new()))
+    ///     .with_lookup_timeout(Duration::from_millis(500));
+    /// # let _ = layer;
+    /// ```
+    ///
+    /// On a [disabled](RevocationLayer::disabled) layer this does nothing.
+    fn with_lookup_timeout;
     /// Replaces how rejections become responses.
     ///
     /// # Example
@@ -635,103 +580,17 @@ impl<R> RevocationLayer<R> {
     /// assert_eq!(svc.oneshot(req("t-1")).await.unwrap().status(), StatusCode::GONE);
     /// # }
     /// ```
-    pub fn with_rejection<R2>(self, rejection: R2) -> RevocationLayer<R2> {
-        RevocationLayer {
-            checker: self.checker,
-            rejection,
-        }
-    }
-}
-
-/// The service of [`RevocationLayer`].
-///
-/// # Example
-///
-/// ```
-/// use std::sync::Arc;
-/// use tower_bearer::revocation::{MemoryRevocations, Revocation, RevocationLayer};
-/// # use std::convert::Infallible;
-/// # use http::{Request, Response, StatusCode};
-/// # use tower::{Layer, ServiceExt, service_fn};
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// # let ok = service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
-///
-/// let svc: Revocation<_> = RevocationLayer::new(Arc::new(MemoryRevocations::new())).layer(ok);
-/// // No verified token (anonymous): nothing to check here, authorization decides.
-/// assert_eq!(svc.oneshot(Request::new(())).await.unwrap().status(), StatusCode::OK);
-/// # }
-/// ```
-#[derive(Clone)]
-pub struct Revocation<S, R = DefaultRejection> {
-    inner: S,
-    layer: RevocationLayer<R>,
-}
-
-crate::macros::layer_with_rejection!(RevocationLayer => Revocation);
-
-impl<ReqBody, ResBody, S, R> Service<Request<ReqBody>> for Revocation<S, R>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    ReqBody: Send + 'static,
-    R: ResponseForRejection<ResBody>,
-{
-    type Response = Response<ResBody>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future, S, ReqBody, ResBody, R>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let Some(checker) = &self.layer.checker else {
-            return ResponseFuture::future(self.inner.call(req));
-        };
-        let Some(Authentication::User(user)) = req.extensions().get::<Authentication>() else {
-            return ResponseFuture::future(self.inner.call(req));
-        };
-        let grpc = is_grpc(&req);
-        let jti = claim_str(user, "jti").map(str::to_owned);
-        let sid = claim_str(user, "sid").map(str::to_owned);
-        if jti.is_none() && checker.settings.require_jti {
-            let e = AuthError::InvalidToken(TokenError::MissingRequiredClaim);
-            crate::telemetry::rejection(&e);
-            return ResponseFuture::rejected(self.layer.rejection.response(&e, grpc));
-        }
-        if jti.is_none() && sid.is_none() {
-            return ResponseFuture::future(self.inner.call(req));
-        }
-        let key = cache_key(jti.as_deref(), sid.as_deref());
-        match checker.cached(&key) {
-            Some(revoked) => match decide(revoked) {
-                Ok(()) => ResponseFuture::future(self.inner.call(req)),
-                Err(e) => {
-                    crate::telemetry::rejection(&e);
-                    ResponseFuture::rejected(self.layer.rejection.response(&e, grpc))
-                }
-            },
-            None => {
-                let checker = checker.clone();
-                let check = Box::pin(async move {
-                    let revoked = checker.fetch(&key, jti.as_deref(), sid.as_deref()).await?;
-                    decide(revoked)?;
-                    Ok(req)
-                });
-                // See tower's "Be careful when cloning inner services".
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::checking(check, inner, self.layer.rejection.clone(), grpc)
-            }
-        }
-    }
+    fn with_rejection;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::claims::ClaimMapping;
+    use http::{Request, Response};
     use std::convert::Infallible;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::Duration;
     use tower::{Layer, ServiceExt};
 
     fn request(v: serde_json::Value) -> Request<()> {

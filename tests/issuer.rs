@@ -3,7 +3,8 @@
 //! crate as clients, tokens checked by our `Verifier` (discovery) and by `jsonwebtoken`,
 //! concurrency, limits, a restart on a key directory, and a key rotation under load.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -32,9 +33,9 @@ use tower_bearer::jwks::{Algorithm, RemoteOptions};
 use tower_bearer::outbound::{ClientAuth, ClientCredentials, TokenClient, TokenManager};
 use tower_bearer::verify::{IssuerConfig, Verifier};
 
-/// bcrypt (cost 4) of `correct horse`: test-only.
-const HASH: &str = "{bcrypt}$2a$04$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mujHHrcaU.";
-const SECRET: &str = "correct horse";
+use common::issuer::PW as SECRET;
+use common::issuer::{FORM, HASH, Reply, basic, header_of, payload, post, send, serve_issuer};
+
 /// A test-only secret with the characters RFC 6749 §2.3.1 encoding must survive.
 const ODD_ID: &str = "odd:client+1%";
 const ODD_SECRET: &str = "p:a+s%s w";
@@ -61,83 +62,30 @@ async fn start_with(
         tower_bearer::issuer::AuthorizationServerBuilder,
     ) -> tower_bearer::issuer::AuthorizationServerBuilder,
 ) -> (AuthorizationServer, String) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let base = format!("http://{addr}");
-    let builder = AuthorizationServer::builder(base.clone())
-        .audience(["eon-internal"])
-        .client(basic_client("orders", PasswordHash::parse(HASH).unwrap()))
-        .client(
-            RegisteredClient::new("poster", AuthMethod::ClientSecretPost)
-                .with_secret_hash(PasswordHash::parse(HASH).unwrap())
-                .with_grant_types([GrantType::ClientCredentials])
-                .with_scopes(["orders.read"]),
-        )
-        .client(basic_client(ODD_ID, odd_hash().await))
-        .client(
-            RegisteredClient::new("refresher", AuthMethod::ClientSecretBasic)
-                .with_secret_hash(PasswordHash::parse(HASH).unwrap())
-                .with_grant_types([GrantType::RefreshToken]),
-        );
-    let server = configure(builder).build().await.unwrap();
-    let app = server.router();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    (server, base)
+    let odd = odd_hash().await;
+    serve_issuer(|base| {
+        let builder = AuthorizationServer::builder(base)
+            .audience(["eon-internal"])
+            .client(basic_client("orders", PasswordHash::parse(HASH).unwrap()))
+            .client(
+                RegisteredClient::new("poster", AuthMethod::ClientSecretPost)
+                    .with_secret_hash(PasswordHash::parse(HASH).unwrap())
+                    .with_grant_types([GrantType::ClientCredentials])
+                    .with_scopes(["orders.read"]),
+            )
+            .client(basic_client(ODD_ID, odd))
+            .client(
+                RegisteredClient::new("refresher", AuthMethod::ClientSecretBasic)
+                    .with_secret_hash(PasswordHash::parse(HASH).unwrap())
+                    .with_grant_types([GrantType::RefreshToken]),
+            );
+        configure(builder)
+    })
+    .await
 }
 
 async fn start() -> (AuthorizationServer, String) {
     start_with(|b| b).await
-}
-
-struct Reply {
-    status: u16,
-    headers: http::HeaderMap,
-    json: Value,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
-async fn send(req: http::Request<Full<Bytes>>) -> Reply {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let res = client.request(req).await.unwrap();
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        json,
-    }
-}
-
-fn basic(id: &str, secret: &str) -> String {
-    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    format!(
-        "Basic {}",
-        STANDARD.encode(format!("{}:{}", enc(id), enc(secret)))
-    )
-}
-
-const FORM: &str = "application/x-www-form-urlencoded";
-
-async fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-    let mut b = http::Request::post(url);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    send(b.body(Full::new(Bytes::from(body.to_owned()))).unwrap()).await
 }
 
 async fn token_basic(base: &str, id: &str, secret: &str, body: &str) -> Reply {
@@ -148,16 +96,6 @@ async fn token_basic(base: &str, id: &str, secret: &str, body: &str) -> Reply {
         body,
     )
     .await
-}
-
-fn payload(token: &str) -> Value {
-    let p = token.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap()
-}
-
-fn header_of(token: &str) -> Value {
-    let p = token.split('.').next().unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap()
 }
 
 /// Every RFC 6749 §5.2 row (and RFC 8707 `invalid_target`), as raw HTTP.

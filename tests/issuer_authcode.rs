@@ -4,43 +4,36 @@
 //! authorization request and the code exchange, code replay revoking what the first use issued,
 //! expired codes, CSRF, lockout shared with the password grant, consent, and the Redis store.
 
+mod common;
+
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
-use tokio::net::TcpListener;
 use tower_bearer::clock::ManualClock;
 use tower_bearer::issuer::clients::RegisteredClient;
 use tower_bearer::issuer::config::{AuthMethod, GrantType};
 use tower_bearer::issuer::limiter::LimiterConfig;
-use tower_bearer::issuer::password::PasswordHash;
 use tower_bearer::issuer::store::{FamilyState, RedisGrantStore};
 use tower_bearer::issuer::users::{MemoryUserStore, User};
 use tower_bearer::issuer::{AuthorizationServer, AuthorizationServerBuilder};
 use tower_bearer::verify::{IssuerConfig, Verifier};
 
-/// bcrypt (cost 4) of `correct horse`: test-only.
-const HASH: &str = "{bcrypt}$2a$04$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mujHHrcaU.";
-const PW: &str = "correct horse";
-const FORM: &str = "application/x-www-form-urlencoded";
+use common::issuer::payload as claims;
+use common::issuer::{FORM, PW, Reply, hash, serve_issuer};
+use common::redis_server::RedisServer;
+
 /// RFC 7636 appendix B.
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 const WEB_CB: &str = "https://app.example/cb";
 const MOBILE_CB: &str = "com.example.app:/cb";
-
-fn hash() -> PasswordHash {
-    PasswordHash::parse(HASH).unwrap()
-}
 
 fn users() -> MemoryUserStore {
     MemoryUserStore::from_users([
@@ -118,27 +111,7 @@ fn builder(base: &str, users: &MemoryUserStore) -> AuthorizationServerBuilder {
 async fn serve(
     configure: impl FnOnce(AuthorizationServerBuilder) -> AuthorizationServerBuilder,
 ) -> (AuthorizationServer, String) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = configure(builder(&base, &users())).build().await.unwrap();
-    let app = server.router();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    (server, base)
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: http::HeaderMap,
-    body: String,
-    json: Value,
+    serve_issuer(|base| configure(builder(base, &users()))).await
 }
 
 impl Reply {
@@ -198,17 +171,7 @@ impl Browser {
             let (k, v) = pair.split_once('=').unwrap();
             self.cookies.insert(k.to_owned(), v.to_owned());
         }
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let body = String::from_utf8_lossy(&bytes).into_owned();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-            json,
-        }
+        Reply::read(res).await
     }
 
     async fn get(&mut self, url: &str) -> Reply {
@@ -282,14 +245,7 @@ async fn web_code(base: &str, b: &mut Browser) -> String {
 }
 
 async fn token(base: &str, basic_id: Option<&str>, form: &[(&str, &str)]) -> Reply {
-    let mut req = http::Request::post(format!("{base}/oauth2/token")).header("content-type", FORM);
-    if let Some(id) = basic_id {
-        req = req.header(
-            "authorization",
-            format!("Basic {}", STANDARD.encode(format!("{id}:correct+horse"))),
-        );
-    }
-    Browser::default().send(req, q(form)).await
+    common::issuer::token(base, basic_id.unwrap_or(""), &q(form)).await
 }
 
 async fn exchange_web(base: &str, code: &str) -> Reply {
@@ -304,11 +260,6 @@ async fn exchange_web(base: &str, code: &str) -> Reply {
         ],
     )
     .await
-}
-
-fn claims(jwt: &str) -> Value {
-    let p = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap()
 }
 
 fn assert_invalid_grant(r: &Reply) {
@@ -1035,66 +986,6 @@ async fn consent_page_deny_approve_and_remembered() {
         .get(&format!("{}&prompt=none", req("orders.write", "pn")))
         .await;
     assert_eq!(none.redirect_params(cb)["error"], "consent_required");
-}
-
-// ---------------------------------------------------------------------------------------------
-// A real redis-server (as tests/redis.rs).
-
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let mut child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be on PATH (apt-get install redis-server)");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Self { child, port };
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("redis-server did not start");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test]

@@ -4,40 +4,33 @@
 //! checked by our `Verifier`, and 50 concurrent refreshes over two issuers sharing a real
 //! `redis-server`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
 use tokio::net::TcpListener;
 use tower_bearer::clock::ManualClock;
 use tower_bearer::config::SecurityConfig;
 use tower_bearer::issuer::clients::RegisteredClient;
 use tower_bearer::issuer::config::{AuthMethod, GrantType};
 use tower_bearer::issuer::limiter::LimiterConfig;
-use tower_bearer::issuer::password::{PasswordHash, PasswordScheme};
+use tower_bearer::issuer::password::PasswordScheme;
 use tower_bearer::issuer::store::RedisGrantStore;
 use tower_bearer::issuer::users::{MemoryUserStore, User};
 use tower_bearer::issuer::{AuthorizationServer, AuthorizationServerBuilder};
 use tower_bearer::policy::{MemoryPolicyVersions, PolicyVersions};
 use tower_bearer::verify::{IssuerConfig, Verifier};
 
-/// bcrypt (cost 4) of `correct horse`: test-only.
-const HASH: &str = "{bcrypt}$2a$04$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mujHHrcaU.";
-const PW: &str = "correct horse";
-const FORM: &str = "application/x-www-form-urlencoded";
-
-fn hash() -> PasswordHash {
-    PasswordHash::parse(HASH).unwrap()
-}
+use common::issuer::payload as claims;
+use common::issuer::{HASH, PW, Reply, at_of, hash, post_form, rt_of, serve_issuer, token};
+use common::redis_server::RedisServer;
 
 fn users() -> MemoryUserStore {
     MemoryUserStore::from_users([
@@ -86,55 +79,7 @@ async fn serve(
     configure: impl FnOnce(AuthorizationServerBuilder) -> AuthorizationServerBuilder,
     users: &MemoryUserStore,
 ) -> (AuthorizationServer, String) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = configure(builder(&base, users)).build().await.unwrap();
-    let app = server.router();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    (server, base)
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: http::HeaderMap,
-    json: Value,
-    body: Bytes,
-}
-
-fn basic(id: &str) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{id}:correct+horse")))
-}
-
-async fn post_as(url: &str, id: &str, body: &str) -> Reply {
-    let mut req = http::Request::post(url).header("content-type", FORM);
-    if !id.is_empty() {
-        req = req.header("authorization", basic(id));
-    }
-    let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let res = client.request(req).await.unwrap();
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        json,
-        body,
-    }
-}
-
-async fn token(base: &str, id: &str, body: &str) -> Reply {
-    post_as(&format!("{base}/oauth2/token"), id, body).await
+    serve_issuer(|base| configure(builder(base, users))).await
 }
 
 async fn login(base: &str, id: &str, user: &str, pw: &str) -> Reply {
@@ -158,22 +103,6 @@ async fn refresh(base: &str, id: &str, rt: &str) -> Reply {
         &format!("grant_type=refresh_token&refresh_token={rt}"),
     )
     .await
-}
-
-fn claims(jwt: &str) -> Value {
-    let p = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap()
-}
-
-fn rt_of(r: &Reply) -> String {
-    r.json["refresh_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no refresh token: {r:?}"))
-        .to_owned()
-}
-
-fn at_of(r: &Reply) -> String {
-    r.json["access_token"].as_str().unwrap().to_owned()
 }
 
 fn assert_invalid_grant(r: &Reply) {
@@ -290,7 +219,7 @@ async fn every_login_failure_is_the_same_invalid_grant() {
     )
     .await;
     assert_eq!(r.json["error"], "unauthorized_client", "{r:?}");
-    let r = post_as(
+    let r = post_form(
         &format!("{base}/oauth2/token?password=x"),
         "web",
         "grant_type=password&username=alice&password=correct+horse",
@@ -429,7 +358,7 @@ async fn refresh_rules_client_binding_scopes_lifetimes_and_user_reload() {
 }
 
 async fn introspect(base: &str, id: &str, tok: &str) -> Reply {
-    post_as(
+    post_form(
         &format!("{base}/oauth2/introspect"),
         id,
         &format!("token={tok}"),
@@ -438,7 +367,7 @@ async fn introspect(base: &str, id: &str, tok: &str) -> Reply {
 }
 
 async fn revoke(base: &str, id: &str, body: &str) -> Reply {
-    post_as(&format!("{base}/oauth2/revoke"), id, body).await
+    post_form(&format!("{base}/oauth2/revoke"), id, body).await
 }
 
 #[tokio::test]
@@ -466,7 +395,7 @@ async fn revocation_and_introspection_tables() {
         (r.status, r.json["error"].as_str()),
         (403, Some("unauthorized_client"))
     );
-    let r = post_as(&format!("{base}/oauth2/introspect"), "nobody", "token=x").await;
+    let r = post_form(&format!("{base}/oauth2/introspect"), "nobody", "token=x").await;
     assert_eq!(
         (r.status, r.json["error"].as_str()),
         (401, Some("invalid_client"))
@@ -512,7 +441,7 @@ async fn revocation_and_introspection_tables() {
             .unwrap();
     for t in ["garbage", "a.b.c", forged.as_str(), other_key.as_str()] {
         let r = introspect(&base, "rs", t).await;
-        assert_eq!(&r.body[..], br#"{"active":false}"#, "{t}");
+        assert_eq!(r.body.as_bytes(), br#"{"active":false}"#, "{t}");
     }
 
     // Revocation: garbage, unknown and missing-hint tokens are 200.
@@ -555,7 +484,7 @@ async fn revocation_and_introspection_tables() {
         200
     );
     assert_eq!(
-        &introspect(&base, "rs", &at).await.body[..],
+        introspect(&base, "rs", &at).await.body.as_bytes(),
         br#"{"active":false}"#
     );
     let jti = claims(&at)["jti"].as_str().unwrap().to_owned();
@@ -583,11 +512,11 @@ async fn revocation_and_introspection_tables() {
         200
     );
     assert_eq!(
-        &introspect(&base, "rs", &rt2).await.body[..],
+        introspect(&base, "rs", &rt2).await.body.as_bytes(),
         br#"{"active":false}"#
     );
     assert_eq!(
-        &introspect(&base, "rs", &at2).await.body[..],
+        introspect(&base, "rs", &at2).await.body.as_bytes(),
         br#"{"active":false}"#
     );
     assert_invalid_grant(&refresh(&base, "web", &rt2).await);
@@ -599,7 +528,7 @@ async fn revocation_and_introspection_tables() {
     // Once the key is removed, its tokens are inactive.
     server.keys().remove(&old_kid).await.unwrap();
     assert_eq!(
-        &introspect(&base, "rs", &svc_at).await.body[..],
+        introspect(&base, "rs", &svc_at).await.body.as_bytes(),
         br#"{"active":false}"#
     );
     // POST only.
@@ -663,105 +592,6 @@ security:
     assert_invalid_grant(&login(&base, "web", "dave", PW).await);
 }
 
-// ---------------------------------------------------------------------------------------------
-// A real redis-server (as tests/redis.rs).
-
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    aof: bool,
-    dir: std::path::PathBuf,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        Self::start_with(false)
-    }
-
-    /// `aof`: `appendonly yes` in a directory of its own.
-    fn start_with(aof: bool) -> Self {
-        for i in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let dir =
-                std::env::temp_dir().join(format!("tb-grants-{}-{port}-{i}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let mut s = Self {
-                child: None,
-                port,
-                aof,
-                dir,
-            };
-            if s.spawn() {
-                return s;
-            }
-        }
-        panic!("redis-server did not start");
-    }
-
-    fn spawn(&mut self) -> bool {
-        let mut child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", if self.aof { "yes" } else { "no" }])
-            .args(["--appendfsync", "always"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be on PATH (apt-get install redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            if ping(self.port) {
-                self.child = Some(child);
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        false
-    }
-
-    /// Kills the server and starts it again on the same port and directory.
-    fn restart(&mut self) {
-        self.stop();
-        assert!(self.spawn(), "redis-server did not come back");
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// Refreshes until the store answers again (503 while the connection is being re-made).
 async fn refresh_after_restart(base: &str, rt: &str) -> Reply {
     for _ in 0..50 {
@@ -794,19 +624,6 @@ async fn redis_restart_with_aof_keeps_grants_without_it_asks_for_a_new_login() {
             assert_eq!(login(&base, "web", "alice", PW).await.status, 200);
         }
     }
-}
-
-fn ping(port: u16) -> bool {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 16];
-    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

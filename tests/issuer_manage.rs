@@ -5,39 +5,28 @@
 //! authentication, GET refused), client secret rotation with `expires-at`, and the audit events
 //! (fields, and no secret or token in any of them).
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod common;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use tokio::net::TcpListener;
 use tower_bearer::clock::{Clock, ManualClock, SystemClock};
 use tower_bearer::config::SecurityConfig;
 use tower_bearer::issuer::clients::RegisteredClient;
 use tower_bearer::issuer::config::{AuthMethod, GrantType};
-use tower_bearer::issuer::password::PasswordHash;
 use tower_bearer::issuer::store::{GrantStore, RedisGrantStore};
 use tower_bearer::issuer::users::{MemoryUserStore, User};
 use tower_bearer::issuer::{AuthorizationServer, AuthorizationServerBuilder};
 use tower_bearer::jwks::Algorithm;
 use tower_bearer::signing::SigningKey;
 
-/// bcrypt (cost 4) of `correct horse`: test only.
-const HASH: &str = "{bcrypt}$2a$04$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mujHHrcaU.";
-const FORM: &str = "application/x-www-form-urlencoded";
-
-fn hash() -> PasswordHash {
-    PasswordHash::parse(HASH).unwrap()
-}
+use common::issuer::basic as basic_with;
+use common::issuer::{
+    FORM, PW, Reply, call, hash, listen, post_form, rt_of, serve_issuer, spawn_serve, token,
+};
+use common::redis_server::RedisServer;
 
 fn users() -> MemoryUserStore {
     MemoryUserStore::from_users([
@@ -94,35 +83,10 @@ struct Env {
     manage: String,
 }
 
-async fn listen(app: axum::Router) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    base
-}
-
 async fn start(
     configure: impl FnOnce(AuthorizationServerBuilder) -> AuthorizationServerBuilder,
 ) -> Env {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = configure(builder(&base)).build().await.unwrap();
-    let app = server.router();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let (server, base) = serve_issuer(|base| configure(builder(base))).await;
     // The management API on a listener of its own.
     let manage = listen(server.management_router().unwrap()).await;
     Env {
@@ -132,56 +96,8 @@ async fn start(
     }
 }
 
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: http::HeaderMap,
-    json: Value,
-    text: String,
-}
-
-async fn call(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
-    let mut req = http::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let res = client.request(req).await.unwrap();
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        headers,
-        json: serde_json::from_slice(&body).unwrap_or(Value::Null),
-        text: String::from_utf8_lossy(&body).into_owned(),
-    }
-}
-
 fn basic(id: &str) -> String {
-    basic_with(id, "correct horse")
-}
-
-fn basic_with(id: &str, secret: &str) -> String {
-    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    format!(
-        "Basic {}",
-        STANDARD.encode(format!("{}:{}", enc(id), enc(secret)))
-    )
-}
-
-async fn post_form(url: &str, id: &str, body: &str) -> Reply {
-    let auth = basic(id);
-    let mut h = vec![("content-type", FORM)];
-    if !id.is_empty() {
-        h.push(("authorization", auth.as_str()));
-    }
-    call("POST", url, &h, body).await
-}
-
-async fn token(base: &str, id: &str, body: &str) -> Reply {
-    post_form(&format!("{base}/oauth2/token"), id, body).await
+    basic_with(id, PW)
 }
 
 async fn login(base: &str, id: &str, user: &str) -> Reply {
@@ -193,13 +109,6 @@ async fn login(base: &str, id: &str, user: &str) -> Reply {
     .await;
     assert_eq!(r.status, 200, "{r:?}");
     r
-}
-
-fn rt_of(r: &Reply) -> String {
-    r.json["refresh_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no refresh token: {r:?}"))
-        .to_owned()
 }
 
 fn sid_of(rt: &str) -> String {
@@ -364,9 +273,9 @@ async fn exercise_endpoints(env: &Env, redis: bool) {
     assert!(r.json["last_used"].as_u64().unwrap() >= r.json["created"].as_u64().unwrap());
     for secret in [&rt, &rt2] {
         let tail = secret.split('.').nth(1).unwrap();
-        assert!(!r.text.contains(tail), "token value in the answer");
+        assert!(!r.body.contains(tail), "token value in the answer");
         let digest = tower_bearer::issuer::store::hash_secret(secret);
-        assert!(!r.text.contains(&digest), "token hash in the answer");
+        assert!(!r.body.contains(&digest), "token hash in the answer");
     }
 
     // Malformed and unknown ids.
@@ -893,15 +802,7 @@ security:
         .build()
         .await
         .unwrap();
-    let app = server.router();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    spawn_serve(listener, server.router());
     let ask = |secret: &'static str| {
         let url = format!("{base}/oauth2/token");
         async move {
@@ -1203,74 +1104,4 @@ mod counters {
             Histogram::noop()
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// A real redis-server (as tests/redis.rs).
-
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let mut child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be on PATH (apt-get install redis-server)");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if ping(port) {
-                    return Self {
-                        child: Some(child),
-                        port,
-                    };
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("redis-server did not start");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn ping(port: u16) -> bool {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 16];
-    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
 }

@@ -12,9 +12,6 @@ mod gateway_example;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +20,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use common::redis_server::RedisServer;
 use common::{Idp, claims, get_bearer, jwks_of, serve};
 use serde_json::json;
 use tower_bearer::clock::{Clock, ManualClock};
@@ -42,116 +40,6 @@ const ID: &str = "orders-client";
 const SECRET: &str = "orders-client-secret";
 const PREFIX: &str = "tb-test";
 const T0: u64 = 1_700_000_000;
-
-// ---------------------------------------------------------------------------------------------
-// A real redis-server.
-
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl RedisServer {
-    /// Starts `redis-server` on a free port and waits until it answers PING.
-    fn start() -> Self {
-        for _ in 0..5 {
-            let port = common::reserve_addr().port();
-            let mut server = Self {
-                child: Some(spawn_redis(port)),
-                port,
-            };
-            if server.wait_ready(Duration::from_secs(10)) {
-                return server;
-            }
-            server.stop(); // the port was taken in between, most likely: try another
-        }
-        panic!("redis-server did not answer PING on any of 5 ports");
-    }
-
-    /// Starts again on the same port (after [`stop`](Self::stop)).
-    fn restart(&mut self) {
-        self.stop();
-        self.child = Some(spawn_redis(self.port));
-        assert!(
-            self.wait_ready(Duration::from_secs(10)),
-            "redis-server did not come back on port {}",
-            self.port
-        );
-    }
-
-    fn wait_ready(&mut self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return false; // exited: could not bind
-                }
-            }
-            if ping(addr) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Kills the server (by its PID) and reaps it.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn spawn_redis(port: u16) -> Child {
-    let dir = std::env::temp_dir();
-    Command::new("redis-server")
-        .args(["--port", &port.to_string()])
-        .args(["--bind", "127.0.0.1"])
-        .args(["--save", ""])
-        .args(["--appendonly", "no"])
-        .arg("--dir")
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                panic!(
-                    "redis-server not found on PATH: the Redis tests need a real server. \
-                     Install it (`apt-get install redis-server`, `brew install redis`) or run \
-                     ./scripts/test.sh, which installs it when missing"
-                )
-            }
-            panic!("cannot start redis-server: {e}")
-        })
-}
-
-/// A raw RESP `PING`.
-fn ping(addr: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 16];
-    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
-}
 
 /// A plain client, to look at what the store wrote.
 async fn raw(url: &str) -> redis::aio::ConnectionManager {

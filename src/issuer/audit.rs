@@ -73,8 +73,16 @@ pub(crate) struct AuditCounters {
 
 impl AuditCounters {
     pub(crate) fn add(&self, event: &'static str, kind: &'static str) {
+        self.add_n(event, kind, 1);
+    }
+
+    /// Counts `n` events at once (nothing when `n` is 0: no entry is made).
+    pub(crate) fn add_n(&self, event: &'static str, kind: &'static str, n: u64) {
+        if n == 0 {
+            return;
+        }
         let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry((event, kind)).or_default() += 1;
+        *m.entry((event, kind)).or_default() += n;
     }
 
     pub(crate) fn snapshot(&self) -> AuditCounts {

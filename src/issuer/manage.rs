@@ -234,11 +234,11 @@ impl AuthorizationServer {
             )
             .route(
                 &format!("{p}/users/{{uid}}/authorizations"),
-                get(list_user).delete(revoke_user),
+                owned(Owner::User),
             )
             .route(
                 &format!("{p}/clients/{{id}}/authorizations"),
-                get(list_client).delete(revoke_client),
+                owned(Owner::Client),
             )
             .route(&format!("{p}/cleanup"), post(cleanup))
             .fallback(not_found_route)
@@ -480,9 +480,8 @@ async fn revoke_family(
     match store.revoke_family(&id, now).await {
         Ok(revoked) => {
             audit!(Some(&s.audit), info, "admin_action", "revoke_authorization"; admin = admin(&user), sid = %id, revoked, "management: authorization revoked");
-            if revoked {
-                s.audit.add("admin_revoked", "authorization");
-            }
+            s.audit
+                .add_n("admin_revoked", "authorization", u64::from(revoked));
             reply(
                 StatusCode::OK,
                 &json!({ "id": id, "revoked": revoked, "state": "revoked" }),
@@ -496,44 +495,111 @@ fn list(families: Vec<FamilyRecord>, now: u64) -> Value {
     Value::Array(families.iter().map(|f| family_json(f, now)).collect())
 }
 
-async fn list_user(
-    State(s): State<Arc<Shared>>,
-    Extension(user): Extension<CurrentUser>,
-    Path(uid): Path<String>,
-) -> Response {
-    if !valid_name(&uid) {
-        return bad_id("user id");
+/// Whose authorizations a list or revoke call is about.
+#[derive(Clone, Copy)]
+enum Owner {
+    User,
+    Client,
+}
+
+impl Owner {
+    /// The id's field in the answer and the audit kind of a revocation.
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Owner::User => ("user_id", "user"),
+            Owner::Client => ("client_id", "client"),
+        }
+    }
+
+    /// A well-formed user id, or a registered client.
+    async fn check(self, s: &Shared, id: &str) -> Result<(), Response> {
+        match self {
+            Owner::User if !valid_name(id) => Err(bad_id("user id")),
+            Owner::User => Ok(()),
+            Owner::Client => known_client(s, id).await,
+        }
+    }
+
+    fn audit_list(self, s: &Shared, user: &CurrentUser, id: &str) {
+        match self {
+            Owner::User => {
+                audit!(Some(&s.audit), info, "admin_action", "list_user"; admin = admin(user), uid = %id, "management: user's authorizations read");
+            }
+            Owner::Client => {
+                audit!(Some(&s.audit), info, "admin_action", "list_client"; admin = admin(user), client_id = %id, "management: client's authorizations read");
+            }
+        }
+    }
+
+    fn audit_revoke(self, s: &Shared, user: &CurrentUser, id: &str, n: u64) {
+        match self {
+            Owner::User => {
+                audit!(Some(&s.audit), info, "admin_action", "revoke_user"; admin = admin(user), uid = %id, revoked = n, "management: user's authorizations revoked");
+            }
+            Owner::Client => {
+                audit!(Some(&s.audit), info, "admin_action", "revoke_client"; admin = admin(user), client_id = %id, revoked = n, "management: client's authorizations revoked");
+            }
+        }
+        s.audit.add_n("admin_revoked", self.names().1, n);
+    }
+}
+
+/// `GET /users/{id}/authorizations`, `GET /clients/{id}/authorizations`.
+async fn list_owned(s: &Shared, user: &CurrentUser, owner: Owner, id: String) -> Response {
+    if let Err(res) = owner.check(s, &id).await {
+        return res;
     }
     let now = s.clock.now_unix();
-    audit!(Some(&s.audit), info, "admin_action", "list_user"; admin = admin(&user), uid = %uid, "management: user's authorizations read");
-    match s.user_grants.store.families_by_user(&uid, now).await {
+    owner.audit_list(s, user, &id);
+    let store = &s.user_grants.store;
+    let families = match owner {
+        Owner::User => store.families_by_user(&id, now),
+        Owner::Client => store.families_by_client(&id, now),
+    };
+    match families.await {
         Ok(f) => reply(
             StatusCode::OK,
-            &json!({ "user_id": uid, "authorizations": list(f, now) }),
+            &json!({ owner.names().0: id, "authorizations": list(f, now) }),
         ),
         Err(e) => store_down(&e),
     }
 }
 
-async fn revoke_user(
-    State(s): State<Arc<Shared>>,
-    Extension(user): Extension<CurrentUser>,
-    Path(uid): Path<String>,
-) -> Response {
-    if !valid_name(&uid) {
-        return bad_id("user id");
+/// `DELETE /users/{id}/authorizations`, `DELETE /clients/{id}/authorizations`.
+async fn revoke_owned(s: &Shared, user: &CurrentUser, owner: Owner, id: String) -> Response {
+    if let Err(res) = owner.check(s, &id).await {
+        return res;
     }
     let now = s.clock.now_unix();
-    match s.user_grants.store.revoke_by_user(&uid, now).await {
+    let store = &s.user_grants.store;
+    let revoked = match owner {
+        Owner::User => store.revoke_by_user(&id, now),
+        Owner::Client => store.revoke_by_client(&id, now),
+    };
+    match revoked.await {
         Ok(n) => {
-            audit!(Some(&s.audit), info, "admin_action", "revoke_user"; admin = admin(&user), uid = %uid, revoked = n, "management: user's authorizations revoked");
-            for _ in 0..n {
-                s.audit.add("admin_revoked", "user");
-            }
-            reply(StatusCode::OK, &json!({ "user_id": uid, "revoked": n }))
+            owner.audit_revoke(s, user, &id, n);
+            reply(
+                StatusCode::OK,
+                &json!({ owner.names().0: id, "revoked": n }),
+            )
         }
         Err(e) => store_down(&e),
     }
+}
+
+/// The list (GET) and revoke (DELETE) handlers of `owner`'s authorizations.
+fn owned(owner: Owner) -> axum::routing::MethodRouter<Arc<Shared>> {
+    get(
+        move |State(s): State<Arc<Shared>>,
+              Extension(user): Extension<CurrentUser>,
+              Path(id): Path<String>| async move { list_owned(&s, &user, owner, id).await },
+    )
+    .delete(
+        move |State(s): State<Arc<Shared>>,
+              Extension(user): Extension<CurrentUser>,
+              Path(id): Path<String>| async move { revoke_owned(&s, &user, owner, id).await },
+    )
 }
 
 async fn known_client(s: &Shared, id: &str) -> Result<(), Response> {
@@ -544,46 +610,6 @@ async fn known_client(s: &Shared, id: &str) -> Result<(), Response> {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err(error(StatusCode::NOT_FOUND, "not_found", "no such client")),
         Err(e) => Err(store_down(&e)),
-    }
-}
-
-async fn list_client(
-    State(s): State<Arc<Shared>>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<String>,
-) -> Response {
-    if let Err(res) = known_client(&s, &id).await {
-        return res;
-    }
-    let now = s.clock.now_unix();
-    audit!(Some(&s.audit), info, "admin_action", "list_client"; admin = admin(&user), client_id = %id, "management: client's authorizations read");
-    match s.user_grants.store.families_by_client(&id, now).await {
-        Ok(f) => reply(
-            StatusCode::OK,
-            &json!({ "client_id": id, "authorizations": list(f, now) }),
-        ),
-        Err(e) => store_down(&e),
-    }
-}
-
-async fn revoke_client(
-    State(s): State<Arc<Shared>>,
-    Extension(user): Extension<CurrentUser>,
-    Path(id): Path<String>,
-) -> Response {
-    if let Err(res) = known_client(&s, &id).await {
-        return res;
-    }
-    let now = s.clock.now_unix();
-    match s.user_grants.store.revoke_by_client(&id, now).await {
-        Ok(n) => {
-            audit!(Some(&s.audit), info, "admin_action", "revoke_client"; admin = admin(&user), client_id = %id, revoked = n, "management: client's authorizations revoked");
-            for _ in 0..n {
-                s.audit.add("admin_revoked", "client");
-            }
-            reply(StatusCode::OK, &json!({ "client_id": id, "revoked": n }))
-        }
-        Err(e) => store_down(&e),
     }
 }
 

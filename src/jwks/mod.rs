@@ -326,6 +326,29 @@ impl fmt::Debug for KeyEntry {
     }
 }
 
+/// The keys that could have signed a token (see [`KeySet::candidate_keys`]).
+#[derive(Debug)]
+pub(crate) enum Candidates<'a> {
+    One(Option<&'a KeyEntry>),
+    Kid {
+        keys: &'a [KeyEntry],
+        idx: std::slice::Iter<'a, usize>,
+        alg: Algorithm,
+    },
+}
+
+impl<'a> Iterator for Candidates<'a> {
+    type Item = &'a KeyEntry;
+    fn next(&mut self) -> Option<&'a KeyEntry> {
+        match self {
+            Candidates::One(k) => k.take(),
+            Candidates::Kid { keys, idx, alg } => {
+                idx.by_ref().map(|i| &keys[*i]).find(|k| k.supports(*alg))
+            }
+        }
+    }
+}
+
 /// An immutable snapshot of verification keys.
 ///
 /// # Example
@@ -638,6 +661,15 @@ impl KeySet {
         kid: Option<&str>,
         alg: Algorithm,
     ) -> Result<Vec<&KeyEntry>, TokenError> {
+        Ok(self.candidate_keys(kid, alg)?.collect())
+    }
+
+    /// [`KeySet::candidates`] without collecting them (no allocation on the verify path).
+    pub(crate) fn candidate_keys(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Candidates<'_>, TokenError> {
         match kid {
             Some(kid) => {
                 let Some(idx) = self.by_kid.get(kid) else {
@@ -648,28 +680,27 @@ impl KeySet {
                         .iter()
                         .filter(|k| k.kid.is_none() && k.supports(alg));
                     return match (keyless.next(), keyless.next()) {
-                        (Some(k), None) => Ok(vec![k]),
+                        (Some(k), None) => Ok(Candidates::One(Some(k))),
                         _ => Err(TokenError::UnknownKey),
                     };
                 };
-                let found: Vec<_> = idx
-                    .iter()
-                    .map(|i| &self.keys[*i])
-                    .filter(|k| k.supports(alg))
-                    .collect();
-                if found.is_empty() {
-                    Err(TokenError::KeyAlgorithmMismatch)
+                if idx.iter().any(|i| self.keys[*i].supports(alg)) {
+                    Ok(Candidates::Kid {
+                        keys: &self.keys,
+                        idx: idx.iter(),
+                        alg,
+                    })
                 } else {
-                    Ok(found)
+                    Err(TokenError::KeyAlgorithmMismatch)
                 }
             }
             None => {
-                let found: Vec<_> = self.keys.iter().filter(|k| k.supports(alg)).collect();
-                match found.len() {
-                    0 if self.keys.is_empty() => Err(TokenError::UnknownKey),
-                    0 => Err(TokenError::KeyAlgorithmMismatch),
-                    1 => Ok(found),
-                    _ => Err(TokenError::AmbiguousKey),
+                let mut found = self.keys.iter().filter(|k| k.supports(alg));
+                match (found.next(), found.next()) {
+                    (None, _) if self.keys.is_empty() => Err(TokenError::UnknownKey),
+                    (None, _) => Err(TokenError::KeyAlgorithmMismatch),
+                    (Some(k), None) => Ok(Candidates::One(Some(k))),
+                    (Some(_), Some(_)) => Err(TokenError::AmbiguousKey),
                 }
             }
         }

@@ -1,9 +1,11 @@
 //! The manager's machinery: slots, the lock-free hit path, single-flight fetch tasks,
 //! retries, the circuit breaker and the shared store.
 //!
-//! Hit path: one `ArcSwap` load, one read of the clock compared with the slot's refresh time
-//! (with the system clock: `SystemTime::now()` against a precomputed `SystemTime`, no
-//! conversion to seconds), a clone of a pre-built `HeaderValue` (an atomic increment: the bytes
+//! Hit path: one `ArcSwap` load; no clock read while the entry's stale timer vouches that its
+//! refresh instant has not come (a relaxed load of a flag the timer clears, see
+//! [`Inner::arm`] for why that never hands out an expired token), else one read of the clock
+//! compared with the slot's refresh time (with the system clock: `SystemTime::now()` against a
+//! precomputed `SystemTime`, no conversion to seconds); then a clone of a pre-built `HeaderValue` (an atomic increment: the bytes
 //! were made shared when the token was installed) and a relaxed increment of a per-thread shard
 //! of the hit counter.
 //! Everything else (a miss, a refresh) runs through the slot's flight: one spawned task that
@@ -12,7 +14,7 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
@@ -132,6 +134,54 @@ pub(crate) struct Cached {
     /// seconds is `SystemTime::now() < refresh_at_time` exactly.
     refresh_at_time: Option<SystemTime>,
     expires_at_time: Option<SystemTime>,
+    /// `true` while a stale timer ([`Inner::arm`]) vouches that the refresh instant has not
+    /// come: the hit path then hands the token out without reading the clock. Only ever goes
+    /// from `true` to `false`; `false` (the default) means "read the clock".
+    fresh: AtomicBool,
+}
+
+/// How often (in timer time) a stale timer looks at the wall clock again, at most: bounds
+/// how late it notices a forward step of the wall clock or a suspend of the machine (the
+/// monotonic clock behind Tokio's timers does not count a suspend).
+const STALE_RECHECK: Duration = Duration::from_secs(1);
+
+/// Owned by a stale timer task: marks its entry stale when the task ends, however it ends
+/// (refresh instant reached, runtime shut down, task dropped before it ran).
+struct StaleOnDrop(Weak<Cached>);
+
+impl Drop for StaleOnDrop {
+    fn drop(&mut self) {
+        if let Some(cached) = self.0.upgrade() {
+            cached.fresh.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The stale timer of one entry: sleeps (at most [`STALE_RECHECK`] at a time) until the wall
+/// clock reaches `stale_at`, then returns, and its guard marks the entry stale. It returns
+/// early, with the same effect, when the entry is gone or when the wall clock did not move
+/// with the timer (a paused Tokio clock in tests, a step back of the wall clock): the hit
+/// path then reads the clock again.
+async fn stale_timer(guard: StaleOnDrop, stale_at: SystemTime) {
+    loop {
+        let before = SystemTime::now();
+        let left = match stale_at.duration_since(before) {
+            Ok(left) if !left.is_zero() => left,
+            _ => break,
+        };
+        let step = left.min(STALE_RECHECK);
+        tokio::time::sleep(step).await;
+        if guard.0.strong_count() == 0 {
+            break;
+        }
+        let moved = SystemTime::now()
+            .duration_since(before)
+            .unwrap_or(Duration::ZERO);
+        if moved < step / 2 {
+            break;
+        }
+    }
+    drop(guard);
 }
 
 /// `unix` seconds as a `SystemTime` (`None` when it cannot be represented).
@@ -143,6 +193,25 @@ fn system_time(unix: u64) -> Option<SystemTime> {
 #[inline]
 fn before(now: SystemTime, at: Option<SystemTime>) -> bool {
     at.is_none_or(|at| now < at)
+}
+
+/// `a == b`, inline for the short strings audiences and scopes are (empty, or 8 to 16 bytes:
+/// two overlapping word compares, no `memcmp` call); other lengths compare as slices.
+#[inline(always)]
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n == 0 {
+        return true;
+    }
+    if !(8..=16).contains(&n) {
+        return a == b;
+    }
+    let word = |s: &[u8], i: usize| u64::from_ne_bytes(s[i..i + 8].try_into().unwrap_or([0; 8]));
+    word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8)
 }
 
 type FlightResult = Result<Arc<Cached>, OutboundError>;
@@ -392,9 +461,9 @@ impl Inner {
     /// A configured slot: a linear scan of a handful of entries, no allocation.
     #[inline]
     pub(crate) fn find_slot(&self, audience: &str, scope: &str) -> Option<&Arc<Slot>> {
-        self.slots
-            .iter()
-            .find(|s| s.request.audience_str() == audience && s.request.scope_str() == scope)
+        self.slots.iter().find(|s| {
+            same(s.request.audience_str(), audience) && same(s.request.scope_str(), scope)
+        })
     }
 
     /// A slot for an unconfigured pair (created on first use; slower: a mutex and a hash).
@@ -440,11 +509,25 @@ impl Inner {
 
     /// The hit path. `None`: no valid token, take [`Inner::slow`].
     ///
-    /// One clock read. With the system clock, `SystemTime::now()` is compared with the
-    /// token's precomputed times (the same decision as on whole seconds, without the
-    /// conversion); the seconds are only computed in the refresh window.
+    /// While the entry's stale timer vouches for it ([`Inner::arm`]): no clock read, a
+    /// relaxed load of its `fresh` flag. Otherwise ([`hit_clock`](Self::hit_clock)) one
+    /// clock read: with the system clock, `SystemTime::now()` compared with the token's
+    /// precomputed times (the same decision as on whole seconds, without the conversion).
     #[inline(always)]
     pub(crate) fn hit(self: &Arc<Self>, slot: &Arc<Slot>) -> Option<HeaderValue> {
+        let guard = slot.current.load();
+        let cached = guard.as_ref()?;
+        if cached.fresh.load(Ordering::Relaxed) {
+            self.stats.hits.incr();
+            return Some(cached.header.clone());
+        }
+        drop(guard);
+        self.hit_clock(slot)
+    }
+
+    /// [`hit`](Self::hit) for an entry no timer vouches for: read the clock.
+    #[inline(never)]
+    fn hit_clock(self: &Arc<Self>, slot: &Arc<Slot>) -> Option<HeaderValue> {
         if self.system_clock {
             return self.hit_system(slot);
         }
@@ -465,7 +548,7 @@ impl Inner {
         None
     }
 
-    /// [`hit`](Self::hit) on the system clock.
+    /// [`hit_clock`](Self::hit_clock) on the system clock.
     #[inline(always)]
     fn hit_system(self: &Arc<Self>, slot: &Arc<Slot>) -> Option<HeaderValue> {
         let now = SystemTime::now();
@@ -501,6 +584,64 @@ impl Inner {
             return Some(header);
         }
         None
+    }
+
+    /// Installs `cached` as the slot's token, with a stale timer when one can vouch for it.
+    fn install(&self, slot: &Slot, cached: &Arc<Cached>) {
+        self.arm(cached);
+        slot.current.store(Some(cached.clone()));
+    }
+
+    /// Lets the hit path skip the clock for `cached` until its refresh instant, by a timer
+    /// that marks it stale then (see [`stale_timer`]).
+    ///
+    /// # Why this never hands out an expired token
+    ///
+    /// The hit path serves an entry without reading the clock only while its `fresh` flag is
+    /// set. The flag is set here, before the entry is published, and only when
+    /// - the manager runs on the system clock (a [`Clock`](crate::clock::Clock) given to the
+    ///   builder, e.g. a manual one in tests, is read on every call: a timer knows nothing of
+    ///   it);
+    /// - the caller runs on a multi-thread Tokio runtime, whose workers drive its timers
+    ///   whenever they are idle (a current-thread runtime drives them only while a thread is
+    ///   inside its `block_on`: an entry could outlive it undriven, so it keeps the clock
+    ///   read; so does a token stored outside any runtime);
+    /// - the stale instant, `min(refresh_at, expires_at - 1 s)`, is still ahead.
+    ///
+    /// It is cleared by the timer task, which owns a [`StaleOnDrop`] guard: when the wall
+    /// clock (`SystemTime`, the same clock the expiry is judged on) reaches the stale instant,
+    /// checked at least every [`STALE_RECHECK`] of timer time, and whenever the task ends for
+    /// any other reason (the runtime shuts down and drops it, the entry is gone, the wall
+    /// clock does not move with the timer). Once cleared, every call reads the clock as before
+    /// (and starts the background refresh in the refresh window).
+    ///
+    /// So a token is handed out past its refresh instant without a clock read only while the
+    /// timer is late, and past its expiry only if the timer is late by more than
+    /// `expires_at - stale_at`: the refresh-ahead margin (`refresh_ahead` clamped to half the
+    /// lifetime, less the jitter), and never less than 1 s. A timer is late when every worker
+    /// of its runtime is blocked for that long, or for up to [`STALE_RECHECK`] after a suspend
+    /// or a forward step of the wall clock.
+    fn arm(&self, cached: &Arc<Cached>) {
+        if !self.system_clock {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return;
+        }
+        let stale_at = cached.refresh_at.min(cached.expires_at.saturating_sub(1));
+        let Some(stale_at) = system_time(stale_at) else {
+            return;
+        };
+        if SystemTime::now() >= stale_at {
+            return;
+        }
+        cached.fresh.store(true, Ordering::Relaxed);
+        // Dropped unrun if the runtime is shutting down: the guard clears the flag then.
+        let guard = StaleOnDrop(Arc::downgrade(cached));
+        drop(runtime.spawn(stale_timer(guard, stale_at)));
     }
 
     fn cool_down_secs(&self) -> u64 {
@@ -666,7 +807,7 @@ impl Inner {
             Ok(cached) => {
                 lock(&client.circuit).success();
                 let cached = Arc::new(cached);
-                slot.current.store(Some(cached.clone()));
+                self.install(slot, &cached);
                 tracing::debug!(
                     client = %client.name,
                     expires_in = cached.expires_at.saturating_sub(now),
@@ -826,6 +967,7 @@ impl Inner {
             expires_at,
             refresh_at_time: system_time(refresh_at),
             expires_at_time: system_time(expires_at),
+            fresh: AtomicBool::new(false),
         })
     }
 
@@ -853,7 +995,7 @@ impl Inner {
             self.prepare(stored.token().clone(), Some(refresh_at))
                 .ok()?,
         );
-        slot.current.store(Some(cached.clone()));
+        self.install(slot, &cached);
         tracing::debug!(client = %self.clients[slot.client].name, "service token taken from the shared store");
         Some(cached)
     }
@@ -1191,6 +1333,200 @@ mod tests {
         assert_eq!(manager.token("", "").await.unwrap(), "Bearer theirs");
         assert_eq!(fetches.load(Ordering::SeqCst), 0);
         assert_eq!(store.gets.load(Ordering::SeqCst), 2);
+    }
+
+    /// A manager on the system clock whose tokens live `lifetime` seconds (value
+    /// `t<n>.<exp>`), refreshed 1 s ahead without jitter; and its fetch count.
+    fn short_lived(lifetime: u64) -> (crate::outbound::TokenManager, Arc<AtomicUsize>) {
+        use crate::outbound::{TokenClient, TokenManager};
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let counted = fetches.clone();
+        let source = move |_: &TokenRequest| -> crate::http_client::BoxFuture<
+            'static,
+            Result<AccessToken, FetchError>,
+        > {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            let exp = unix_now() + lifetime;
+            Box::pin(async move { Ok(AccessToken::bearer(format!("t{n}.{exp}"), exp)) })
+        };
+        let manager = TokenManager::builder()
+            .client(TokenClient::new("c", source))
+            .refresh_ahead(Duration::from_secs(1))
+            .refresh_jitter(0.0)
+            .build()
+            .unwrap();
+        (manager, fetches)
+    }
+
+    fn unix_now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn entry(manager: &crate::outbound::TokenManager) -> Arc<Cached> {
+        manager
+            .inner()
+            .find_slot("", "")
+            .unwrap()
+            .current
+            .load_full()
+            .unwrap()
+    }
+
+    fn multi_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Polls a future that must complete at once (a hit).
+    fn now_or_never<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("not a hit"),
+        }
+    }
+
+    /// Real time: the stale flag holds until the refresh instant, flips then, and the next
+    /// call refreshes in the background.
+    #[test]
+    fn stale_flag_flips_at_the_refresh_instant() {
+        let rt = multi_thread();
+        let (manager, fetches) = short_lived(3);
+        rt.block_on(manager.warm_up()).unwrap();
+        let cached = entry(&manager);
+        assert!(
+            cached.fresh.load(Ordering::Relaxed),
+            "armed on a multi-thread runtime"
+        );
+        let stale_at = cached.refresh_at_time.unwrap();
+        assert_eq!(cached.refresh_at + 1, cached.expires_at);
+        // Still fresh shortly before the refresh instant (the timer does not fire early).
+        if let Ok(left) = stale_at.duration_since(SystemTime::now()) {
+            std::thread::sleep(left.saturating_sub(Duration::from_millis(150)));
+            if SystemTime::now() < stale_at {
+                assert!(cached.fresh.load(Ordering::Relaxed));
+            }
+        }
+        // Stale soon after it.
+        let deadline = stale_at + Duration::from_millis(500);
+        while cached.fresh.load(Ordering::Relaxed) && SystemTime::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            !cached.fresh.load(Ordering::Relaxed),
+            "stale after the refresh instant"
+        );
+        assert!(SystemTime::now() >= stale_at, "not before it");
+        // The clock path serves the old token (not expired) and refreshes in the background.
+        let _enter = rt.enter();
+        let first = now_or_never(manager.token("", "")).unwrap();
+        assert!(first.to_str().unwrap().starts_with("Bearer t0."));
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while fetches.load(Ordering::SeqCst) < 2 && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+        let refreshed = entry(&manager);
+        assert!(!Arc::ptr_eq(&refreshed, &cached));
+        assert!(refreshed.fresh.load(Ordering::Relaxed));
+        assert!(manager.stats().hits >= 1);
+    }
+
+    /// The runtime that armed the timer goes away: the entry goes stale with it, and is
+    /// still served (through the clock) while valid.
+    #[test]
+    fn dropping_the_runtime_marks_the_entry_stale() {
+        let rt = multi_thread();
+        let (manager, _) = short_lived(3600);
+        rt.block_on(manager.warm_up()).unwrap();
+        let cached = entry(&manager);
+        assert!(cached.fresh.load(Ordering::Relaxed));
+        drop(rt);
+        assert!(!cached.fresh.load(Ordering::Relaxed));
+        let header = now_or_never(manager.token("", "")).unwrap();
+        assert!(header.to_str().unwrap().starts_with("Bearer t0."));
+        assert_eq!(manager.stats().hits, 1);
+    }
+
+    /// No timer vouches on a current-thread runtime (it may go undriven), nor for a clock the
+    /// builder was given.
+    #[test]
+    fn current_thread_runtimes_and_given_clocks_keep_the_clock_read() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (manager, _) = short_lived(3600);
+        rt.block_on(manager.warm_up()).unwrap();
+        assert!(!entry(&manager).fresh.load(Ordering::Relaxed));
+
+        let rt = multi_thread();
+        let source = |_: &TokenRequest| -> crate::http_client::BoxFuture<
+            'static,
+            Result<AccessToken, FetchError>,
+        > { Box::pin(async { Ok(AccessToken::bearer("m", 5000)) }) };
+        let manager = crate::outbound::TokenManager::builder()
+            .client(crate::outbound::TokenClient::new("c", source))
+            .clock(Arc::new(crate::clock::ManualClock::new(1000)))
+            .build()
+            .unwrap();
+        rt.block_on(manager.warm_up()).unwrap();
+        assert!(!entry(&manager).fresh.load(Ordering::Relaxed));
+    }
+
+    /// Real time, 2-second tokens, calls across two expiries: a
+    /// token handed out was never expired when the call began.
+    #[test]
+    fn an_expired_token_is_never_served() {
+        let rt = multi_thread();
+        let (manager, fetches) = short_lived(2);
+        rt.block_on(manager.warm_up()).unwrap();
+        let end = std::time::Instant::now() + Duration::from_millis(3500);
+        let mut served = 0u64;
+        while std::time::Instant::now() < end {
+            let began = unix_now();
+            let header = rt.block_on(manager.token("", "")).unwrap();
+            let exp: u64 = header
+                .to_str()
+                .unwrap()
+                .rsplit('.')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(began < exp, "token expiring at {exp} served at {began}");
+            served += 1;
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        assert!(served > 1000, "{served}");
+        assert!(fetches.load(Ordering::SeqCst) >= 2);
+    }
+
+    #[test]
+    fn same_is_string_equality() {
+        let base: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        for n in 0..40 {
+            let a = std::str::from_utf8(&base[..n]).unwrap();
+            assert!(same(a, a), "{n}");
+            assert!(same(a, &String::from(a)), "{n}");
+            for m in 0..40 {
+                let b = std::str::from_utf8(&base[..m]).unwrap();
+                assert_eq!(same(a, b), a == b, "{n} {m}");
+            }
+            // One byte different, anywhere.
+            for i in 0..n {
+                let mut other = base[..n].to_vec();
+                other[i] = b'Z';
+                assert!(!same(a, std::str::from_utf8(&other).unwrap()), "{n} at {i}");
+            }
+        }
     }
 
     #[test]

@@ -475,10 +475,14 @@ pub(crate) fn parse_origin(origin: &str) -> Result<Origin, ConfigError> {
 /// of expiry in the background, fetched once however many callers wait (the seeds'
 /// `getServiceToken(audience, scope)`).
 ///
-/// - **Hit path** (≤ 100 ns): one `ArcSwap` load, an expiry compare on the injected
-///   [`Clock`](crate::clock::Clock), a clone of a pre-built `Authorization` value marked
-///   sensitive. No lock, no allocation for pairs configured in advance (an unconfigured pair
-///   takes a mutex to find its slot).
+/// - **Hit path** (≤ 100 ns): one `ArcSwap` load, a freshness check, a clone of a pre-built
+///   `Authorization` value marked sensitive. No lock, no allocation for pairs configured in
+///   advance (an unconfigured pair takes a mutex to find its slot). On the system clock, a
+///   token fetched on a multi-thread Tokio runtime gets a timer there that marks it stale at
+///   its refresh instant: until then the check is one atomic load, no clock read. Otherwise
+///   (current-thread runtime, runtime gone, a [`Clock`](crate::clock::Clock) given to the
+///   builder) the check reads the clock. A token past its expiry is never handed out unless
+///   that timer is late by more than the refresh-ahead margin (at least 1 s).
 /// - **Refresh ahead**: `refresh_ahead` (default 60 s) before expiry, clamped to half the
 ///   token's lifetime; jitter only moves the refresh later. While a valid token exists,
 ///   callers never wait: one background refresh runs.
@@ -865,6 +869,12 @@ impl TokenManager {
     /// ```
     pub fn client_names(&self) -> impl Iterator<Item = &str> + '_ {
         self.inner.clients.iter().map(|c| &*c.name)
+    }
+
+    /// The shared state, for the engine's tests.
+    #[cfg(test)]
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
     }
 
     fn dynamic(&self, audience: &str, scope: &str) -> Result<Arc<Slot>, OutboundError> {

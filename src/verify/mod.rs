@@ -53,22 +53,21 @@ mod cache;
 #[cfg(test)]
 mod vectors_tests;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::{DecodeSliceError, Engine as _};
 use serde_json::{Map, Value};
 
 use crate::bearer::DEFAULT_MAX_TOKEN_LEN;
-use crate::claims::{ClaimMapping, CompiledMapping, CurrentUser, IssuerBinding};
+use crate::claims::{ClaimMapping, CompiledMapping, CurrentUser, IssuerBinding, UserParts};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{AuthError, ConfigError, TokenError};
 use crate::http_client::{HttpClient, HttpClientConfig, HyperClient};
-use crate::json::{b64url, parse_object};
+use crate::json::{
+    Claims, Lite, b64url, b64url_decode, b64url_len, b64url_text, parse_claims, parse_object,
+};
 use crate::jwks::{
     AlgSet, Algorithm, KeyProvider, KeySet, KeySource, Lookup, RemoteOptions, RemoteSource,
 };
@@ -962,12 +961,12 @@ impl VerifierBuilder {
         let mut client = self.http_client.clone();
         let mut issuers = Vec::new();
         let mut policies = Vec::new();
-        let mut by_name = HashMap::new();
+        let mut names: Vec<Box<str>> = Vec::new();
         for (i, cfg) in self.issuers.into_iter().enumerate() {
             if cfg.issuer.is_empty() {
                 return Err(ConfigError::Missing("issuer"));
             }
-            if by_name.contains_key(&cfg.issuer) {
+            if names.iter().any(|n| **n == *cfg.issuer) {
                 return Err(ConfigError::Invalid {
                     name: "issuer",
                     reason: format!("`{}` configured twice", cfg.issuer),
@@ -1021,7 +1020,7 @@ impl VerifierBuilder {
                     KeyProvider::remote(name, source, client, self.remote.clone(), issuer_allowed)
                 }
             };
-            by_name.insert(cfg.issuer, issuers.len());
+            names.push(cfg.issuer.into());
             issuers.push(provider);
         }
         Ok(Verifier {
@@ -1029,7 +1028,7 @@ impl VerifierBuilder {
                 issuers,
                 policies,
                 prefixes: if several { prefixes } else { Vec::new() },
-                by_name,
+                names,
                 audiences: self.audiences,
                 allowed,
                 leeway: self.leeway.as_secs(),
@@ -1082,7 +1081,8 @@ struct Inner {
     policies: Vec<IssuerPolicy>,
     /// Every issuer prefix, when several issuers are configured (else empty).
     prefixes: Vec<Arc<str>>,
-    by_name: HashMap<String, usize>,
+    /// Issuer names, same index as `issuers` (a few: a scan beats hashing).
+    names: Vec<Box<str>>,
     audiences: Vec<String>,
     allowed: AlgSet,
     leeway: u64,
@@ -1357,11 +1357,14 @@ impl Verifier {
                 self.check_header(&header_map)?
             }
         };
-        let claims = parse_object(&b64url(p64)?)?;
+        // The claims' text is kept by the user (its strings are read out of it, no copies).
+        let payload = b64url_text(p64)?;
+        let claims = parse_claims(&payload)?;
         let issuer = match claims.get("iss") {
-            Some(Value::String(iss)) => *inner
-                .by_name
-                .get(iss.as_str())
+            Some(Lite::String(iss)) => inner
+                .names
+                .iter()
+                .position(|n| **n == **iss)
                 .ok_or(TokenError::UntrustedIssuer)?,
             Some(_) => return Err(TokenError::InvalidIssuer.into()),
             None => return Err(TokenError::MissingIssuer.into()),
@@ -1374,13 +1377,15 @@ impl Verifier {
         // no supported key can have made, take the general path (same answers).
         let mut sig_buf = [0u8; 1040];
         let sig_vec;
-        let signature: &[u8] = match URL_SAFE_NO_PAD.decode_slice(s64, &mut sig_buf) {
-            Ok(n) => &sig_buf[..n],
-            Err(DecodeSliceError::OutputSliceTooSmall) => {
+        let signature: &[u8] = match b64url_len(s64.len()) {
+            Some(n) if n <= sig_buf.len() => {
+                b64url_decode(s64.as_bytes(), &mut sig_buf[..n])?;
+                &sig_buf[..n]
+            }
+            _ => {
                 sig_vec = b64url(s64)?;
                 &sig_vec
             }
-            Err(DecodeSliceError::DecodeError(_)) => return Err(TokenError::InvalidBase64.into()),
         };
         if signature.is_empty() {
             return Err(TokenError::InvalidSignature.into());
@@ -1391,14 +1396,13 @@ impl Verifier {
                 return Err(Fail::NeedKeys(issuer, first_pending));
             }
         };
-        let candidates = match keys.candidates(header.kid, header.alg) {
+        let mut candidates = match keys.candidate_keys(header.kid, header.alg) {
             Ok(c) => c,
             Err(TokenError::UnknownKey) => return Err(Fail::UnknownKey(issuer)),
             Err(e) => return Err(e.into()),
         };
         let message = &token.as_bytes()[..h64.len() + 1 + p64.len()];
         let key = candidates
-            .into_iter()
             .find(|k| k.verify(header.alg, message, signature))
             .ok_or(TokenError::InvalidSignature)?;
         if remembered.is_none() {
@@ -1414,7 +1418,9 @@ impl Verifier {
         drop(keys);
 
         let (exp, nbf) = self.check_claims(&claims, policy, now)?;
-        let user = CurrentUser::from_claims_bound(claims, &inner.mapping, &policy.binding)?;
+        let parts = UserParts::new(&claims, Some(&payload), &inner.mapping, &policy.binding)?;
+        drop(claims);
+        let user = CurrentUser::from_token(payload, parts);
         if policy.binding.prefix.is_none() && !inner.prefixes.is_empty() {
             // An unprefixed id that reads as `prefix:id` would be another issuer's user.
             if let Some(id) = user.local_user_id() {
@@ -1540,25 +1546,25 @@ impl Verifier {
     /// `aud`, `exp`, `nbf`, `iat` and required claims. Returns `(exp, nbf)`.
     fn check_claims(
         &self,
-        c: &Map<String, Value>,
+        c: &Claims<'_>,
         policy: &IssuerPolicy,
         now: u64,
     ) -> Result<(u64, Option<u64>), TokenError> {
         let inner = &*self.inner;
         // `nonce` and `at_hash` belong to ID tokens (OIDC Core §2, §3.1.3.6), never to access
         // tokens (RFC 9068 §2.2).
-        if inner.reject_id_tokens && (c.contains_key("nonce") || c.contains_key("at_hash")) {
+        if inner.reject_id_tokens && (c.get("nonce").is_some() || c.get("at_hash").is_some()) {
             return Err(TokenError::IdToken);
         }
         let accepted = |a: &str| policy.audiences.iter().any(|x| x == a);
         match c.get("aud") {
             None => return Err(TokenError::MissingAudience),
-            Some(Value::String(a)) => {
+            Some(Lite::String(a)) => {
                 if !accepted(a) {
                     return Err(TokenError::AudienceMismatch);
                 }
             }
-            Some(Value::Array(items)) => {
+            Some(Lite::Array(items)) => {
                 let mut any = false;
                 for item in items {
                     let a = item.as_str().ok_or(TokenError::InvalidAudience)?;
@@ -1584,7 +1590,7 @@ impl Verifier {
             return Err(TokenError::IssuedInFuture);
         }
         for name in &inner.required_claims {
-            if c.get(name).is_none_or(Value::is_null) {
+            if c.get(name).is_none_or(Lite::is_null) {
                 tracing::debug!(claim = %name, "required claim missing");
                 return Err(TokenError::MissingRequiredClaim);
             }
@@ -1645,19 +1651,19 @@ fn check_crit(crit: &Value, h: &Map<String, Value>) -> Result<(), TokenError> {
 }
 
 /// A NumericDate: a non-negative JSON number (fractions floored) not beyond year 9999.
-fn numeric_date(v: Option<&Value>) -> Result<Option<u64>, TokenError> {
+fn numeric_date(v: Option<&Lite<'_>>) -> Result<Option<u64>, TokenError> {
     numeric_date_rounded(v, false)
 }
 
 /// A NumericDate rounded up (for `nbf` and `iat`: a fraction must not make a token valid early).
-fn numeric_date_ceil(v: Option<&Value>) -> Result<Option<u64>, TokenError> {
+fn numeric_date_ceil(v: Option<&Lite<'_>>) -> Result<Option<u64>, TokenError> {
     numeric_date_rounded(v, true)
 }
 
-fn numeric_date_rounded(v: Option<&Value>, up: bool) -> Result<Option<u64>, TokenError> {
+fn numeric_date_rounded(v: Option<&Lite<'_>>, up: bool) -> Result<Option<u64>, TokenError> {
     match v {
         None => Ok(None),
-        Some(Value::Number(n)) => {
+        Some(Lite::Number(n)) => {
             if let Some(u) = n.as_u64() {
                 return if u as f64 <= MAX_NUMERIC_DATE {
                     Ok(Some(u))
@@ -1799,13 +1805,15 @@ mod tests {
     #[test]
     fn numeric_dates() {
         use serde_json::json;
-        assert_eq!(numeric_date(Some(&json!(10))), Ok(Some(10)));
-        assert_eq!(numeric_date(Some(&json!(10.9))), Ok(Some(10)));
-        assert_eq!(numeric_date_ceil(Some(&json!(10.1))), Ok(Some(11)));
-        assert!(numeric_date(Some(&json!(-1))).is_err());
-        assert!(numeric_date(Some(&json!("10"))).is_err());
-        assert!(numeric_date(Some(&json!(1e300))).is_err());
-        assert!(numeric_date(Some(&json!(u64::MAX))).is_err());
+        let d = |v: serde_json::Value| numeric_date(Some(&Lite::from_value(&v)));
+        let ceil = |v: serde_json::Value| numeric_date_ceil(Some(&Lite::from_value(&v)));
+        assert_eq!(d(json!(10)), Ok(Some(10)));
+        assert_eq!(d(json!(10.9)), Ok(Some(10)));
+        assert_eq!(ceil(json!(10.1)), Ok(Some(11)));
+        assert!(d(json!(-1)).is_err());
+        assert!(d(json!("10")).is_err());
+        assert!(d(json!(1e300)).is_err());
+        assert!(d(json!(u64::MAX)).is_err());
     }
 
     #[test]

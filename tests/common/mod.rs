@@ -19,6 +19,10 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+#[cfg(feature = "issuer")]
+pub mod issuer;
+pub mod redis_server;
+
 pub const ISSUER_PATH: &str = "";
 
 /// What the JWKS endpoint answers.

@@ -241,11 +241,15 @@ fn manager() -> TokenManager {
         )
         .build()
         .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // A multi-thread runtime that lives on (as in a service): the token's stale timer runs
+    // there, so the hit path skips the clock.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(manager.warm_up()).unwrap();
+    Box::leak(Box::new(rt));
     manager
 }
 

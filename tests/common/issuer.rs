@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
@@ -56,34 +56,7 @@ pub async fn serve_issuer(
     (server, base)
 }
 
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: http::HeaderMap,
-    /// The body as text (lossy UTF-8).
-    pub body: String,
-    /// The body as JSON (`Null` when it is not).
-    pub json: Value,
-}
-
-impl Reply {
-    /// Reads a whole response.
-    pub async fn read(res: http::Response<hyper::body::Incoming>) -> Self {
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        Reply {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-            json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        }
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
+pub use super::Reply;
 
 /// Sends `req` through a real hyper client.
 pub async fn send(req: http::Request<Full<Bytes>>) -> Reply {

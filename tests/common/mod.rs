@@ -175,13 +175,30 @@ pub async fn serve(app: Router) -> String {
     format!("http://{addr}")
 }
 
+#[derive(Debug)]
 pub struct Reply {
     pub status: u16,
     pub headers: http::HeaderMap,
+    /// The body as text (lossy UTF-8).
     pub body: String,
+    /// The body as JSON (`Null` when it is not).
+    pub json: Value,
 }
 
 impl Reply {
+    /// Reads a whole response.
+    pub async fn read(res: http::Response<hyper::body::Incoming>) -> Self {
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -198,14 +215,7 @@ pub async fn http_get(url: &str, headers: &[(&str, &str)]) -> Reply {
         .request(b.body(Full::new(Bytes::new())).unwrap())
         .await
         .unwrap();
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    Reply::read(res).await
 }
 
 pub async fn get_bearer(url: &str, token: &str) -> Reply {

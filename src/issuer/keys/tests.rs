@@ -591,86 +591,23 @@ async fn spawn_rotation_ticks_in_the_background() {
 
 #[cfg(feature = "redis")]
 mod redis_backend {
-    use std::io::{Read as _, Write as _};
-    use std::net::{SocketAddr, TcpListener, TcpStream};
-    use std::process::{Child, Command, Stdio};
-
     use super::*;
+    use crate::issuer::store::tests::redis_server::RedisServer;
 
-    /// A real `redis-server` on a free port of 127.0.0.1, killed (by its handle) on drop.
-    struct RedisServer {
-        child: Child,
-        port: u16,
-    }
-
-    impl RedisServer {
-        fn start() -> Self {
-            for _ in 0..5 {
-                let port = TcpListener::bind("127.0.0.1:0")
-                    .unwrap()
-                    .local_addr()
-                    .unwrap()
-                    .port();
-                let mut child = Command::new("redis-server")
-                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                    .args(["--save", "", "--appendonly", "no"])
-                    .arg("--dir")
-                    .arg(std::env::temp_dir())
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("redis-server on PATH (apt-get install redis-server)");
-                let deadline = std::time::Instant::now() + Duration::from_secs(10);
-                while std::time::Instant::now() < deadline {
-                    if let Ok(Some(_)) = child.try_wait() {
-                        break; // could not bind: another port
-                    }
-                    if ping(SocketAddr::from(([127, 0, 0, 1], port))) {
-                        return Self { child, port };
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            panic!("redis-server did not start");
-        }
-
-        async fn conn(&self) -> ::redis::aio::ConnectionManager {
-            let client = ::redis::Client::open(format!("redis://127.0.0.1:{}", self.port)).unwrap();
-            ::redis::aio::ConnectionManager::new(client).await.unwrap()
-        }
-    }
-
-    impl Drop for RedisServer {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-
-    fn ping(addr: SocketAddr) -> bool {
-        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-        if s.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
-            return false;
-        }
-        let mut buf = [0u8; 16];
-        matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+    async fn conn(redis: &RedisServer) -> ::redis::aio::ConnectionManager {
+        let client = ::redis::Client::open(redis.url()).unwrap();
+        ::redis::aio::ConnectionManager::new(client).await.unwrap()
     }
 
     async fn redis_opts(redis: &RedisServer, clock: &ManualClock, secret: &str) -> KeyOptions {
-        opts(Algorithm::ES256, clock).with_redis(redis.conn().await, "t", Secret::new(secret))
+        opts(Algorithm::ES256, clock).with_redis(conn(redis).await, "t", Secret::new(secret))
     }
 
     const HASH: &str = "t:issuer:signing-keys";
 
     #[tokio::test]
     async fn replicas_share_keys_through_redis() {
-        let redis = RedisServer::start();
+        let redis = RedisServer::start(&[]);
         let clock = ManualClock::new(T0);
         let secret = "test-only-redis-key-secret";
         let (a, b) = tokio::join!(
@@ -679,7 +616,7 @@ mod redis_backend {
         );
         let (a, b) = (a.unwrap(), b.unwrap());
         assert_eq!(a.signing_key().kid(), b.signing_key().kid());
-        let mut raw = redis.conn().await;
+        let mut raw = conn(&redis).await;
         let fields: Vec<String> = ::redis::cmd("HKEYS")
             .arg(HASH)
             .query_async(&mut raw)
@@ -751,7 +688,7 @@ mod redis_backend {
 
     #[tokio::test]
     async fn redis_and_key_dir_are_exclusive() {
-        let redis = RedisServer::start();
+        let redis = RedisServer::start(&[]);
         let clock = ManualClock::new(T0);
         let dir = TempDir::new();
         let both = redis_opts(&redis, &clock, "test-only-redis-key-secret")

@@ -1136,4 +1136,4 @@ fn check_successor(presented: &TokenHash, successor: &TokenHash) -> Result<(), S
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -690,4 +690,4 @@ fn refresh_token_shape_and_parse() {
 }
 
 #[cfg(feature = "redis")]
-mod redis_server;
+pub(crate) mod redis_server;

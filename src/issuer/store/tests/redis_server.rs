@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-struct RedisServer {
+/// A real `redis-server` on a free port of 127.0.0.1 (also used by the key store's Redis
+/// tests), stopped by PID on drop.
+pub(crate) struct RedisServer {
     port: u16,
     dir: PathBuf,
     extra: Vec<String>,
@@ -18,7 +20,7 @@ struct RedisServer {
 
 impl RedisServer {
     /// `redis-server` with `extra` arguments (e.g. `--appendonly yes`), data in a fresh dir.
-    fn start(extra: &[&str]) -> Self {
+    pub(crate) fn start(extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "tower-bearer-grants-{}-{}",
             std::process::id(),
@@ -97,7 +99,7 @@ impl RedisServer {
         assert!(self.wait_ping(), "redis-server did not come back");
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Read;
 
-const LABELS: [(&str, &str); 7] = [
+const LABELS: [(&str, &str); 8] = [
     ("noauth", "no auth (upper bound)"),
     ("floor", "hand-written floor (aws-lc key, iss/aud/exp)"),
     ("jsonwebtoken", "bare jsonwebtoken 11 (aws-lc)"),
@@ -16,6 +16,10 @@ const LABELS: [(&str, &str); 7] = [
     ),
     ("tower_bearer", "tower-bearer, cache on"),
     ("tower_bearer_nocache", "tower-bearer, cache off"),
+    (
+        "ideal_cache",
+        "(informational) ideal cache: hash map of pre-verified tokens",
+    ),
 ];
 
 fn label(c: &str) -> &str {

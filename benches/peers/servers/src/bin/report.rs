@@ -167,6 +167,16 @@ fn write(results: &str, gate: &str, out: &str, conditions: &str) {
     .unwrap();
     writeln!(
         md,
+        "- `(informational) ideal cache` is no peer and verifies nothing per request: the same \
+         minimal layer as the floor, whose check looks the presented token up in a `HashMap` \
+         of the valid tokens (verified once at start-up; exact full-token compare, std \
+         SipHash) and checks `exp` against the clock, then ONE extension (`Arc<Claims>`) and \
+         its extractor. It shows what any axum layer + extension + extractor costs here: the \
+         share of tower-bearer's cache-hit cost over no auth that no cache can remove."
+    )
+    .unwrap();
+    writeln!(
+        md,
         "- Server CPU µs/request = (utime + stime of the server process from `/proc/<pid>/stat`, \
          over the run) / requests: more robust than req/s on a shared machine, since wrk and \
          other jobs compete for the same cores."

@@ -33,7 +33,9 @@ fn main() {
             let (msg, sig) = token.rsplit_once('.').unwrap();
             key.verify_sig(msg.as_bytes(), &URL_SAFE_NO_PAD.decode(sig).unwrap())
                 .expect("a valid token");
-            let payload = URL_SAFE_NO_PAD.decode(msg.split_once('.').unwrap().1).unwrap();
+            let payload = URL_SAFE_NO_PAD
+                .decode(msg.split_once('.').unwrap().1)
+                .unwrap();
             let c: Claims = serde_json::from_slice(&payload).unwrap();
             assert!(c.iss == ISS && c.aud == AUD);
             valid.insert(token.to_owned(), Arc::new(c));

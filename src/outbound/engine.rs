@@ -77,7 +77,8 @@ impl Origin {
     #[inline]
     pub(crate) fn matches_canonical(&self, scheme: &http::uri::Scheme, authority: &str) -> bool {
         self.scheme_value.as_ref() == Some(scheme)
-            && (authority == &*self.authority || (self.default_port && authority == self.host))
+            && (same_authority(authority, &self.authority)
+                || (self.default_port && same_authority(authority, &self.host)))
     }
 
     /// Does `uri` (absolute) go to this origin? No allocation.
@@ -212,6 +213,27 @@ fn same(a: &str, b: &str) -> bool {
     }
     let word = |s: &[u8], i: usize| u64::from_ne_bytes(s[i..i + 8].try_into().unwrap_or([0; 8]));
     word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8)
+}
+
+/// `a == b` for authorities (`host:port`, mostly 8 to 32 bytes: four overlapping word
+/// compares, no `memcmp` call); other lengths compare as slices.
+#[inline(always)]
+fn same_authority(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if !(8..=32).contains(&n) {
+        return a == b;
+    }
+    let word = |s: &[u8], i: usize| u64::from_ne_bytes(s[i..i + 8].try_into().unwrap_or([0; 8]));
+    // Bytes 0..8, 8..16, n-16..n-8 and n-8..n: all of them for n <= 32.
+    let (m, k) = (n.min(16) - 8, n.max(16) - 16);
+    word(a, 0) == word(b, 0)
+        && word(a, m) == word(b, m)
+        && word(a, k) == word(b, k)
+        && word(a, n - 8) == word(b, n - 8)
 }
 
 type FlightResult = Result<Arc<Cached>, OutboundError>;
@@ -1512,19 +1534,21 @@ mod tests {
     #[test]
     fn same_is_string_equality() {
         let base: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
-        for n in 0..40 {
-            let a = std::str::from_utf8(&base[..n]).unwrap();
-            assert!(same(a, a), "{n}");
-            assert!(same(a, &String::from(a)), "{n}");
-            for m in 0..40 {
-                let b = std::str::from_utf8(&base[..m]).unwrap();
-                assert_eq!(same(a, b), a == b, "{n} {m}");
-            }
-            // One byte different, anywhere.
-            for i in 0..n {
-                let mut other = base[..n].to_vec();
-                other[i] = b'Z';
-                assert!(!same(a, std::str::from_utf8(&other).unwrap()), "{n} at {i}");
+        for eq in [same, same_authority] {
+            for n in 0..40 {
+                let a = std::str::from_utf8(&base[..n]).unwrap();
+                assert!(eq(a, a), "{n}");
+                assert!(eq(a, &String::from(a)), "{n}");
+                for m in 0..40 {
+                    let b = std::str::from_utf8(&base[..m]).unwrap();
+                    assert_eq!(eq(a, b), a == b, "{n} {m}");
+                }
+                // One byte different, anywhere.
+                for i in 0..n {
+                    let mut other = base[..n].to_vec();
+                    other[i] = b'Z';
+                    assert!(!eq(a, std::str::from_utf8(&other).unwrap()), "{n} at {i}");
+                }
             }
         }
     }

@@ -615,18 +615,31 @@ impl TokenManager {
     /// [`OutboundError::CircuitOpen`] at once while the endpoint is left alone,
     /// [`OutboundError::Fetch`] when fetching failed, [`OutboundError::NoClient`] when no
     /// client serves the audience.
+    #[inline(always)]
     pub fn token(&self, audience: &str, scope: &str) -> TokenFuture {
+        // The hit on a configured slot, inline in the caller: the ready future it returns is
+        // then taken apart right where it is polled (no future moved, no drop glue).
+        if let Some(slot) = self.inner.find_slot(audience, scope) {
+            if let Some(header) = self.inner.hit(slot) {
+                return TokenFuture::hit(header);
+            }
+        }
+        self.token_slow(audience, scope)
+    }
+
+    /// [`token`](Self::token) on a configured slot without a valid token, or on any other
+    /// pair (a dynamic slot, its hit included).
+    #[inline(never)]
+    fn token_slow(&self, audience: &str, scope: &str) -> TokenFuture {
         let slot = match self.inner.find_slot(audience, scope) {
-            Some(slot) => match self.inner.hit(slot) {
-                Some(header) => return TokenFuture::ready(Ok(header)),
-                None => slot.clone(),
-            },
+            // `hit` said no valid token: wait for the fetch.
+            Some(slot) => slot.clone(),
             None => match self.dynamic(audience, scope) {
                 Ok(slot) => match self.inner.hit(&slot) {
-                    Some(header) => return TokenFuture::ready(Ok(header)),
+                    Some(header) => return TokenFuture::hit(header),
                     None => slot,
                 },
-                Err(e) => return TokenFuture::ready(Err(e)),
+                Err(e) => return TokenFuture::failed(e),
             },
         };
         let inner = self.inner.clone();
@@ -940,15 +953,25 @@ pub struct TokenFuture {
     state: TokenFutureState,
 }
 
+/// The hit is the header alone (the error, rare, boxed): a small future the hit path builds
+/// and the caller takes apart with few moves.
 enum TokenFutureState {
     Ready(Option<Result<HeaderValue, OutboundError>>),
     Waiting(BoxFuture<'static, Result<HeaderValue, OutboundError>>),
 }
 
 impl TokenFuture {
-    fn ready(result: Result<HeaderValue, OutboundError>) -> Self {
+    #[inline(always)]
+    fn hit(header: HeaderValue) -> Self {
         Self {
-            state: TokenFutureState::Ready(Some(result)),
+            state: TokenFutureState::Ready(Some(Ok(header))),
+        }
+    }
+
+    #[cold]
+    fn failed(error: OutboundError) -> Self {
+        Self {
+            state: TokenFutureState::Ready(Some(Err(error))),
         }
     }
 

@@ -195,10 +195,12 @@ impl TokenRequest {
         Some(&*self.scope).filter(|s| !s.is_empty())
     }
 
+    #[inline]
     pub(crate) fn audience_str(&self) -> &str {
         &self.audience
     }
 
+    #[inline]
     pub(crate) fn scope_str(&self) -> &str {
         &self.scope
     }

@@ -124,7 +124,32 @@ where
 {
     type Output = Result<Response<ResBody>, BoxError>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The common state (the token was at hand, no reactive check): the inner future's
+        // answer as it is.
+        if let KindProj::Future {
+            future,
+            reactive: None,
+        } = self.as_mut().project().kind.project()
+        {
+            return future.poll(cx).map_err(Into::into);
+        }
+        self.poll_states(cx)
+    }
+}
+
+impl<F, E, S, ReqBody, ResBody> ResponseFuture<F, S, ReqBody, ResBody>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+    E: Into<BoxError>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>, Error = E, Future = F>,
+{
+    /// [`poll`](Future::poll) in any state.
+    fn poll_states(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Response<ResBody>, BoxError>> {
         loop {
             let this = self.as_mut().project();
             let next = match this.kind.project() {

@@ -1,7 +1,7 @@
 use std::fmt;
 use std::task::{Context, Poll};
 
-use http::header::AUTHORIZATION;
+use http::header::{AUTHORIZATION, Entry};
 use http::{Request, Response};
 use tower_service::Service;
 
@@ -81,18 +81,34 @@ where
             Ok(None) => return ResponseFuture::future(self.inner.call(req), None),
             Err(e) => return ResponseFuture::rejected(e.into()),
         };
-        if !self.layer.override_existing && req.headers().contains_key(AUTHORIZATION) {
-            return ResponseFuture::future(self.inner.call(req), None);
-        }
         if self.layer.reactive {
+            if !self.layer.override_existing && req.headers().contains_key(AUTHORIZATION) {
+                return ResponseFuture::future(self.inner.call(req), None);
+            }
             return self.call_reactive(route, req);
         }
-        match self.layer.routes[route].handle.try_now() {
-            Some(header) => {
-                req.headers_mut().insert(AUTHORIZATION, header);
-                ResponseFuture::future(self.inner.call(req), None)
-            }
-            None => self.fetch(route, req, None),
+        // One look-up of `Authorization` for both the check and the insert.
+        let send_now = match req.headers_mut().entry(AUTHORIZATION) {
+            Entry::Occupied(_) if !self.layer.override_existing => true,
+            Entry::Occupied(mut entry) => match self.layer.routes[route].handle.try_now() {
+                Some(header) => {
+                    entry.insert(header);
+                    true
+                }
+                None => false,
+            },
+            Entry::Vacant(entry) => match self.layer.routes[route].handle.try_now() {
+                Some(header) => {
+                    entry.insert(header);
+                    true
+                }
+                None => false,
+            },
+        };
+        if send_now {
+            ResponseFuture::future(self.inner.call(req), None)
+        } else {
+            self.fetch(route, req, None)
         }
     }
 }

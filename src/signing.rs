@@ -37,24 +37,6 @@ enum Header<'a> {
     Encoded(&'a str),
 }
 
-/// A signature as [`SigningKey::sign_raw`] appends it.
-// aws-lc-rs returns EC/EdDSA signatures in its fixed-size `Signature` on the stack anyway;
-// boxing it would add the allocation this avoids.
-#[allow(clippy::large_enum_variant)]
-enum Signature {
-    Heap(Vec<u8>),
-    Fixed(signature::Signature),
-}
-
-impl AsRef<[u8]> for Signature {
-    fn as_ref(&self) -> &[u8] {
-        match self {
-            Self::Heap(v) => v,
-            Self::Fixed(s) => s.as_ref(),
-        }
-    }
-}
-
 enum Pair {
     Rsa(RsaKeyPair),
     Ec(EcdsaKeyPair),
@@ -354,11 +336,28 @@ impl SigningKey {
         }
         out.push(b'.');
         append_b64(&mut out, payload).ok_or_else(fail)?;
-        let sig = self.signature(&out)?;
-        out.push(b'.');
-        append_b64(&mut out, sig.as_ref()).ok_or_else(fail)?;
-        let out = String::from_utf8(out).map_err(|_| fail())?;
-        Ok(out)
+        // The signature is encoded where aws-lc-rs returns it: its `Signature` is a fixed
+        // 4.6 KB array (sized for ML-DSA), and each move of it (into an enum, a `Result`, out of
+        // a helper) is a 4.6 KB `memcpy` per token.
+        let sig_fail = |_| fail();
+        match &self.pair {
+            Pair::Rsa(_) => {
+                let sig = self.sign_bytes(&out)?;
+                out.push(b'.');
+                append_b64(&mut out, &sig).ok_or_else(fail)?;
+            }
+            Pair::Ec(pair) => {
+                let sig = pair.sign(&SystemRandom::new(), &out).map_err(sig_fail)?;
+                out.push(b'.');
+                append_b64(&mut out, sig.as_ref()).ok_or_else(fail)?;
+            }
+            Pair::Ed(pair) => {
+                let sig = pair.sign(&out);
+                out.push(b'.');
+                append_b64(&mut out, sig.as_ref()).ok_or_else(fail)?;
+            }
+        }
+        String::from_utf8(out).map_err(|_| fail())
     }
 
     /// The length of this key's JWS signatures in bytes.
@@ -372,18 +371,6 @@ impl SigningKey {
             },
             Pair::Ed(_) => 64,
         }
-    }
-
-    /// The signature of `message`: EC and EdDSA signatures stay on the stack.
-    fn signature(&self, message: &[u8]) -> Result<Signature, ConfigError> {
-        let fail = |_| ConfigError::InvalidKey("signing failed".into());
-        Ok(match &self.pair {
-            Pair::Rsa(_) => Signature::Heap(self.sign_bytes(message)?),
-            Pair::Ec(pair) => {
-                Signature::Fixed(pair.sign(&SystemRandom::new(), message).map_err(fail)?)
-            }
-            Pair::Ed(pair) => Signature::Fixed(pair.sign(message)),
-        })
     }
 
     /// The raw JWS signature of `message`.

@@ -171,8 +171,18 @@ fn token_response_json(r: &TokenResponse) -> Vec<u8> {
     out
 }
 
-async fn token(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    if req.method() != Method::POST {
+/// The token endpoint. A plain function doing the synchronous checks on the request, then
+/// returning one future that keeps the checked head where it is (borrowed, never moved into a
+/// nested `async fn`): axum boxes the handler's future, and an `async fn` taking the `Request`
+/// (~240 bytes) and handing it down to nested `async fn`s by value kept a copy at every level
+/// (~2 KB boxed and copied per request: a large-bin `malloc`).
+fn token(
+    State(shared): State<Arc<Shared>>,
+    req: Request,
+) -> impl Future<Output = Response> + Send + 'static {
+    let mut head: Result<FormHead, Response> = if req.method() == Method::POST {
+        form_head(req, &SENSITIVE_QUERY, SENSITIVE_QUERY_ERROR).map_err(IntoResponse::into_response)
+    } else {
         let mut res = TokenError::new(
             ErrorCode::InvalidRequest,
             "the token endpoint takes POST only",
@@ -181,11 +191,30 @@ async fn token(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         .into_response();
         res.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
-        return res;
-    }
-    match form_dispatch(&shared, req, None).await {
-        Ok(r) => r.into_response(),
-        Err(e) => e.into_response(),
+        Err(res)
+    };
+    async move {
+        let head = match &mut head {
+            Ok(head) => head,
+            Err(res) => return std::mem::take(res),
+        };
+        let body = match head.read_body(shared.max_body_len).await {
+            Ok(body) => body,
+            Err(e) => return e.into_response(),
+        };
+        let params = Params::parse(&body);
+        match dispatch(
+            &shared,
+            &head.headers,
+            &params,
+            head.address.as_deref(),
+            None,
+        )
+        .await
+        {
+            Ok(r) => r.into_response(),
+            Err(e) => e.into_response(),
+        }
     }
 }
 
@@ -228,24 +257,28 @@ pub(crate) fn address_key(ip: IpAddr) -> String {
 
 /// A form POST as read by [`read_form`].
 pub(crate) struct FormRequest {
-    /// The request head.
-    pub(crate) parts: http::request::Parts,
+    /// The request headers (the rest of the head is not needed past [`form_head`]).
+    pub(crate) headers: HeaderMap,
     /// The body, zeroized on drop.
     pub(crate) body: Zeroizing<Vec<u8>>,
     /// The source address, when the router is served with `ConnectInfo<SocketAddr>`.
     pub(crate) address: Option<String>,
 }
 
-/// The preamble of every form endpoint that authenticates a client (token, revocation,
-/// introspection, the refresh endpoint's POST): none of `forbidden` in the URL query
-/// (`invalid_request` with `query_error`), a form content type, the source address, and the
-/// body of at most `max_body_len` bytes (else 413 `invalid_request`).
-pub(crate) async fn read_form(
-    shared: &Shared,
+/// A form POST whose head passed [`form_head`], its body not read yet.
+pub(crate) struct FormHead {
+    headers: HeaderMap,
+    body: Body,
+    address: Option<String>,
+}
+
+/// The synchronous part of [`read_form`]: none of `forbidden` in the URL query
+/// (`invalid_request` with `query_error`), a form content type, the source address.
+pub(crate) fn form_head(
     req: Request,
     forbidden: &[&str],
     query_error: &'static str,
-) -> Result<FormRequest, TokenError> {
+) -> Result<FormHead, TokenError> {
     if let Some(q) = req.uri().query() {
         if form_urlencoded::parse(q.as_bytes()).any(|(k, _)| forbidden.contains(&&*k)) {
             return Err(TokenError::new(ErrorCode::InvalidRequest, query_error));
@@ -262,37 +295,66 @@ pub(crate) async fn read_form(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| address_key(c.0.ip()));
     let (parts, body) = req.into_parts();
-    let body = Zeroizing::new(
-        axum::body::to_bytes(body, shared.max_body_len)
-            .await
-            .map_err(|_| {
-                TokenError::new(ErrorCode::InvalidRequest, "the request body is too large")
-                    .with_status(StatusCode::PAYLOAD_TOO_LARGE)
-            })?
-            .to_vec(),
-    );
-    Ok(FormRequest {
-        parts,
+    Ok(FormHead {
+        headers: parts.headers,
         body,
         address,
     })
 }
 
+impl FormHead {
+    /// Reads the body (once: it is taken): at most `max_body_len` bytes (else 413
+    /// `invalid_request`).
+    async fn read_body(&mut self, max_body_len: usize) -> Result<Zeroizing<Vec<u8>>, TokenError> {
+        let body = std::mem::take(&mut self.body);
+        Ok(Zeroizing::new(
+            axum::body::to_bytes(body, max_body_len)
+                .await
+                .map_err(|_| {
+                    TokenError::new(ErrorCode::InvalidRequest, "the request body is too large")
+                        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+                })?
+                .to_vec(),
+        ))
+    }
+
+    /// Reads the body: at most `max_body_len` bytes (else 413 `invalid_request`).
+    async fn read(mut self, max_body_len: usize) -> Result<FormRequest, TokenError> {
+        let body = self.read_body(max_body_len).await?;
+        Ok(FormRequest {
+            headers: self.headers,
+            body,
+            address: self.address,
+        })
+    }
+}
+
+/// The preamble of every form endpoint that authenticates a client (token, revocation,
+/// introspection, the refresh endpoint's POST): [`form_head`], then the body of at most
+/// `max_body_len` bytes (else 413 `invalid_request`).
+pub(crate) async fn read_form(
+    shared: &Shared,
+    req: Request,
+    forbidden: &[&str],
+    query_error: &'static str,
+) -> Result<FormRequest, TokenError> {
+    form_head(req, forbidden, query_error)?
+        .read(shared.max_body_len)
+        .await
+}
+
+/// Why a token request's URL query is refused.
+const SENSITIVE_QUERY_ERROR: &str = "credentials must not be sent in the URL query";
+
 /// A form POST that authenticates a client and asks for a token, end to end: [`read_form`]
-/// (the [`SENSITIVE_QUERY`] parameters refused in the URL query), then [`dispatch_form`]. The
-/// token endpoint (`only`: `None`) and the refresh endpoint's POST share it.
+/// (the [`SENSITIVE_QUERY`] parameters refused in the URL query), then [`dispatch_form`]: the
+/// refresh endpoint's POST (the token endpoint does the same inline).
 pub(crate) async fn form_dispatch(
     shared: &Shared,
     req: Request,
     only: Option<GrantType>,
 ) -> Result<TokenResponse, TokenError> {
-    let form = read_form(
-        shared,
-        req,
-        &SENSITIVE_QUERY,
-        "credentials must not be sent in the URL query",
-    )
-    .await?;
+    let form = read_form(shared, req, &SENSITIVE_QUERY, SENSITIVE_QUERY_ERROR).await?;
     dispatch_form(shared, &form, only).await
 }
 
@@ -305,7 +367,7 @@ pub(crate) async fn dispatch_form(
     let params = Params::parse(&form.body);
     dispatch(
         shared,
-        &form.parts.headers,
+        &form.headers,
         &params,
         form.address.as_deref(),
         only,
@@ -479,13 +541,16 @@ async fn authenticate(
         (Some(secret), method) => {
             let active = client.as_ref().map(|c| c.secrets(now)).unwrap_or_default();
             let mut verified = false;
+            // The hash checks (cache misses: a bcrypt/argon2 run each) are boxed where they
+            // happen, so this future (inside every token request's) does not carry their
+            // state (~300 bytes) on the cached path.
             if active.is_empty() {
                 // Unknown client (or only expired secrets): the same cost as a real check.
-                shared.hasher.verify(secret.as_bytes(), None).await;
+                Box::pin(shared.hasher.verify(secret.as_bytes(), None)).await;
             }
             for h in active {
                 let cached = shared.verified.contains(id, secret, h, now);
-                if cached || shared.hasher.verify(secret.as_bytes(), Some(h)).await {
+                if cached || Box::pin(shared.hasher.verify(secret.as_bytes(), Some(h))).await {
                     if !cached {
                         shared.verified.insert(id, secret, h, now);
                     }
@@ -504,7 +569,7 @@ async fn authenticate(
                     let mut reason = "wrong_secret";
                     for (h, exp) in c.all_secrets() {
                         if exp.is_some_and(|e| now >= e)
-                            && shared.hasher.verify(secret.as_bytes(), Some(h)).await
+                            && Box::pin(shared.hasher.verify(secret.as_bytes(), Some(h))).await
                         {
                             reason = "secret_expired";
                             break;

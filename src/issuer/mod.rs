@@ -184,6 +184,7 @@ impl Shared {
         scopes: &[String],
         audiences: &[String],
         ttl: Duration,
+        gty: Option<&'static str>,
         grant_claims: Map<String, Value>,
     ) -> Result<Minted, TokenError> {
         let key = self.keys.signing_key();
@@ -197,6 +198,7 @@ impl Shared {
             subject,
             scopes,
             audiences,
+            gty,
             grant_claims,
         };
         let minted = tokens::mint(draft, &key, self.customizer.as_deref())

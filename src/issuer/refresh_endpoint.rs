@@ -253,7 +253,7 @@ async fn refresh_request(
     }
     let body = Zeroizing::new(query.as_bytes().to_vec());
     let form = FormRequest {
-        parts,
+        headers: parts.headers,
         body,
         address,
     };

@@ -236,7 +236,10 @@ pub(crate) struct Draft<'a> {
     pub(crate) subject: &'a str,
     pub(crate) scopes: &'a [String],
     pub(crate) audiences: &'a [String],
-    /// Grant-specific claims (`gty`, later `uid`, `roles`, ...).
+    /// The `gty` claim, when the grant sets one (`client-credentials`): a field of its own,
+    /// not an entry of `grant_claims`, so the common grant builds no map per token.
+    pub(crate) gty: Option<&'static str>,
+    /// Grant-specific claims (`uid`, `roles`, ...).
     pub(crate) grant_claims: Map<String, Value>,
 }
 
@@ -346,7 +349,10 @@ pub(crate) async fn mint(
     // The claims are written straight to JSON (no `Value` tree per token): the server's
     // claims, then the grant's (which win over a server claim of the same name), then the
     // customizer's (which never override either).
-    let overridden = |k: &str| draft.grant_claims.contains_key(k);
+    let overridden = |k: &str| {
+        (draft.gty.is_some() && k == "gty")
+            || (!draft.grant_claims.is_empty() && draft.grant_claims.contains_key(k))
+    };
     let mut payload = Json::with_capacity(256);
     if !overridden("iss") {
         payload.str_member("iss", draft.issuer)?;
@@ -376,8 +382,13 @@ pub(crate) async fn mint(
     if !draft.scopes.is_empty() && !overridden("scope") {
         payload.str_member("scope", &draft.scopes.join(" "))?;
     }
+    if let Some(gty) = draft.gty {
+        payload.str_member("gty", gty)?;
+    }
     for (k, v) in &draft.grant_claims {
-        payload.member(k, v)?;
+        if !(draft.gty.is_some() && k == "gty") {
+            payload.member(k, v)?;
+        }
     }
     for (k, v) in &extra {
         if !overridden(k) {
@@ -442,6 +453,7 @@ mod tests {
             subject: client.client_id(),
             scopes,
             audiences: aud,
+            gty: None,
             grant_claims: Map::new(),
         }
     }

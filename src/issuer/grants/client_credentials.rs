@@ -43,7 +43,7 @@
 //! # }
 //! ```
 
-use serde_json::{Map, Value};
+use serde_json::Map;
 
 use crate::http_client::BoxFuture;
 use crate::issuer::config::GrantType;
@@ -132,8 +132,6 @@ impl Grant for ClientCredentialsGrant {
                 out
             };
 
-            let mut grant_claims = Map::new();
-            grant_claims.insert("gty".into(), Value::String(GTY.into()));
             let ttl = client.access_token_ttl().unwrap_or(server.ttl);
             let minted = server
                 .mint(
@@ -143,7 +141,8 @@ impl Grant for ClientCredentialsGrant {
                     &scopes,
                     &audiences,
                     ttl,
-                    grant_claims,
+                    Some(GTY),
+                    Map::new(),
                 )
                 .await?;
             let mut res = TokenResponse::bearer(minted.token, ttl.as_secs());

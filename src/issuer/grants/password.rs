@@ -185,6 +185,7 @@ pub(crate) async fn issue_user_token(
             scopes,
             &audiences,
             ttl,
+            None,
             claims,
         )
         .await?;

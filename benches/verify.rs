@@ -231,7 +231,9 @@ fn profile(spec: &str) {
     let mut svc = layer(&f);
     let header = format!("Bearer {}", f.token);
     // Warm-up: every path once.
-    f.floor_key.verify_sig(f.message.as_bytes(), &f.sig).unwrap();
+    f.floor_key
+        .verify_sig(f.message.as_bytes(), &f.sig)
+        .unwrap();
     f.uncached.try_verify(&f.token).unwrap();
     f.cached.try_verify(&f.token).unwrap();
     assert_eq!(layer_call(&mut svc, &header), 200);

@@ -311,7 +311,10 @@ fn set_source(v: Option<&Lite<'_>>, raw: Option<&str>) -> Result<SetSource, Toke
             // Exactly sized: no reallocation into the boxed slice.
             let mut list = Vec::with_capacity(items.len());
             for item in items {
-                list.push(Text::new(raw, item.as_str().ok_or(TokenError::InvalidClaim)?));
+                list.push(Text::new(
+                    raw,
+                    item.as_str().ok_or(TokenError::InvalidClaim)?,
+                ));
             }
             Ok(SetSource::List(list.into_boxed_slice()))
         }

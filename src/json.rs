@@ -105,9 +105,8 @@ pub(crate) fn b64url_decode(src: &[u8], out: &mut [u8]) -> Result<(), TokenError
         return Err(TokenError::InvalidBase64);
     }
     let v = |c: u8| u32::from(B64URL[c as usize]);
-    let q = |s: &[u8]| {
-        Q0[s[0] as usize] | Q1[s[1] as usize] | Q2[s[2] as usize] | Q3[s[3] as usize]
-    };
+    let q =
+        |s: &[u8]| Q0[s[0] as usize] | Q1[s[1] as usize] | Q2[s[2] as usize] | Q3[s[3] as usize];
     // Eight characters (two quanta, six bytes) a step.
     let mut bad32 = 0u32;
     let mut src_chunks = src.chunks_exact(8);
@@ -347,7 +346,9 @@ pub(crate) fn parse_claims_serde(text: &str) -> Result<Claims<'_>, TokenError> {
 
 /// Both parses of `text`, as `Debug` text of their members (or their error), for the `json`
 /// fuzz target: `(scanner, serde_json)`.
-pub(crate) fn parse_claims_both(text: &str) -> (Result<String, TokenError>, Result<String, TokenError>) {
+pub(crate) fn parse_claims_both(
+    text: &str,
+) -> (Result<String, TokenError>, Result<String, TokenError>) {
     let show = |c: Claims<'_>| format!("{:?}", c.members);
     (
         parse_claims(text).map(show),
@@ -666,10 +667,7 @@ impl<'a> Scanner<'a> {
             self.digits()?;
         }
         if integer && !self.ap {
-            let value = || {
-                int.iter()
-                    .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'))
-            };
+            let value = || int.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
             // No overflow in 19 digits (u64) or 18 (i64); `-0` is serde_json's float -0.0.
             if !negative && int.len() <= 19 {
                 return Ok(Lite::Number(value().into()));
@@ -1087,32 +1085,117 @@ mod tests {
     /// Edge cases of serde_json's grammar, numbers and strings (the seeds of the differential
     /// test below and of the `json` fuzz target's corpus).
     const GRAMMAR_CASES: &[&str] = &[
-        r#"{}"#, r#" { } "#, "", " ", "{", "}", "{}}", "{} {}", "[]", "[{}]", "null", "1", "\"s\"",
-        r#"{"a":1}"#, r#"{"a":1,}"#, r#"{,"a":1}"#, r#"{"a" 1}"#, r#"{"a":1 "b":2}"#, r#"{"a":}"#,
-        r#"{a:1}"#, r#"{'a':1}"#, r#"{"a":1]"#, r#"{"a":[1}"#, r#"{"a":[1,]}"#, r#"{"a":[,1]}"#,
-        r#"{"a":[1 2]}"#, "{\"a\":1}\n\t\r ", "{\"a\":1}\x0c", "\x0c{}", "{\"a\":\x0b1}",
-        r#"{"a":1,"a":2}"#, r#"{"a":1,"a""#, r#"{"a":1,"a":"#, r#"{"a":1,"a":}"#,
-        r#"{"a":{"b":1,"b":x}}"#, r#"[{"a":1,"a":2}]"#, r#"[{"a":1,"a":2}] x"#,
-        r#"{"a":1,"\u0061":2}"#, r#"{"a":{"a":1},"b":{"a":1}}"#,
-        r#"{"n":null,"t":true,"f":false}"#, r#"{"n":nul}"#, r#"{"n":nulll}"#, r#"{"t":tru}"#,
-        r#"{"t":truex}"#, r#"{"f":False}"#, r#"{"n":NaN}"#, r#"{"n":Infinity}"#,
-        r#"{"n":0}"#, r#"{"n":-0}"#, r#"{"n":-0.0}"#, r#"{"n":0.0}"#, r#"{"n":01}"#, r#"{"n":-01}"#,
-        r#"{"n":-}"#, r#"{"n":1.}"#, r#"{"n":.5}"#, r#"{"n":+1}"#, r#"{"n":1e}"#, r#"{"n":1e+}"#,
-        r#"{"n":1.e5}"#, r#"{"n":1.5}"#, r#"{"n":1E5}"#, r#"{"n":1e-5}"#, r#"{"n":0.1e+2}"#,
-        r#"{"n":1e400}"#, r#"{"n":-1e400}"#, r#"{"n":1e-400}"#, r#"{"n":123456789012345678901234567890}"#,
-        r#"{"n":9999999999999999999}"#, r#"{"n":18446744073709551615}"#,
-        r#"{"n":18446744073709551616}"#, r#"{"n":-999999999999999999}"#,
-        r#"{"n":-9999999999999999999}"#, r#"{"n":-9223372036854775808}"#,
-        r#"{"n":-9223372036854775809}"#, r#"{"n":1700000000}"#, r#"{"n":1.7e9}"#,
-        r#"{"n":2.2250738585072011e-308}"#, r#"{"n":0.30000000000000004}"#, r#"{"n":1x}"#,
-        r#"{"n":0x10}"#, r#"{"n":1,2}"#, r#"{"n":[-1,-0,0,1.0,1e1]}"#,
-        r#"{"s":"a\"b\\c\/d\be\ff\ng\rh\ti"}"#, r#"{"s":"\u00e9\u00E9"}"#, r#"{"s":"\uD83D\uDE00"}"#,
-        r#"{"s":"\ud83d\ude00x"}"#, r#"{"s":"\ud83d"}"#, r#"{"s":"\ude00"}"#, r#"{"s":"\ud83d\u0041"}"#,
-        r#"{"s":"\ud83d\n"}"#, r#"{"s":"\ud83d\ud83d"}"#, r#"{"s":"\ud83dx"}"#, r#"{"s":"\u12"}"#,
-        r#"{"s":"\u12g4"}"#, r#"{"s":"\x"}"#, r#"{"s":"\'"}"#, r#"{"s":"\"#, r#"{"s":"abc"#,
-        r#"{"s":"\u0000"}"#, "{\"s\":\"\x01\"}", "{\"s\":\"\x1f\"}", "{\"s\":\" \"}", "{\"s\":\"\t\"}", "{\"s\":\"\x7f\"}",
-        "{\"s\":\"é\",\"é\":1}", "{\"s\":\"a\\u00e9\u{1F600}b\"}", r#"{"s\u0000":1}"#,
-        r#"{"":1}"#, r#"{"":1,"":2}"#, "{\"\\u0061\":1,\"a\":2}",
+        r#"{}"#,
+        r#" { } "#,
+        "",
+        " ",
+        "{",
+        "}",
+        "{}}",
+        "{} {}",
+        "[]",
+        "[{}]",
+        "null",
+        "1",
+        "\"s\"",
+        r#"{"a":1}"#,
+        r#"{"a":1,}"#,
+        r#"{,"a":1}"#,
+        r#"{"a" 1}"#,
+        r#"{"a":1 "b":2}"#,
+        r#"{"a":}"#,
+        r#"{a:1}"#,
+        r#"{'a':1}"#,
+        r#"{"a":1]"#,
+        r#"{"a":[1}"#,
+        r#"{"a":[1,]}"#,
+        r#"{"a":[,1]}"#,
+        r#"{"a":[1 2]}"#,
+        "{\"a\":1}\n\t\r ",
+        "{\"a\":1}\x0c",
+        "\x0c{}",
+        "{\"a\":\x0b1}",
+        r#"{"a":1,"a":2}"#,
+        r#"{"a":1,"a""#,
+        r#"{"a":1,"a":"#,
+        r#"{"a":1,"a":}"#,
+        r#"{"a":{"b":1,"b":x}}"#,
+        r#"[{"a":1,"a":2}]"#,
+        r#"[{"a":1,"a":2}] x"#,
+        r#"{"a":1,"\u0061":2}"#,
+        r#"{"a":{"a":1},"b":{"a":1}}"#,
+        r#"{"n":null,"t":true,"f":false}"#,
+        r#"{"n":nul}"#,
+        r#"{"n":nulll}"#,
+        r#"{"t":tru}"#,
+        r#"{"t":truex}"#,
+        r#"{"f":False}"#,
+        r#"{"n":NaN}"#,
+        r#"{"n":Infinity}"#,
+        r#"{"n":0}"#,
+        r#"{"n":-0}"#,
+        r#"{"n":-0.0}"#,
+        r#"{"n":0.0}"#,
+        r#"{"n":01}"#,
+        r#"{"n":-01}"#,
+        r#"{"n":-}"#,
+        r#"{"n":1.}"#,
+        r#"{"n":.5}"#,
+        r#"{"n":+1}"#,
+        r#"{"n":1e}"#,
+        r#"{"n":1e+}"#,
+        r#"{"n":1.e5}"#,
+        r#"{"n":1.5}"#,
+        r#"{"n":1E5}"#,
+        r#"{"n":1e-5}"#,
+        r#"{"n":0.1e+2}"#,
+        r#"{"n":1e400}"#,
+        r#"{"n":-1e400}"#,
+        r#"{"n":1e-400}"#,
+        r#"{"n":123456789012345678901234567890}"#,
+        r#"{"n":9999999999999999999}"#,
+        r#"{"n":18446744073709551615}"#,
+        r#"{"n":18446744073709551616}"#,
+        r#"{"n":-999999999999999999}"#,
+        r#"{"n":-9999999999999999999}"#,
+        r#"{"n":-9223372036854775808}"#,
+        r#"{"n":-9223372036854775809}"#,
+        r#"{"n":1700000000}"#,
+        r#"{"n":1.7e9}"#,
+        r#"{"n":2.2250738585072011e-308}"#,
+        r#"{"n":0.30000000000000004}"#,
+        r#"{"n":1x}"#,
+        r#"{"n":0x10}"#,
+        r#"{"n":1,2}"#,
+        r#"{"n":[-1,-0,0,1.0,1e1]}"#,
+        r#"{"s":"a\"b\\c\/d\be\ff\ng\rh\ti"}"#,
+        r#"{"s":"\u00e9\u00E9"}"#,
+        r#"{"s":"\uD83D\uDE00"}"#,
+        r#"{"s":"\ud83d\ude00x"}"#,
+        r#"{"s":"\ud83d"}"#,
+        r#"{"s":"\ude00"}"#,
+        r#"{"s":"\ud83d\u0041"}"#,
+        r#"{"s":"\ud83d\n"}"#,
+        r#"{"s":"\ud83d\ud83d"}"#,
+        r#"{"s":"\ud83dx"}"#,
+        r#"{"s":"\u12"}"#,
+        r#"{"s":"\u12g4"}"#,
+        r#"{"s":"\x"}"#,
+        r#"{"s":"\'"}"#,
+        r#"{"s":"\"#,
+        r#"{"s":"abc"#,
+        r#"{"s":"\u0000"}"#,
+        "{\"s\":\"\x01\"}",
+        "{\"s\":\"\x1f\"}",
+        "{\"s\":\" \"}",
+        "{\"s\":\"\t\"}",
+        "{\"s\":\"\x7f\"}",
+        "{\"s\":\"é\",\"é\":1}",
+        "{\"s\":\"a\\u00e9\u{1F600}b\"}",
+        r#"{"s\u0000":1}"#,
+        r#"{"":1}"#,
+        r#"{"":1,"":2}"#,
+        "{\"\\u0061\":1,\"a\":2}",
         r#"{"exp":{"$serde_json::private::Number":"1"}}"#,
         r#"{"exp":{"$serde_json::private::Number":"x"}}"#,
         r#"{"exp":{"$serde_json::private::Number":1}}"#,
@@ -1137,7 +1220,11 @@ mod tests {
         }
         for depth in [1, 2, 125, 126, 127, 128, 129, 300] {
             for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
-                check(&format!("{{\"x\":{}1{}}}", open.repeat(depth), close.repeat(depth)));
+                check(&format!(
+                    "{{\"x\":{}1{}}}",
+                    open.repeat(depth),
+                    close.repeat(depth)
+                ));
                 check(&format!("{}1{}", open.repeat(depth), close.repeat(depth)));
             }
         }

@@ -198,7 +198,7 @@ impl SecurityLayer {
     /// # }
     /// ```
     pub fn with_jwt(mut self, jwt: JwtAuthLayer) -> Self {
-        self.rejection = jwt.rejection.clone();
+        self.rejection = jwt.inner.rejection.clone();
         self.jwt = jwt.optional(true);
         self
     }

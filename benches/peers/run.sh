@@ -13,7 +13,7 @@ ROUNDS=${ROUNDS:-3}
 DUR=${SECONDS_PER_RUN:-5}
 CONN=16
 REPORT=${REPORT:-../../docs/benchmarks.md}
-CONTENDERS=${CONTENDERS:-"noauth floor jsonwebtoken jwt_authorizer axum_jwt_auth tower_bearer tower_bearer_nocache"}
+CONTENDERS=${CONTENDERS:-"noauth floor jsonwebtoken jwt_authorizer axum_jwt_auth tower_bearer tower_bearer_nocache ideal_cache"}
 SCENARIOS="one rotating"
 BASE_PORT=${BASE_PORT:-38180}
 

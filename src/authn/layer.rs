@@ -33,21 +33,43 @@ use crate::verify::Verifier;
 /// # }
 /// ```
 #[must_use]
-#[derive(Clone)]
 pub struct JwtAuthLayer<R = DefaultRejection> {
+    /// One allocation: axum clones the layered service for every request, so a clone is one
+    /// reference count (one cache line), whatever the settings.
+    pub(crate) inner: Arc<Settings<R>>,
+}
+
+/// What a [`JwtAuthLayer`] holds.
+#[derive(Clone)]
+pub(crate) struct Settings<R> {
     pub(crate) verifier: Verifier,
-    pub(crate) bearer: Arc<BearerOptions>,
+    pub(crate) bearer: BearerOptions,
     pub(crate) optional: bool,
     pub(crate) rejection: R,
+}
+
+impl<R> Clone for JwtAuthLayer<R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
 }
 
 impl<R> fmt::Debug for JwtAuthLayer<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtAuthLayer")
-            .field("verifier", &self.verifier)
-            .field("bearer", &self.bearer)
-            .field("optional", &self.optional)
+            .field("verifier", &self.inner.verifier)
+            .field("bearer", &self.inner.bearer)
+            .field("optional", &self.inner.optional)
             .finish_non_exhaustive()
+    }
+}
+
+impl<R: Clone> JwtAuthLayer<R> {
+    /// The settings to change (a copy if this layer was cloned before).
+    fn settings(&mut self) -> &mut Settings<R> {
+        Arc::make_mut(&mut self.inner)
     }
 }
 
@@ -82,10 +104,12 @@ impl JwtAuthLayer {
             ..BearerOptions::default()
         };
         Self {
-            verifier,
-            bearer: Arc::new(bearer),
-            optional: false,
-            rejection: DefaultRejection::default(),
+            inner: Arc::new(Settings {
+                verifier,
+                bearer,
+                optional: false,
+                rejection: DefaultRejection::default(),
+            }),
         }
     }
 
@@ -113,7 +137,8 @@ impl JwtAuthLayer {
     /// # }
     /// ```
     pub fn with_realm(mut self, realm: Option<&str>) -> Self {
-        self.rejection = self.rejection.with_realm(realm);
+        let r = &mut self.settings().rejection;
+        *r = r.clone().with_realm(realm);
         self
     }
 
@@ -142,7 +167,8 @@ impl JwtAuthLayer {
     /// # }
     /// ```
     pub fn with_error_description(mut self, describe: bool) -> Self {
-        self.rejection = self.rejection.with_error_description(describe);
+        let r = &mut self.settings().rejection;
+        *r = r.clone().with_error_description(describe);
         self
     }
 
@@ -172,12 +198,13 @@ impl JwtAuthLayer {
     /// # }
     /// ```
     pub fn with_keys_unavailable_as_401(mut self, yes: bool) -> Self {
-        self.rejection = self.rejection.with_keys_unavailable_as_401(yes);
+        let r = &mut self.settings().rejection;
+        *r = r.clone().with_keys_unavailable_as_401(yes);
         self
     }
 }
 
-impl<R> JwtAuthLayer<R> {
+impl<R: Clone> JwtAuthLayer<R> {
     /// Optional mode: requests without credentials pass as
     /// [`Authentication::Anonymous`](crate::claims::Authentication::Anonymous); a present but
     /// bad token is still refused. Use with an authorization layer behind it.
@@ -206,7 +233,7 @@ impl<R> JwtAuthLayer<R> {
     /// # }
     /// ```
     pub fn optional(mut self, optional: bool) -> Self {
-        self.optional = optional;
+        self.settings().optional = optional;
         self
     }
 
@@ -236,10 +263,12 @@ impl<R> JwtAuthLayer<R> {
     /// # }
     /// ```
     pub fn with_query_parameter(mut self, allow: bool) -> Self {
-        Arc::make_mut(&mut self.bearer).allow_query_parameter = allow;
+        self.settings().bearer.allow_query_parameter = allow;
         self
     }
+}
 
+impl<R> JwtAuthLayer<R> {
     /// Replaces how rejections become responses.
     ///
     /// # Example
@@ -267,10 +296,12 @@ impl<R> JwtAuthLayer<R> {
     /// ```
     pub fn with_rejection<R2>(self, rejection: R2) -> JwtAuthLayer<R2> {
         JwtAuthLayer {
-            verifier: self.verifier,
-            bearer: self.bearer,
-            optional: self.optional,
-            rejection,
+            inner: Arc::new(Settings {
+                verifier: self.inner.verifier.clone(),
+                bearer: self.inner.bearer.clone(),
+                optional: self.inner.optional,
+                rejection,
+            }),
         }
     }
 
@@ -291,6 +322,6 @@ impl<R> JwtAuthLayer<R> {
     /// assert!(layer.verifier().max_token_len() > 0);
     /// ```
     pub fn verifier(&self) -> &Verifier {
-        &self.verifier
+        &self.inner.verifier
     }
 }

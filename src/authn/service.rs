@@ -132,32 +132,70 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let layer = &self.layer;
         // Every `Authorization` value marked sensitive; a token verified before, in the common
-        // request shape: one header lookup, one cache lookup, no parsing.
+        // request shape: one header lookup, one cache lookup, no parsing. This path is kept
+        // small (everything else is out of line): on a busy server each distinct cache line
+        // of code it runs is likely a cache miss.
+        let settings = &*self.layer.inner;
         let has_query = req.uri().query().is_some();
-        let hit =
-            mark_sensitive_bearer_bytes(req.headers_mut(), has_query, layer.bearer.max_token_len)
-                .and_then(|token| layer.verifier.cached(token));
-        let outcome = match hit {
-            Some(Ok(user)) => Outcome::User(user),
-            Some(Err(e)) => Outcome::Reject(e),
-            None => match extract_bearer(req.headers(), req.uri(), &layer.bearer) {
-                Err(e) => Outcome::Reject(e),
-                Ok(None) if layer.optional => Outcome::Anonymous,
-                Ok(None) => Outcome::Reject(AuthError::MissingCredentials),
-                Ok(Some(token)) => match layer.verifier.verify_now(&token) {
-                    Step::Done(Ok(user)) => Outcome::User(user),
-                    Step::Done(Err(e)) => Outcome::Reject(e),
-                    step => Outcome::Pending(token.into_owned(), step),
-                },
+        let hit = mark_sensitive_bearer_bytes(
+            req.headers_mut(),
+            has_query,
+            settings.bearer.max_token_len,
+        )
+        .and_then(|token| settings.verifier.cached(token));
+        match hit {
+            Some(Ok(user)) => {
+                insert_user(&mut req, user);
+                ResponseFuture::future(self.inner.call(req))
+            }
+            Some(Err(e)) => self.reject(&e, &req),
+            None => self.call_uncached(req),
+        }
+    }
+}
+
+impl<S, R> JwtAuth<S, R> {
+    /// A rejection: counted, logged, answered.
+    #[cold]
+    #[inline(never)]
+    fn reject<ReqBody, ResBody>(
+        &self,
+        e: &AuthError,
+        req: &Request<ReqBody>,
+    ) -> ResponseFuture<S::Future, S, ReqBody, ResBody, R>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        R: ResponseForRejection<ResBody>,
+    {
+        crate::telemetry::rejection(e);
+        ResponseFuture::rejected(self.layer.inner.rejection.response(e, is_grpc(req)))
+    }
+
+    /// No cache hit: the strict extraction and the full verification (or anonymous).
+    #[inline(never)]
+    fn call_uncached<ReqBody, ResBody>(
+        &mut self,
+        mut req: Request<ReqBody>,
+    ) -> ResponseFuture<S::Future, S, ReqBody, ResBody, R>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+        ReqBody: Send + 'static,
+        R: ResponseForRejection<ResBody>,
+    {
+        let settings = &*self.layer.inner;
+        let outcome = match extract_bearer(req.headers(), req.uri(), &settings.bearer) {
+            Err(e) => Outcome::Reject(e),
+            Ok(None) if settings.optional => Outcome::Anonymous,
+            Ok(None) => Outcome::Reject(AuthError::MissingCredentials),
+            Ok(Some(token)) => match settings.verifier.verify_now(&token) {
+                Step::Done(Ok(user)) => Outcome::User(user),
+                Step::Done(Err(e)) => Outcome::Reject(e),
+                step => Outcome::Pending(token.into_owned(), step),
             },
         };
         match outcome {
-            Outcome::Reject(e) => {
-                crate::telemetry::rejection(&e);
-                ResponseFuture::rejected(layer.rejection.response(&e, is_grpc(&req)))
-            }
+            Outcome::Reject(e) => self.reject(&e, &req),
             Outcome::Anonymous => {
                 req.extensions_mut().insert(Authentication::Anonymous);
                 ResponseFuture::future(self.inner.call(req))
@@ -168,18 +206,19 @@ where
             }
             Outcome::Pending(token, step) => {
                 let grpc = is_grpc(&req);
-                let verifier = layer.verifier.clone();
+                let verifier = settings.verifier.clone();
                 let check = Box::pin(async move {
                     let user = verifier.finish(&token, step).await?;
                     insert_user(&mut req, user);
                     Ok(req)
                 });
+                let rejection = settings.rejection.clone();
                 // The instance made ready by `poll_ready` goes into the future; a fresh clone
                 // stays here. See tower's "Be careful when cloning inner services":
                 // https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture::checking(check, inner, layer.rejection.clone(), grpc)
+                ResponseFuture::checking(check, inner, rejection, grpc)
             }
         }
     }

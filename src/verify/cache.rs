@@ -14,7 +14,7 @@
 //! holding its token (at most the verifier's maximum token length) and the [`CurrentUser`]
 //! built from it (its claims, no larger than the token's payload), plus about 200 bytes.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Arc, RwLock, Weak};
@@ -27,20 +27,53 @@ const SHARDS: usize = 16;
 /// signature: 96 bits no one but the issuer chooses).
 const TAIL: usize = 16;
 
-/// A cached verification result.
+/// A cached verification result. The fields a hit reads come first: with the slot in front
+/// of them (see [`Slot`]) they fill exactly one cache line.
+#[repr(C)]
 pub(crate) struct Entry {
     /// The whole token, compared in full on a lookup.
     pub(crate) token: Box<str>,
     pub(crate) user: CurrentUser,
     pub(crate) exp: u64,
-    pub(crate) nbf: Option<u64>,
+    /// `0` when the token has no `nbf` (a `nbf` of 0 is no constraint either).
+    pub(crate) nbf: u64,
     pub(crate) issuer: usize,
-    pub(crate) kid: Option<Arc<str>>,
-    pub(crate) fingerprint: [u8; 32],
     /// The key snapshot the signature was checked against. While it is still the issuer's
     /// current one, the key is still published (no lookup needed). The `Weak` keeps the
     /// allocation, so the address cannot be reused by another snapshot meanwhile.
     pub(crate) snapshot: Weak<KeySet>,
+    // Read only when the issuer's keys changed since.
+    pub(crate) kid: Option<Arc<str>>,
+    pub(crate) fingerprint: [u8; 32],
+}
+
+/// A shard's element: the slot (the table's key) and the entry, aligned so that the slot and
+/// the fields of a hit share one cache line (the table's buckets are then line-aligned too).
+#[repr(C, align(64))]
+struct Slot {
+    slot: u64,
+    entry: Entry,
+}
+
+impl std::hash::Hash for Slot {
+    /// As the `u64` it is looked up by (see the `Borrow`).
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.slot.hash(state);
+    }
+}
+
+impl PartialEq for Slot {
+    fn eq(&self, other: &Self) -> bool {
+        self.slot == other.slot
+    }
+}
+
+impl Eq for Slot {}
+
+impl std::borrow::Borrow<u64> for Slot {
+    fn borrow(&self) -> &u64 {
+        &self.slot
+    }
 }
 
 /// The slots are keyed hash outputs already: used as they are.
@@ -61,7 +94,7 @@ impl Hasher for SlotHasher {
     }
 }
 
-type Shard = HashMap<u64, Entry, BuildHasherDefault<SlotHasher>>;
+type Shard = HashSet<Slot, BuildHasherDefault<SlotHasher>>;
 
 pub(crate) struct TokenCache {
     shards: Box<[RwLock<Shard>]>,
@@ -108,6 +141,7 @@ impl TokenCache {
         let shard = self.shard(slot).read().unwrap_or_else(|p| p.into_inner());
         shard
             .get(&slot)
+            .map(|s| &s.entry)
             .filter(|e| e.token.as_bytes() == token)
             .map(f)
     }
@@ -118,7 +152,7 @@ impl TokenCache {
         let mut shard = self.shard(slot).write().unwrap_or_else(|p| p.into_inner());
         if shard
             .get(&slot)
-            .is_some_and(|e| e.token.as_bytes() == token)
+            .is_some_and(|s| s.entry.token.as_bytes() == token)
         {
             shard.remove(&slot);
         }
@@ -129,17 +163,17 @@ impl TokenCache {
     pub(crate) fn insert(&self, entry: Entry, now: u64) {
         let slot = self.slot(entry.token.as_bytes());
         let mut shard = self.shard(slot).write().unwrap_or_else(|p| p.into_inner());
-        if shard.len() >= self.per_shard && !shard.contains_key(&slot) {
-            shard.retain(|_, e| e.exp > now);
+        if shard.len() >= self.per_shard && !shard.contains(&slot) {
+            shard.retain(|s| s.entry.exp > now);
             if shard.len() >= self.per_shard {
                 let drop_n = (self.per_shard / 8).max(1);
-                let victims: Vec<u64> = shard.keys().take(drop_n).copied().collect();
+                let victims: Vec<u64> = shard.iter().take(drop_n).map(|s| s.slot).collect();
                 for v in victims {
                     shard.remove(&v);
                 }
             }
         }
-        shard.insert(slot, entry);
+        shard.replace(Slot { slot, entry });
     }
 
     #[cfg(test)]
@@ -163,7 +197,7 @@ mod tests {
             token: token.into(),
             user,
             exp,
-            nbf: None,
+            nbf: 0,
             issuer: 0,
             kid: None,
             fingerprint: [0; 32],
@@ -231,6 +265,13 @@ mod tests {
         }
         assert!(slots.len() >= 9_999, "{}", slots.len());
         assert!(shards.iter().all(|&n| n > 400 && n < 850), "{shards:?}");
+    }
+
+    /// The slot and what a hit reads share one cache line.
+    #[test]
+    fn hit_fields_in_one_line() {
+        assert_eq!(std::mem::align_of::<Slot>(), 64);
+        assert!(std::mem::offset_of!(Slot, entry) + std::mem::offset_of!(Entry, kid) <= 64);
     }
 
     /// Two caches key their slots differently (random per instance), so slot collisions

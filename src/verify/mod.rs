@@ -1438,7 +1438,7 @@ impl Verifier {
                 token: token.into(),
                 user: user.clone(),
                 exp,
-                nbf,
+                nbf: nbf.unwrap_or(0),
                 issuer,
                 kid,
                 fingerprint,
@@ -1480,7 +1480,7 @@ impl Verifier {
         if now >= hit.exp.saturating_add(leeway) {
             return Err(TokenError::Expired.into());
         }
-        if hit.nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf) {
+        if now.saturating_add(leeway) < hit.nbf {
             return Err(TokenError::NotYetValid.into());
         }
         match self.inner.issuers[hit.issuer].lookup() {

@@ -73,7 +73,8 @@ pub fn serve(build: impl FnOnce() -> Pin<Box<dyn Future<Output = Router>>>) {
 }
 
 /// A minimal bearer layer around a verification function (the hand-written contenders):
-/// `Authorization: Bearer <token>` → `check(token)` → claims in extensions, else 401.
+/// `Authorization: Bearer <token>` → `check(token)` → its value (the claims) in extensions,
+/// else 401.
 #[derive(Clone)]
 pub struct CheckLayer<F>(pub Arc<F>);
 
@@ -94,11 +95,12 @@ pub struct Check<S, F> {
     check: Arc<F>,
 }
 
-impl<S, F> tower::Service<Request<Body>> for Check<S, F>
+impl<S, F, T> tower::Service<Request<Body>> for Check<S, F>
 where
     S: tower::Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
     S::Future: Send + 'static,
-    F: Fn(&str) -> Option<Claims>,
+    F: Fn(&str) -> Option<T>,
+    T: Clone + Send + Sync + 'static,
 {
     type Response = Response<Body>;
     type Error = Infallible;

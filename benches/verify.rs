@@ -7,20 +7,40 @@
 //! - `layer_uncached`: `JwtAuthLayer` + `service_fn`, one request, cache off;
 //! - `verify_cached`: `Verifier::try_verify`, cache on (hit).
 //!
-//! Run with `cargo bench --bench verify`.
+//! Run with `cargo bench --bench verify`. The target for uncached verification is
+//! `verify_uncached - floor` (same key, message and run).
+//!
+//! Times are the benchmark thread's CPU time (`/proc/thread-self/schedstat`, nanoseconds), not
+//! wall time: the machines these run on are shared, and wall time there mostly measures the other
+//! jobs. Every path runs on this one thread, so CPU time is its whole cost. On a quiet machine
+//! `VERIFY_BENCH_CLOCK=wall` measures wall time instead. Compare within one run.
+//!
+//! Profiling driver (no criterion): `VERIFY_PROFILE=<alg>:<what>:<n>` with `alg` one of
+//! `RS256 ES256 EdDSA`, `what` one of `floor verify layer cached`, runs the setup and a warm-up,
+//! then `n` iterations inside `measure`, for `perf record` or instruction counts under
+//! callgrind: `VERIFY_PROFILE=RS256:verify:1000 valgrind --tool=callgrind
+//! --toggle-collect='verify::measure*' target/release/deps/verify-*`; instructions per call =
+//! total / n.
 
 #![allow(missing_docs)]
+
+#[path = "support/thread_cpu.rs"]
+mod thread_cpu;
+use thread_cpu::ThreadCpu;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use criterion::{Criterion, criterion_group, criterion_main};
+
+use criterion::Criterion;
+use criterion::measurement::{Measurement, WallTime};
 use http::{Request, Response};
 use serde_json::{Value, json};
 use tower::{Layer, Service, service_fn};
@@ -45,7 +65,20 @@ fn now_or_never<F: Future>(f: F) -> F::Output {
     }
 }
 
-fn bench_alg(c: &mut Criterion, alg: Algorithm) {
+/// One algorithm's key, token, verifiers and baselines.
+struct Fixture {
+    token: String,
+    /// `b64(header).b64(claims)`: what the signature covers.
+    message: String,
+    sig: Vec<u8>,
+    floor_key: ParsedPublicKey,
+    jwt_key: jsonwebtoken::DecodingKey,
+    validation: jsonwebtoken::Validation,
+    uncached: Verifier,
+    cached: Verifier,
+}
+
+fn fixture(alg: Algorithm) -> Fixture {
     let key = SigningKey::generate(alg).unwrap();
     let jwk = key.public_jwk();
     let now = std::time::SystemTime::now()
@@ -60,7 +93,7 @@ fn bench_alg(c: &mut Criterion, alg: Algorithm) {
     });
     let token = key.sign(&claims).unwrap();
     let (message, sig) = token.rsplit_once('.').unwrap();
-    let sig = b64d(sig);
+    let (message, sig) = (message.to_owned(), b64d(sig));
 
     let floor_key = match alg {
         Algorithm::RS256 => RsaPublicKeyComponents {
@@ -110,48 +143,146 @@ fn bench_alg(c: &mut Criterion, alg: Algorithm) {
     assert!(cached.try_verify(&token).is_ok());
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
     jsonwebtoken::decode::<Value>(&token, &jwt_key, &validation).unwrap();
+    Fixture {
+        token,
+        message,
+        sig,
+        floor_key,
+        jwt_key,
+        validation,
+        uncached,
+        cached,
+    }
+}
 
-    let mut svc =
-        JwtAuthLayer::new(uncached.clone()).layer(service_fn(|_req: Request<()>| async {
-            Ok::<_, Infallible>(Response::new(()))
-        }));
-    let header = format!("Bearer {token}");
+/// The layer over a `service_fn` answering 200, cache off.
+fn layer(
+    f: &Fixture,
+) -> impl Service<Request<()>, Response = Response<()>, Error = Infallible> + use<> {
+    JwtAuthLayer::new(f.uncached.clone()).layer(service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(()))
+    }))
+}
+
+/// One request with the token through the layer; its status.
+fn layer_call<S>(svc: &mut S, header: &str) -> u16
+where
+    S: Service<Request<()>, Response = Response<()>, Error = Infallible>,
+{
+    let req = Request::builder()
+        .header("authorization", header)
+        .body(())
+        .unwrap();
+    now_or_never(svc.call(req)).unwrap().status().as_u16()
+}
+
+fn bench_alg<M: Measurement>(c: &mut Criterion<M>, alg: Algorithm) {
+    let f = fixture(alg);
+    let mut svc = layer(&f);
+    let header = format!("Bearer {}", f.token);
 
     let mut g = c.benchmark_group(alg.as_str());
     g.bench_function("floor", |b| {
         b.iter(|| {
-            floor_key
-                .verify_sig(black_box(message.as_bytes()), black_box(&sig))
+            f.floor_key
+                .verify_sig(black_box(f.message.as_bytes()), black_box(&f.sig))
                 .unwrap()
         })
     });
     g.bench_function("jsonwebtoken_decode", |b| {
-        b.iter(|| jsonwebtoken::decode::<Value>(black_box(&token), &jwt_key, &validation).unwrap())
-    });
-    g.bench_function("verify_uncached", |b| {
-        b.iter(|| uncached.try_verify(black_box(&token)).unwrap())
-    });
-    g.bench_function("layer_uncached", |b| {
         b.iter(|| {
-            let req = Request::builder()
-                .header("authorization", header.as_str())
-                .body(())
-                .unwrap();
-            let res = now_or_never(svc.call(req)).unwrap();
-            assert_eq!(res.status(), 200);
+            jsonwebtoken::decode::<Value>(black_box(&f.token), &f.jwt_key, &f.validation).unwrap()
         })
     });
+    g.bench_function("verify_uncached", |b| {
+        b.iter(|| f.uncached.try_verify(black_box(&f.token)).unwrap())
+    });
+    g.bench_function("layer_uncached", |b| {
+        b.iter(|| assert_eq!(layer_call(&mut svc, &header), 200))
+    });
     g.bench_function("verify_cached", |b| {
-        b.iter(|| cached.try_verify(black_box(&token)).unwrap())
+        b.iter(|| f.cached.try_verify(black_box(&f.token)).unwrap())
     });
     g.finish();
 }
 
-fn benches(c: &mut Criterion) {
+fn benches<M: Measurement>(c: &mut Criterion<M>) {
     for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
         bench_alg(c, alg);
     }
 }
 
-criterion_group!(verify, benches);
-criterion_main!(verify);
+/// `VERIFY_PROFILE=<alg>:<floor|verify|layer|cached>:<n>`: see the module docs.
+fn profile(spec: &str) {
+    let mut parts = spec.split(':');
+    let (Some(alg), Some(what), Some(n), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        panic!("VERIFY_PROFILE=<alg>:<floor|verify|layer|cached>:<n>, got `{spec}`");
+    };
+    let alg = match alg {
+        "RS256" => Algorithm::RS256,
+        "ES256" => Algorithm::ES256,
+        "EdDSA" => Algorithm::EdDSA,
+        other => panic!("unknown algorithm `{other}`"),
+    };
+    let n: u64 = n.parse().expect("iteration count");
+    let f = fixture(alg);
+    let mut svc = layer(&f);
+    let header = format!("Bearer {}", f.token);
+    // Warm-up: every path once.
+    f.floor_key
+        .verify_sig(f.message.as_bytes(), &f.sig)
+        .unwrap();
+    f.uncached.try_verify(&f.token).unwrap();
+    f.cached.try_verify(&f.token).unwrap();
+    assert_eq!(layer_call(&mut svc, &header), 200);
+    match what {
+        "floor" => measure(n, || {
+            f.floor_key
+                .verify_sig(black_box(f.message.as_bytes()), black_box(&f.sig))
+                .unwrap()
+        }),
+        "verify" => measure(n, || {
+            black_box(f.uncached.try_verify(black_box(&f.token)).unwrap());
+        }),
+        "layer" => measure(n, || {
+            assert_eq!(layer_call(&mut svc, black_box(&header)), 200)
+        }),
+        "cached" => measure(n, || {
+            black_box(f.cached.try_verify(black_box(&f.token)).unwrap());
+        }),
+        other => panic!("unknown mode `{other}`"),
+    }
+}
+
+/// The measured loop of the profiling driver: under callgrind,
+/// `--toggle-collect='verify::measure*'` counts only this.
+#[inline(never)]
+fn measure(n: u64, mut call: impl FnMut()) {
+    for _ in 0..n {
+        call();
+    }
+}
+
+fn config<M: Measurement>(c: Criterion<M>) -> Criterion<M> {
+    c.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args()
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("VERIFY_PROFILE") {
+        profile(&spec);
+        return;
+    }
+    if std::env::var("VERIFY_BENCH_CLOCK").as_deref() == Ok("wall") {
+        let mut c = config(Criterion::default().with_measurement(WallTime));
+        benches(&mut c);
+        c.final_summary();
+    } else {
+        let mut c = config(Criterion::default().with_measurement(ThreadCpu));
+        benches(&mut c);
+        c.final_summary();
+    }
+}

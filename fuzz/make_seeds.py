@@ -231,6 +231,18 @@ add2("grant_records", "refresh_token", "\x04" + "0123456789abcdefABCDEF." + "A" 
 add2("grant_records", "refresh_family_contains_secret", "\x04012689" + "A" * 46 + "abcdEz." + "A" * 43)
 add2("grant_records", "refresh_bad", "\x04" + "short." + "A" * 43)
 
+# claims_json: a token's claims text (the scanner against serde_json)
+add("claims_json", "token", compact({"iss": "https://auth.example", "aud": ["orders", "billing"], "sub": "alice",
+    "uid": 1001, "scope": "a b", "roles": ["user", "admin"], "exp": 1700000300, "iat": 1.7e9, "nbf": -0.0,
+    "x": {"y": [{"z": None, "t": True, "f": False}]}}))
+add("claims_json", "escapes", r'{"s":"a\"b\\c\/d\be\ff\ng\rh\ti\u00e9\ud83d\ude00","\u0061":1}')
+add("claims_json", "surrogates", r'{"a":"\ud83d","b":"\ude00","c":"\ud83d\u0041"}')
+add("claims_json", "numbers", '{"n":[0,-0,01,-1,1.5,1e400,-1e400,1E-5,18446744073709551616,-9223372036854775809,1.,.5]}')
+add("claims_json", "duplicates", '{"a":{"b":1,"b":2},"\u0061":1}')
+add("claims_json", "private_number", '{"exp":{"$serde_json::private::Number":"1"}}')
+add("claims_json", "deep", "[" * 127 + "]" * 127)
+add("claims_json", "whitespace", ' \t\n\r{ "a" : [ 1 , { } ] } \x0c')
+
 for target, files in seeds.items():
     d = os.path.join(root, target)
     shutil.rmtree(d, ignore_errors=True)

@@ -307,13 +307,17 @@ fn set_source(v: Option<&Lite<'_>>, raw: Option<&str>) -> Result<SetSource, Toke
     match v {
         None | Some(Lite::Null) => Ok(SetSource::Absent),
         Some(Lite::String(s)) => Ok(SetSource::Spaced(Text::new(raw, s))),
-        Some(Lite::Array(items)) if items.iter().all(Lite::is_string) => Ok(SetSource::List(
-            items
-                .iter()
-                .filter_map(Lite::as_str)
-                .map(|s| Text::new(raw, s))
-                .collect(),
-        )),
+        Some(Lite::Array(items)) => {
+            // Exactly sized: no reallocation into the boxed slice.
+            let mut list = Vec::with_capacity(items.len());
+            for item in items {
+                list.push(Text::new(
+                    raw,
+                    item.as_str().ok_or(TokenError::InvalidClaim)?,
+                ));
+            }
+            Ok(SetSource::List(list.into_boxed_slice()))
+        }
         Some(_) => Err(TokenError::InvalidClaim),
     }
 }

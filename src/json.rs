@@ -78,6 +78,26 @@ const B64URL: [u8; 256] = {
     t
 };
 
+/// [`B64URL`] values shifted into place for each position of a 4-character quantum, bit 31
+/// set for a byte outside the alphabet: a quantum is the OR of four look-ups, and the OR of
+/// every quantum has bit 31 set exactly when some byte was not base64url.
+const fn shifted(shift: u32) -> [u32; 256] {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = match B64URL[i] {
+            0xFF => 0x8000_0000,
+            v => (v as u32) << shift,
+        };
+        i += 1;
+    }
+    t
+}
+const Q0: [u32; 256] = shifted(18);
+const Q1: [u32; 256] = shifted(12);
+const Q2: [u32; 256] = shifted(6);
+const Q3: [u32; 256] = shifted(0);
+
 /// Decodes canonical unpadded base64url into `out`, which must be exactly
 /// [`b64url_len`]`(src.len())` long (the caller sizes it: a stack buffer or a vector).
 pub(crate) fn b64url_decode(src: &[u8], out: &mut [u8]) -> Result<(), TokenError> {
@@ -85,18 +105,20 @@ pub(crate) fn b64url_decode(src: &[u8], out: &mut [u8]) -> Result<(), TokenError
         return Err(TokenError::InvalidBase64);
     }
     let v = |c: u8| u32::from(B64URL[c as usize]);
-    // Every value is < 64, so an alphabet miss (0xFF) is the only way to set bit 7 of `bad`.
-    let mut bad = 0u32;
+    let q =
+        |s: &[u8]| Q0[s[0] as usize] | Q1[s[1] as usize] | Q2[s[2] as usize] | Q3[s[3] as usize];
+    // Eight characters (two quanta, six bytes) a step.
+    let mut bad32 = 0u32;
     let mut src_chunks = src.chunks_exact(8);
     let mut out_chunks = out.chunks_exact_mut(6);
     for (s, o) in (&mut src_chunks).zip(&mut out_chunks) {
-        let (a, b, c, d) = (v(s[0]), v(s[1]), v(s[2]), v(s[3]));
-        let (e, f, g, h) = (v(s[4]), v(s[5]), v(s[6]), v(s[7]));
-        bad |= a | b | c | d | e | f | g | h;
-        let n = u64::from((a << 18) | (b << 12) | (c << 6) | d) << 24
-            | u64::from((e << 18) | (f << 12) | (g << 6) | h);
+        let (hi, lo) = (q(&s[..4]), q(&s[4..]));
+        bad32 |= hi | lo;
+        let n = u64::from(hi) << 24 | u64::from(lo);
         o.copy_from_slice(&n.to_be_bytes()[2..]);
     }
+    // Every value is < 64, so an alphabet miss (0xFF) is the only way to set bit 7 of `bad`.
+    let mut bad = bad32 >> 24;
     let (src, out) = (src_chunks.remainder(), out_chunks.into_remainder());
     let mut src_chunks = src.chunks_exact(4);
     let mut out_chunks = out.chunks_exact_mut(3);
@@ -163,9 +185,6 @@ impl<'a> Lite<'a> {
     pub(crate) fn is_null(&self) -> bool {
         matches!(self, Lite::Null)
     }
-    pub(crate) fn is_string(&self) -> bool {
-        matches!(self, Lite::String(_))
-    }
     /// The member `name` of an object.
     pub(crate) fn get(&self, name: &str) -> Option<&Lite<'a>> {
         match self {
@@ -224,6 +243,8 @@ const KNOWN: [&str; 17] = [
 ];
 
 /// The index of `name` in [`KNOWN`]: its length, first and last bytes tell the candidate.
+/// Inlined: for a constant `name` (the verifier's look-ups) it folds to the index.
+#[inline(always)]
 fn known(name: &str) -> Option<usize> {
     let b = name.as_bytes();
     let (first, last) = (*b.first()?, *b.last()?);
@@ -264,6 +285,7 @@ impl<'a> Claims<'a> {
         Claims { members, slots }
     }
     /// The member `name`.
+    #[inline(always)]
     pub(crate) fn get(&self, name: &str) -> Option<&Lite<'a>> {
         match known(name) {
             Some(k) => match self.slots[k] {
@@ -285,13 +307,377 @@ impl<'a> Claims<'a> {
 
 /// Parses a JSON object as [`parse_object`] does (same grammar, same answers, duplicate member
 /// names refused at any depth) without building a `Map`: strings borrow from `text`.
+///
+/// A strict scanner of serde_json's grammar (RFC 8259; its escapes, surrogate pairs, number
+/// syntax and values, nesting limit of 127; duplicates refused when the second name is read),
+/// checked against [`parse_claims_serde`], serde_json with a visitor, by differential tests
+/// and the `json` fuzz target: the same values or the same refusal on every input.
 pub(crate) fn parse_claims(text: &str) -> Result<Claims<'_>, TokenError> {
+    let mut s = Scanner {
+        text,
+        b: text.as_bytes(),
+        i: 0,
+        depth: 128,
+        ap: arbitrary_precision(),
+    };
+    s.ws();
+    let value = s.value()?;
+    s.ws();
+    if s.i != s.b.len() {
+        return Err(TokenError::InvalidJson);
+    }
+    match value {
+        Lite::Object(members) => Ok(Claims::new(members)),
+        _ => Err(TokenError::InvalidJson),
+    }
+}
+
+/// [`parse_claims`] through serde_json and a visitor: the reference the scanner is checked
+/// against (tests and the `json` fuzz target).
+pub(crate) fn parse_claims_serde(text: &str) -> Result<Claims<'_>, TokenError> {
     let mut de = serde_json::Deserializer::from_str(text);
     let value = de.deserialize_any(LiteVisitor).map_err(classify)?;
     de.end().map_err(|_| TokenError::InvalidJson)?;
     match value {
         Lite::Object(members) => Ok(Claims::new(members)),
         _ => Err(TokenError::InvalidJson),
+    }
+}
+
+/// Both parses of `text`, as `Debug` text of their members (or their error), for the `json`
+/// fuzz target: `(scanner, serde_json)`.
+pub(crate) fn parse_claims_both(
+    text: &str,
+) -> (Result<String, TokenError>, Result<String, TokenError>) {
+    let show = |c: Claims<'_>| format!("{:?}", c.members);
+    (
+        parse_claims(text).map(show),
+        parse_claims_serde(text).map(show),
+    )
+}
+
+const BAD: TokenError = TokenError::InvalidJson;
+
+/// The scanner of [`parse_claims`].
+struct Scanner<'a> {
+    text: &'a str,
+    b: &'a [u8],
+    i: usize,
+    /// serde_json's `remaining_depth`: a container entered at 1 left is refused.
+    depth: u8,
+    /// serde_json with `arbitrary_precision`: numbers keep their text.
+    ap: bool,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    /// serde_json's whitespace: space, `\n`, `\t`, `\r`.
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    /// A value; whitespace before it already skipped.
+    fn value(&mut self) -> Result<Lite<'a>, TokenError> {
+        match self.peek().ok_or(BAD)? {
+            b'"' => {
+                self.i += 1;
+                self.string().map(Lite::String)
+            }
+            b'{' => {
+                self.depth -= 1;
+                if self.depth == 0 {
+                    return Err(BAD);
+                }
+                self.i += 1;
+                let v = self.object();
+                self.depth += 1;
+                v
+            }
+            b'[' => {
+                self.depth -= 1;
+                if self.depth == 0 {
+                    return Err(BAD);
+                }
+                self.i += 1;
+                let v = self.array();
+                self.depth += 1;
+                v
+            }
+            b'-' | b'0'..=b'9' => self.number(),
+            b'n' => self.literal(b"null", Lite::Null),
+            b't' => self.literal(b"true", Lite::Bool(true)),
+            b'f' => self.literal(b"false", Lite::Bool(false)),
+            _ => Err(BAD),
+        }
+    }
+
+    fn literal(&mut self, word: &[u8], v: Lite<'a>) -> Result<Lite<'a>, TokenError> {
+        if self.b.get(self.i..self.i + word.len()) == Some(word) {
+            self.i += word.len();
+            Ok(v)
+        } else {
+            Err(BAD)
+        }
+    }
+
+    /// After `{`.
+    fn object(&mut self) -> Result<Lite<'a>, TokenError> {
+        let mut out: Vec<(Cow<'a, str>, Lite<'a>)> = Vec::new();
+        // Duplicates as in `LiteVisitor::visit_map`: one bit per name seen, and past `LINEAR`
+        // members a hash set.
+        const LINEAR: usize = 24;
+        let mut seen = 0u64;
+        let mut many: Option<HashSet<Cow<'a, str>>> = None;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(Lite::Object(out));
+        }
+        loop {
+            if self.peek() != Some(b'"') {
+                return Err(BAD);
+            }
+            self.i += 1;
+            let key = self.string()?;
+            if out.is_empty() && self.ap && key == PRIVATE_NUMBER {
+                return self.private_number();
+            }
+            if let Some(names) = &mut many {
+                if !names.insert(key.clone()) {
+                    return Err(TokenError::DuplicateMember);
+                }
+            } else {
+                let bit = name_bit(&key);
+                if seen & bit != 0 && out.iter().any(|(k, _)| *k == key) {
+                    return Err(TokenError::DuplicateMember);
+                }
+                seen |= bit;
+                if out.len() == LINEAR {
+                    let mut names: HashSet<Cow<'a, str>> = HashSet::with_capacity(4 * LINEAR);
+                    names.extend(out.iter().map(|(k, _)| k.clone()));
+                    names.insert(key.clone());
+                    many = Some(names);
+                }
+            }
+            self.ws();
+            if self.peek() != Some(b':') {
+                return Err(BAD);
+            }
+            self.i += 1;
+            self.ws();
+            let value = self.value()?;
+            if out.capacity() == 0 {
+                // A token's claims: about a dozen.
+                out.reserve(16);
+            }
+            out.push((key, value));
+            self.ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.i += 1;
+                    self.ws();
+                }
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(Lite::Object(out));
+                }
+                _ => return Err(BAD),
+            }
+        }
+    }
+
+    /// `{"$serde_json::private::Number": "<text>"}` under `arbitrary_precision`, after the
+    /// name: serde_json's visitors read it as the number `<text>` (see `LiteVisitor`).
+    #[cold]
+    fn private_number(&mut self) -> Result<Lite<'a>, TokenError> {
+        self.ws();
+        if self.peek() != Some(b':') {
+            return Err(BAD);
+        }
+        self.i += 1;
+        self.ws();
+        if self.peek() != Some(b'"') {
+            return Err(BAD);
+        }
+        self.i += 1;
+        let text = self.string()?;
+        self.ws();
+        if self.peek() != Some(b'}') {
+            return Err(BAD);
+        }
+        self.i += 1;
+        text.parse::<Number>().map(Lite::Number).map_err(|_| BAD)
+    }
+
+    /// After `[`.
+    fn array(&mut self) -> Result<Lite<'a>, TokenError> {
+        let mut out = Vec::new();
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Ok(Lite::Array(out));
+        }
+        loop {
+            out.push(self.value()?);
+            self.ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.i += 1;
+                    self.ws();
+                }
+                Some(b']') => {
+                    self.i += 1;
+                    return Ok(Lite::Array(out));
+                }
+                _ => return Err(BAD),
+            }
+        }
+    }
+
+    /// After the opening `"`: the string, borrowed from the text when it has no escape.
+    fn string(&mut self) -> Result<Cow<'a, str>, TokenError> {
+        let start = self.i;
+        loop {
+            match self.peek().ok_or(BAD)? {
+                b'"' => {
+                    let s = self.text.get(start..self.i).ok_or(BAD)?;
+                    self.i += 1;
+                    return Ok(Cow::Borrowed(s));
+                }
+                b'\\' => return self.escaped(start).map(Cow::Owned),
+                0..=0x1F => return Err(BAD),
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    /// The rest of a string from its first escape (at `self.i`; the string began at `start`).
+    #[cold]
+    fn escaped(&mut self, start: usize) -> Result<String, TokenError> {
+        let mut out = String::from(self.text.get(start..self.i).ok_or(BAD)?);
+        loop {
+            let run = self.i;
+            while let Some(c) = self.peek() {
+                if c == b'"' || c == b'\\' || c < 0x20 {
+                    break;
+                }
+                self.i += 1;
+            }
+            out.push_str(self.text.get(run..self.i).ok_or(BAD)?);
+            match self.peek().ok_or(BAD)? {
+                b'"' => {
+                    self.i += 1;
+                    return Ok(out);
+                }
+                b'\\' => {
+                    let e = *self.b.get(self.i + 1).ok_or(BAD)?;
+                    self.i += 2;
+                    out.push(match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => self.unicode_escape()?,
+                        _ => return Err(BAD),
+                    });
+                }
+                _ => return Err(BAD),
+            }
+        }
+    }
+
+    /// After `\u`: one character; surrogates only as a pair of escapes (serde_json on text).
+    fn unicode_escape(&mut self) -> Result<char, TokenError> {
+        let n = self.hex4()?;
+        let n = match n {
+            0xDC00..=0xDFFF => return Err(BAD),
+            0xD800..=0xDBFF => {
+                if self.b.get(self.i..self.i + 2) != Some(b"\\u") {
+                    return Err(BAD);
+                }
+                self.i += 2;
+                let low = self.hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&low) {
+                    return Err(BAD);
+                }
+                0x1_0000 + ((n - 0xD800) << 10) + (low - 0xDC00)
+            }
+            n => n,
+        };
+        char::from_u32(n).ok_or(BAD)
+    }
+
+    fn hex4(&mut self) -> Result<u32, TokenError> {
+        let digits = self.b.get(self.i..self.i + 4).ok_or(BAD)?;
+        let mut n = 0;
+        for &c in digits {
+            n = n << 4 | char::from(c).to_digit(16).ok_or(BAD)?;
+        }
+        self.i += 4;
+        Ok(n)
+    }
+
+    /// One or more digits.
+    fn digits(&mut self) -> Result<(), TokenError> {
+        if !matches!(self.peek(), Some(b'0'..=b'9')) {
+            return Err(BAD);
+        }
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+        Ok(())
+    }
+
+    /// A number: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`, valued as serde_json
+    /// values it (short integers here, anything else by serde_json itself).
+    fn number(&mut self) -> Result<Lite<'a>, TokenError> {
+        let start = self.i;
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.i += 1;
+        }
+        let int = self.i;
+        match self.peek() {
+            Some(b'0') => self.i += 1,
+            Some(b'1'..=b'9') => self.digits()?,
+            _ => return Err(BAD),
+        }
+        let int = &self.b[int..self.i];
+        let mut integer = true;
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            integer = false;
+            self.digits()?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            integer = false;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            self.digits()?;
+        }
+        if integer && !self.ap {
+            let value = || int.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            // No overflow in 19 digits (u64) or 18 (i64); `-0` is serde_json's float -0.0.
+            if !negative && int.len() <= 19 {
+                return Ok(Lite::Number(value().into()));
+            }
+            if negative && int.len() <= 18 && int[0] != b'0' {
+                return Ok(Lite::Number((value() as i64).wrapping_neg().into()));
+            }
+        }
+        let text = self.text.get(start..self.i).ok_or(BAD)?;
+        text.parse::<Number>().map(Lite::Number).map_err(|_| BAD)
     }
 }
 
@@ -694,6 +1080,186 @@ mod tests {
             Some(Lite::String(Cow::Borrowed("alice")))
         ));
         assert!(matches!(claims.get("esc"), Some(Lite::String(Cow::Owned(s))) if s == "a\"b"));
+    }
+
+    /// Edge cases of serde_json's grammar, numbers and strings (the seeds of the differential
+    /// test below and of the `json` fuzz target's corpus).
+    const GRAMMAR_CASES: &[&str] = &[
+        r#"{}"#,
+        r#" { } "#,
+        "",
+        " ",
+        "{",
+        "}",
+        "{}}",
+        "{} {}",
+        "[]",
+        "[{}]",
+        "null",
+        "1",
+        "\"s\"",
+        r#"{"a":1}"#,
+        r#"{"a":1,}"#,
+        r#"{,"a":1}"#,
+        r#"{"a" 1}"#,
+        r#"{"a":1 "b":2}"#,
+        r#"{"a":}"#,
+        r#"{a:1}"#,
+        r#"{'a':1}"#,
+        r#"{"a":1]"#,
+        r#"{"a":[1}"#,
+        r#"{"a":[1,]}"#,
+        r#"{"a":[,1]}"#,
+        r#"{"a":[1 2]}"#,
+        "{\"a\":1}\n\t\r ",
+        "{\"a\":1}\x0c",
+        "\x0c{}",
+        "{\"a\":\x0b1}",
+        r#"{"a":1,"a":2}"#,
+        r#"{"a":1,"a""#,
+        r#"{"a":1,"a":"#,
+        r#"{"a":1,"a":}"#,
+        r#"{"a":{"b":1,"b":x}}"#,
+        r#"[{"a":1,"a":2}]"#,
+        r#"[{"a":1,"a":2}] x"#,
+        r#"{"a":1,"\u0061":2}"#,
+        r#"{"a":{"a":1},"b":{"a":1}}"#,
+        r#"{"n":null,"t":true,"f":false}"#,
+        r#"{"n":nul}"#,
+        r#"{"n":nulll}"#,
+        r#"{"t":tru}"#,
+        r#"{"t":truex}"#,
+        r#"{"f":False}"#,
+        r#"{"n":NaN}"#,
+        r#"{"n":Infinity}"#,
+        r#"{"n":0}"#,
+        r#"{"n":-0}"#,
+        r#"{"n":-0.0}"#,
+        r#"{"n":0.0}"#,
+        r#"{"n":01}"#,
+        r#"{"n":-01}"#,
+        r#"{"n":-}"#,
+        r#"{"n":1.}"#,
+        r#"{"n":.5}"#,
+        r#"{"n":+1}"#,
+        r#"{"n":1e}"#,
+        r#"{"n":1e+}"#,
+        r#"{"n":1.e5}"#,
+        r#"{"n":1.5}"#,
+        r#"{"n":1E5}"#,
+        r#"{"n":1e-5}"#,
+        r#"{"n":0.1e+2}"#,
+        r#"{"n":1e400}"#,
+        r#"{"n":-1e400}"#,
+        r#"{"n":1e-400}"#,
+        r#"{"n":123456789012345678901234567890}"#,
+        r#"{"n":9999999999999999999}"#,
+        r#"{"n":18446744073709551615}"#,
+        r#"{"n":18446744073709551616}"#,
+        r#"{"n":-999999999999999999}"#,
+        r#"{"n":-9999999999999999999}"#,
+        r#"{"n":-9223372036854775808}"#,
+        r#"{"n":-9223372036854775809}"#,
+        r#"{"n":1700000000}"#,
+        r#"{"n":1.7e9}"#,
+        r#"{"n":2.2250738585072011e-308}"#,
+        r#"{"n":0.30000000000000004}"#,
+        r#"{"n":1x}"#,
+        r#"{"n":0x10}"#,
+        r#"{"n":1,2}"#,
+        r#"{"n":[-1,-0,0,1.0,1e1]}"#,
+        r#"{"s":"a\"b\\c\/d\be\ff\ng\rh\ti"}"#,
+        r#"{"s":"\u00e9\u00E9"}"#,
+        r#"{"s":"\uD83D\uDE00"}"#,
+        r#"{"s":"\ud83d\ude00x"}"#,
+        r#"{"s":"\ud83d"}"#,
+        r#"{"s":"\ude00"}"#,
+        r#"{"s":"\ud83d\u0041"}"#,
+        r#"{"s":"\ud83d\n"}"#,
+        r#"{"s":"\ud83d\ud83d"}"#,
+        r#"{"s":"\ud83dx"}"#,
+        r#"{"s":"\u12"}"#,
+        r#"{"s":"\u12g4"}"#,
+        r#"{"s":"\x"}"#,
+        r#"{"s":"\'"}"#,
+        r#"{"s":"\"#,
+        r#"{"s":"abc"#,
+        r#"{"s":"\u0000"}"#,
+        "{\"s\":\"\x01\"}",
+        "{\"s\":\"\x1f\"}",
+        "{\"s\":\" \"}",
+        "{\"s\":\"\t\"}",
+        "{\"s\":\"\x7f\"}",
+        "{\"s\":\"é\",\"é\":1}",
+        "{\"s\":\"a\\u00e9\u{1F600}b\"}",
+        r#"{"s\u0000":1}"#,
+        r#"{"":1}"#,
+        r#"{"":1,"":2}"#,
+        "{\"\\u0061\":1,\"a\":2}",
+        r#"{"exp":{"$serde_json::private::Number":"1"}}"#,
+        r#"{"exp":{"$serde_json::private::Number":"x"}}"#,
+        r#"{"exp":{"$serde_json::private::Number":1}}"#,
+        r#"{"exp":{"$serde_json::private::Number":"1","b":2}}"#,
+        r#"{"exp":{"$serde_json::private::Number":"1",}}"#,
+        r#"{"exp":{"b":2,"$serde_json::private::Number":"1"}}"#,
+        r#"{"$serde_json::private::Number":"1"}"#,
+        r#"{"iss":"https://auth.example","aud":["orders","billing"],"sub":"alice","uid":"1001","scope":"a b","roles":["user","admin"],"exp":1700000300,"iat":1.7e9,"x":{"y":[{"z":null}]}}"#,
+    ];
+
+    /// The scanner against serde_json with a visitor (the reference): the same members or the
+    /// same refusal, on the cases above, nesting around serde_json's limit, and random
+    /// mutations of the cases.
+    #[test]
+    fn scanner_agrees_with_serde_json() {
+        let check = |t: &str| {
+            let (scanner, serde) = parse_claims_both(t);
+            assert_eq!(scanner, serde, "{t:?}");
+        };
+        for case in GRAMMAR_CASES {
+            check(case);
+        }
+        for depth in [1, 2, 125, 126, 127, 128, 129, 300] {
+            for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
+                check(&format!(
+                    "{{\"x\":{}1{}}}",
+                    open.repeat(depth),
+                    close.repeat(depth)
+                ));
+                check(&format!("{}1{}", open.repeat(depth), close.repeat(depth)));
+            }
+        }
+        // Mutations: a byte replaced, inserted or removed, or a slice repeated.
+        const BYTES: &[u8] = b"{}[]\\\",:-+.eE019 \t\n\rux/anlsft\x01\x7f";
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        for case in GRAMMAR_CASES {
+            for _ in 0..200 {
+                let mut t = case.as_bytes().to_vec();
+                for _ in 0..1 + next(3) {
+                    let at = next(t.len() + 1);
+                    match next(4) {
+                        0 if at < t.len() => t[at] = BYTES[next(BYTES.len())],
+                        1 => t.insert(at, BYTES[next(BYTES.len())]),
+                        2 if at < t.len() => {
+                            t.remove(at);
+                        }
+                        _ => {
+                            let end = (at + next(8)).min(t.len());
+                            let slice = t[at..end].to_vec();
+                            t.splice(at..at, slice);
+                        }
+                    }
+                }
+                if let Ok(t) = std::str::from_utf8(&t) {
+                    check(t);
+                }
+            }
+        }
     }
 
     #[test]

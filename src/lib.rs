@@ -142,6 +142,19 @@ pub use authz::__bench as __authz_bench;
 /// Thin wrappers over private decoders, for the `fuzz/` targets only: not a stable API.
 #[doc(hidden)]
 pub mod __fuzz {
+    /// A token's claims text parsed by the verifier's scanner and by serde_json (the
+    /// reference), each as the `Debug` text of its members or its error: `(scanner, serde)`.
+    /// They must be equal for every input.
+    #[allow(clippy::type_complexity)]
+    pub fn claims_json_both(
+        text: &str,
+    ) -> (
+        Result<String, crate::error::TokenError>,
+        Result<String, crate::error::TokenError>,
+    ) {
+        crate::json::parse_claims_both(text)
+    }
+
     /// Decodes a Redis token-store value as `RedisTokenStore::get` does, with the store
     /// secret `secret` and the full Redis key `rkey`.
     ///

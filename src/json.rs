@@ -311,7 +311,7 @@ impl<'a> Claims<'a> {
 /// A strict scanner of serde_json's grammar (RFC 8259; its escapes, surrogate pairs, number
 /// syntax and values, nesting limit of 127; duplicates refused when the second name is read),
 /// checked against [`parse_claims_serde`], serde_json with a visitor, by differential tests
-/// and the `json` fuzz target: the same values or the same refusal on every input.
+/// and the `claims_json` fuzz target: the same values or the same refusal on every input.
 pub(crate) fn parse_claims(text: &str) -> Result<Claims<'_>, TokenError> {
     let mut s = Scanner {
         text,
@@ -333,7 +333,7 @@ pub(crate) fn parse_claims(text: &str) -> Result<Claims<'_>, TokenError> {
 }
 
 /// [`parse_claims`] through serde_json and a visitor: the reference the scanner is checked
-/// against (tests and the `json` fuzz target).
+/// against (tests and the `claims_json` fuzz target).
 pub(crate) fn parse_claims_serde(text: &str) -> Result<Claims<'_>, TokenError> {
     let mut de = serde_json::Deserializer::from_str(text);
     let value = de.deserialize_any(LiteVisitor).map_err(classify)?;
@@ -344,8 +344,8 @@ pub(crate) fn parse_claims_serde(text: &str) -> Result<Claims<'_>, TokenError> {
     }
 }
 
-/// Both parses of `text`, as `Debug` text of their members (or their error), for the `json`
-/// fuzz target: `(scanner, serde_json)`.
+/// Both parses of `text`, as `Debug` text of their members (or their error), for the
+/// `claims_json` fuzz target: `(scanner, serde_json)`.
 pub(crate) fn parse_claims_both(
     text: &str,
 ) -> (Result<String, TokenError>, Result<String, TokenError>) {
@@ -1083,7 +1083,7 @@ mod tests {
     }
 
     /// Edge cases of serde_json's grammar, numbers and strings (the seeds of the differential
-    /// test below and of the `json` fuzz target's corpus).
+    /// test below and of the `claims_json` fuzz target's corpus).
     const GRAMMAR_CASES: &[&str] = &[
         r#"{}"#,
         r#" { } "#,
@@ -1327,5 +1327,211 @@ mod tests {
         // Non-zero trailing bits are not canonical.
         assert_eq!(b64url("QR"), Err(TokenError::InvalidBase64));
         assert!(b64url("QQ").is_ok());
+    }
+}
+
+/// Checks of the scanner that do not share its code: duplicates against `parse_object`
+/// (serde_json's own `Map`), number and string edge cases, deep nesting (review of `unc14`).
+#[cfg(test)]
+mod independent {
+    use super::*;
+
+    fn value(l: &Lite<'_>) -> Value {
+        match l {
+            Lite::Null => Value::Null,
+            Lite::Bool(b) => Value::Bool(*b),
+            Lite::Number(n) => Value::Number(n.clone()),
+            Lite::String(s) => Value::String(s.to_string()),
+            Lite::Array(a) => Value::Array(a.iter().map(value).collect()),
+            Lite::Object(m) => {
+                Value::Object(m.iter().map(|(k, v)| (k.to_string(), value(v))).collect())
+            }
+        }
+    }
+
+    fn check(t: &str) {
+        let map = parse_object(t.as_bytes());
+        let lite = parse_claims(t);
+        match (&map, &lite) {
+            (Ok(map), Ok(c)) => {
+                assert_eq!(c.members.len(), map.len(), "{t:?}");
+                let v = Value::Object(
+                    c.members
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), value(v)))
+                        .collect(),
+                );
+                assert_eq!(v, Value::Object(map.clone()), "{t:?}");
+                for (k, v) in map {
+                    assert_eq!(c.get(k).map(value).as_ref(), Some(v), "{t:?} {k}");
+                }
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b, "{t:?}"),
+            _ => panic!("{t:?}: {map:?} vs {lite:?}"),
+        }
+    }
+
+    #[test]
+    fn independent_duplicate_check() {
+        let mut x = 0x1234_5678_9ABC_DEF1u64;
+        let mut next = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        // Names from a tiny alphabet so that collisions (and name_bit collisions) are common.
+        let alphabet = [
+            "a",
+            "b",
+            "\\u0061",
+            "\\u0062",
+            "é",
+            "\\u00e9",
+            "exp",
+            "\\u0065xp",
+            "aa",
+            "ab",
+            "ba",
+            "",
+            "\\u0000",
+        ];
+        for _ in 0..20000 {
+            let n = 1 + next(60);
+            let mut members = Vec::new();
+            for _ in 0..n {
+                let len = 1 + next(3);
+                let name: String = (0..len).map(|_| alphabet[next(alphabet.len())]).collect();
+                let v = match next(4) {
+                    0 => "1".to_string(),
+                    1 => format!(
+                        "{{\"{}\":2,\"{}\":3}}",
+                        alphabet[next(alphabet.len())],
+                        alphabet[next(alphabet.len())]
+                    ),
+                    2 => "[{},{}]".to_string(),
+                    _ => "\"s\"".to_string(),
+                };
+                members.push(format!("\"{name}\":{v}"));
+            }
+            check(&format!("{{{}}}", members.join(",")));
+        }
+        // Distinct names, many, then one duplicate at random positions.
+        for n in [24usize, 25, 26, 64, 65, 200] {
+            for _ in 0..200 {
+                let mut names: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
+                let dup = names[next(n)].clone();
+                let at = next(n + 1);
+                names.insert(at, dup.replacen('k', "\\u006b", next(2)));
+                let members: Vec<String> = names.iter().map(|k| format!("\"{k}\":0")).collect();
+                check(&format!("{{{}}}", members.join(",")));
+                names.remove(at);
+                let members: Vec<String> = names.iter().map(|k| format!("\"{k}\":0")).collect();
+                check(&format!("{{{}}}", members.join(",")));
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_and_strings() {
+        let mut cases: Vec<String> = Vec::new();
+        for n in [
+            "0",
+            "-0",
+            "00",
+            "-00",
+            "0e0",
+            "-0e-0",
+            "0E+999999999999999999999",
+            "1e308",
+            "1.7976931348623157e308",
+            "1.7976931348623158e308",
+            "1.7976931348623159e308",
+            "-1e309",
+            "4.9e-324",
+            "2e-324",
+            "1e-99999999999999",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-1000000000000000000",
+            "-999999999999999999",
+            "1000000000000000000",
+            "9999999999999999999",
+            "10000000000000000000",
+            "99999999999999999999",
+            "0.000000000000000000000000000000000000001",
+            "123456789012345678901234567890e-10",
+            "1.0",
+            "-1.5e+3",
+            "1e",
+            "1e-",
+            "-",
+            "--1",
+            "1.",
+            ".1",
+            "+1",
+            "1.e1",
+            "1e1.5",
+            "0x1",
+            "1_0",
+            "100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+        ] {
+            cases.push(format!("{{\"n\":{n}}}"));
+            cases.push(format!("{{\"n\":[{n}]}}"));
+            cases.push(format!("{{\"n\":{n} }}"));
+        }
+        for s in [
+            "\\ud800",
+            "\\udbff\\udfff",
+            "\\ud800\\udc00",
+            "\\udc00",
+            "\\ud800\\ud800\\udc00",
+            "\\ud800\\",
+            "\\ud800\\u",
+            "\\ud800\\udc0",
+            "\\uD800\\uDC00",
+            "\\u00",
+            "\\uFFFF",
+            "\\uFFFE",
+            "\\u0000",
+            "\\/",
+            "\\a",
+            "\\U0041",
+            "\u{7f}",
+            "\u{80}",
+            "\u{10FFFF}",
+            "\u{FEFF}",
+            "a\\u0041\u{1F600}\\n",
+            "\\",
+            "\\\"",
+        ] {
+            cases.push(format!("{{\"s\":\"{s}\"}}"));
+            cases.push(format!("{{\"{s}\":1}}"));
+        }
+        for c in 0u8..0x20 {
+            cases.push(format!("{{\"s\":\"{}\"}}", c as char));
+            cases.push(format!("{{\"s\":\"\\n{}\"}}", c as char));
+            cases.push(format!("{}{{}}", c as char));
+            cases.push(format!("{{{}}}", c as char));
+        }
+        cases.push("\u{FEFF}{}".into());
+        cases.push("{}\u{FEFF}".into());
+        cases.push("{}\u{a0}".into());
+        for t in &cases {
+            check(t);
+            let (a, b) = parse_claims_both(t);
+            assert_eq!(a, b, "{t:?}");
+        }
+        // Deep nesting, stack safety.
+        for d in [126, 127, 128, 100_000] {
+            let t = format!("{{\"a\":{}{}}}", "[".repeat(d), "]".repeat(d));
+            check(&t);
+            let t = format!("{{\"a\":{}", "{\"a\":".repeat(d));
+            check(&t);
+        }
     }
 }

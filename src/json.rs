@@ -1403,14 +1403,14 @@ mod independent {
                 let len = 1 + next(3);
                 let name: String = (0..len).map(|_| alphabet[next(alphabet.len())]).collect();
                 let v = match next(4) {
-                    0 => "1".to_string(),
+                    0 => "1".to_owned(),
                     1 => format!(
                         "{{\"{}\":2,\"{}\":3}}",
                         alphabet[next(alphabet.len())],
                         alphabet[next(alphabet.len())]
                     ),
-                    2 => "[{},{}]".to_string(),
-                    _ => "\"s\"".to_string(),
+                    2 => "[{},{}]".to_owned(),
+                    _ => "\"s\"".to_owned(),
                 };
                 members.push(format!("\"{name}\":{v}"));
             }

@@ -32,7 +32,7 @@
 
 #[path = "support/thread_cpu.rs"]
 mod thread_cpu;
-use thread_cpu::ThreadCpu;
+use thread_cpu::Timing;
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -43,7 +43,7 @@ use axum::extract::ConnectInfo;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use criterion::Criterion;
-use criterion::measurement::{Measurement, WallTime};
+use criterion::measurement::Measurement;
 use serde_json::json;
 use tower::{Service, ServiceExt};
 use tower_bearer::issuer::AuthorizationServer;
@@ -206,25 +206,19 @@ fn profile(spec: &str) {
     }
 }
 
-fn config<M: Measurement>(c: Criterion<M>) -> Criterion<M> {
-    c.warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(20)
-        .configure_from_args()
-}
-
 fn main() {
     if let Ok(spec) = std::env::var("ISSUER_PROFILE") {
         profile(&spec);
         return;
     }
-    if std::env::var("ISSUER_BENCH_CLOCK").as_deref() == Ok("wall") {
-        let mut c = config(Criterion::default().with_measurement(WallTime));
-        benches(&mut c);
-        c.final_summary();
-    } else {
-        let mut c = config(Criterion::default().with_measurement(ThreadCpu));
-        benches(&mut c);
-        c.final_summary();
-    }
+    thread_cpu::run(
+        "ISSUER_BENCH_CLOCK",
+        Timing {
+            warm_up: Duration::from_millis(500),
+            measurement: Duration::from_secs(2),
+            samples: 20,
+        },
+        benches,
+        benches,
+    );
 }

@@ -14,7 +14,7 @@
 
 #[path = "support/thread_cpu.rs"]
 mod thread_cpu;
-use thread_cpu::ThreadCpu;
+use thread_cpu::Timing;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,10 +22,11 @@ use std::hint::black_box;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use criterion::Criterion;
-use criterion::measurement::{Measurement, WallTime};
+use criterion::measurement::Measurement;
 use http::header::ACCEPT;
 use http::{HeaderValue, Request, Response, Uri};
 use tower::{Layer, Service, service_fn};
@@ -143,17 +144,15 @@ fn bench<M: Measurement>(c: &mut Criterion<M>) {
 }
 
 fn main() {
-    if std::env::var("OUTBOUND_BENCH_CLOCK").as_deref() == Ok("wall") {
-        let mut c = Criterion::default()
-            .with_measurement(WallTime)
-            .configure_from_args();
-        bench(&mut c);
-        c.final_summary();
-    } else {
-        let mut c = Criterion::default()
-            .with_measurement(ThreadCpu)
-            .configure_from_args();
-        bench(&mut c);
-        c.final_summary();
-    }
+    // criterion's defaults.
+    thread_cpu::run(
+        "OUTBOUND_BENCH_CLOCK",
+        Timing {
+            warm_up: Duration::from_secs(3),
+            measurement: Duration::from_secs(5),
+            samples: 100,
+        },
+        bench,
+        bench,
+    );
 }

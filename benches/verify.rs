@@ -26,7 +26,7 @@
 
 #[path = "support/thread_cpu.rs"]
 mod thread_cpu;
-use thread_cpu::ThreadCpu;
+use thread_cpu::Timing;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -40,7 +40,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use criterion::Criterion;
-use criterion::measurement::{Measurement, WallTime};
+use criterion::measurement::Measurement;
 use http::{Request, Response};
 use serde_json::{Value, json};
 use tower::{Layer, Service, service_fn};
@@ -265,24 +265,19 @@ fn measure(n: u64, mut call: impl FnMut()) {
     }
 }
 
-fn config<M: Measurement>(c: Criterion<M>) -> Criterion<M> {
-    c.warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .configure_from_args()
-}
-
 fn main() {
     if let Ok(spec) = std::env::var("VERIFY_PROFILE") {
         profile(&spec);
         return;
     }
-    if std::env::var("VERIFY_BENCH_CLOCK").as_deref() == Ok("wall") {
-        let mut c = config(Criterion::default().with_measurement(WallTime));
-        benches(&mut c);
-        c.final_summary();
-    } else {
-        let mut c = config(Criterion::default().with_measurement(ThreadCpu));
-        benches(&mut c);
-        c.final_summary();
-    }
+    thread_cpu::run(
+        "VERIFY_BENCH_CLOCK",
+        Timing {
+            warm_up: Duration::from_secs(1),
+            measurement: Duration::from_secs(3),
+            samples: 100,
+        },
+        benches,
+        benches,
+    );
 }

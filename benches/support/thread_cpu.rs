@@ -77,3 +77,36 @@ impl ValueFormatter for CpuFormatter {
         "ns"
     }
 }
+
+/// How long criterion warms up and measures each function, and how many samples it takes.
+pub(crate) struct Timing {
+    pub(crate) warm_up: std::time::Duration,
+    pub(crate) measurement: std::time::Duration,
+    pub(crate) samples: usize,
+}
+
+/// A bench's `main`: `benches` with thread CPU time, or with wall time when the environment
+/// variable `clock_var` is `wall` (for a quiet machine); command-line arguments override
+/// `timing`, as criterion's own `main` lets them.
+pub(crate) fn run(
+    clock_var: &str,
+    timing: Timing,
+    wall: fn(&mut criterion::Criterion<criterion::measurement::WallTime>),
+    cpu: fn(&mut criterion::Criterion<ThreadCpu>),
+) {
+    fn go<M: Measurement>(m: M, timing: &Timing, benches: fn(&mut criterion::Criterion<M>)) {
+        let mut c = criterion::Criterion::default()
+            .with_measurement(m)
+            .warm_up_time(timing.warm_up)
+            .measurement_time(timing.measurement)
+            .sample_size(timing.samples)
+            .configure_from_args();
+        benches(&mut c);
+        c.final_summary();
+    }
+    if std::env::var(clock_var).as_deref() == Ok("wall") {
+        go(criterion::measurement::WallTime, &timing, wall);
+    } else {
+        go(ThreadCpu, &timing, cpu);
+    }
+}

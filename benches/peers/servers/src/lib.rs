@@ -50,6 +50,21 @@ pub fn jwks() -> String {
     std::fs::read_to_string(data_dir().join("jwks.json")).expect("jwks.json (run gen first)")
 }
 
+/// The JWKS's RSA key, parsed once by aws-lc-rs (the floor's and the ideal cache's key).
+pub fn rsa_key() -> aws_lc_rs::signature::ParsedPublicKey {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let jwks: serde_json::Value = serde_json::from_str(&jwks()).unwrap();
+    let jwk = &jwks["keys"][0];
+    let b = |k: &str| URL_SAFE_NO_PAD.decode(jwk[k].as_str().unwrap()).unwrap();
+    aws_lc_rs::signature::RsaPublicKeyComponents {
+        n: b("n"),
+        e: b("e"),
+    }
+    .to_parsed_public_key(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256)
+    .unwrap()
+}
+
 /// Serves `app` on 127.0.0.1:PORT (argument 1) with one tokio worker thread.
 pub fn serve(build: impl FnOnce() -> Pin<Box<dyn Future<Output = Router>>>) {
     let port: u16 = std::env::args()

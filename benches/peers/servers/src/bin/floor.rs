@@ -3,7 +3,6 @@
 //! signature to pass).
 use std::sync::Arc;
 
-use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents, RSA_PKCS1_2048_8192_SHA256};
 use axum::routing::get;
 use axum::{Extension, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,15 +10,7 @@ use base64::Engine as _;
 use peer_servers::{CheckLayer, Claims, AUD, ISS};
 
 fn main() {
-    let jwks: serde_json::Value = serde_json::from_str(&peer_servers::jwks()).unwrap();
-    let jwk = &jwks["keys"][0];
-    let b = |k: &str| URL_SAFE_NO_PAD.decode(jwk[k].as_str().unwrap()).unwrap();
-    let key: ParsedPublicKey = RsaPublicKeyComponents {
-        n: b("n"),
-        e: b("e"),
-    }
-    .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
-    .unwrap();
+    let key = peer_servers::rsa_key();
     let check = move |token: &str| -> Option<Claims> {
         let (msg, sig) = token.rsplit_once('.')?;
         let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;

@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents, RSA_PKCS1_2048_8192_SHA256};
 use axum::routing::get;
 use axum::{Extension, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,15 +15,7 @@ use base64::Engine as _;
 use peer_servers::{CheckLayer, Claims, AUD, ISS};
 
 fn main() {
-    let jwks: serde_json::Value = serde_json::from_str(&peer_servers::jwks()).unwrap();
-    let jwk = &jwks["keys"][0];
-    let b = |k: &str| URL_SAFE_NO_PAD.decode(jwk[k].as_str().unwrap()).unwrap();
-    let key: ParsedPublicKey = RsaPublicKeyComponents {
-        n: b("n"),
-        e: b("e"),
-    }
-    .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
-    .unwrap();
+    let key = peer_servers::rsa_key();
     let dir = peer_servers::data_dir();
     let mut valid: HashMap<String, Arc<Claims>> = HashMap::new();
     for file in ["token.txt", "tokens.txt"] {

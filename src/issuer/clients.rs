@@ -311,6 +311,21 @@ impl RegisteredClient {
             .collect()
     }
 
+    /// The secrets accepted at `now`, in order, without collecting them (at most two: the
+    /// secret and the next one of a rotation).
+    pub(crate) fn active_secrets(&self, now: u64) -> [Option<&PasswordHash>; 2] {
+        let fresh = |exp: Option<u64>| exp.is_none_or(|e| now < e);
+        [
+            self.secret_hash
+                .as_ref()
+                .filter(|_| fresh(self.secret_expires_at)),
+            self.next_secret
+                .as_ref()
+                .filter(|(_, e)| fresh(*e))
+                .map(|(h, _)| h),
+        ]
+    }
+
     /// Every secret with its expiry, expired ones included.
     pub(crate) fn all_secrets(&self) -> impl Iterator<Item = (&PasswordHash, Option<u64>)> {
         self.secret_hash
@@ -903,12 +918,31 @@ pub(crate) fn parse_basic(value: &[u8]) -> Result<(String, Zeroizing<String>), B
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(BasicError::NotBasic);
     }
-    let decoded = Zeroizing::new(
-        STANDARD
-            .decode(rest.trim_matches([' ', '\t']).as_bytes())
-            .map_err(|_| BasicError::Malformed)?,
-    );
-    let text = std::str::from_utf8(&decoded).map_err(|_| BasicError::Malformed)?;
+    let encoded = rest.trim_matches([' ', '\t']).as_bytes();
+    // Decoded on the stack when it fits (any usual id and secret: no allocation); the bytes
+    // that may have been written are zeroized after use, whatever the outcome.
+    let most = encoded.len().div_ceil(4) * 3;
+    let mut small = [0u8; 192];
+    if most <= small.len() {
+        let out = STANDARD
+            .decode_slice(encoded, &mut small[..most])
+            .map_err(|_| BasicError::Malformed)
+            .and_then(|n| split_basic(&small[..n]));
+        zeroize::Zeroize::zeroize(&mut small[..most]);
+        out
+    } else {
+        let decoded = Zeroizing::new(
+            STANDARD
+                .decode(encoded)
+                .map_err(|_| BasicError::Malformed)?,
+        );
+        split_basic(&decoded)
+    }
+}
+
+/// `id:secret` (RFC 7617), each form-decoded (RFC 6749 §2.3.1); the id not empty.
+fn split_basic(decoded: &[u8]) -> Result<(String, Zeroizing<String>), BasicError> {
+    let text = std::str::from_utf8(decoded).map_err(|_| BasicError::Malformed)?;
     let (id, secret) = text.split_once(':').ok_or(BasicError::Malformed)?;
     let id = form_decode(id).ok_or(BasicError::Malformed)?;
     let secret = Zeroizing::new(form_decode(secret).ok_or(BasicError::Malformed)?);
@@ -973,34 +1007,48 @@ impl VerifiedSecrets {
         })
     }
 
-    fn tag(&self, id: &str, secret: &str) -> [u8; 32] {
-        // The input holds the secret: zeroized on drop.
-        let mut input = Zeroizing::new(Vec::with_capacity(48 + id.len() + secret.len()));
-        input.extend_from_slice(&self.key[..]);
+    /// The cache key of `(id, secret)`, computed once per request and used for every stored
+    /// hash checked (`None` when the cache is off).
+    pub(crate) fn tag(&self, id: &str, secret: &str) -> Option<[u8; 32]> {
+        use zeroize::Zeroize as _;
+        if self.ttl.is_zero() {
+            return None;
+        }
+        // The input holds the secret: on the stack when it fits (any usual id and secret; no
+        // allocation), zeroized after use either way (only the bytes written).
+        let len = 48 + id.len() + secret.len();
+        let mut small = [0u8; 192];
+        let mut large = Zeroizing::new(Vec::new());
+        let input: &mut [u8] = if len <= small.len() {
+            &mut small[..len]
+        } else {
+            large.resize(len, 0);
+            &mut large[..]
+        };
+        input[..32].copy_from_slice(&self.key[..]);
+        let mut at = 32;
         for part in [id.as_bytes(), secret.as_bytes()] {
-            input.extend_from_slice(&(part.len() as u64).to_be_bytes());
-            input.extend_from_slice(part);
+            input[at..at + 8].copy_from_slice(&(part.len() as u64).to_be_bytes());
+            input[at + 8..at + 8 + part.len()].copy_from_slice(part);
+            at += 8 + part.len();
         }
         let mut out = [0u8; 32];
-        out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input).as_ref());
-        out
+        out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input).as_ref());
+        input.zeroize();
+        Some(out)
     }
 
-    pub(crate) fn contains(&self, id: &str, secret: &str, hash: &PasswordHash, now: u64) -> bool {
-        if self.ttl.is_zero() {
-            return false;
-        }
-        let tag = self.tag(id, secret);
+    /// Whether `tag` ([`VerifiedSecrets::tag`]) was verified against `hash` and is still fresh.
+    pub(crate) fn contains(&self, tag: Option<&[u8; 32]>, hash: &PasswordHash, now: u64) -> bool {
+        let Some(tag) = tag else { return false };
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.get(&tag)
+        seen.get(tag)
             .is_some_and(|(until, checked)| *until > now && **checked == *hash.as_str())
     }
 
-    pub(crate) fn insert(&self, id: &str, secret: &str, hash: &PasswordHash, now: u64) {
-        if self.ttl.is_zero() {
-            return;
-        }
-        let tag = self.tag(id, secret);
+    /// Remembers that `tag` ([`VerifiedSecrets::tag`]) verified against `hash`.
+    pub(crate) fn insert(&self, tag: Option<&[u8; 32]>, hash: &PasswordHash, now: u64) {
+        let Some(tag) = tag else { return };
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.len() >= self.max {
             seen.retain(|_, (until, _)| *until > now);
@@ -1009,7 +1057,7 @@ impl VerifiedSecrets {
             }
         }
         seen.insert(
-            tag,
+            *tag,
             (now.saturating_add(self.ttl.as_secs()), hash.as_str().into()),
         );
     }
@@ -1032,6 +1080,26 @@ mod tests {
         assert_eq!(secret.as_str(), "");
         let (id, _) = parse_basic(format!("bAsIc  {}", STANDARD.encode("a:b")).as_bytes()).unwrap();
         assert_eq!(id, "a");
+    }
+
+    /// Credentials decoded on the stack and on the heap (past 192 bytes) parse alike.
+    #[test]
+    fn long_basic_credentials() {
+        for n in [0, 150, 183, 184, 185, 186, 187, 190, 300, 4_000] {
+            let secret = "s".repeat(n);
+            let (id, got) = parse_basic(basic(&format!("client:{secret}")).as_bytes()).unwrap();
+            assert_eq!(
+                (id.as_str(), got.as_str()),
+                ("client", secret.as_str()),
+                "{n}"
+            );
+            let cut = basic(&format!("client:{secret}"));
+            assert_eq!(
+                parse_basic(cut[..cut.len() - 1].as_bytes()).unwrap_err(),
+                BasicError::Malformed,
+                "{n}"
+            );
+        }
     }
 
     #[test]
@@ -1081,19 +1149,31 @@ mod tests {
         )
         .unwrap();
         let v = VerifiedSecrets::new(Duration::from_secs(60), 2).unwrap();
-        v.insert("a", "s", &h, 100);
-        assert!(v.contains("a", "s", &h, 159));
-        assert!(!v.contains("a", "s", &h, 160));
-        assert!(!v.contains("a", "t", &h, 100));
-        assert!(!v.contains("b", "s", &h, 100));
+        let tag = |id: &str, secret: &str| v.tag(id, secret);
+        v.insert(tag("a", "s").as_ref(), &h, 100);
+        assert!(v.contains(tag("a", "s").as_ref(), &h, 159));
+        assert!(!v.contains(tag("a", "s").as_ref(), &h, 160));
+        assert!(!v.contains(tag("a", "t").as_ref(), &h, 100));
+        assert!(!v.contains(tag("b", "s").as_ref(), &h, 100));
         // Another stored hash (the secret was rotated in the registry) misses.
         let other = PasswordHash::parse(
             "{sha256}627d3eb97bfb9bfd21307d84408b5e199aac37ad5065d81e14d1a60c2c48c4e0b4f51d3d6973b92f",
         )
         .unwrap();
-        assert!(!v.contains("a", "s", &other, 100));
+        assert!(!v.contains(tag("a", "s").as_ref(), &other, 100));
         // Length-prefixed: ("a", "bs") is not ("ab", "s").
-        v.insert("ab", "s", &h, 100);
-        assert!(!v.contains("a", "bs", &h, 100));
+        v.insert(tag("ab", "s").as_ref(), &h, 100);
+        assert!(!v.contains(tag("a", "bs").as_ref(), &h, 100));
+        // An input past the stack buffer (a long secret) tags the same way, and differs.
+        let long = "x".repeat(500);
+        assert_eq!(tag("a", &long), tag("a", &long));
+        assert_ne!(tag("a", &long), tag("a", &long[1..]));
+        v.insert(tag("a", &long).as_ref(), &h, 100);
+        assert!(v.contains(tag("a", &long).as_ref(), &h, 100));
+        // The cache off: no tag, never a hit.
+        let off = VerifiedSecrets::new(Duration::ZERO, 2).unwrap();
+        assert_eq!(off.tag("a", "s"), None);
+        off.insert(None, &h, 100);
+        assert!(!off.contains(None, &h, 100));
     }
 }

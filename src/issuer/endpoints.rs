@@ -156,9 +156,7 @@ fn token_response_json(r: &TokenResponse) -> Vec<u8> {
     out.extend_from_slice(b",\"token_type\":");
     string(&mut out, r.token_type);
     out.extend_from_slice(b",\"expires_in\":");
-    if serde_json::to_writer(&mut out, &r.expires_in).is_err() {
-        out.push(b'0');
-    }
+    crate::issuer::tokens::push_u64(&mut out, r.expires_in);
     if let Some(scope) = &r.scope {
         out.extend_from_slice(b",\"scope\":");
         string(&mut out, scope);
@@ -306,16 +304,31 @@ impl FormHead {
     /// Reads the body (once: it is taken): at most `max_body_len` bytes (else 413
     /// `invalid_request`).
     async fn read_body(&mut self, max_body_len: usize) -> Result<Zeroizing<Vec<u8>>, TokenError> {
-        let body = std::mem::take(&mut self.body);
-        Ok(Zeroizing::new(
-            axum::body::to_bytes(body, max_body_len)
-                .await
-                .map_err(|_| {
-                    TokenError::new(ErrorCode::InvalidRequest, "the request body is too large")
-                        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
-                })?
-                .to_vec(),
-        ))
+        use http_body::Body as _;
+        use http_body_util::BodyExt as _;
+        let too_large = || {
+            TokenError::new(ErrorCode::InvalidRequest, "the request body is too large")
+                .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        };
+        let mut body = std::mem::take(&mut self.body);
+        // Frame by frame into one buffer sized by the body's hint (a form is one frame: one
+        // allocation, no collecting into a list of buffers first).
+        let hint = body.size_hint();
+        if usize::try_from(hint.lower()).map_or(true, |n| n > max_body_len) {
+            return Err(too_large());
+        }
+        let mut out = Zeroizing::new(Vec::with_capacity(hint.exact().map_or(0, |n| n as usize)));
+        while let Some(frame) = body.frame().await {
+            // A body that fails to arrive is answered as the limit's error (as before).
+            let Ok(data) = frame.map_err(|_| too_large())?.into_data() else {
+                continue;
+            };
+            if data.len() > max_body_len - out.len() {
+                return Err(too_large());
+            }
+            out.extend_from_slice(&data);
+        }
+        Ok(out)
     }
 
     /// Reads the body: at most `max_body_len` bytes (else 413 `invalid_request`).
@@ -539,24 +552,28 @@ async fn authenticate(
             Some(_) => Some("no_secret"),
         },
         (Some(secret), method) => {
-            let active = client.as_ref().map(|c| c.secrets(now)).unwrap_or_default();
             let mut verified = false;
+            let mut checked_any = false;
+            // One cache tag for every stored hash checked.
+            let tag = shared.verified.tag(id, secret);
             // The hash checks (cache misses: a bcrypt/argon2 run each) are boxed where they
             // happen, so this future (inside every token request's) does not carry their
             // state (~300 bytes) on the cached path.
-            if active.is_empty() {
-                // Unknown client (or only expired secrets): the same cost as a real check.
-                Box::pin(shared.hasher.verify(secret.as_bytes(), None)).await;
-            }
-            for h in active {
-                let cached = shared.verified.contains(id, secret, h, now);
+            let active = client.as_ref().map(|c| c.active_secrets(now));
+            for h in active.into_iter().flatten().flatten() {
+                checked_any = true;
+                let cached = shared.verified.contains(tag.as_ref(), h, now);
                 if cached || Box::pin(shared.hasher.verify(secret.as_bytes(), Some(h))).await {
                     if !cached {
-                        shared.verified.insert(id, secret, h, now);
+                        shared.verified.insert(tag.as_ref(), h, now);
                     }
                     verified = true;
                     break;
                 }
+            }
+            if !checked_any {
+                // Unknown client (or only expired secrets): the same cost as a real check.
+                Box::pin(shared.hasher.verify(secret.as_bytes(), None)).await;
             }
             let expected = match method {
                 Presented::Basic => AuthMethod::ClientSecretBasic,

@@ -263,13 +263,17 @@ impl Limiter {
     ///
     /// How long the key must wait.
     pub fn check(&self, key: &str) -> Result<(), Duration> {
-        let now = self.clock.now_unix();
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        match entries.get(key) {
-            Some(e) if e.blocked_until > now => {
-                Err(Duration::from_secs(e.blocked_until - now).max(Duration::from_secs(1)))
-            }
-            _ => Ok(()),
+        // The clock is read only for a key with failures (an untracked key, the common case,
+        // may always try).
+        let Some(e) = (!entries.is_empty()).then(|| entries.get(key)).flatten() else {
+            return Ok(());
+        };
+        let now = self.clock.now_unix();
+        if e.blocked_until > now {
+            Err(Duration::from_secs(e.blocked_until - now).max(Duration::from_secs(1)))
+        } else {
+            Ok(())
         }
     }
 
@@ -352,7 +356,10 @@ impl Limiter {
     /// ```
     pub fn record_success(&self, key: &str) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.remove(key);
+        // Nothing tracked (the common case): no hash of the key.
+        if !entries.is_empty() {
+            entries.remove(key);
+        }
     }
 
     /// How many keys are tracked.

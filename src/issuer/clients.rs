@@ -1095,7 +1095,7 @@ mod tests {
             );
             let cut = basic(&format!("client:{secret}"));
             assert_eq!(
-                parse_basic(cut[..cut.len() - 1].as_bytes()).unwrap_err(),
+                parse_basic(&cut.as_bytes()[..cut.len() - 1]).unwrap_err(),
                 BasicError::Malformed,
                 "{n}"
             );

@@ -1490,7 +1490,22 @@ mod tests {
     /// A manager on the system clock whose tokens live `lifetime` seconds (value
     /// `t<n>.<exp>`), refreshed 1 s ahead without jitter; and its fetch count.
     fn short_lived(lifetime: u64) -> (crate::outbound::TokenManager, Arc<AtomicUsize>) {
-        use crate::outbound::{TokenClient, TokenManager};
+        let (client, fetches) = counting_client(lifetime, |n, exp| format!("t{n}.{exp}"));
+        let manager = crate::outbound::TokenManager::builder()
+            .client(client)
+            .refresh_ahead(Duration::from_secs(1))
+            .refresh_jitter(0.0)
+            .build()
+            .unwrap();
+        (manager, fetches)
+    }
+
+    /// A client `c` on a source whose tokens live `lifetime` seconds, valued
+    /// `value(n, exp)` (n: fetches before); and its fetch count.
+    fn counting_client(
+        lifetime: u64,
+        value: impl Fn(usize, u64) -> String + Send + Sync + 'static,
+    ) -> (crate::outbound::TokenClient, Arc<AtomicUsize>) {
         let fetches = Arc::new(AtomicUsize::new(0));
         let counted = fetches.clone();
         let source = move |_: &TokenRequest| -> crate::http_client::BoxFuture<
@@ -1499,15 +1514,10 @@ mod tests {
         > {
             let n = counted.fetch_add(1, Ordering::SeqCst);
             let exp = unix_now() + lifetime;
-            Box::pin(async move { Ok(AccessToken::bearer(format!("t{n}.{exp}"), exp)) })
+            let token = AccessToken::bearer(value(n, exp), exp);
+            Box::pin(async move { Ok(token) })
         };
-        let manager = TokenManager::builder()
-            .client(TokenClient::new("c", source))
-            .refresh_ahead(Duration::from_secs(1))
-            .refresh_jitter(0.0)
-            .build()
-            .unwrap();
-        (manager, fetches)
+        (crate::outbound::TokenClient::new("c", source), fetches)
     }
 
     fn unix_now() -> u64 {
@@ -1600,18 +1610,9 @@ mod tests {
     /// A manager on the system clock whose one client's token is `{name}{n}` (n: fetches
     /// before), and its fetch count.
     fn named(name: &'static str) -> (crate::outbound::TokenManager, Arc<AtomicUsize>) {
-        let fetches = Arc::new(AtomicUsize::new(0));
-        let counted = fetches.clone();
-        let source = move |_: &TokenRequest| -> crate::http_client::BoxFuture<
-            'static,
-            Result<AccessToken, FetchError>,
-        > {
-            let n = counted.fetch_add(1, Ordering::SeqCst);
-            let exp = unix_now() + 3600;
-            Box::pin(async move { Ok(AccessToken::bearer(format!("{name}{n}"), exp)) })
-        };
+        let (client, fetches) = counting_client(3600, move |n, _| format!("{name}{n}"));
         let manager = crate::outbound::TokenManager::builder()
-            .client(crate::outbound::TokenClient::new("c", source))
+            .client(client)
             .build()
             .unwrap();
         (manager, fetches)

@@ -1067,23 +1067,25 @@ mod run {
         // Outbound: token manager sharing tokens through Redis.
         let ob = Outbound::start().await?;
         ob.tep_state.expires_in.store(12, Ordering::Relaxed);
+        // Timeouts: generous enough that a loaded machine (a CI box running other builds) does
+        // not time out a live Redis before the kill; a killed one refuses connections at once.
         let store = RedisTokenStore::connect(&redis.url(), "faults", "test-only-store-secret")
             .await?
-            .with_timeout(Duration::from_millis(300));
+            .with_timeout(Duration::from_millis(800));
         let manager = ob.manager(CircuitPolicy::default(), Some(store))?;
         // Inbound: `pv` checked against Redis.
         let key = SigningKey::generate(Algorithm::ES256)?;
         let keys = KeySet::from_jwks(key.jwks().to_string().as_bytes(), &[Algorithm::ES256])?;
         let versions = RedisPolicyVersions::connect(&redis.url(), "faults")
             .await?
-            .with_timeout(Duration::from_millis(300));
+            .with_timeout(Duration::from_millis(800));
         seed(&versions).await?;
         let staleness = Duration::from_secs(2);
         let counted = Counted {
             inner: versions.clone(),
             lookups: Arc::default(),
         };
-        let lookup_timeout = Duration::from_millis(500);
+        let lookup_timeout = Duration::from_secs(1);
         let verifier = Verifier::builder()
             .issuer(IssuerConfig::static_keys(ISS, keys))
             .audience(AUD)
@@ -1153,10 +1155,15 @@ mod run {
         let valid: Vec<&Event> = events.iter().filter(|e| e.tag == 0).collect();
         // Answered before the kill: a request still waiting on Redis when it dies may be
         // refused (fail closed, nothing cached for that user yet), as after the kill.
-        let before_failed = valid
+        let before: Vec<&&Event> = valid.iter().filter(|e| e.at + e.took < kill_at).collect();
+        let before_failed = before.iter().filter(|e| e.code != 200).count();
+        let mut before_codes: Vec<u16> = before
             .iter()
-            .filter(|e| e.at + e.took < kill_at && e.code != 200)
-            .count();
+            .filter(|e| e.code != 200)
+            .map(|e| e.code)
+            .collect();
+        before_codes.sort_unstable();
+        before_codes.dedup();
         let late_200 = valid
             .iter()
             .filter(|e| e.at > limit && e.at < restart_at && e.code == 200)
@@ -1202,9 +1209,15 @@ mod run {
             &format!("Redis killed (SIGKILL) for {} s, restarted (`pv` staleness bound {}, lookup timeout {})", down.as_secs(), secs(staleness), secs(lookup_timeout)),
             "outbound (token store in Redis): 0 failures; `pv` route: 200 until the staleness bound, then 503 (never a stale 200), outdated `pv` never 200; recovery",
             format!(
-                "outbound {} calls, {out_failed} failed; `pv` route: last 200 {} and first 503 {} after the kill, {refused_503}/{refused_total} answers 503 past the bound, \
+                "outbound {} calls, {out_failed} failed; `pv` route: {before_failed} of {} failed before the kill{}, last 200 {} and first 503 {} after the kill, {refused_503}/{refused_total} answers 503 past the bound, \
                  {late_200} 200s past it; outdated `pv`: {stale_200} × 200; after the restart: {}",
                 out_events.len(),
+                before.len(),
+                if before_codes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (statuses {before_codes:?})")
+                },
                 last_200.map_or("-".to_owned(), secs),
                 first_503.map_or("never".to_owned(), secs),
                 rec.describe(),

@@ -1,13 +1,16 @@
 //! The manager's machinery: slots, the lock-free hit path, single-flight fetch tasks,
 //! retries, the circuit breaker and the shared store.
 //!
-//! Hit path: one `ArcSwap` load; no clock read while the entry's stale timer vouches that its
-//! refresh instant has not come (a relaxed load of a flag the timer clears, see
-//! [`Inner::arm`] for why that never hands out an expired token), else one read of the clock
-//! compared with the slot's refresh time (with the system clock: `SystemTime::now()` against a
-//! precomputed `SystemTime`, no conversion to seconds); then a clone of a pre-built `HeaderValue` (an atomic increment: the bytes
-//! were made shared when the token was installed) and a relaxed increment of a per-thread shard
-//! of the hit counter.
+//! Hit path: no clock read while the entry's stale timer vouches that its refresh instant
+//! has not come (the slot's state names the entry with a fresh bit the timer clears, see
+//! [`Inner::arm`] for why that never hands out an expired token): one load of that state,
+//! then this thread's copy of the entry's `HeaderValue` (see [`local`]; the first hit of a
+//! thread takes it from the slot's `ArcSwap`). Otherwise one `ArcSwap` load and one read of
+//! the clock compared with the slot's refresh time (with the system clock:
+//! `SystemTime::now()` against a precomputed `SystemTime`, no conversion to seconds). Either
+//! way a clone of a pre-built `HeaderValue` (an atomic increment: the bytes were made shared
+//! when the token was installed) and a relaxed increment of a per-thread shard of the hit
+//! counter.
 //! Everything else (a miss, a refresh) runs through the slot's flight: one spawned task that
 //! every waiting caller subscribes to.
 
@@ -135,10 +138,19 @@ pub(crate) struct Cached {
     /// seconds is `SystemTime::now() < refresh_at_time` exactly.
     refresh_at_time: Option<SystemTime>,
     expires_at_time: Option<SystemTime>,
-    /// `true` while a stale timer ([`Inner::arm`]) vouches that the refresh instant has not
-    /// come: the hit path then hands the token out without reading the clock. Only ever goes
-    /// from `true` to `false`; `false` (the default) means "read the clock".
-    fresh: AtomicBool,
+    /// Unique in the process (from [`next_generation`]): names this entry in its slot's
+    /// [`Slot::state`] and in the per-thread copies of [`local`].
+    generation: u64,
+}
+
+/// The low bit of [`Slot::state`]: a stale timer ([`Inner::arm`]) vouches that the refresh
+/// instant of the entry named by the other bits has not come.
+const FRESH: u64 = 1;
+
+/// A number never handed out before in this process (64 bits: never wraps).
+fn next_generation() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// How often (in timer time) a stale timer looks at the wall clock again, at most: bounds
@@ -147,14 +159,23 @@ pub(crate) struct Cached {
 const STALE_RECHECK: Duration = Duration::from_secs(1);
 
 /// Owned by a stale timer task: marks its entry stale when the task ends, however it ends
-/// (refresh instant reached, runtime shut down, task dropped before it ran).
-struct StaleOnDrop(Weak<Cached>);
+/// (refresh instant reached, runtime shut down, task dropped before it ran): clears the
+/// [`FRESH`] bit of its slot's state if the state still names the entry (a later entry, or
+/// none, is left as it is).
+struct StaleOnDrop {
+    entry: Weak<Cached>,
+    state: Arc<AtomicU64>,
+    armed: u64,
+}
 
 impl Drop for StaleOnDrop {
     fn drop(&mut self) {
-        if let Some(cached) = self.0.upgrade() {
-            cached.fresh.store(false, Ordering::Relaxed);
-        }
+        let _ = self.state.compare_exchange(
+            self.armed,
+            self.armed & !FRESH,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -172,7 +193,7 @@ async fn stale_timer(guard: StaleOnDrop, stale_at: SystemTime) {
         };
         let step = left.min(STALE_RECHECK);
         tokio::time::sleep(step).await;
-        if guard.0.strong_count() == 0 {
+        if guard.entry.strong_count() == 0 {
             break;
         }
         let moved = SystemTime::now()
@@ -245,6 +266,16 @@ pub(crate) struct Slot {
     pub(crate) request: TokenRequest,
     store_key: Arc<str>,
     current: ArcSwapOption<Cached>,
+    /// What the hit path reads first: `generation << 1 | FRESH` while the entry `current`
+    /// holds (of that generation) is vouched for by its stale timer; anything without the
+    /// [`FRESH`] bit otherwise (0: no entry). Written with `current`, under `writer`, after
+    /// it: the state never names an entry that `current` no longer holds once a write is
+    /// done.
+    state: Arc<AtomicU64>,
+    /// Serializes the writers of `current` and `state` (installs, invalidations: rare).
+    writer: Mutex<()>,
+    /// This slot's place in the per-thread copies ([`local`]).
+    way: usize,
     in_flight: AtomicBool,
     flight: Mutex<Option<FlightRx>>,
     /// No background refresh before this (unix seconds): after a failed one, or while the
@@ -263,6 +294,9 @@ impl Slot {
             request,
             store_key: store_key.into(),
             current: ArcSwapOption::empty(),
+            state: Arc::new(AtomicU64::new(0)),
+            writer: Mutex::new(()),
+            way: local::way(),
             in_flight: AtomicBool::new(false),
             flight: Mutex::new(None),
             retry_not_before: AtomicU64::new(0),
@@ -531,19 +565,39 @@ impl Inner {
 
     /// The hit path. `None`: no valid token, take [`Inner::slow`].
     ///
-    /// While the entry's stale timer vouches for it ([`Inner::arm`]): no clock read, a
-    /// relaxed load of its `fresh` flag. Otherwise ([`hit_clock`](Self::hit_clock)) one
-    /// clock read: with the system clock, `SystemTime::now()` compared with the token's
-    /// precomputed times (the same decision as on whole seconds, without the conversion).
+    /// While the entry's stale timer vouches for it ([`Inner::arm`]): no clock read, and no
+    /// read-modify-write of shared memory but the `HeaderValue`'s reference count: one load
+    /// of the slot's state, then this thread's copy of that entry's header ([`local`]), made
+    /// on its first hit from the entry itself ([`hit_shared`](Self::hit_shared)). Otherwise
+    /// ([`hit_clock`](Self::hit_clock)) one clock read: with the system clock,
+    /// `SystemTime::now()` compared with the token's precomputed times (the same decision as
+    /// on whole seconds, without the conversion).
     #[inline(always)]
     pub(crate) fn hit(self: &Arc<Self>, slot: &Arc<Slot>) -> Option<HeaderValue> {
-        let guard = slot.current.load();
-        let cached = guard.as_ref()?;
-        if cached.fresh.load(Ordering::Relaxed) {
-            self.stats.hits.incr();
-            return Some(cached.header.clone());
+        let state = slot.state.load(Ordering::Acquire);
+        if state & FRESH != 0 {
+            if let Some(header) = local::get(slot.way, state) {
+                self.stats.hits.incr();
+                return Some(header);
+            }
         }
-        drop(guard);
+        self.hit_shared(slot, state)
+    }
+
+    /// [`hit`](Self::hit) without this thread's copy: the entry from `current` while it is
+    /// the one `state` names as fresh (then copied for this thread), else the clock.
+    #[inline(never)]
+    fn hit_shared(self: &Arc<Self>, slot: &Arc<Slot>, state: u64) -> Option<HeaderValue> {
+        if state & FRESH != 0 {
+            let guard = slot.current.load();
+            // `state` is written after `current`: an entry of its generation in `current`
+            // is the one it vouched for when it was read (or `current` moved on: the clock).
+            if let Some(cached) = guard.as_ref().filter(|c| c.generation == state >> 1) {
+                local::put(slot.way, state, &cached.header);
+                self.stats.hits.incr();
+                return Some(cached.header.clone());
+            }
+        }
         self.hit_clock(slot)
     }
 
@@ -610,17 +664,33 @@ impl Inner {
 
     /// Installs `cached` as the slot's token, with a stale timer when one can vouch for it.
     fn install(&self, slot: &Slot, cached: &Arc<Cached>) {
-        self.arm(cached);
+        let _writer = lock(&slot.writer);
         slot.current.store(Some(cached.clone()));
+        let state = cached.generation << 1;
+        match self.arm(cached) {
+            Some((runtime, stale_at)) => {
+                slot.state.store(state | FRESH, Ordering::Release);
+                let guard = StaleOnDrop {
+                    entry: Arc::downgrade(cached),
+                    state: slot.state.clone(),
+                    armed: state | FRESH,
+                };
+                // Dropped unrun if the runtime is shutting down: the guard clears the bit then.
+                drop(runtime.spawn(stale_timer(guard, stale_at)));
+            }
+            None => slot.state.store(state, Ordering::Release),
+        }
     }
 
-    /// Lets the hit path skip the clock for `cached` until its refresh instant, by a timer
-    /// that marks it stale then (see [`stale_timer`]).
+    /// May the hit path skip the clock for `cached` until its refresh instant? `Some`: the
+    /// runtime of the timer that marks it stale then (see [`stale_timer`]) and that instant.
     ///
     /// # Why this never hands out an expired token
     ///
-    /// The hit path serves an entry without reading the clock only while its `fresh` flag is
-    /// set. The flag is set here, before the entry is published, and only when
+    /// The hit path serves an entry without reading the clock only while its slot's state
+    /// names it with the [`FRESH`] bit (per-thread copies included: a copy is served only
+    /// while the state it was made under is the slot's state). [`install`](Self::install)
+    /// sets the bit with the entry, and only when
     /// - the manager runs on the system clock (a [`Clock`](crate::clock::Clock) given to the
     ///   builder, e.g. a manual one in tests, is read on every call: a timer knows nothing of
     ///   it);
@@ -643,27 +713,20 @@ impl Inner {
     /// lifetime, less the jitter), and never less than 1 s. A timer is late when every worker
     /// of its runtime is blocked for that long, or for up to [`STALE_RECHECK`] after a suspend
     /// or a forward step of the wall clock.
-    fn arm(&self, cached: &Arc<Cached>) {
+    fn arm(&self, cached: &Cached) -> Option<(tokio::runtime::Handle, SystemTime)> {
         if !self.system_clock {
-            return;
+            return None;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
         if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-            return;
+            return None;
         }
         let stale_at = cached.refresh_at.min(cached.expires_at.saturating_sub(1));
-        let Some(stale_at) = system_time(stale_at) else {
-            return;
-        };
+        let stale_at = system_time(stale_at)?;
         if SystemTime::now() >= stale_at {
-            return;
+            return None;
         }
-        cached.fresh.store(true, Ordering::Relaxed);
-        // Dropped unrun if the runtime is shutting down: the guard clears the flag then.
-        let guard = StaleOnDrop(Arc::downgrade(cached));
-        drop(runtime.spawn(stale_timer(guard, stale_at)));
+        Some((runtime, stale_at))
     }
 
     fn cool_down_secs(&self) -> u64 {
@@ -989,7 +1052,7 @@ impl Inner {
             expires_at,
             refresh_at_time: system_time(refresh_at),
             expires_at_time: system_time(expires_at),
-            fresh: AtomicBool::new(false),
+            generation: next_generation(),
         })
     }
 
@@ -1051,7 +1114,11 @@ impl Inner {
 
     /// Drops the slot's token; `true` if there was one.
     pub(crate) fn invalidate(&self, slot: &Slot) -> bool {
-        match slot.current.swap(None) {
+        let writer = lock(&slot.writer);
+        let old = slot.current.swap(None);
+        slot.state.store(0, Ordering::Release);
+        drop(writer);
+        match old {
             Some(old) => {
                 self.forget(slot, &old);
                 true
@@ -1076,11 +1143,14 @@ impl Inner {
             return false;
         }
         let current = Some(current);
+        let writer = lock(&slot.writer);
         let previous = slot.current.compare_and_swap(&current, None);
         match (&*previous, &current) {
             (Some(p), Some(c)) if Arc::ptr_eq(p, c) => {}
             _ => return false,
         }
+        slot.state.store(0, Ordering::Release);
+        drop(writer);
         drop(previous);
         *last = Some(now);
         drop(last);
@@ -1184,6 +1254,66 @@ pub(crate) fn owner_id() -> Arc<str> {
     let mut bytes = [0u8; 12];
     let _ = aws_lc_rs::rand::fill(&mut bytes);
     crate::store::hex_digest(&bytes).into()
+}
+
+/// Per-thread copies of fresh tokens' headers, so that a hit on a fresh entry reads no
+/// shared memory but its slot's state (no `ArcSwap` load, whose debt slot costs two atomic
+/// read-modify-writes per call).
+///
+/// Each thread keeps [`WAYS`] `(state, header)` pairs; a slot always uses the same one
+/// ([`Slot::way`]). A copy is served only while its slot's state is exactly the state it
+/// was made under: states with the [`FRESH`] bit carry a generation unique in the process,
+/// so a copy never answers for another slot, another manager or a later entry, and an entry
+/// replaced, invalidated or gone stale (its timer cleared the bit) is never served from a
+/// copy again. A replaced token's bytes stay referenced by a thread's copy until that
+/// thread's next hit on a slot of the same way, or its exit (at most [`WAYS`] per thread).
+mod local {
+    use std::cell::RefCell;
+
+    use http::HeaderValue;
+
+    /// Copies per thread.
+    pub(super) const WAYS: usize = 8;
+
+    const EMPTY: (u64, HeaderValue) = (0, HeaderValue::from_static(""));
+
+    thread_local! {
+        static COPIES: RefCell<[(u64, HeaderValue); WAYS]> = const { RefCell::new([EMPTY; WAYS]) };
+    }
+
+    /// The way of a new slot (round robin: a process's first slots get a way each).
+    pub(super) fn way() -> usize {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed) % WAYS
+    }
+
+    /// This thread's copy in `way` if it was made under `state` (which has the fresh bit).
+    #[inline(always)]
+    pub(super) fn get(way: usize, state: u64) -> Option<HeaderValue> {
+        COPIES
+            .try_with(|copies| {
+                let copies = copies.try_borrow().ok()?;
+                let (at, header) = copies.get(way)?;
+                (*at == state).then(|| header.clone())
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Makes `header` this thread's copy in `way`, under `state`.
+    pub(super) fn put(way: usize, state: u64, header: &HeaderValue) {
+        let _ = COPIES.try_with(|copies| {
+            if let Some(copy) = copies
+                .try_borrow_mut()
+                .ok()
+                .as_deref_mut()
+                .and_then(|c| c.get_mut(way))
+            {
+                *copy = (state, header.clone());
+            }
+        });
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -1360,7 +1490,22 @@ mod tests {
     /// A manager on the system clock whose tokens live `lifetime` seconds (value
     /// `t<n>.<exp>`), refreshed 1 s ahead without jitter; and its fetch count.
     fn short_lived(lifetime: u64) -> (crate::outbound::TokenManager, Arc<AtomicUsize>) {
-        use crate::outbound::{TokenClient, TokenManager};
+        let (client, fetches) = counting_client(lifetime, |n, exp| format!("t{n}.{exp}"));
+        let manager = crate::outbound::TokenManager::builder()
+            .client(client)
+            .refresh_ahead(Duration::from_secs(1))
+            .refresh_jitter(0.0)
+            .build()
+            .unwrap();
+        (manager, fetches)
+    }
+
+    /// A client `c` on a source whose tokens live `lifetime` seconds, valued
+    /// `value(n, exp)` (n: fetches before); and its fetch count.
+    fn counting_client(
+        lifetime: u64,
+        value: impl Fn(usize, u64) -> String + Send + Sync + 'static,
+    ) -> (crate::outbound::TokenClient, Arc<AtomicUsize>) {
         let fetches = Arc::new(AtomicUsize::new(0));
         let counted = fetches.clone();
         let source = move |_: &TokenRequest| -> crate::http_client::BoxFuture<
@@ -1369,15 +1514,10 @@ mod tests {
         > {
             let n = counted.fetch_add(1, Ordering::SeqCst);
             let exp = unix_now() + lifetime;
-            Box::pin(async move { Ok(AccessToken::bearer(format!("t{n}.{exp}"), exp)) })
+            let token = AccessToken::bearer(value(n, exp), exp);
+            Box::pin(async move { Ok(token) })
         };
-        let manager = TokenManager::builder()
-            .client(TokenClient::new("c", source))
-            .refresh_ahead(Duration::from_secs(1))
-            .refresh_jitter(0.0)
-            .build()
-            .unwrap();
-        (manager, fetches)
+        (crate::outbound::TokenClient::new("c", source), fetches)
     }
 
     fn unix_now() -> u64 {
@@ -1395,6 +1535,12 @@ mod tests {
             .current
             .load_full()
             .unwrap()
+    }
+
+    /// Does the slot's state vouch for `cached` (its stale timer has not cleared it)?
+    fn fresh(manager: &crate::outbound::TokenManager, cached: &Cached) -> bool {
+        let slot = manager.inner().find_slot("", "").unwrap();
+        slot.state.load(Ordering::Acquire) == cached.generation << 1 | FRESH
     }
 
     fn multi_thread() -> tokio::runtime::Runtime {
@@ -1423,28 +1569,25 @@ mod tests {
         let (manager, fetches) = short_lived(3);
         rt.block_on(manager.warm_up()).unwrap();
         let cached = entry(&manager);
-        assert!(
-            cached.fresh.load(Ordering::Relaxed),
-            "armed on a multi-thread runtime"
-        );
+        assert!(fresh(&manager, &cached), "armed on a multi-thread runtime");
         let stale_at = cached.refresh_at_time.unwrap();
         assert_eq!(cached.refresh_at + 1, cached.expires_at);
+        // A hit on this thread: it keeps a copy of the header (served while fresh only).
+        let copied = now_or_never(manager.token("", "")).unwrap();
+        assert!(copied.to_str().unwrap().starts_with("Bearer t0."));
         // Still fresh shortly before the refresh instant (the timer does not fire early).
         if let Ok(left) = stale_at.duration_since(SystemTime::now()) {
             std::thread::sleep(left.saturating_sub(Duration::from_millis(150)));
             if SystemTime::now() < stale_at {
-                assert!(cached.fresh.load(Ordering::Relaxed));
+                assert!(fresh(&manager, &cached));
             }
         }
         // Stale soon after it.
         let deadline = stale_at + Duration::from_millis(500);
-        while cached.fresh.load(Ordering::Relaxed) && SystemTime::now() < deadline {
+        while fresh(&manager, &cached) && SystemTime::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(
-            !cached.fresh.load(Ordering::Relaxed),
-            "stale after the refresh instant"
-        );
+        assert!(!fresh(&manager, &cached), "stale after the refresh instant");
         assert!(SystemTime::now() >= stale_at, "not before it");
         // The clock path serves the old token (not expired) and refreshes in the background.
         let _enter = rt.enter();
@@ -1457,8 +1600,67 @@ mod tests {
         assert_eq!(fetches.load(Ordering::SeqCst), 2);
         let refreshed = entry(&manager);
         assert!(!Arc::ptr_eq(&refreshed, &cached));
-        assert!(refreshed.fresh.load(Ordering::Relaxed));
-        assert!(manager.stats().hits >= 1);
+        assert!(fresh(&manager, &refreshed));
+        // This thread's copy of the old header is not served again: the new token is.
+        let next = now_or_never(manager.token("", "")).unwrap();
+        assert!(next.to_str().unwrap().starts_with("Bearer t1."));
+        assert!(manager.stats().hits >= 3);
+    }
+
+    /// A manager on the system clock whose one client's token is `{name}{n}` (n: fetches
+    /// before), and its fetch count.
+    fn named(name: &'static str) -> (crate::outbound::TokenManager, Arc<AtomicUsize>) {
+        let (client, fetches) = counting_client(3600, move |n, _| format!("{name}{n}"));
+        let manager = crate::outbound::TokenManager::builder()
+            .client(client)
+            .build()
+            .unwrap();
+        (manager, fetches)
+    }
+
+    /// More slots than a thread has copies (so some share one): every call on this thread
+    /// gets its own slot's token, round after round.
+    #[test]
+    fn per_thread_copies_never_answer_for_another_slot() {
+        const NAMES: [&str; local::WAYS + 3] =
+            ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"];
+        let rt = multi_thread();
+        let managers: Vec<_> = NAMES.iter().map(|name| named(name).0).collect();
+        for manager in &managers {
+            rt.block_on(manager.warm_up()).unwrap();
+            assert!(fresh(manager, &entry(manager)));
+        }
+        for _ in 0..3 {
+            for (manager, name) in managers.iter().zip(NAMES) {
+                let header = now_or_never(manager.token("", "")).unwrap();
+                assert_eq!(header, format!("Bearer {name}0").as_str());
+            }
+        }
+        for manager in &managers {
+            assert_eq!(manager.stats().hits, 3);
+        }
+    }
+
+    /// A token invalidated (or invalidated while current) is not served from this thread's
+    /// copy: the next call waits for a new one.
+    #[test]
+    fn per_thread_copies_end_with_an_invalidation() {
+        let rt = multi_thread();
+        let (manager, fetches) = named("x");
+        rt.block_on(manager.warm_up()).unwrap();
+        for _ in 0..2 {
+            assert_eq!(now_or_never(manager.token("", "")).unwrap(), "Bearer x0");
+        }
+        assert!(manager.invalidate("", ""));
+        // `block_on` polls on this thread: a copy would answer here.
+        assert_eq!(rt.block_on(manager.token("", "")).unwrap(), "Bearer x1");
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
+        assert_eq!(now_or_never(manager.token("", "")).unwrap(), "Bearer x1");
+        let used = now_or_never(manager.token("", "")).unwrap();
+        assert!(manager.invalidate_if_current("", "", &used));
+        assert_eq!(rt.block_on(manager.token("", "")).unwrap(), "Bearer x2");
+        assert_eq!(fetches.load(Ordering::SeqCst), 3);
+        assert!(fresh(&manager, &entry(&manager)));
     }
 
     /// The runtime that armed the timer goes away: the entry goes stale with it, and is
@@ -1469,9 +1671,9 @@ mod tests {
         let (manager, _) = short_lived(3600);
         rt.block_on(manager.warm_up()).unwrap();
         let cached = entry(&manager);
-        assert!(cached.fresh.load(Ordering::Relaxed));
+        assert!(fresh(&manager, &cached));
         drop(rt);
-        assert!(!cached.fresh.load(Ordering::Relaxed));
+        assert!(!fresh(&manager, &cached));
         let header = now_or_never(manager.token("", "")).unwrap();
         assert!(header.to_str().unwrap().starts_with("Bearer t0."));
         assert_eq!(manager.stats().hits, 1);
@@ -1487,7 +1689,7 @@ mod tests {
             .unwrap();
         let (manager, _) = short_lived(3600);
         rt.block_on(manager.warm_up()).unwrap();
-        assert!(!entry(&manager).fresh.load(Ordering::Relaxed));
+        assert!(!fresh(&manager, &entry(&manager)));
 
         let rt = multi_thread();
         let source = |_: &TokenRequest| -> crate::http_client::BoxFuture<
@@ -1500,7 +1702,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(manager.warm_up()).unwrap();
-        assert!(!entry(&manager).fresh.load(Ordering::Relaxed));
+        assert!(!fresh(&manager, &entry(&manager)));
     }
 
     /// Real time, 2-second tokens, calls across two expiries: a

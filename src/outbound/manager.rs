@@ -475,11 +475,13 @@ pub(crate) fn parse_origin(origin: &str) -> Result<Origin, ConfigError> {
 /// of expiry in the background, fetched once however many callers wait (the seeds'
 /// `getServiceToken(audience, scope)`).
 ///
-/// - **Hit path** (≤ 100 ns): one `ArcSwap` load, a freshness check, a clone of a pre-built
-///   `Authorization` value marked sensitive. No lock, no allocation for pairs configured in
-///   advance (an unconfigured pair takes a mutex to find its slot). On the system clock, a
-///   token fetched on a multi-thread Tokio runtime gets a timer there that marks it stale at
-///   its refresh instant: until then the check is one atomic load, no clock read. Otherwise
+/// - **Hit path** (≤ 100 ns): a freshness check, a clone of a pre-built `Authorization`
+///   value marked sensitive. No lock, no allocation for pairs configured in advance (an
+///   unconfigured pair takes a mutex to find its slot). On the system clock, a token fetched
+///   on a multi-thread Tokio runtime gets a timer there that marks it stale at its refresh
+///   instant: until then the check is one atomic load of the slot's state, no clock read,
+///   and the value comes from the calling thread's copy of it (made on the thread's first
+///   hit, served only while the slot's state still names that token as fresh). Otherwise
 ///   (current-thread runtime, runtime gone, a [`Clock`](crate::clock::Clock) given to the
 ///   builder) the check reads the clock. A token past its expiry is never handed out unless
 ///   that timer is late by more than the refresh-ahead margin (at least 1 s).

@@ -28,7 +28,7 @@ struct Parked<S, ReqBody> {
     handle: TokenHandle,
     inner: S,
     request: Request<ReqBody>,
-    reactive: Option<Reactive<S, ReqBody>>,
+    reactive: Option<Box<Reactive<S, ReqBody>>>,
 }
 
 pin_project! {
@@ -45,7 +45,9 @@ pin_project! {
         Future {
             #[pin]
             future: F,
-            reactive: Option<Reactive<S, ReqBody>>,
+            // Boxed: reactive mode is opt-in, and inline its state would make every future
+            // larger (more bytes moved per request).
+            reactive: Option<Box<Reactive<S, ReqBody>>>,
         },
         Rejected { error: Option<BoxError> },
         Fetching {
@@ -83,7 +85,7 @@ impl<F, S, ReqBody, ResBody> fmt::Debug for ResponseFuture<F, S, ReqBody, ResBod
 }
 
 impl<F, S, ReqBody, ResBody> ResponseFuture<F, S, ReqBody, ResBody> {
-    pub(crate) fn future(future: F, reactive: Option<Reactive<S, ReqBody>>) -> Self {
+    pub(crate) fn future(future: F, reactive: Option<Box<Reactive<S, ReqBody>>>) -> Self {
         Self {
             kind: Kind::Future { future, reactive },
         }
@@ -100,7 +102,7 @@ impl<F, S, ReqBody, ResBody> ResponseFuture<F, S, ReqBody, ResBody> {
         handle: TokenHandle,
         inner: S,
         request: Request<ReqBody>,
-        reactive: Option<Reactive<S, ReqBody>>,
+        reactive: Option<Box<Reactive<S, ReqBody>>>,
     ) -> Self {
         Self {
             kind: Kind::Fetching {
@@ -161,7 +163,7 @@ where
                                 handle,
                                 used,
                                 retry,
-                            } = reactive;
+                            } = *reactive;
                             let Some(used) = used else {
                                 return Poll::Ready(Ok(response));
                             };
@@ -187,9 +189,9 @@ where
                             reactive,
                             ..
                         } = *parked.take().expect("future polled after completion");
-                        let reactive = reactive.map(|r| Reactive {
-                            used: Some(header.clone()),
-                            ..r
+                        let reactive = reactive.map(|mut r| {
+                            r.used = Some(header.clone());
+                            r
                         });
                         request.headers_mut().insert(AUTHORIZATION, header);
                         Kind::Future {

@@ -132,17 +132,14 @@ impl<S, R> InjectBearer<S, R> {
             .replay(&req)
             .map(|copy| Box::new((self.inner.clone(), copy)));
         let handle = &self.layer.routes[route].handle;
-        let reactive = Reactive {
+        let mut reactive = Box::new(Reactive {
             handle: handle.clone(),
             used: None,
             retry,
-        };
+        });
         match handle.try_now() {
             Some(header) => {
-                let reactive = Reactive {
-                    used: Some(header.clone()),
-                    ..reactive
-                };
+                reactive.used = Some(header.clone());
                 req.headers_mut().insert(AUTHORIZATION, header);
                 ResponseFuture::future(self.inner.call(req), Some(reactive))
             }
@@ -156,7 +153,7 @@ impl<S, R> InjectBearer<S, R> {
         &mut self,
         route: usize,
         req: Request<ReqBody>,
-        reactive: Option<Reactive<S, ReqBody>>,
+        reactive: Option<Box<Reactive<S, ReqBody>>>,
     ) -> ResponseFuture<S::Future, S, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,

@@ -224,6 +224,7 @@ struct Doc<'c> {
 
 impl<'c> Doc<'c> {
     /// The index just past the value at `i`.
+    #[inline]
     fn after(self, i: usize) -> usize {
         match self.tape.get(i) {
             Some(n) if matches!(n.tag, Tag::Array | Tag::Object) => n.n as usize,
@@ -231,7 +232,27 @@ impl<'c> Doc<'c> {
         }
     }
 
+    /// The bytes of the string at `i` (a name or a string value).
+    #[inline]
+    fn bytes_at(self, i: usize) -> &'c [u8] {
+        match self.tape.get(i) {
+            Some(&Node {
+                tag: Tag::Str,
+                a,
+                n,
+            }) => self.text.as_bytes().get(a as usize..n as usize),
+            Some(&Node {
+                tag: Tag::Esc,
+                a,
+                n,
+            }) => self.esc.as_bytes().get(a as usize..n as usize),
+            _ => None,
+        }
+        .unwrap_or_default()
+    }
+
     /// The string at `i` (a name or a string value).
+    #[inline]
     fn str_at(self, i: usize) -> &'c str {
         match self.tape.get(i) {
             Some(&Node {
@@ -282,7 +303,7 @@ impl<'c> Doc<'c> {
     fn member(self, first: usize, count: u32, name: &str) -> Option<Lite<'c>> {
         let mut i = first;
         for _ in 0..count {
-            if self.str_at(i) == name {
+            if self.bytes_at(i) == name.as_bytes() {
                 return self.view(i + 1);
             }
             i = self.after(i + 1);
@@ -425,8 +446,7 @@ const KNOWN: [&str; 17] = [
 /// The index of `name` in [`KNOWN`]: its length, first and last bytes tell the candidate.
 /// Inlined: for a constant `name` (the verifier's look-ups) it folds to the index.
 #[inline(always)]
-fn known(name: &str) -> Option<usize> {
-    let b = name.as_bytes();
+fn known(b: &[u8]) -> Option<usize> {
     let (first, last) = (*b.first()?, *b.last()?);
     let k = match (b.len(), first, last) {
         (3, b'i', b's') => 0,
@@ -454,7 +474,8 @@ fn known(name: &str) -> Option<usize> {
 }
 
 impl<'a> Claims<'a> {
-    fn new(text: &'a str, esc: String, tape: Vec<Node>) -> Self {
+    /// Finds the [`KNOWN`] names among the members (the scanner does it as it reads them).
+    fn with_slots(text: &'a str, esc: String, tape: Vec<Node>) -> Self {
         let mut slots = [0; KNOWN.len()];
         let doc = Doc {
             tape: &tape,
@@ -464,7 +485,7 @@ impl<'a> Claims<'a> {
         let count = tape.first().map_or(0, |n| n.a);
         let mut i = 1;
         for _ in 0..count {
-            if let (Some(k), Ok(v)) = (known(doc.str_at(i)), u32::try_from(i + 1)) {
+            if let (Some(k), Ok(v)) = (known(doc.bytes_at(i)), u32::try_from(i + 1)) {
                 // Names are distinct (duplicates were refused): one member per slot.
                 slots[k] = v;
             }
@@ -489,7 +510,7 @@ impl<'a> Claims<'a> {
     /// The member `name`.
     #[inline(always)]
     pub(crate) fn get(&self, name: &str) -> Option<Lite<'_>> {
-        match known(name) {
+        match known(name.as_bytes()) {
             Some(k) => match self.slots[k] {
                 0 => None,
                 i => self.doc().view(i as usize),
@@ -557,7 +578,7 @@ impl Claims<'static> {
         }
         let (mut tape, mut esc) = (Vec::new(), String::new());
         push(&Value::Object(map.clone()), &mut tape, &mut esc);
-        Claims::new("", esc, tape)
+        Claims::with_slots("", esc, tape)
     }
 }
 
@@ -583,6 +604,7 @@ pub(crate) fn parse_claims(text: &str) -> Result<Claims<'_>, TokenError> {
         // About one node per 12 bytes of a token's claims.
         tape: Vec::with_capacity(8 + text.len() / 12),
         esc: String::new(),
+        slots: [0; KNOWN.len()],
     };
     s.ws();
     s.value()?;
@@ -593,7 +615,12 @@ pub(crate) fn parse_claims(text: &str) -> Result<Claims<'_>, TokenError> {
     match s.tape.first() {
         Some(Node {
             tag: Tag::Object, ..
-        }) => Ok(Claims::new(text, s.esc, s.tape)),
+        }) => Ok(Claims {
+            text,
+            esc: s.esc,
+            tape: s.tape,
+            slots: s.slots,
+        }),
         // `{"$serde_json::private::Number": ..}` under `arbitrary_precision`: a number.
         _ => Err(TokenError::InvalidJson),
     }
@@ -624,17 +651,18 @@ pub(crate) fn parse_claims_both(
 
 const BAD: TokenError = TokenError::InvalidJson;
 
-/// Whether any of the eight bytes of `x` is `"`, `\` or below 0x20 (what ends a run of plain
-/// string bytes). The classic zero-byte tests: exact about whether some byte matches.
+/// Bit 7 of each byte of `x` (little-endian) that is `"`, `\` or below 0x20 (what ends a run
+/// of plain string bytes), from the classic zero-byte tests: exact up to the first such byte
+/// (only bytes after it may be marked wrongly), so the lowest set bit finds it.
 #[inline(always)]
-fn special8(x: u64) -> bool {
+fn special8(x: u64) -> u64 {
     const L: u64 = 0x0101_0101_0101_0101;
     const H: u64 = 0x8080_8080_8080_8080;
     let zero = |v: u64| v.wrapping_sub(L) & !v & H;
     let quote = zero(x ^ (L * u64::from(b'"')));
     let backslash = zero(x ^ (L * u64::from(b'\\')));
     let control = x.wrapping_sub(L * 0x20) & !x & H;
-    quote | backslash | control != 0
+    quote | backslash | control
 }
 
 /// The scanner of [`parse_claims`].
@@ -648,6 +676,8 @@ struct Scanner<'a> {
     ap: bool,
     tape: Vec<Node>,
     esc: String,
+    /// [`Claims::slots`] of the outermost object.
+    slots: [u32; KNOWN.len()],
 }
 
 impl<'a> Scanner<'a> {
@@ -777,13 +807,23 @@ impl<'a> Scanner<'a> {
                     return Err(TokenError::DuplicateMember);
                 }
             } else {
-                let doc = self.doc();
-                let name = doc.str_at(key);
+                let doc = Doc {
+                    tape: &self.tape,
+                    text: self.text,
+                    esc: &self.esc,
+                };
+                let name = doc.bytes_at(key);
+                if at == 0 {
+                    if let Some(k) = known(name) {
+                        // Distinct names (a duplicate is refused below): one member per slot.
+                        self.slots[k] = key as u32 + 1;
+                    }
+                }
                 let bit = name_bit(name);
                 if seen & bit != 0 {
                     let mut j = at + 1;
                     while j < key {
-                        if doc.str_at(j) == name {
+                        if doc.bytes_at(j) == name {
                             return Err(TokenError::DuplicateMember);
                         }
                         j = doc.after(j + 1);
@@ -896,28 +936,36 @@ impl<'a> Scanner<'a> {
     /// After the opening `"`: the string, a span of the text when it has no escape.
     fn string(&mut self) -> Result<(), TokenError> {
         let start = self.i;
-        // Eight bytes a step while none ends the run.
-        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+        // Eight bytes a step to the first `"`, `\` or control byte.
+        loop {
+            let Some(chunk) = self.b.get(self.i..self.i + 8) else {
+                while let Some(c) = self.peek() {
+                    if c == b'"' || c == b'\\' || c < 0x20 {
+                        break;
+                    }
+                    self.i += 1;
+                }
+                break;
+            };
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
-            if special8(u64::from_le_bytes(word)) {
-                break;
-            }
-            self.i += 8;
-        }
-        loop {
-            match self.peek().ok_or(BAD)? {
-                b'"' => {
-                    // A `"` is never inside a UTF-8 sequence: `start..i` is text.
-                    self.text.get(start..self.i).ok_or(BAD)?;
-                    self.push(Tag::Str, start as u32, self.i as u64);
-                    self.i += 1;
-                    return Ok(());
+            match special8(u64::from_le_bytes(word)) {
+                0 => self.i += 8,
+                m => {
+                    self.i += (m.trailing_zeros() / 8) as usize;
+                    break;
                 }
-                b'\\' => return self.escaped(start),
-                0..=0x1F => return Err(BAD),
-                _ => self.i += 1,
             }
+        }
+        match self.peek().ok_or(BAD)? {
+            b'"' => {
+                // `"` is never inside a UTF-8 sequence: `start..i` is text.
+                self.push(Tag::Str, start as u32, self.i as u64);
+                self.i += 1;
+                Ok(())
+            }
+            b'\\' => self.escaped(start),
+            _ => Err(BAD),
         }
     }
 
@@ -1101,8 +1149,7 @@ impl<'de> Visitor<'de> for KeyVisitor {
 }
 
 /// A cheap fingerprint of a member name for the duplicate check: one bit of 64.
-fn name_bit(name: &str) -> u64 {
-    let b = name.as_bytes();
+fn name_bit(b: &[u8]) -> u64 {
     let (first, last) = (b.first().copied(), b.last().copied());
     let h = (b.len() as u64)
         .wrapping_mul(0x9E37_79B9)
@@ -1180,7 +1227,7 @@ impl<'de> Visitor<'de> for LiteVisitor {
                     return Err(de::Error::custom(DUPLICATE));
                 }
             } else {
-                let bit = name_bit(&key);
+                let bit = name_bit(key.as_bytes());
                 if seen & bit != 0 && out.iter().any(|(k, _)| *k == key) {
                     return Err(de::Error::custom(DUPLICATE));
                 }
@@ -1648,9 +1695,9 @@ mod tests {
     #[test]
     fn known_names_are_found_by_index_and_others_by_name() {
         for (k, name) in KNOWN.iter().enumerate() {
-            assert_eq!(known(name), Some(k));
-            assert_eq!(known(&format!("{name}x")), None);
-            assert_eq!(known(&name.to_uppercase()), None);
+            assert_eq!(known(name.as_bytes()), Some(k));
+            assert_eq!(known(format!("{name}x").as_bytes()), None);
+            assert_eq!(known(name.to_uppercase().as_bytes()), None);
         }
         for other in [
             "",
@@ -1663,7 +1710,7 @@ mod tests {
             "ixs",
             "rolls",
         ] {
-            assert_eq!(known(other), None, "{other}");
+            assert_eq!(known(other.as_bytes()), None, "{other}");
         }
         let claims = parse_claims(r#"{"jti":"j","iss":"i","x":{"iss":1},"scp":"s"}"#).unwrap();
         assert_eq!(claims.get("iss").and_then(|v| v.as_str()), Some("i"));

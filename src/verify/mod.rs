@@ -1342,7 +1342,28 @@ impl Verifier {
         if token.starts_with('{') {
             return Err(TokenError::JsonSerialization.into());
         }
-        let (h64, p64, s64) = split_compact(token)?;
+        // The signature is not searched for dots: one there fails its base64url decoding, and
+        // any failure of a token with one is the form's (`split_compact`'s) answer.
+        let (h64, p64, s64) = split_head(token)?;
+        match self.verify_parts(token, h64, p64, s64, now) {
+            Err(_) if s64.contains('.') => Err(match split_compact(token) {
+                Err(e) => e.into(),
+                Ok(_) => TokenError::Malformed.into(),
+            }),
+            r => r,
+        }
+    }
+
+    /// [`Verifier::verify_inner`] past the cache and the form checks.
+    fn verify_parts(
+        &self,
+        token: &str,
+        h64: &str,
+        p64: &str,
+        s64: &str,
+        now: u64,
+    ) -> Result<CurrentUser, Fail> {
+        let inner = &*self.inner;
 
         let known = inner.headers.load();
         let remembered = known.iter().find(|k| *k.raw == *h64);
@@ -1608,6 +1629,21 @@ enum Fail {
 impl From<TokenError> for Fail {
     fn from(e: TokenError) -> Self {
         Fail::Token(e)
+    }
+}
+
+/// The header and the payload of a compact JWS, and the rest (the signature, if the form is
+/// right: the caller refuses one holding a dot with [`split_compact`]'s answer).
+fn split_head(token: &str) -> Result<(&str, &str, &str), TokenError> {
+    let split = token
+        .split_once('.')
+        .and_then(|(h, rest)| Some((h, rest.split_once('.')?)));
+    match split {
+        Some((h, (p, s))) if !h.is_empty() && !p.is_empty() => Ok((h, p, s)),
+        _ => match split_compact(token) {
+            Err(e) => Err(e),
+            Ok(_) => Err(TokenError::Malformed),
+        },
     }
 }
 
@@ -1889,6 +1925,45 @@ mod tests {
                 .audience("orders")
                 .build()
                 .unwrap()
+        }
+    }
+
+    /// The signature part is not searched for dots, yet a token with more than three parts
+    /// gets the form's answer whatever else is wrong with it, as `split_compact` gives it.
+    #[test]
+    fn extra_parts_are_the_forms_answer() {
+        let two = Two::new();
+        let v = two.verifier(|p| p.prefix("partner"));
+        let good = token(&two.main, MAIN, json!({"sub": "alice"}));
+        assert!(v.try_verify(&good).is_ok());
+        let (head, sig) = good.rsplit_once('.').unwrap();
+        let stranger = token(&two.partner, "https://nobody.example", json!({}));
+        let (other_head, _) = stranger.rsplit_once('.').unwrap();
+        let flipped = if sig.starts_with('A') { 'B' } else { 'A' };
+        for (t, want) in [
+            (format!("{good}.x"), TokenError::Malformed),
+            (format!("{good}.x.y"), TokenError::Encrypted),
+            (format!("{good}.x.y.z"), TokenError::Malformed),
+            (format!("{head}.{sig}.."), TokenError::Encrypted),
+            (format!("{head}..{sig}"), TokenError::Malformed),
+            // Untrusted issuer, unknown key: still the form's answer.
+            (format!("{other_head}.a.b.c"), TokenError::Encrypted),
+            (format!("{other_head}.a.b"), TokenError::Malformed),
+            (
+                format!("{head}.{flipped}{}", &sig[1..]),
+                TokenError::InvalidSignature,
+            ),
+        ] {
+            let err = v.try_verify(&t).unwrap_err();
+            assert_eq!(err, AuthError::InvalidToken(want), "{t}");
+        }
+        for t in ["a.b", "a", ".b.c", "a..c", "a.b.c.d.e", "..", "...."] {
+            let want = split_compact(t).unwrap_err();
+            assert_eq!(
+                v.try_verify(t).unwrap_err(),
+                AuthError::InvalidToken(want),
+                "{t}"
+            );
         }
     }
 

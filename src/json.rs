@@ -269,76 +269,6 @@ impl<'c> Doc<'c> {
         }
         .unwrap_or_default()
     }
-
-    fn view(self, i: usize) -> Option<Lite<'c>> {
-        let node = *self.tape.get(i)?;
-        Some(match node.tag {
-            Tag::Null => Lite::Null,
-            Tag::False => Lite::Bool(false),
-            Tag::True => Lite::Bool(true),
-            Tag::U64 => Lite::Number(node.n.into()),
-            Tag::I64 => Lite::Number((node.n as i64).into()),
-            Tag::F64 => Lite::Number(Number::from_f64(f64::from_bits(node.n))?),
-            Tag::NumText => Lite::Number(
-                self.esc
-                    .get(node.a as usize..node.n as usize)?
-                    .parse()
-                    .ok()?,
-            ),
-            Tag::Str | Tag::Esc => Lite::String(self.str_at(i)),
-            Tag::Array => Lite::Array(Seq {
-                doc: self,
-                first: i + 1,
-                count: node.a,
-            }),
-            Tag::Object => Lite::Object(Seq {
-                doc: self,
-                first: i + 1,
-                count: node.a,
-            }),
-        })
-    }
-
-    /// The member `name` of the object whose members start at `first`.
-    fn member(self, first: usize, count: u32, name: &str) -> Option<Lite<'c>> {
-        let mut i = first;
-        for _ in 0..count {
-            if self.bytes_at(i) == name.as_bytes() {
-                return self.view(i + 1);
-            }
-            i = self.after(i + 1);
-        }
-        None
-    }
-
-    fn tree(self, i: usize) -> Tree<'static> {
-        match self.view(i) {
-            None | Some(Lite::Null) => Tree::Null,
-            Some(Lite::Bool(b)) => Tree::Bool(b),
-            Some(Lite::Number(n)) => Tree::Number(n),
-            Some(Lite::String(s)) => Tree::String(Cow::Owned(s.to_owned())),
-            Some(Lite::Array(seq)) => {
-                let mut out = Vec::new();
-                let mut j = seq.first;
-                for _ in 0..seq.count {
-                    out.push(self.tree(j));
-                    j = self.after(j);
-                }
-                Tree::Array(out)
-            }
-            Some(Lite::Object(seq)) => Tree::Object(self.members_tree(seq.first, seq.count)),
-        }
-    }
-
-    fn members_tree(self, first: usize, count: u32) -> Vec<(Cow<'static, str>, Tree<'static>)> {
-        let mut out = Vec::new();
-        let mut j = first;
-        for _ in 0..count {
-            out.push((Cow::Owned(self.str_at(j).to_owned()), self.tree(j + 1)));
-            j = self.after(j + 1);
-        }
-        out
-    }
 }
 
 /// A JSON value of parsed claims, read off the tape: strings are spans of the parsed text
@@ -356,8 +286,8 @@ pub(crate) enum Lite<'c> {
 /// The items of an array or the members of an object on the tape.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Seq<'c> {
-    doc: Doc<'c>,
-    first: usize,
+    claims: &'c Claims<'c>,
+    first: u32,
     count: u32,
 }
 
@@ -369,11 +299,11 @@ impl<'c> Seq<'c> {
 
     /// The items of an array.
     pub(crate) fn iter(&self) -> impl Iterator<Item = Lite<'c>> + 'c {
-        let doc = self.doc;
-        let mut i = self.first;
+        let claims = self.claims;
+        let mut i = self.first as usize;
         (0..self.count).filter_map(move |_| {
-            let v = doc.view(i);
-            i = doc.after(i);
+            let v = claims.view(i);
+            i = claims.doc().after(i);
             v
         })
     }
@@ -392,7 +322,7 @@ impl<'c> Lite<'c> {
     /// The member `name` of an object.
     pub(crate) fn get(&self, name: &str) -> Option<Lite<'c>> {
         match self {
-            Lite::Object(m) => m.doc.member(m.first, m.count, name),
+            Lite::Object(m) => m.claims.member(m.first as usize, m.count, name),
             _ => None,
         }
     }
@@ -404,7 +334,7 @@ impl<'c> Lite<'c> {
             Lite::Bool(b) => Tree::Bool(*b),
             Lite::Number(n) => Tree::Number(n.clone()),
             Lite::String(s) => Tree::String(Cow::Owned((*s).to_owned())),
-            Lite::Array(seq) | Lite::Object(seq) => seq.doc.tree(seq.first - 1),
+            Lite::Array(seq) | Lite::Object(seq) => seq.claims.tree(seq.first as usize - 1),
         }
     }
 }
@@ -473,6 +403,84 @@ fn known(b: &[u8]) -> Option<usize> {
     same.then_some(k)
 }
 
+/// Reading the tape.
+impl<'c> Claims<'c> {
+    fn view(&'c self, i: usize) -> Option<Lite<'c>> {
+        let node = *self.tape.get(i)?;
+        Some(match node.tag {
+            Tag::Null => Lite::Null,
+            Tag::False => Lite::Bool(false),
+            Tag::True => Lite::Bool(true),
+            Tag::U64 => Lite::Number(node.n.into()),
+            Tag::I64 => Lite::Number((node.n as i64).into()),
+            Tag::F64 => Lite::Number(Number::from_f64(f64::from_bits(node.n))?),
+            Tag::NumText => Lite::Number(
+                self.esc
+                    .get(node.a as usize..node.n as usize)?
+                    .parse()
+                    .ok()?,
+            ),
+            Tag::Str | Tag::Esc => Lite::String(self.doc().str_at(i)),
+            Tag::Array => Lite::Array(Seq {
+                claims: self,
+                first: i as u32 + 1,
+                count: node.a,
+            }),
+            Tag::Object => Lite::Object(Seq {
+                claims: self,
+                first: i as u32 + 1,
+                count: node.a,
+            }),
+        })
+    }
+
+    /// The member `name` of the object whose members start at `first`.
+    fn member(&'c self, first: usize, count: u32, name: &str) -> Option<Lite<'c>> {
+        let mut i = first;
+        for _ in 0..count {
+            if self.doc().bytes_at(i) == name.as_bytes() {
+                return self.view(i + 1);
+            }
+            i = self.doc().after(i + 1);
+        }
+        None
+    }
+
+    fn tree(&'c self, i: usize) -> Tree<'static> {
+        match self.view(i) {
+            None | Some(Lite::Null) => Tree::Null,
+            Some(Lite::Bool(b)) => Tree::Bool(b),
+            Some(Lite::Number(n)) => Tree::Number(n),
+            Some(Lite::String(s)) => Tree::String(Cow::Owned(s.to_owned())),
+            Some(Lite::Array(seq)) => {
+                let mut out = Vec::new();
+                let mut j = seq.first as usize;
+                for _ in 0..seq.count {
+                    out.push(self.tree(j));
+                    j = self.doc().after(j);
+                }
+                Tree::Array(out)
+            }
+            Some(Lite::Object(seq)) => {
+                Tree::Object(self.members_tree(seq.first as usize, seq.count))
+            }
+        }
+    }
+
+    fn members_tree(&'c self, first: usize, count: u32) -> Vec<(Cow<'static, str>, Tree<'static>)> {
+        let mut out = Vec::new();
+        let mut j = first;
+        for _ in 0..count {
+            out.push((
+                Cow::Owned(self.doc().str_at(j).to_owned()),
+                self.tree(j + 1),
+            ));
+            j = self.doc().after(j + 1);
+        }
+        out
+    }
+}
+
 impl<'a> Claims<'a> {
     /// Finds the [`KNOWN`] names among the members (the scanner does it as it reads them).
     fn with_slots(text: &'a str, esc: String, tape: Vec<Node>) -> Self {
@@ -513,11 +521,11 @@ impl<'a> Claims<'a> {
         match known(name.as_bytes()) {
             Some(k) => match self.slots[k] {
                 0 => None,
-                i => self.doc().view(i as usize),
+                i => self.view(i as usize),
             },
             None => {
                 let count = self.tape.first().map_or(0, |n| n.a);
-                self.doc().member(1, count, name)
+                self.member(1, count, name)
             }
         }
     }
@@ -525,7 +533,7 @@ impl<'a> Claims<'a> {
     /// The members as [`Tree`]s (what the differential tests compare).
     pub(crate) fn to_tree(&self) -> Vec<(Cow<'static, str>, Tree<'static>)> {
         let count = self.tape.first().map_or(0, |n| n.a);
-        self.doc().members_tree(1, count)
+        self.members_tree(1, count)
     }
 }
 

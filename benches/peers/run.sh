@@ -7,6 +7,9 @@
 # Usage: benches/peers/run.sh            (ROUNDS=3 SECONDS_PER_RUN=5 by default)
 #        ROUNDS=5 SECONDS_PER_RUN=10 benches/peers/run.sh
 #        REPORT=/tmp/x.md benches/peers/run.sh   (somewhere else than docs/benchmarks.md)
+#        PIN=0 benches/peers/run.sh    (do not pin; by default, with taskset and >= 2 CPUs, every
+#                                       server runs on CPU 1 and wrk on CPU 0, so the two never
+#                                       share or swap a core between rounds)
 set -euo pipefail
 cd "$(dirname "$0")"
 ROUNDS=${ROUNDS:-3}
@@ -16,6 +19,15 @@ REPORT=${REPORT:-../../docs/benchmarks.md}
 CONTENDERS=${CONTENDERS:-"noauth floor jsonwebtoken jwt_authorizer axum_jwt_auth tower_bearer tower_bearer_nocache ideal_cache"}
 SCENARIOS="one rotating"
 BASE_PORT=${BASE_PORT:-38180}
+PIN=${PIN:-1}
+SERVER_CPU=()
+CLIENT_CPU=()
+if [ "$PIN" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  SERVER_CPU=(taskset -c 1)
+  CLIENT_CPU=(taskset -c 0)
+else
+  PIN=0
+fi
 
 command -v wrk >/dev/null || { echo "wrk is needed (apt-get install -y wrk)" >&2; exit 1; }
 cargo build --release -q -p peer-servers
@@ -32,7 +44,7 @@ trap cleanup EXIT
 i=0
 for c in $CONTENDERS; do
   PORT[$c]=$((BASE_PORT + i)); i=$((i + 1))
-  "$BIN/$c" "${PORT[$c]}" "$DATA" 2>"$DATA/$c.log" &
+  "${SERVER_CPU[@]}" "$BIN/$c" "${PORT[$c]}" "$DATA" 2>"$DATA/$c.log" &
   PID[$c]=$!
 done
 for c in $CONTENDERS; do
@@ -94,7 +106,7 @@ for round in $(seq "$ROUNDS"); do
         args+=(-H "authorization: Bearer $TOKEN")
       fi
       before=$(cpu "${PID[$c]}")
-      out=$(TOKENS="$DATA/tokens.txt" wrk "${args[@]}" "$url")
+      out=$(TOKENS="$DATA/tokens.txt" "${CLIENT_CPU[@]}" wrk "${args[@]}" "$url")
       after=$(cpu "${PID[$c]}")
       echo "$out" >"$DATA/wrk-$round-$s-$c.txt"
       printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$s" "$c" $((after - before)) "$TICK" \
@@ -106,7 +118,7 @@ done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 mkdir -p "$(dirname "$REPORT")"
 "$BIN/report" write "$RESULTS" "$GATE" "$REPORT" \
-  "rounds=$ROUNDS seconds=$DUR connections=$CONN load_start=$LOAD_START load_end=$LOAD_END"
+  "rounds=$ROUNDS seconds=$DUR connections=$CONN pinned=$PIN load_start=$LOAD_START load_end=$LOAD_END"
 # The last callgrind table (benches/peers/callgrind.sh; kept by hand in callgrind.md).
 cat callgrind.md >>"$REPORT"
 echo "report: $REPORT" >&2

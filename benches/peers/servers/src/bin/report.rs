@@ -179,7 +179,8 @@ fn write(results: &str, gate: &str, out: &str, conditions: &str) {
         md,
         "- Server CPU µs/request = (utime + stime of the server process from `/proc/<pid>/stat`, \
          over the run) / requests: more robust than req/s on a shared machine, since wrk and \
-         other jobs compete for the same cores."
+         other jobs compete for the same cores. With `pinned=1` (the default where `taskset` and \
+         two CPUs exist) every server runs on CPU 1 and wrk on CPU 0."
     )
     .unwrap();
     writeln!(

@@ -274,7 +274,7 @@ impl Authentication {
 }
 
 /// `path[0]` is the whole claim name, `path[1..]` its dotted segments.
-fn path<'c, 'a>(claims: &'c Claims<'a>, path: &[String]) -> Option<&'c Lite<'a>> {
+fn path<'c>(claims: &'c Claims<'_>, path: &[String]) -> Option<Lite<'c>> {
     let (whole, segments) = path.split_first()?;
     if let Some(v) = claims.get(whole) {
         return Some(v);
@@ -291,7 +291,7 @@ fn path<'c, 'a>(claims: &'c Claims<'a>, path: &[String]) -> Option<&'c Lite<'a>>
 }
 
 /// A string, or a number rendered as a string (ids are often numeric).
-fn string_like(v: Option<&Lite<'_>>, raw: Option<&str>) -> Result<Option<Text>, TokenError> {
+fn string_like(v: Option<Lite<'_>>, raw: Option<&str>) -> Result<Option<Text>, TokenError> {
     match v {
         None | Some(Lite::Null) => Ok(None),
         Some(Lite::String(s)) => Ok(Some(Text::new(raw, s))),
@@ -303,14 +303,14 @@ fn string_like(v: Option<&Lite<'_>>, raw: Option<&str>) -> Result<Option<Text>, 
 }
 
 /// A set claim: an array of strings, or one space-delimited string.
-fn set_source(v: Option<&Lite<'_>>, raw: Option<&str>) -> Result<SetSource, TokenError> {
+fn set_source(v: Option<Lite<'_>>, raw: Option<&str>) -> Result<SetSource, TokenError> {
     match v {
         None | Some(Lite::Null) => Ok(SetSource::Absent),
         Some(Lite::String(s)) => Ok(SetSource::Spaced(Text::new(raw, s))),
         Some(Lite::Array(items)) => {
             // Exactly sized: no reallocation into the boxed slice.
             let mut list = Vec::with_capacity(items.len());
-            for item in items {
+            for item in items.iter() {
                 list.push(Text::new(
                     raw,
                     item.as_str().ok_or(TokenError::InvalidClaim)?,

@@ -1342,7 +1342,28 @@ impl Verifier {
         if token.starts_with('{') {
             return Err(TokenError::JsonSerialization.into());
         }
-        let (h64, p64, s64) = split_compact(token)?;
+        // The signature is not searched for dots: one there fails its base64url decoding, and
+        // any failure of a token with one is the form's (`split_compact`'s) answer.
+        let (h64, p64, s64) = split_head(token)?;
+        match self.verify_parts(token, h64, p64, s64, now) {
+            Err(_) if s64.contains('.') => Err(match split_compact(token) {
+                Err(e) => e.into(),
+                Ok(_) => TokenError::Malformed.into(),
+            }),
+            r => r,
+        }
+    }
+
+    /// [`Verifier::verify_inner`] past the cache and the form checks.
+    fn verify_parts(
+        &self,
+        token: &str,
+        h64: &str,
+        p64: &str,
+        s64: &str,
+        now: u64,
+    ) -> Result<CurrentUser, Fail> {
+        let inner = &*self.inner;
 
         let known = inner.headers.load();
         let remembered = known.iter().find(|k| *k.raw == *h64);
@@ -1364,7 +1385,7 @@ impl Verifier {
             Some(Lite::String(iss)) => inner
                 .names
                 .iter()
-                .position(|n| **n == **iss)
+                .position(|n| **n == *iss)
                 .ok_or(TokenError::UntrustedIssuer)?,
             Some(_) => return Err(TokenError::InvalidIssuer.into()),
             None => return Err(TokenError::MissingIssuer.into()),
@@ -1566,7 +1587,7 @@ impl Verifier {
             }
             Some(Lite::Array(items)) => {
                 let mut any = false;
-                for item in items {
+                for item in items.iter() {
                     let a = item.as_str().ok_or(TokenError::InvalidAudience)?;
                     any |= accepted(a);
                 }
@@ -1590,7 +1611,7 @@ impl Verifier {
             return Err(TokenError::IssuedInFuture);
         }
         for name in &inner.required_claims {
-            if c.get(name).is_none_or(Lite::is_null) {
+            if c.get(name).is_none_or(|v| v.is_null()) {
                 tracing::debug!(claim = %name, "required claim missing");
                 return Err(TokenError::MissingRequiredClaim);
             }
@@ -1608,6 +1629,21 @@ enum Fail {
 impl From<TokenError> for Fail {
     fn from(e: TokenError) -> Self {
         Fail::Token(e)
+    }
+}
+
+/// The header and the payload of a compact JWS, and the rest (the signature, if the form is
+/// right: the caller refuses one holding a dot with [`split_compact`]'s answer).
+fn split_head(token: &str) -> Result<(&str, &str, &str), TokenError> {
+    let split = token
+        .split_once('.')
+        .and_then(|(h, rest)| Some((h, rest.split_once('.')?)));
+    match split {
+        Some((h, (p, s))) if !h.is_empty() && !p.is_empty() => Ok((h, p, s)),
+        _ => match split_compact(token) {
+            Err(e) => Err(e),
+            Ok(_) => Err(TokenError::Malformed),
+        },
     }
 }
 
@@ -1651,16 +1687,16 @@ fn check_crit(crit: &Value, h: &Map<String, Value>) -> Result<(), TokenError> {
 }
 
 /// A NumericDate: a non-negative JSON number (fractions floored) not beyond year 9999.
-fn numeric_date(v: Option<&Lite<'_>>) -> Result<Option<u64>, TokenError> {
+fn numeric_date(v: Option<Lite<'_>>) -> Result<Option<u64>, TokenError> {
     numeric_date_rounded(v, false)
 }
 
 /// A NumericDate rounded up (for `nbf` and `iat`: a fraction must not make a token valid early).
-fn numeric_date_ceil(v: Option<&Lite<'_>>) -> Result<Option<u64>, TokenError> {
+fn numeric_date_ceil(v: Option<Lite<'_>>) -> Result<Option<u64>, TokenError> {
     numeric_date_rounded(v, true)
 }
 
-fn numeric_date_rounded(v: Option<&Lite<'_>>, up: bool) -> Result<Option<u64>, TokenError> {
+fn numeric_date_rounded(v: Option<Lite<'_>>, up: bool) -> Result<Option<u64>, TokenError> {
     match v {
         None => Ok(None),
         Some(Lite::Number(n)) => {
@@ -1805,8 +1841,9 @@ mod tests {
     #[test]
     fn numeric_dates() {
         use serde_json::json;
-        let d = |v: serde_json::Value| numeric_date(Some(&Lite::from_value(&v)));
-        let ceil = |v: serde_json::Value| numeric_date_ceil(Some(&Lite::from_value(&v)));
+        let one = |v: serde_json::Value| Claims::from_map(json!({ "v": v }).as_object().unwrap());
+        let d = |v: serde_json::Value| numeric_date(one(v).get("v"));
+        let ceil = |v: serde_json::Value| numeric_date_ceil(one(v).get("v"));
         assert_eq!(d(json!(10)), Ok(Some(10)));
         assert_eq!(d(json!(10.9)), Ok(Some(10)));
         assert_eq!(ceil(json!(10.1)), Ok(Some(11)));
@@ -1888,6 +1925,45 @@ mod tests {
                 .audience("orders")
                 .build()
                 .unwrap()
+        }
+    }
+
+    /// The signature part is not searched for dots, yet a token with more than three parts
+    /// gets the form's answer whatever else is wrong with it, as `split_compact` gives it.
+    #[test]
+    fn extra_parts_are_the_forms_answer() {
+        let two = Two::new();
+        let v = two.verifier(|p| p.prefix("partner"));
+        let good = token(&two.main, MAIN, json!({"sub": "alice"}));
+        assert!(v.try_verify(&good).is_ok());
+        let (head, sig) = good.rsplit_once('.').unwrap();
+        let stranger = token(&two.partner, "https://nobody.example", json!({}));
+        let (other_head, _) = stranger.rsplit_once('.').unwrap();
+        let flipped = if sig.starts_with('A') { 'B' } else { 'A' };
+        for (t, want) in [
+            (format!("{good}.x"), TokenError::Malformed),
+            (format!("{good}.x.y"), TokenError::Encrypted),
+            (format!("{good}.x.y.z"), TokenError::Malformed),
+            (format!("{head}.{sig}.."), TokenError::Encrypted),
+            (format!("{head}..{sig}"), TokenError::Malformed),
+            // Untrusted issuer, unknown key: still the form's answer.
+            (format!("{other_head}.a.b.c"), TokenError::Encrypted),
+            (format!("{other_head}.a.b"), TokenError::Malformed),
+            (
+                format!("{head}.{flipped}{}", &sig[1..]),
+                TokenError::InvalidSignature,
+            ),
+        ] {
+            let err = v.try_verify(&t).unwrap_err();
+            assert_eq!(err, AuthError::InvalidToken(want), "{t}");
+        }
+        for t in ["a.b", "a", ".b.c", "a..c", "a.b.c.d.e", "..", "...."] {
+            let want = split_compact(t).unwrap_err();
+            assert_eq!(
+                v.try_verify(t).unwrap_err(),
+                AuthError::InvalidToken(want),
+                "{t}"
+            );
         }
     }
 

@@ -152,6 +152,31 @@ impl IntoResponse for TokenResponse {
     }
 }
 
+/// The token endpoint's success: the same response as [`TokenResponse`]'s `into_response`
+/// with its `Content-Length`, from a head built once (status, `Content-Type`, `Cache-Control`,
+/// `Pragma`, `Content-Length`, in that order) and cloned, its length then set: no header
+/// inserted per request.
+fn token_ok(r: &TokenResponse) -> Response {
+    static HEAD: std::sync::LazyLock<http::response::Parts> = std::sync::LazyLock::new(|| {
+        let (mut head, ()) = Response::new(()).into_parts();
+        head.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        no_store(&mut head.headers);
+        head.headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        head
+    });
+    let body = token_response_json(r);
+    let len = HeaderValue::from(body.len());
+    let mut res = Response::from_parts(HEAD.clone(), Body::from(body));
+    if let Some(v) = res.headers_mut().get_mut(header::CONTENT_LENGTH) {
+        *v = len;
+    }
+    res
+}
+
 /// The JSON body of a token response, written member by member into one buffer sized up front
 /// (the token, ~0.3-1 KiB, needs no escape: copied as it is).
 fn token_response_json(r: &TokenResponse) -> Vec<u8> {
@@ -211,11 +236,10 @@ impl Service<Request> for TokenEndpoint {
         };
         let shared = self.shared.clone();
         Box::pin(async move {
-            let res = match token(&shared, &mut head).await {
-                Ok(r) => r.into_response(),
-                Err(e) => error_response(e),
-            };
-            Ok(with_content_length(res))
+            Ok(match token(&shared, &mut head).await {
+                Ok(r) => token_ok(&r),
+                Err(e) => with_content_length(error_response(e)),
+            })
         })
     }
 }
@@ -289,11 +313,14 @@ pub(crate) fn is_form(headers: &HeaderMap) -> bool {
     let (Some(v), None) = (values.next(), values.next()) else {
         return false;
     };
+    // The media type: up to the first `;`, without surrounding whitespace (a value `to_str`
+    // accepts is visible ASCII, spaces and tabs: ASCII trimming is `str::trim` on it).
     v.to_str().ok().is_some_and(|v| {
-        v.split(';').next().is_some_and(|m| {
-            m.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
+        let v = v.as_bytes();
+        let end = v.iter().position(|&b| b == b';').unwrap_or(v.len());
+        v[..end]
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
     })
 }
 

@@ -842,6 +842,85 @@ mod tests {
         }
     }
 
+    /// The prebuilt success head gives the response `into_response` gives, with its length.
+    #[test]
+    fn token_ok_is_into_response() {
+        use http_body::Body as _;
+        let mut r = TokenResponse::bearer("eyJh.eyJz-_.c2ln".into(), 300);
+        r.scope = Some("a b".into());
+        let ours = token_ok(&r);
+        let theirs = with_content_length(r.into_response());
+        assert_eq!(ours.status(), theirs.status());
+        assert_eq!(ours.version(), theirs.version());
+        let pairs = |res: &Response| {
+            res.headers()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(pairs(&ours), pairs(&theirs));
+        assert_eq!(
+            ours.headers()[header::CONTENT_LENGTH],
+            ours.body().size_hint().exact().unwrap().to_string()
+        );
+        assert_eq!(ours.body().size_hint().exact(), theirs.body().size_hint().exact());
+    }
+
+    /// Any method but `POST`: 405 with `Allow: POST` and the error body (none for `HEAD`, its
+    /// `Content-Length` that of the body it would have had), as under axum's method router.
+    #[tokio::test]
+    async fn token_endpoint_methods() {
+        use http_body_util::BodyExt as _;
+        use tower::ServiceExt as _;
+        let app = crate::issuer::AuthorizationServer::builder("https://auth.example")
+            .build()
+            .await
+            .unwrap()
+            .router();
+        let send = |method: Method| {
+            let app = app.clone();
+            async move {
+                let res = app
+                    .oneshot(
+                        http::Request::builder()
+                            .method(method)
+                            .uri("/oauth2/token")
+                            .body(Body::empty())
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                let (parts, body) = res.into_parts();
+                (parts, body.collect().await.unwrap().to_bytes())
+            }
+        };
+        let (get, body) = send(Method::GET).await;
+        assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(get.headers["allow"], "POST");
+        assert_eq!(get.headers["cache-control"], "no-store");
+        assert_eq!(get.headers["pragma"], "no-cache");
+        assert_eq!(get.headers["content-type"], "application/json");
+        assert_eq!(get.headers["content-length"], body.len().to_string());
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"], "invalid_request");
+        for m in [Method::PUT, Method::DELETE, Method::PATCH, Method::OPTIONS] {
+            let (res, other) = send(m).await;
+            assert_eq!(res.status, StatusCode::METHOD_NOT_ALLOWED);
+            assert_eq!(res.headers["allow"], "POST");
+            assert_eq!(other, body);
+        }
+        let (head, empty) = send(Method::HEAD).await;
+        assert_eq!(head.status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(head.headers["allow"], "POST");
+        assert_eq!(head.headers["content-length"], body.len().to_string());
+        assert!(empty.is_empty());
+        // A POST that is not a form: the error with its length.
+        let (post, body) = send(Method::POST).await;
+        assert_eq!(post.status, StatusCode::BAD_REQUEST);
+        assert_eq!(post.headers["content-length"], body.len().to_string());
+        assert_eq!(post.headers["cache-control"], "no-store");
+    }
+
     /// The hand-written token response is the JSON `serde` writes for it, escaping included.
     #[test]
     fn token_response_json_is_serdes() {

@@ -55,9 +55,9 @@ mod thread_cpu;
 use thread_cpu::Timing;
 
 use std::hint::black_box;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;

@@ -967,8 +967,9 @@ fn form_decode(s: &str) -> Option<String> {
 }
 
 /// Successful secret checks, remembered for a while so a client asking for a token every few
-/// seconds does not pay an argon2/bcrypt check each time. Keys are SHA-256 of a per-process
-/// random 256-bit key followed by the length-prefixed client id and presented secret (a keyed
+/// seconds does not pay an argon2/bcrypt check each time. Keys are SHA-256 (SHA-512 cut to 256
+/// bits when the server signs with an algorithm on the SHA-512 core: see
+/// [`VerifiedSecrets::for_algorithm`]) of a per-process random 256-bit key followed by the length-prefixed client id and presented secret (a keyed
 /// hash: the tags never leave the process, so the length extension that rules this out as a
 /// public MAC does not apply; one one-shot hash instead of the HMAC API's two finalizations and
 /// context copy, ~4k instructions less per request); each entry also holds the stored
@@ -981,6 +982,10 @@ pub(crate) struct VerifiedSecrets {
     max: usize,
     /// Tag → (valid until, the stored hash it was checked against).
     seen: Mutex<HashMap<[u8; 32], (u64, Box<str>)>>,
+    /// The tag's digest: the SHA-2 core the signing algorithm already runs (SHA-512, its
+    /// output cut to 32 bytes, for EdDSA and the 384/512 algorithms; SHA-256 otherwise), so a
+    /// token request runs one SHA-2 implementation, not two (see [`VerifiedSecrets::tag`]).
+    digest: &'static aws_lc_rs::digest::Algorithm,
 }
 
 impl fmt::Debug for VerifiedSecrets {
@@ -1004,7 +1009,20 @@ impl VerifiedSecrets {
             ttl,
             max,
             seen: Mutex::new(HashMap::new()),
+            digest: &aws_lc_rs::digest::SHA256,
         })
+    }
+
+    /// Tags with the SHA-2 core that `alg` signs with (SHA-512 for EdDSA, ES384, RS384/512,
+    /// PS384/512 and HS384/512; SHA-256 otherwise): both are 256-bit keyed tags, and a token
+    /// request then runs one SHA-2 implementation (its code stays in the instruction cache).
+    pub(crate) fn for_algorithm(mut self, alg: crate::jwks::Algorithm) -> Self {
+        use crate::jwks::Algorithm as A;
+        self.digest = match alg {
+            A::RS256 | A::PS256 | A::ES256 | A::HS256 => &aws_lc_rs::digest::SHA256,
+            _ => &aws_lc_rs::digest::SHA512,
+        };
+        self
     }
 
     /// The cache key of `(id, secret)`, computed once per request and used for every stored
@@ -1033,7 +1051,8 @@ impl VerifiedSecrets {
             at += 8 + part.len();
         }
         let mut out = [0u8; 32];
-        out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input).as_ref());
+        // SHA-256, or SHA-512 cut to its first 32 bytes (`digest`: see the field).
+        out.copy_from_slice(&aws_lc_rs::digest::digest(self.digest, input).as_ref()[..32]);
         input.zeroize();
         Some(out)
     }
@@ -1148,28 +1167,33 @@ mod tests {
             "{bcrypt}$2a$04$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mujHHrcaU.",
         )
         .unwrap();
-        let v = VerifiedSecrets::new(Duration::from_secs(60), 2).unwrap();
-        let tag = |id: &str, secret: &str| v.tag(id, secret);
-        v.insert(tag("a", "s").as_ref(), &h, 100);
-        assert!(v.contains(tag("a", "s").as_ref(), &h, 159));
-        assert!(!v.contains(tag("a", "s").as_ref(), &h, 160));
-        assert!(!v.contains(tag("a", "t").as_ref(), &h, 100));
-        assert!(!v.contains(tag("b", "s").as_ref(), &h, 100));
-        // Another stored hash (the secret was rotated in the registry) misses.
-        let other = PasswordHash::parse(
-            "{sha256}627d3eb97bfb9bfd21307d84408b5e199aac37ad5065d81e14d1a60c2c48c4e0b4f51d3d6973b92f",
-        )
-        .unwrap();
-        assert!(!v.contains(tag("a", "s").as_ref(), &other, 100));
-        // Length-prefixed: ("a", "bs") is not ("ab", "s").
-        v.insert(tag("ab", "s").as_ref(), &h, 100);
-        assert!(!v.contains(tag("a", "bs").as_ref(), &h, 100));
-        // An input past the stack buffer (a long secret) tags the same way, and differs.
-        let long = "x".repeat(500);
-        assert_eq!(tag("a", &long), tag("a", &long));
-        assert_ne!(tag("a", &long), tag("a", &long[1..]));
-        v.insert(tag("a", &long).as_ref(), &h, 100);
-        assert!(v.contains(tag("a", &long).as_ref(), &h, 100));
+        // SHA-256 tags (ES256) and SHA-512 ones cut to 32 bytes (EdDSA).
+        for alg in [crate::jwks::Algorithm::ES256, crate::jwks::Algorithm::EdDSA] {
+            let v = VerifiedSecrets::new(Duration::from_secs(60), 2)
+                .unwrap()
+                .for_algorithm(alg);
+            let tag = |id: &str, secret: &str| v.tag(id, secret);
+            v.insert(tag("a", "s").as_ref(), &h, 100);
+            assert!(v.contains(tag("a", "s").as_ref(), &h, 159));
+            assert!(!v.contains(tag("a", "s").as_ref(), &h, 160));
+            assert!(!v.contains(tag("a", "t").as_ref(), &h, 100));
+            assert!(!v.contains(tag("b", "s").as_ref(), &h, 100));
+            // Another stored hash (the secret was rotated in the registry) misses.
+            let other = PasswordHash::parse(
+                "{sha256}627d3eb97bfb9bfd21307d84408b5e199aac37ad5065d81e14d1a60c2c48c4e0b4f51d3d6973b92f",
+            )
+            .unwrap();
+            assert!(!v.contains(tag("a", "s").as_ref(), &other, 100));
+            // Length-prefixed: ("a", "bs") is not ("ab", "s").
+            v.insert(tag("ab", "s").as_ref(), &h, 100);
+            assert!(!v.contains(tag("a", "bs").as_ref(), &h, 100));
+            // An input past the stack buffer (a long secret) tags the same way, and differs.
+            let long = "x".repeat(500);
+            assert_eq!(tag("a", &long), tag("a", &long));
+            assert_ne!(tag("a", &long), tag("a", &long[1..]));
+            v.insert(tag("a", &long).as_ref(), &h, 100);
+            assert!(v.contains(tag("a", &long).as_ref(), &h, 100));
+        }
         // The cache off: no tag, never a hit.
         let off = VerifiedSecrets::new(Duration::ZERO, 2).unwrap();
         assert_eq!(off.tag("a", "s"), None);

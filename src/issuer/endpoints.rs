@@ -863,7 +863,10 @@ mod tests {
             ours.headers()[header::CONTENT_LENGTH],
             ours.body().size_hint().exact().unwrap().to_string()
         );
-        assert_eq!(ours.body().size_hint().exact(), theirs.body().size_hint().exact());
+        assert_eq!(
+            ours.body().size_hint().exact(),
+            theirs.body().size_hint().exact()
+        );
     }
 
     /// Any method but `POST`: 405 with `Allow: POST` and the error body (none for `HEAD`, its

@@ -1205,7 +1205,8 @@ impl AuthorizationServerBuilder {
                 }
             }
         };
-        let verified = VerifiedSecrets::new(self.verified_secret_ttl, 10_000)?;
+        let verified = VerifiedSecrets::new(self.verified_secret_ttl, 10_000)?
+            .for_algorithm(keys.signing_key().algorithm());
         let mut management = self.management;
         management.allow_insecure_http = self.allow_insecure_http;
         let mut grants: Vec<Arc<dyn Grant>> =

@@ -1,7 +1,7 @@
 //! One issuer's keys: the `ArcSwap` snapshot and the single fetch task that refreshes it.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -131,6 +131,17 @@ pub(crate) enum RemoteSource {
     Jwks(Uri),
     /// Discovery documents under this base URL (normally the issuer itself).
     Discovery(String),
+}
+
+/// Bumped whenever any issuer's key set is replaced, process-wide (see [`key_set_generation`]).
+static KEY_SET_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The process-wide key-set generation: it changes whenever any issuer's key set is replaced
+/// (a refresh, on schedule or on demand). Read it BEFORE looking the keys up: while it still
+/// has that value, no key set was replaced since, so a key found then is still published.
+/// Fixed key sets are never replaced. One atomic load.
+pub(crate) fn key_set_generation() -> u64 {
+    KEY_SET_GENERATION.load(Ordering::Acquire)
 }
 
 /// What the verifier finds when it looks for keys.
@@ -286,6 +297,23 @@ impl KeyProvider {
                 first_pending: *remote.completed.borrow() == 0,
             }
         }
+    }
+
+    /// Whether the keys are exactly those seen when [`key_set_generation`] read `generation`
+    /// (read before that lookup) and still usable: then a key found in them then is still
+    /// published, as [`KeyProvider::lookup`] would find. Fixed keys: one atomic load, no
+    /// snapshot load; remote keys are also checked for staleness by a lookup, as before.
+    #[inline]
+    pub(crate) fn unchanged_since(&self, generation: u64) -> bool {
+        if key_set_generation() != generation {
+            return false;
+        }
+        self.inner.remote.is_none() || self.unchanged_remote()
+    }
+
+    #[inline(never)]
+    fn unchanged_remote(&self) -> bool {
+        matches!(self.lookup(), Lookup::Ready(_))
     }
 
     /// How long until the next fetch attempt (for `Retry-After`), at least one second.
@@ -491,6 +519,9 @@ async fn run(weak: Weak<Inner>, mut rx: mpsc::Receiver<()>) {
                         cur.clone()
                     }
                 });
+                // After the store: whoever still reads the old generation looked the keys up
+                // before this replacement was published, or reads it again on its next hit.
+                KEY_SET_GENERATION.fetch_add(1, Ordering::AcqRel);
                 inner.loaded_at.store(Arc::new(Some(Instant::now())));
                 delay = refresh_delay(&remote.opts, max_age);
                 tracing::debug!(issuer = %inner.issuer, keys, skipped, next_in = ?delay, "signing keys loaded");

@@ -955,7 +955,7 @@ async fn a_refresh_that_removes_the_key_refuses_its_cached_token_at_once() {
     let fixed =
         KeySet::from_jwks(jwks_of(&[&s]).to_string().as_bytes(), &[Algorithm::ES256]).unwrap();
     let verifier = builder(&idp)
-        .issuer(IssuerConfig::static_keys("https://fixed.example", fixed))
+        .issuer(IssuerConfig::static_keys("https://fixed.example", fixed).prefix("fixed"))
         .build()
         .unwrap();
     let url = format!("{}/me", app_url(verifier).await);

@@ -282,7 +282,7 @@ mod tests {
     #[test]
     fn hit_fields_in_one_line() {
         assert_eq!(std::mem::align_of::<Slot>(), 64);
-        assert!(std::mem::offset_of!(Slot, entry) + std::mem::offset_of!(Entry, kid) <= 64);
+        assert!(std::mem::offset_of!(Slot, entry) + std::mem::offset_of!(Entry, snapshot) <= 64);
     }
 
     /// Two caches key their slots differently (random per instance), so slot collisions

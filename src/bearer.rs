@@ -365,10 +365,13 @@ mod tests {
                     b = b.header(AUTHORIZATION, *h);
                 }
                 let mut req = b.body(()).unwrap();
-                let t = mark_sensitive_bearer_bytes(req.headers_mut(), false, 16)
-                    .map(<[u8]>::to_vec);
+                let t =
+                    mark_sensitive_bearer_bytes(req.headers_mut(), false, 16).map(<[u8]>::to_vec);
                 let values = req.headers().get_all(AUTHORIZATION);
-                assert!(values.iter().all(|v| v.is_sensitive()), "{extra:?} {auth:?}");
+                assert!(
+                    values.iter().all(|v| v.is_sensitive()),
+                    "{extra:?} {auth:?}"
+                );
                 t
             };
             assert_eq!(get(&["Bearer a.b.c"]), Some(b"a.b.c".to_vec()), "{extra:?}");

@@ -978,7 +978,11 @@ async fn a_refresh_that_removes_the_key_refuses_its_cached_token_at_once() {
     wait_fetches(&idp, before, 3).await;
     let r = get_bearer(&url, &ta).await;
     assert_eq!(r.status, 401, "withdrawn key must not verify");
-    assert!(r.header("www-authenticate").unwrap().contains("invalid_token"));
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("invalid_token")
+    );
     assert_eq!(get_bearer(&url, &tb).await.status, 200);
     assert_eq!(get_bearer(&url, &ts).await.status, 200);
     // And again, from the cache: still refused, the others still pass.
@@ -1027,10 +1031,17 @@ async fn repeated_authorization_is_refused_even_when_the_token_is_cached() {
     assert_eq!(get_bearer(&url, &token).await.status, 200, "cached");
     let r = http_get(&url, &[("authorization", &h), ("authorization", &h)]).await;
     assert_eq!(r.status, 400);
-    assert!(r.header("www-authenticate").unwrap().contains("invalid_request"));
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("invalid_request")
+    );
     let r = http_get(
         &url,
-        &[("authorization", &h), ("authorization", "Basic dXNlcjpwYXNz")],
+        &[
+            ("authorization", &h),
+            ("authorization", "Basic dXNlcjpwYXNz"),
+        ],
     )
     .await;
     assert_eq!(r.status, 400);
@@ -1039,6 +1050,10 @@ async fn repeated_authorization_is_refused_even_when_the_token_is_cached() {
     assert_eq!(http_get(&url, &other).await.status, 200);
     let r = http_get(&format!("{url}?access_token={token}"), &other).await;
     assert_eq!(r.status, 400);
-    let r = http_get(&format!("{url}?access_token={token}"), &[("authorization", &h)]).await;
+    let r = http_get(
+        &format!("{url}?access_token={token}"),
+        &[("authorization", &h)],
+    )
+    .await;
     assert_eq!(r.status, 400);
 }

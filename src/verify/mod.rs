@@ -68,10 +68,10 @@ use crate::http_client::{HttpClient, HttpClientConfig, HyperClient};
 use crate::json::{
     Claims, Lite, b64url, b64url_decode, b64url_len, b64url_text, parse_claims, parse_object,
 };
+use crate::jwks::key_set_generation;
 use crate::jwks::{
     AlgSet, Algorithm, KeyProvider, KeySet, KeySource, Lookup, RemoteOptions, RemoteSource,
 };
-use crate::jwks::key_set_generation;
 use cache::{Entry, TokenCache};
 
 /// Default leeway for `exp`, `nbf` and `iat`.

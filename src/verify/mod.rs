@@ -1516,8 +1516,9 @@ impl Verifier {
         self.check_hit_key(hit)
     }
 
-    /// A key set was replaced since the hit's signature was checked: is its key still there?
-    #[cold]
+    /// A key set was replaced since the hit's signature was checked (or remote keys grew
+    /// stale): is its key still there? Not cold: with remote keys, every hit after a refresh
+    /// comes here.
     #[inline(never)]
     fn check_hit_key(&self, hit: &Entry) -> Result<Option<CurrentUser>, Fail> {
         match self.inner.issuers[hit.issuer].lookup() {

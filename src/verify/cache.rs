@@ -39,9 +39,9 @@ pub(crate) struct Entry {
     pub(crate) nbf: u64,
     pub(crate) issuer: usize,
     /// [`key_set_generation`](crate::jwks::key_set_generation) read before the keys were looked
-    /// up: while it is unchanged, no key set was replaced, so the key is still published.
+    /// up: while it is unchanged, no key set lost a key, so the key is still published.
     pub(crate) generation: u64,
-    // Read only when a key set was replaced since.
+    // Read only when the generation moved since.
     /// The key snapshot the signature was checked against. While it is still the issuer's
     /// current one, the key is still published (no lookup needed). The `Weak` keeps the
     /// allocation, so the address cannot be reused by another snapshot meanwhile.

@@ -1509,16 +1509,15 @@ impl Verifier {
         if now.saturating_add(leeway) < hit.nbf {
             return Err(TokenError::NotYetValid.into());
         }
-        // No key set replaced since the signature was checked: the key is still published.
+        // No key set lost a key since the signature was checked: the key is still published.
         if self.inner.issuers[hit.issuer].unchanged_since(hit.generation) {
             return Ok(Some(hit.user.clone()));
         }
         self.check_hit_key(hit)
     }
 
-    /// A key set was replaced since the hit's signature was checked (or remote keys grew
-    /// stale): is its key still there? Not cold: with remote keys, every hit after a refresh
-    /// comes here.
+    /// A key set lost a key since the hit's signature was checked (or remote keys grew stale):
+    /// is this hit's key still there?
     #[inline(never)]
     fn check_hit_key(&self, hit: &Entry) -> Result<Option<CurrentUser>, Fail> {
         match self.inner.issuers[hit.issuer].lookup() {

@@ -154,6 +154,24 @@ pub(crate) fn mark_sensitive_bearer_bytes(
     has_query: bool,
     max_len: usize,
 ) -> Option<&[u8]> {
+    // No header name repeated (values == names), so at most one `Authorization`: a plain
+    // lookup. Otherwise the entry, to mark every value and to refuse repeated ones.
+    if headers.len() == headers.keys_len() {
+        let value = headers.get_mut(AUTHORIZATION)?;
+        value.set_sensitive(true);
+        return bearer_bytes(value.as_bytes(), has_query, max_len);
+    }
+    mark_sensitive_repeated(headers, has_query, max_len)
+}
+
+/// [`mark_sensitive_bearer_bytes`] when some header name is repeated.
+#[cold]
+#[inline(never)]
+fn mark_sensitive_repeated(
+    headers: &mut HeaderMap,
+    has_query: bool,
+    max_len: usize,
+) -> Option<&[u8]> {
     let Entry::Occupied(mut e) = headers.entry(AUTHORIZATION) else {
         return None;
     };
@@ -162,10 +180,20 @@ pub(crate) fn mark_sensitive_bearer_bytes(
         v.set_sensitive(true);
         n += 1;
     }
-    if n != 1 || has_query {
+    if n != 1 {
         return None;
     }
-    let (scheme, token) = e.into_mut().as_bytes().split_at_checked(7)?;
+    bearer_bytes(e.into_mut().as_bytes(), has_query, max_len)
+}
+
+/// The token of `Bearer <token>` (any case, one space), 1 to `max_len` bytes, checked no
+/// further; `None` with a query.
+#[inline]
+fn bearer_bytes(value: &[u8], has_query: bool, max_len: usize) -> Option<&[u8]> {
+    if has_query {
+        return None;
+    }
+    let (scheme, token) = value.split_at_checked(7)?;
     let bearer = scheme[..6].eq_ignore_ascii_case(b"bearer") && scheme[6] == b' ';
     (bearer && !token.is_empty() && token.len() <= max_len).then_some(token)
 }
@@ -321,6 +349,36 @@ mod tests {
         assert_eq!(get(&["Bearer "], "/x", 16), None);
         assert_eq!(get(&["Bearer\ta.b.c"], "/x", 16), None);
         assert_eq!(get(&[], "/x", 16), None);
+    }
+
+    /// Whether or not some other header name is repeated (the plain lookup or the entry), the
+    /// answer is the same and every `Authorization` value is marked sensitive.
+    #[test]
+    fn bearer_bytes_with_repeated_headers() {
+        for extra in [&[][..], &["1"][..], &["1", "2"][..]] {
+            let get = |auth: &[&str]| {
+                let mut b = http::Request::builder().uri("/x");
+                for v in extra {
+                    b = b.header("x-other", *v);
+                }
+                for h in auth {
+                    b = b.header(AUTHORIZATION, *h);
+                }
+                let mut req = b.body(()).unwrap();
+                let t =
+                    mark_sensitive_bearer_bytes(req.headers_mut(), false, 16).map(<[u8]>::to_vec);
+                let values = req.headers().get_all(AUTHORIZATION);
+                assert!(
+                    values.iter().all(|v| v.is_sensitive()),
+                    "{extra:?} {auth:?}"
+                );
+                t
+            };
+            assert_eq!(get(&["Bearer a.b.c"]), Some(b"a.b.c".to_vec()), "{extra:?}");
+            assert_eq!(get(&["Bearer a.b.c", "Bearer a.b.c"]), None, "{extra:?}");
+            assert_eq!(get(&["Bearer a.b.c", "Basic x"]), None, "{extra:?}");
+            assert_eq!(get(&[]), None, "{extra:?}");
+        }
     }
 
     /// The vectorized byte check is the RFC 6750 `b64token` table, for every byte, and the

@@ -57,6 +57,7 @@ pub trait Clock: Send + Sync + 'static {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[inline]
     fn now_unix(&self) -> u64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -150,3 +151,34 @@ impl fmt::Debug for ManualClock {
 /// assert_eq!(clock.now_unix(), 7);
 /// ```
 pub type SharedClock = Arc<dyn Clock>;
+
+/// The verifier's clock: the system clock read directly (no virtual call) unless a custom
+/// one was configured.
+#[derive(Clone, Default)]
+pub(crate) enum ClockSource {
+    /// [`SystemClock`], inlined.
+    #[default]
+    System,
+    /// A configured clock (tests, simulations).
+    Custom(SharedClock),
+}
+
+impl ClockSource {
+    /// Seconds since the Unix epoch.
+    #[inline]
+    pub(crate) fn now_unix(&self) -> u64 {
+        match self {
+            Self::System => SystemClock.now_unix(),
+            Self::Custom(clock) => clock.now_unix(),
+        }
+    }
+}
+
+impl fmt::Debug for ClockSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::System => f.write_str("System"),
+            Self::Custom(_) => f.write_str("Custom"),
+        }
+    }
+}

@@ -931,3 +931,129 @@ async fn id_token_with_matching_audience_is_refused() {
         200
     );
 }
+
+/// Waits until the identity provider has served `n` more JWKS fetches than `from` (fetches are
+/// one at a time: all but the last of them completed).
+async fn wait_fetches(idp: &Idp, from: usize, n: usize) {
+    for _ in 0..200 {
+        if idp.hits() >= from + n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no JWKS refresh");
+}
+
+#[tokio::test]
+async fn a_refresh_that_removes_the_key_refuses_its_cached_token_at_once() {
+    let a = SigningKey::generate(Algorithm::ES256).unwrap();
+    let b = SigningKey::generate(Algorithm::ES256).unwrap();
+    let idp = Idp::start(jwks_of(&[&a, &b])).await;
+    *idp.state.cache_control.lock().unwrap() = Some("max-age=0".into());
+    // Another issuer with fixed keys, in the same process: its cached tokens are unaffected.
+    let s = SigningKey::generate(Algorithm::ES256).unwrap();
+    let fixed =
+        KeySet::from_jwks(jwks_of(&[&s]).to_string().as_bytes(), &[Algorithm::ES256]).unwrap();
+    let verifier = builder(&idp)
+        .issuer(IssuerConfig::static_keys("https://fixed.example", fixed).prefix("fixed"))
+        .build()
+        .unwrap();
+    let url = format!("{}/me", app_url(verifier).await);
+    let ta = a.sign(&claims(&idp.issuer(), AUD)).unwrap();
+    let tb = b.sign(&claims(&idp.issuer(), AUD)).unwrap();
+    let ts = s.sign(&claims("https://fixed.example", AUD)).unwrap();
+    for t in [&ta, &tb, &ts] {
+        assert_eq!(get_bearer(&url, t).await.status, 200, "verified");
+        assert_eq!(get_bearer(&url, t).await.status, 200, "cached");
+    }
+    // A refresh with the same keys replaces the set: the cached tokens still pass.
+    let before = idp.hits();
+    wait_fetches(&idp, before, 3).await;
+    for t in [&ta, &tb, &ts] {
+        assert_eq!(get_bearer(&url, t).await.status, 200, "key still published");
+    }
+    // a is withdrawn: as soon as a refresh has brought the new set, a's cached token is refused.
+    idp.set_keys(&[&b]);
+    let before = idp.hits();
+    wait_fetches(&idp, before, 3).await;
+    let r = get_bearer(&url, &ta).await;
+    assert_eq!(r.status, 401, "withdrawn key must not verify");
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("invalid_token")
+    );
+    assert_eq!(get_bearer(&url, &tb).await.status, 200);
+    assert_eq!(get_bearer(&url, &ts).await.status, 200);
+    // And again, from the cache: still refused, the others still pass.
+    assert_eq!(get_bearer(&url, &ta).await.status, 401);
+    assert_eq!(get_bearer(&url, &tb).await.status, 200);
+}
+
+#[tokio::test]
+async fn cached_tokens_stop_passing_when_the_keys_grow_too_stale() {
+    let a = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let idp = Idp::start(jwks_of(&[&a])).await;
+    *idp.state.cache_control.lock().unwrap() = Some("max-age=0".into());
+    let verifier = Verifier::builder()
+        .issuer(IssuerConfig::jwks_uri(idp.issuer(), idp.jwks_url()))
+        .audience(AUD)
+        .remote_options(RemoteOptions {
+            max_staleness: Duration::from_millis(300),
+            ..fast()
+        })
+        .build()
+        .unwrap();
+    let url = format!("{}/me", app_url(verifier).await);
+    let ta = a.sign(&claims(&idp.issuer(), AUD)).unwrap();
+    assert_eq!(get_bearer(&url, &ta).await.status, 200);
+    assert_eq!(get_bearer(&url, &ta).await.status, 200, "cached");
+    // Every fetch fails from now on: no key set is replaced, but the last good one ages out.
+    idp.set(Mode::Status(500));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(get_bearer(&url, &ta).await.status, 503, "stale keys");
+}
+
+#[tokio::test]
+async fn repeated_authorization_is_refused_even_when_the_token_is_cached() {
+    let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+    let keys =
+        KeySet::from_jwks(jwks_of(&[&key]).to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap();
+    let verifier = Verifier::builder()
+        .issuer(IssuerConfig::static_keys("https://auth.example", keys))
+        .audience(AUD)
+        .build()
+        .unwrap();
+    let url = format!("{}/me", app_url(verifier).await);
+    let token = key.sign(&claims("https://auth.example", AUD)).unwrap();
+    let h = format!("Bearer {token}");
+    assert_eq!(get_bearer(&url, &token).await.status, 200);
+    assert_eq!(get_bearer(&url, &token).await.status, 200, "cached");
+    let r = http_get(&url, &[("authorization", &h), ("authorization", &h)]).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.header("www-authenticate")
+            .unwrap()
+            .contains("invalid_request")
+    );
+    let r = http_get(
+        &url,
+        &[
+            ("authorization", &h),
+            ("authorization", "Basic dXNlcjpwYXNz"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    // Another header repeated: the cached token still passes; a query token next to it does not.
+    let other = [("x-trace", "1"), ("x-trace", "2"), ("authorization", &h)];
+    assert_eq!(http_get(&url, &other).await.status, 200);
+    let r = http_get(&format!("{url}?access_token={token}"), &other).await;
+    assert_eq!(r.status, 400);
+    let r = http_get(
+        &format!("{url}?access_token={token}"),
+        &[("authorization", &h)],
+    )
+    .await;
+    assert_eq!(r.status, 400);
+}

@@ -90,9 +90,20 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         match parts.extensions.get::<Authentication>() {
             Some(Authentication::User(user)) => Ok(user.clone()),
-            Some(Authentication::Anonymous) => Err(CurrentUserRejection::Unauthenticated),
-            None => Err(CurrentUserRejection::MissingLayer),
+            other => Err(refusal(other.is_some())),
         }
+    }
+}
+
+/// The extractor's refusals, out of the handler's hot path: `Unauthenticated` when the request
+/// is anonymous, else `MissingLayer`.
+#[cold]
+#[inline(never)]
+fn refusal(anonymous: bool) -> CurrentUserRejection {
+    if anonymous {
+        CurrentUserRejection::Unauthenticated
+    } else {
+        CurrentUserRejection::MissingLayer
     }
 }
 
@@ -106,7 +117,7 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for CurrentUser {
         match parts.extensions.get::<Authentication>() {
             Some(Authentication::User(user)) => Ok(Some(user.clone())),
             Some(Authentication::Anonymous) => Ok(None),
-            None => Err(CurrentUserRejection::MissingLayer),
+            None => Err(refusal(false)),
         }
     }
 }

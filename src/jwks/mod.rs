@@ -43,7 +43,7 @@ use crate::json::b64url;
 
 #[doc(inline)]
 pub use provider::RemoteOptions;
-pub(crate) use provider::{KeyProvider, Lookup, RemoteSource};
+pub(crate) use provider::{KeyProvider, Lookup, RemoteSource, key_set_generation};
 
 /// A JWS signature algorithm this crate verifies.
 ///

@@ -1,7 +1,7 @@
 //! One issuer's keys: the `ArcSwap` snapshot and the single fetch task that refreshes it.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -131,6 +131,26 @@ pub(crate) enum RemoteSource {
     Jwks(Uri),
     /// Discovery documents under this base URL (normally the issuer itself).
     Discovery(String),
+}
+
+/// Bumped whenever any issuer's key set is replaced by one that lacks a key of the old one,
+/// process-wide (see [`key_set_generation`]).
+static KEY_SET_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The process-wide key-set generation: it changes whenever any issuer's key set is replaced
+/// (a refresh, on schedule or on demand) by one without every key (`kid` and key material) of
+/// the set it replaces. Read it BEFORE looking the keys up: while it still has that value,
+/// every key found then is still published. Fixed key sets are never replaced. One atomic load.
+pub(crate) fn key_set_generation() -> u64 {
+    KEY_SET_GENERATION.load(Ordering::Acquire)
+}
+
+/// Whether `new` still has every key of `old` (same `kid`, same key material): the test a cache
+/// hit applies to a replaced set (`KeySet::contains`), for all keys at once.
+fn keeps_every_key(old: &KeySet, new: &KeySet) -> bool {
+    old.keys
+        .iter()
+        .all(|k| new.contains(k.kid.as_deref(), &k.fingerprint))
 }
 
 /// What the verifier finds when it looks for keys.
@@ -286,6 +306,24 @@ impl KeyProvider {
                 first_pending: *remote.completed.borrow() == 0,
             }
         }
+    }
+
+    /// Whether the keys still hold every key they held when [`key_set_generation`] returned
+    /// `generation` (read before that lookup), and are still usable: then a key found in them
+    /// then is still published, as [`KeyProvider::lookup`] would find. Fixed keys: one atomic
+    /// load, no snapshot load; remote keys are also checked for staleness by a lookup, as
+    /// before.
+    #[inline]
+    pub(crate) fn unchanged_since(&self, generation: u64) -> bool {
+        if key_set_generation() != generation {
+            return false;
+        }
+        self.inner.remote.is_none() || self.unchanged_remote()
+    }
+
+    #[inline(never)]
+    fn unchanged_remote(&self) -> bool {
+        matches!(self.lookup(), Lookup::Ready(_))
     }
 
     /// How long until the next fetch attempt (for `Retry-After`), at least one second.
@@ -484,13 +522,20 @@ async fn run(weak: Weak<Inner>, mut rx: mpsc::Receiver<()>) {
                 let skipped = set.skipped;
                 let new = Arc::new(set);
                 // A newer answer is never overwritten by an older one.
-                inner.snapshot.rcu(|cur| {
+                let prev = inner.snapshot.rcu(|cur| {
                     if cur.generation < attempt {
                         new.clone()
                     } else {
                         cur.clone()
                     }
                 });
+                // A set that dropped (or changed) a key moves the generation, after the store:
+                // whoever still reads the old one looked the keys up before this set was
+                // published. A refresh that keeps every key (the usual one) does not, so
+                // cached tokens keep their fast hit.
+                if prev.generation < attempt && !keeps_every_key(&prev, &new) {
+                    KEY_SET_GENERATION.fetch_add(1, Ordering::AcqRel);
+                }
                 inner.loaded_at.store(Arc::new(Some(Instant::now())));
                 delay = refresh_delay(&remote.opts, max_age);
                 tracing::debug!(issuer = %inner.issuer, keys, skipped, next_in = ?delay, "signing keys loaded");
@@ -554,6 +599,35 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The generation moves only for a set that lost a key (or whose `kid` now names other
+    /// key material): exactly when a cached token's key check could fail.
+    #[test]
+    fn keeps_every_key_is_the_hit_check_for_all_keys() {
+        use crate::jwks::Algorithm;
+        use crate::signing::SigningKey;
+        let a = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let b = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let set = |keys: &[&SigningKey]| {
+            let jwks = serde_json::json!({
+                "keys": keys.iter().map(|k| k.jwks()["keys"][0].clone()).collect::<Vec<_>>()
+            });
+            KeySet::from_jwks(jwks.to_string().as_bytes(), &[Algorithm::EdDSA]).unwrap()
+        };
+        let (sa, sab, sb, empty) = (set(&[&a]), set(&[&a, &b]), set(&[&b]), KeySet::empty());
+        assert!(keeps_every_key(&sa, &set(&[&a])));
+        assert!(keeps_every_key(&sa, &sab));
+        assert!(keeps_every_key(&empty, &sa));
+        assert!(!keeps_every_key(&sab, &sa));
+        assert!(!keeps_every_key(&sa, &sb));
+        assert!(!keeps_every_key(&sa, &empty));
+        // Same `kid`, other key material.
+        let mut other = b.jwks()["keys"][0].clone();
+        other["kid"] = a.jwks()["keys"][0]["kid"].clone();
+        let swapped = serde_json::json!({ "keys": [other] }).to_string();
+        let swapped = KeySet::from_jwks(swapped.as_bytes(), &[Algorithm::EdDSA]).unwrap();
+        assert!(!keeps_every_key(&sa, &swapped));
+    }
 
     #[test]
     fn cache_control() {

@@ -38,11 +38,14 @@ pub(crate) struct Entry {
     /// `0` when the token has no `nbf` (a `nbf` of 0 is no constraint either).
     pub(crate) nbf: u64,
     pub(crate) issuer: usize,
+    /// [`key_set_generation`](crate::jwks::key_set_generation) read before the keys were looked
+    /// up: while it is unchanged, no key set lost a key, so the key is still published.
+    pub(crate) generation: u64,
+    // Read only when the generation moved since.
     /// The key snapshot the signature was checked against. While it is still the issuer's
     /// current one, the key is still published (no lookup needed). The `Weak` keeps the
     /// allocation, so the address cannot be reused by another snapshot meanwhile.
     pub(crate) snapshot: Weak<KeySet>,
-    // Read only when the issuer's keys changed since.
     pub(crate) kid: Option<Arc<str>>,
     pub(crate) fingerprint: [u8; 32],
 }
@@ -96,8 +99,13 @@ impl Hasher for SlotHasher {
 
 type Shard = HashSet<Slot, BuildHasherDefault<SlotHasher>>;
 
+/// A shard's lock and table header on a cache line of their own: a hit's read lock writes the
+/// lock word, which then shares its line with no other shard's.
+#[repr(align(64))]
+struct Padded(RwLock<Shard>);
+
 pub(crate) struct TokenCache {
-    shards: Box<[RwLock<Shard>]>,
+    shards: Box<[Padded]>,
     per_shard: usize,
     keys: [u64; 3],
 }
@@ -106,7 +114,9 @@ impl TokenCache {
     pub(crate) fn new(max_entries: usize) -> Self {
         let per_shard = max_entries.div_ceil(SHARDS).max(1);
         Self {
-            shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Padded(RwLock::new(Shard::default())))
+                .collect(),
             per_shard,
             keys: {
                 let random = RandomState::new();
@@ -132,7 +142,7 @@ impl TokenCache {
 
     fn shard(&self, slot: u64) -> &RwLock<Shard> {
         // hashbrown picks buckets with the low bits and tags with the top 7: use the middle.
-        &self.shards[(slot >> 32) as usize % SHARDS]
+        &self.shards[(slot >> 32) as usize % SHARDS].0
     }
 
     /// Runs `f` on the entry for exactly `token` under the shard's read lock (no copy).
@@ -180,7 +190,7 @@ impl TokenCache {
     pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.read().unwrap_or_else(|p| p.into_inner()).len())
+            .map(|s| s.0.read().unwrap_or_else(|p| p.into_inner()).len())
             .sum()
     }
 }
@@ -199,6 +209,7 @@ mod tests {
             exp,
             nbf: 0,
             issuer: 0,
+            generation: 0,
             kid: None,
             fingerprint: [0; 32],
             snapshot: Weak::new(),
@@ -271,7 +282,7 @@ mod tests {
     #[test]
     fn hit_fields_in_one_line() {
         assert_eq!(std::mem::align_of::<Slot>(), 64);
-        assert!(std::mem::offset_of!(Slot, entry) + std::mem::offset_of!(Entry, kid) <= 64);
+        assert!(std::mem::offset_of!(Slot, entry) + std::mem::offset_of!(Entry, snapshot) <= 64);
     }
 
     /// Two caches key their slots differently (random per instance), so slot collisions

@@ -62,12 +62,13 @@ use serde_json::{Map, Value};
 
 use crate::bearer::DEFAULT_MAX_TOKEN_LEN;
 use crate::claims::{ClaimMapping, CompiledMapping, CurrentUser, IssuerBinding, UserParts};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, ClockSource};
 use crate::error::{AuthError, ConfigError, TokenError};
 use crate::http_client::{HttpClient, HttpClientConfig, HyperClient};
 use crate::json::{
     Claims, Lite, b64url, b64url_decode, b64url_len, b64url_text, parse_claims, parse_object,
 };
+use crate::jwks::key_set_generation;
 use crate::jwks::{
     AlgSet, Algorithm, KeyProvider, KeySet, KeySource, Lookup, RemoteOptions, RemoteSource,
 };
@@ -361,7 +362,7 @@ pub struct VerifierBuilder {
     http_client: Option<Arc<dyn HttpClient>>,
     http_config: HttpClientConfig,
     remote: RemoteOptions,
-    clock: Arc<dyn Clock>,
+    clock: ClockSource,
     reject_embedded_keys: bool,
     reject_id_tokens: bool,
     any_rsa_alg: bool,
@@ -392,7 +393,7 @@ impl Default for VerifierBuilder {
             http_client: None,
             http_config: HttpClientConfig::default(),
             remote: RemoteOptions::default(),
-            clock: Arc::new(SystemClock),
+            clock: ClockSource::System,
             reject_embedded_keys: false,
             reject_id_tokens: true,
             any_rsa_alg: false,
@@ -756,7 +757,7 @@ impl VerifierBuilder {
     /// );
     /// ```
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+        self.clock = ClockSource::Custom(clock);
         self
     }
     /// Refuse tokens whose header carries `jwk`, `jku`, `x5u` or `x5c` (they are never used
@@ -1090,7 +1091,8 @@ struct Inner {
     required_claims: Vec<String>,
     mapping: CompiledMapping,
     cache: Option<TokenCache>,
-    clock: Arc<dyn Clock>,
+    /// The system clock read directly unless a custom one was configured.
+    clock: ClockSource,
     reject_embedded_keys: bool,
     reject_id_tokens: bool,
     max_token_len: usize,
@@ -1411,6 +1413,8 @@ impl Verifier {
         if signature.is_empty() {
             return Err(TokenError::InvalidSignature.into());
         }
+        // Before the lookup: a cache hit trusts the key while this has not changed since.
+        let generation = key_set_generation();
         let keys = match inner.issuers[issuer].lookup() {
             Lookup::Ready(keys) => keys,
             Lookup::Unavailable { first_pending } => {
@@ -1461,6 +1465,7 @@ impl Verifier {
                 exp,
                 nbf: nbf.unwrap_or(0),
                 issuer,
+                generation,
                 kid,
                 fingerprint,
                 snapshot,
@@ -1504,6 +1509,17 @@ impl Verifier {
         if now.saturating_add(leeway) < hit.nbf {
             return Err(TokenError::NotYetValid.into());
         }
+        // No key set lost a key since the signature was checked: the key is still published.
+        if self.inner.issuers[hit.issuer].unchanged_since(hit.generation) {
+            return Ok(Some(hit.user.clone()));
+        }
+        self.check_hit_key(hit)
+    }
+
+    /// A key set lost a key since the hit's signature was checked (or remote keys grew stale):
+    /// is this hit's key still there?
+    #[inline(never)]
+    fn check_hit_key(&self, hit: &Entry) -> Result<Option<CurrentUser>, Fail> {
         match self.inner.issuers[hit.issuer].lookup() {
             // The same snapshot as when the signature was checked: the key is there.
             Lookup::Ready(keys) if std::ptr::eq(hit.snapshot.as_ptr(), Arc::as_ptr(&*keys)) => {

@@ -1170,7 +1170,7 @@ mod tests {
             for i in 0..extra {
                 let kid = format!("x{i}");
                 set = set
-                    .with_hmac_secret(&[9u8; 32], Algorithm::HS384, Some(&kid))
+                    .with_hmac_secret(&[9u8; 48], Algorithm::HS384, Some(&kid))
                     .unwrap();
             }
             set

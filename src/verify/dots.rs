@@ -1,29 +1,37 @@
-//! Finding the dots of a compact JWS, eight bytes a step.
+//! Finding the dots of a compact JWS, sixteen bytes a step.
 
 /// The index of the first `.` in `b` at or after `from`.
 ///
-/// Eight bytes a step with the classic zero-byte test on a `u64` (exact up to the first dot:
+/// Sixteen or eight bytes a step with the classic zero-byte test on a `u64` (exact up to the first dot:
 /// only bytes after it may be marked wrongly, so the lowest marked byte is the dot), then
 /// byte by byte for the last few.
 #[inline]
 pub(super) fn find_dot(b: &[u8], from: usize) -> Option<usize> {
     const L: u64 = 0x0101_0101_0101_0101;
     const H: u64 = 0x8080_8080_8080_8080;
+    let word = |c: &[u8]| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        u64::from_le_bytes(w) ^ (L * u64::from(b'.'))
+    };
+    let zero = |x: u64| x.wrapping_sub(L) & !x & H;
     let mut i = from;
+    // Sixteen bytes a step while no dot is in them, then eight.
+    while let Some(chunk) = b.get(i..i + 16) {
+        let (lo, hi) = chunk.split_at(8);
+        if zero(word(lo)) | zero(word(hi)) != 0 {
+            break;
+        }
+        i += 16;
+    }
     while let Some(chunk) = b.get(i..i + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word) ^ (L * u64::from(b'.'));
-        let m = x.wrapping_sub(L) & !x & H;
+        let m = zero(word(chunk));
         if m != 0 {
             return Some(i + (m.trailing_zeros() / 8) as usize);
         }
         i += 8;
     }
-    b.get(i..)?
-        .iter()
-        .position(|&c| c == b'.')
-        .map(|p| i + p)
+    b.get(i..)?.iter().position(|&c| c == b'.').map(|p| i + p)
 }
 
 #[cfg(test)]
@@ -35,7 +43,7 @@ mod tests {
         // Every length up to 40, a dot (or none) at each place, bytes around it that trip a
         // careless zero-byte test (0x2D, 0xAE, 0x2F, 0x00, 0xFF), every start.
         let fillers = [b'a', b'-', 0xAE, b'/', 0x00, 0xFF, b'_'];
-        for len in 0..40 {
+        for len in 0..50 {
             for dot in (0..len).map(Some).chain([None]) {
                 for &fill in &fillers {
                     let mut b = vec![fill; len];

@@ -1640,7 +1640,11 @@ fn split_head(token: &str) -> Result<(&str, &str, &str), TokenError> {
     let split = dots::find_dot(b, 0).and_then(|d1| Some((d1, dots::find_dot(b, d1 + 1)?)));
     // Dots are ASCII: the indices are char boundaries.
     let parts = split.and_then(|(d1, d2)| {
-        Some((token.get(..d1)?, token.get(d1 + 1..d2)?, token.get(d2 + 1..)?))
+        Some((
+            token.get(..d1)?,
+            token.get(d1 + 1..d2)?,
+            token.get(d2 + 1..)?,
+        ))
     });
     match parts {
         Some((h, p, s)) if !h.is_empty() && !p.is_empty() => Ok((h, p, s)),

@@ -20,10 +20,7 @@ pub(super) fn find_dot(b: &[u8], from: usize) -> Option<usize> {
         }
         i += 8;
     }
-    b.get(i..)?
-        .iter()
-        .position(|&c| c == b'.')
-        .map(|p| i + p)
+    b.get(i..)?.iter().position(|&c| c == b'.').map(|p| i + p)
 }
 
 #[cfg(test)]

@@ -9,6 +9,13 @@
 //! Run with `cargo bench --bench outbound`. Times are the benchmark thread's CPU time
 //! (`/proc/thread-self/schedstat`; the machines are shared, wall time counts other processes'
 //! turns); `OUTBOUND_BENCH_CLOCK=wall` measures wall time instead. Compare ratios within a run.
+//!
+//! Profiling driver (no criterion): `OUTBOUND_PROFILE=<what>:<n>` with `what` one of `bare`
+//! (the request straight into the `service_fn`), `inject` (through `InjectBearer`) or `token`
+//! (`TokenManager::token` hit), runs the setup and a warm-up, then `n` iterations inside
+//! `measure`, each building its request as the benches do: `OUTBOUND_PROFILE=inject:1000
+//! valgrind --tool=callgrind --toggle-collect='outbound::measure*' target/release/deps/outbound-*`;
+//! instructions per call = total / n, and `inject` minus `bare` is what the layer adds.
 
 #![allow(missing_docs)]
 
@@ -148,7 +155,61 @@ fn bench<M: Measurement>(c: &mut Criterion<M>) {
     eprintln!("manager stats after the run: {:?}", manager.stats());
 }
 
+/// `OUTBOUND_PROFILE=<bare|inject|token>:<n>`: see the module docs.
+fn profile(spec: &str) {
+    let Some((what, n)) = spec.split_once(':') else {
+        panic!("OUTBOUND_PROFILE=<bare|inject|token>:<n>, got `{spec}`");
+    };
+    let n: u64 = n.parse().expect("iteration count");
+    let (manager, _runtime) = manager();
+    let uri: Uri = "http://127.0.0.1:9002/internal/ping".parse().unwrap();
+    let inner = service_fn(|req: Request<()>| async move {
+        black_box(&req);
+        Ok::<_, Infallible>(Response::new(()))
+    });
+    let mut bare = inner;
+    let mut injected = InjectBearerLayer::new(manager.clone()).layer(inner);
+    let request = || {
+        Request::builder()
+            .uri(uri.clone())
+            .header(ACCEPT, HeaderValue::from_static("application/json"))
+            .body(())
+            .unwrap()
+    };
+    // Warm-up: every path once.
+    assert!(now_or_never(bare.call(request())).is_ok());
+    assert!(now_or_never(injected.call(request())).is_ok());
+    assert!(now_or_never(manager.token(AUD, SCOPE)).is_ok());
+    match what {
+        "bare" => measure(n, || {
+            let _ = black_box(now_or_never(bare.call(request())));
+        }),
+        "inject" => measure(n, || {
+            let _ = black_box(now_or_never(injected.call(request())));
+        }),
+        "token" => measure(n, || {
+            let _ = black_box(now_or_never(
+                manager.token(black_box(AUD), black_box(SCOPE)),
+            ));
+        }),
+        other => panic!("unknown mode `{other}`"),
+    }
+}
+
+/// The measured loop of the profiling driver: under callgrind,
+/// `--toggle-collect='outbound::measure*'` counts only this.
+#[inline(never)]
+fn measure(n: u64, mut call: impl FnMut()) {
+    for _ in 0..n {
+        call();
+    }
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("OUTBOUND_PROFILE") {
+        profile(&spec);
+        return;
+    }
     // criterion's defaults.
     thread_cpu::run(
         "OUTBOUND_BENCH_CLOCK",

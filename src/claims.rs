@@ -36,7 +36,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{Map, Value};
 
 use crate::error::TokenError;
-use crate::json::{Claims, Lite, parse_object};
+use crate::json::{self, Claims, Lite, parse_object};
 
 /// Which claims hold the user id, roles, permissions and tenant (`security.resource-server.claims`).
 ///
@@ -98,11 +98,7 @@ impl ClaimMapping {
 
     fn compile_inner(&self) -> MappingInner {
         // The whole name first (Auth0 namespaced claims hold dots), then the dotted path.
-        let split = |s: &str| {
-            std::iter::once(s.to_owned())
-                .chain(s.split('.').map(str::to_owned))
-                .collect::<Vec<_>>()
-        };
+        let split = |s: &str| ClaimPath::new(s);
         MappingInner {
             user_id: split(&self.user_id),
             roles: split(&self.roles),
@@ -131,11 +127,57 @@ pub struct CompiledMapping(Arc<MappingInner>);
 
 #[derive(Debug)]
 struct MappingInner {
-    user_id: Vec<String>,
-    roles: Vec<String>,
-    permissions: Vec<String>,
-    tenant: Vec<String>,
+    user_id: ClaimPath,
+    roles: ClaimPath,
+    permissions: ClaimPath,
+    tenant: ClaimPath,
     merge_authorities: bool,
+}
+
+/// A mapped claim, resolved when the mapping is compiled: its whole name (and the claims'
+/// index of it when it is one the verifier knows), then its dotted segments.
+#[derive(Debug)]
+struct ClaimPath {
+    whole: ClaimName,
+    /// The dotted segments when there are two or more (else empty: no path to follow).
+    segments: Vec<ClaimName>,
+}
+
+/// A claim name and, for the names [`Claims`] keeps an index of, that index.
+#[derive(Debug)]
+struct ClaimName {
+    name: String,
+    known: Option<usize>,
+}
+
+impl ClaimName {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            known: json::known(name.as_bytes()),
+        }
+    }
+
+    fn get<'c>(&self, claims: &'c Claims<'_>) -> Option<Lite<'c>> {
+        match self.known {
+            Some(k) => claims.get_known(k),
+            None => claims.get(&self.name),
+        }
+    }
+}
+
+impl ClaimPath {
+    fn new(s: &str) -> Self {
+        let segments: Vec<ClaimName> = s.split('.').map(ClaimName::new).collect();
+        Self {
+            whole: ClaimName::new(s),
+            segments: if segments.len() < 2 {
+                Vec::new()
+            } else {
+                segments
+            },
+        }
+    }
 }
 
 /// The authenticated caller, built from verified claims. Cheap to clone.
@@ -203,7 +245,8 @@ impl Text {
 enum SetSource {
     Absent,
     Spaced(Text),
-    List(Box<[Text]>),
+    /// `UserParts::items[start..end]`: every array claim's items share one allocation.
+    List(u32, u32),
 }
 
 /// What a user is made of, but the claims' text.
@@ -229,6 +272,8 @@ pub(crate) struct UserParts {
     permissions: SetSource,
     /// `authorities` when merging is configured.
     token_authorities: SetSource,
+    /// The items of the set claims that are arrays ([`SetSource::List`] ranges).
+    items: Box<[Text]>,
 }
 
 /// What the authentication layer decided for a request (in request extensions).
@@ -273,19 +318,15 @@ impl Authentication {
     }
 }
 
-/// `path[0]` is the whole claim name, `path[1..]` its dotted segments.
-fn path<'c>(claims: &'c Claims<'_>, path: &[String]) -> Option<Lite<'c>> {
-    let (whole, segments) = path.split_first()?;
-    if let Some(v) = claims.get(whole) {
+/// The claim of `path`: its whole name, else (two or more segments) the dotted path.
+fn path<'c>(claims: &'c Claims<'_>, path: &ClaimPath) -> Option<Lite<'c>> {
+    if let Some(v) = path.whole.get(claims) {
         return Some(v);
     }
-    if segments.len() < 2 {
-        return None;
-    }
-    let (first, rest) = segments.split_first()?;
-    let mut cur = claims.get(first)?;
+    let (first, rest) = path.segments.split_first()?;
+    let mut cur = first.get(claims)?;
     for seg in rest {
-        cur = cur.get(seg)?;
+        cur = cur.get(&seg.name)?;
     }
     Some(cur)
 }
@@ -302,23 +343,38 @@ fn string_like(v: Option<Lite<'_>>, raw: Option<&str>) -> Result<Option<Text>, T
     }
 }
 
-/// A set claim: an array of strings, or one space-delimited string.
-fn set_source(v: Option<Lite<'_>>, raw: Option<&str>) -> Result<SetSource, TokenError> {
+/// A set claim: an array of strings (its items appended to `items`), or one space-delimited
+/// string.
+fn set_source(
+    v: Option<Lite<'_>>,
+    raw: Option<&str>,
+    items: &mut Vec<Text>,
+) -> Result<SetSource, TokenError> {
     match v {
         None | Some(Lite::Null) => Ok(SetSource::Absent),
         Some(Lite::String(s)) => Ok(SetSource::Spaced(Text::new(raw, s))),
-        Some(Lite::Array(items)) => {
-            // Exactly sized: no reallocation into the boxed slice.
-            let mut list = Vec::with_capacity(items.len());
-            for item in items.iter() {
-                list.push(Text::new(
+        Some(Lite::Array(list)) => {
+            let start = items.len();
+            for item in list.iter() {
+                items.push(Text::new(
                     raw,
                     item.as_str().ok_or(TokenError::InvalidClaim)?,
                 ));
             }
-            Ok(SetSource::List(list.into_boxed_slice()))
+            match (u32::try_from(start), u32::try_from(items.len())) {
+                (Ok(a), Ok(b)) => Ok(SetSource::List(a, b)),
+                _ => Err(TokenError::InvalidClaim),
+            }
         }
         Some(_) => Err(TokenError::InvalidClaim),
+    }
+}
+
+/// How many items `v` holds if it is an array (to size the shared list exactly).
+fn array_len(v: &Option<Lite<'_>>) -> usize {
+    match v {
+        Some(Lite::Array(list)) => list.len(),
+        _ => 0,
     }
 }
 
@@ -382,21 +438,32 @@ impl UserParts {
             Some(Lite::String(s)) => Some(Text::new(raw, s)),
             Some(_) => return Err(TokenError::InvalidIssuer),
         };
+        // The set claims' values first: their arrays' items go to one exactly sized list.
+        let sets = [
+            claims.get("aud"),
+            claims.get("scope"),
+            claims.get("scp"),
+            path(claims, &m.roles),
+            path(claims, &m.permissions),
+            if m.merge_authorities {
+                claims.get("authorities")
+            } else {
+                None
+            },
+        ];
+        let mut items = Vec::with_capacity(sets.iter().map(array_len).sum());
+        let [aud, scope, scp, roles, permissions, authorities] = sets;
         let audiences =
-            set_source(claims.get("aud"), raw).map_err(|_| TokenError::InvalidAudience)?;
+            set_source(aud, raw, &mut items).map_err(|_| TokenError::InvalidAudience)?;
         let expires_at = match claims.get("exp") {
             Some(Lite::Number(n)) => n.as_f64().map_or(0, |f| f.max(0.0) as u64),
             _ => 0,
         };
-        let scope = set_source(claims.get("scope"), raw)?;
-        let scp = set_source(claims.get("scp"), raw)?;
-        let roles = set_source(path(claims, &m.roles), raw)?;
-        let permissions = set_source(path(claims, &m.permissions), raw)?;
-        let token_authorities = if m.merge_authorities {
-            set_source(claims.get("authorities"), raw)?
-        } else {
-            SetSource::Absent
-        };
+        let scope = set_source(scope, raw, &mut items)?;
+        let scp = set_source(scp, raw, &mut items)?;
+        let roles = set_source(roles, raw, &mut items)?;
+        let permissions = set_source(permissions, raw, &mut items)?;
+        let token_authorities = set_source(authorities, raw, &mut items)?;
         Ok(Self {
             subject,
             user_id,
@@ -418,6 +485,7 @@ impl UserParts {
             roles,
             permissions,
             token_authorities,
+            items: items.into_boxed_slice(),
         })
     }
 }
@@ -508,7 +576,15 @@ impl CurrentUser {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect(),
-            SetSource::List(items) => items.iter().filter_map(text).collect(),
+            SetSource::List(a, b) => self
+                .0
+                .parts
+                .items
+                .get(*a as usize..*b as usize)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(text)
+                .collect(),
         };
         out.sort_unstable();
         out.dedup();

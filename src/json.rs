@@ -373,34 +373,31 @@ const KNOWN: [&str; 17] = [
     "permissions",
 ];
 
-/// The index of `name` in [`KNOWN`]: its length, first and last bytes tell the candidate.
-/// Inlined: for a constant `name` (the verifier's look-ups) it folds to the index.
+/// The index of `name` in [`KNOWN`], a match on the whole name (the compiler tests the length,
+/// then the bytes, no `memcmp` call and no byte loop). Inlined: for a constant `name` (the
+/// verifier's look-ups) it folds to the index.
 #[inline(always)]
-fn known(b: &[u8]) -> Option<usize> {
-    let (first, last) = (*b.first()?, *b.last()?);
-    let k = match (b.len(), first, last) {
-        (3, b'i', b's') => 0,
-        (3, b's', b'b') => 1,
-        (3, b'a', b'd') => 2,
-        (3, b'e', b'p') => 3,
-        (3, b'n', b'f') => 4,
-        (3, b'i', b't') => 5,
-        (2, b'p', b'v') => 6,
-        (9, b'c', b'd') => 7,
-        (5, b'n', b'e') => 8,
-        (7, b'a', b'h') => 9,
-        (5, b's', b'e') => 10,
-        (3, b's', b'p') => 11,
-        (11, b'a', b's') => 12,
-        (3, b'u', b'd') => 13,
-        (6, b't', b't') => 14,
-        (5, b'r', b's') => 15,
-        (11, b'p', b's') => 16,
+pub(crate) fn known(b: &[u8]) -> Option<usize> {
+    Some(match b {
+        b"iss" => 0,
+        b"sub" => 1,
+        b"aud" => 2,
+        b"exp" => 3,
+        b"nbf" => 4,
+        b"iat" => 5,
+        b"pv" => 6,
+        b"client_id" => 7,
+        b"nonce" => 8,
+        b"at_hash" => 9,
+        b"scope" => 10,
+        b"scp" => 11,
+        b"authorities" => 12,
+        b"uid" => 13,
+        b"tenant" => 14,
+        b"roles" => 15,
+        b"permissions" => 16,
         _ => return None,
-    };
-    // Short names: a byte loop inlines where `==` calls `memcmp`.
-    let same = b.len() == KNOWN[k].len() && b.iter().zip(KNOWN[k].as_bytes()).all(|(x, y)| x == y);
-    same.then_some(k)
+    })
 }
 
 /// Reading the tape.
@@ -530,6 +527,14 @@ impl<'a> Claims<'a> {
         }
     }
 
+    /// The member with [`known`] index `k` (a claim mapping's name, resolved once).
+    pub(crate) fn get_known(&self, k: usize) -> Option<Lite<'_>> {
+        match self.slots.get(k).copied()? {
+            0 => None,
+            i => self.view(i as usize),
+        }
+    }
+
     /// The members as [`Tree`]s (what the differential tests compare).
     pub(crate) fn to_tree(&self) -> Vec<(Cow<'static, str>, Tree<'static>)> {
         let count = self.tape.first().map_or(0, |n| n.a);
@@ -610,7 +615,7 @@ pub(crate) fn parse_claims(text: &str) -> Result<Claims<'_>, TokenError> {
         depth: 128,
         ap: arbitrary_precision(),
         // About one node per 12 bytes of a token's claims.
-        tape: Vec::with_capacity(8 + text.len() / 12),
+        tape: take_tape(8 + text.len() / 12),
         esc: String::new(),
         slots: [0; KNOWN.len()],
     };
@@ -631,6 +636,35 @@ pub(crate) fn parse_claims(text: &str) -> Result<Claims<'_>, TokenError> {
         }),
         // `{"$serde_json::private::Number": ..}` under `arbitrary_precision`: a number.
         _ => Err(TokenError::InvalidJson),
+    }
+}
+
+thread_local! {
+    /// The tape of this thread's last parsed claims, for its next parse: one allocation less
+    /// per verification. It holds nodes (spans and numbers), never the claims' text; tapes of
+    /// more than [`TAPE_KEEP`] nodes are not kept.
+    static TAPE: std::cell::Cell<Vec<Node>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The most nodes a kept tape may have room for (16 KiB).
+const TAPE_KEEP: usize = 16 * 1024 / std::mem::size_of::<Node>();
+
+/// An empty tape with room for `want` nodes: this thread's kept one, else a new one.
+fn take_tape(want: usize) -> Vec<Node> {
+    let mut tape = TAPE.try_with(std::cell::Cell::take).unwrap_or_default();
+    tape.clear();
+    tape.reserve(want);
+    tape
+}
+
+impl Drop for Claims<'_> {
+    fn drop(&mut self) {
+        let mut tape = std::mem::take(&mut self.tape);
+        if tape.capacity() <= TAPE_KEEP {
+            tape.clear();
+            // During thread teardown the tape is just freed.
+            let _ = TAPE.try_with(|kept| kept.set(tape));
+        }
     }
 }
 

@@ -335,6 +335,13 @@ pub(crate) enum Candidates<'a> {
         idx: std::slice::Iter<'a, usize>,
         alg: Algorithm,
     },
+    /// A small set's keys with the token's `kid`: bit `i` for `keys[i]`, in key order (the
+    /// order of the `by_kid` lists).
+    Scan {
+        keys: &'a [KeyEntry],
+        mask: u8,
+        alg: Algorithm,
+    },
 }
 
 impl<'a> Iterator for Candidates<'a> {
@@ -345,9 +352,24 @@ impl<'a> Iterator for Candidates<'a> {
             Candidates::Kid { keys, idx, alg } => {
                 idx.by_ref().map(|i| &keys[*i]).find(|k| k.supports(*alg))
             }
+            Candidates::Scan { keys, mask, alg } => {
+                while *mask != 0 {
+                    let i = mask.trailing_zeros() as usize;
+                    *mask &= *mask - 1;
+                    match keys.get(i) {
+                        Some(k) if k.supports(*alg) => return Some(k),
+                        _ => {}
+                    }
+                }
+                None
+            }
         }
     }
 }
+
+/// Up to this many keys, a `kid` is found by comparing it with each key's (no hashing); the
+/// keys' positions fit the bits of [`Candidates::Scan`]'s `u8`.
+const SCAN_KEYS: usize = 8;
 
 /// An immutable snapshot of verification keys.
 ///
@@ -671,18 +693,28 @@ impl KeySet {
         alg: Algorithm,
     ) -> Result<Candidates<'_>, TokenError> {
         match kid {
+            // A few keys (the usual JWKS): comparing the kids beats hashing the token's.
+            Some(kid) if self.keys.len() <= SCAN_KEYS => {
+                let (mut mask, mut fits) = (0u8, false);
+                for (i, k) in self.keys.iter().enumerate() {
+                    if k.kid.as_deref() == Some(kid) {
+                        mask |= 1 << i;
+                        fits |= k.supports(alg);
+                    }
+                }
+                match (mask, fits) {
+                    (0, _) => self.keyless(alg),
+                    (_, true) => Ok(Candidates::Scan {
+                        keys: &self.keys,
+                        mask,
+                        alg,
+                    }),
+                    (_, false) => Err(TokenError::KeyAlgorithmMismatch),
+                }
+            }
             Some(kid) => {
                 let Some(idx) = self.by_kid.get(kid) else {
-                    // A key configured without `kid` (e.g. one static PEM key) serves tokens
-                    // that carry a `kid`, as long as it is the only key-less candidate.
-                    let mut keyless = self
-                        .keys
-                        .iter()
-                        .filter(|k| k.kid.is_none() && k.supports(alg));
-                    return match (keyless.next(), keyless.next()) {
-                        (Some(k), None) => Ok(Candidates::One(Some(k))),
-                        _ => Err(TokenError::UnknownKey),
-                    };
+                    return self.keyless(alg);
                 };
                 if idx.iter().any(|i| self.keys[*i].supports(alg)) {
                     Ok(Candidates::Kid {
@@ -703,6 +735,19 @@ impl KeySet {
                     (Some(_), Some(_)) => Err(TokenError::AmbiguousKey),
                 }
             }
+        }
+    }
+
+    /// A token's `kid` names no key: a key configured without `kid` (e.g. one static PEM key)
+    /// serves tokens that carry a `kid`, as long as it is the only key-less candidate.
+    fn keyless(&self, alg: Algorithm) -> Result<Candidates<'_>, TokenError> {
+        let mut keyless = self
+            .keys
+            .iter()
+            .filter(|k| k.kid.is_none() && k.supports(alg));
+        match (keyless.next(), keyless.next()) {
+            (Some(k), None) => Ok(Candidates::One(Some(k))),
+            _ => Err(TokenError::UnknownKey),
         }
     }
 
@@ -1107,6 +1152,56 @@ mod tests {
                 .with_hmac_secret(&[0u8; 48], Algorithm::RS256, None)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn small_and_large_sets_select_alike() {
+        // A shared kid across algorithms, a key without kid: scanned (<= 8 keys) and hashed.
+        let small = |extra: usize| {
+            let mut set = KeySet::empty()
+                .with_hmac_secret(&[1u8; 32], Algorithm::HS256, Some("a"))
+                .unwrap()
+                .with_hmac_secret(&[2u8; 48], Algorithm::HS384, Some("a"))
+                .unwrap()
+                .with_hmac_secret(&[3u8; 32], Algorithm::HS256, Some("a"))
+                .unwrap()
+                .with_hmac_secret(&[4u8; 64], Algorithm::HS512, None)
+                .unwrap();
+            for i in 0..extra {
+                let kid = format!("x{i}");
+                set = set
+                    .with_hmac_secret(&[9u8; 48], Algorithm::HS384, Some(&kid))
+                    .unwrap();
+            }
+            set
+        };
+        let (scanned, hashed) = (small(4), small(5));
+        assert!(scanned.len() <= SCAN_KEYS && hashed.len() > SCAN_KEYS);
+        for set in [&scanned, &hashed] {
+            let fps = |kid, alg| {
+                set.candidates(Some(kid), alg)
+                    .map(|c| c.iter().map(|k| k.fingerprint).collect::<Vec<_>>())
+            };
+            let hs256 = fps("a", Algorithm::HS256).unwrap();
+            assert_eq!(hs256.len(), 2);
+            assert_eq!(hs256[0], set.keys[0].fingerprint);
+            assert_eq!(hs256[1], set.keys[2].fingerprint);
+            assert_eq!(fps("a", Algorithm::HS384).unwrap().len(), 1);
+            assert_eq!(
+                fps("a", Algorithm::HS512).unwrap_err(),
+                TokenError::KeyAlgorithmMismatch
+            );
+            // An unknown kid falls back to the one key without kid.
+            assert_eq!(
+                fps("zz", Algorithm::HS512).unwrap(),
+                [set.keys[3].fingerprint]
+            );
+            assert_eq!(
+                fps("zz", Algorithm::HS256).unwrap_err(),
+                TokenError::UnknownKey
+            );
+            assert_eq!(fps("x3", Algorithm::HS384).unwrap().len(), 1);
+        }
     }
 
     #[test]

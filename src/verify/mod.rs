@@ -50,6 +50,7 @@
 //! ```
 
 mod cache;
+mod dots;
 #[cfg(test)]
 mod vectors_tests;
 
@@ -1651,11 +1652,18 @@ impl From<TokenError> for Fail {
 /// The header and the payload of a compact JWS, and the rest (the signature, if the form is
 /// right: the caller refuses one holding a dot with [`split_compact`]'s answer).
 fn split_head(token: &str) -> Result<(&str, &str, &str), TokenError> {
-    let split = token
-        .split_once('.')
-        .and_then(|(h, rest)| Some((h, rest.split_once('.')?)));
-    match split {
-        Some((h, (p, s))) if !h.is_empty() && !p.is_empty() => Ok((h, p, s)),
+    let b = token.as_bytes();
+    let split = dots::find_dot(b, 0).and_then(|d1| Some((d1, dots::find_dot(b, d1 + 1)?)));
+    // Dots are ASCII: the indices are char boundaries.
+    let parts = split.and_then(|(d1, d2)| {
+        Some((
+            token.get(..d1)?,
+            token.get(d1 + 1..d2)?,
+            token.get(d2 + 1..)?,
+        ))
+    });
+    match parts {
+        Some((h, p, s)) if !h.is_empty() && !p.is_empty() => Ok((h, p, s)),
         _ => match split_compact(token) {
             Err(e) => Err(e),
             Ok(_) => Err(TokenError::Malformed),

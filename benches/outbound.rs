@@ -95,6 +95,29 @@ fn manager() -> (TokenManager, tokio::runtime::Runtime) {
     (manager, rt)
 }
 
+/// The inject group's services and request builder (the criterion run and the profiling driver
+/// measure the same): a bare `service_fn`, the same behind `InjectBearerLayer`, and a request
+/// to a configured destination. Real requests carry headers already (the header map is
+/// allocated): so do these. A macro, as the `service_fn` closure's type has no name.
+macro_rules! inject_services {
+    ($manager:expr) => {{
+        let uri: Uri = "http://127.0.0.1:9002/internal/ping".parse().unwrap();
+        let inner = service_fn(|req: Request<()>| async move {
+            black_box(&req);
+            Ok::<_, Infallible>(Response::new(()))
+        });
+        let injected = InjectBearerLayer::new($manager.clone()).layer(inner);
+        let request = move || {
+            Request::builder()
+                .uri(uri.clone())
+                .header(ACCEPT, HeaderValue::from_static("application/json"))
+                .body(())
+                .unwrap()
+        };
+        (inner, injected, request)
+    }};
+}
+
 fn bench<M: Measurement>(c: &mut Criterion<M>) {
     let (manager, _runtime) = manager();
     let header = now_or_never(manager.token(AUD, SCOPE)).unwrap();
@@ -127,21 +150,7 @@ fn bench<M: Measurement>(c: &mut Criterion<M>) {
     });
     g.finish();
 
-    let uri: Uri = "http://127.0.0.1:9002/internal/ping".parse().unwrap();
-    let inner = service_fn(|req: Request<()>| async move {
-        black_box(&req);
-        Ok::<_, Infallible>(Response::new(()))
-    });
-    let mut bare = inner;
-    let mut injected = InjectBearerLayer::new(manager.clone()).layer(inner);
-    // Real requests carry headers already (the header map is allocated): so do these.
-    let request = || {
-        Request::builder()
-            .uri(uri.clone())
-            .header(ACCEPT, HeaderValue::from_static("application/json"))
-            .body(())
-            .unwrap()
-    };
+    let (mut bare, mut injected, request) = inject_services!(manager);
     assert!(now_or_never(injected.call(request())).is_ok());
 
     let mut g = c.benchmark_group("inject");
@@ -162,20 +171,7 @@ fn profile(spec: &str) {
     };
     let n: u64 = n.parse().expect("iteration count");
     let (manager, _runtime) = manager();
-    let uri: Uri = "http://127.0.0.1:9002/internal/ping".parse().unwrap();
-    let inner = service_fn(|req: Request<()>| async move {
-        black_box(&req);
-        Ok::<_, Infallible>(Response::new(()))
-    });
-    let mut bare = inner;
-    let mut injected = InjectBearerLayer::new(manager.clone()).layer(inner);
-    let request = || {
-        Request::builder()
-            .uri(uri.clone())
-            .header(ACCEPT, HeaderValue::from_static("application/json"))
-            .body(())
-            .unwrap()
-    };
+    let (mut bare, mut injected, request) = inject_services!(manager);
     // Warm-up: every path once.
     assert!(now_or_never(bare.call(request())).is_ok());
     assert!(now_or_never(injected.call(request())).is_ok());

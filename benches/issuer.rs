@@ -13,8 +13,11 @@
 //!   JSON response), on a current-thread runtime. It measures the server as it sees a request
 //!   once hyper has parsed it: from a built `http::Request` (headers, `ConnectInfo`, a
 //!   `Full` body) to the finished response, its status checked and its body's one data frame
-//!   taken. The requests are built outside the timed region (criterion's `iter_batched`, a
-//!   fresh request per iteration), as hyper builds them outside the server: until #8's
+//!   taken and dropped (as a server drops it once written). The requests are built outside the
+//!   timed region (criterion's `iter_batched`, a fresh request per iteration, in batches of 64:
+//!   a request is in the cache when served, as one hyper has just parsed is; before #8's
+//!   seventh pass `SmallInput`, batches of up to ~500 at this speed, and the bodies were kept
+//!   until the batch ended), as hyper builds them outside the server: until #8's
 //!   fifth pass (iss15) `issue` also timed building the request with
 //!   `http::request::Builder` and collecting the body with `to_bytes` (~3.7k instructions per
 //!   issuance, none of it the server's; natively within the run-to-run noise, under 0.5 µs).
@@ -38,6 +41,13 @@
 //! Both paths run on this one thread (a current-thread runtime, no spawned work once the
 //! verified-secret cache is warm), so CPU time is the whole cost per issuance. On a quiet
 //! machine `ISSUER_BENCH_CLOCK=wall` measures wall time instead.
+//!
+//! Interleaved ratio (no criterion): `ISSUER_PROFILE=<alg>:ratio:<rounds>` times `rounds`
+//! rounds of 200 floor signatures and 200 issuances back to back (thread CPU time, the order
+//! alternating) and prints the medians and the median of the rounds' `floor / issue`: on a
+//! virtual machine whose speed drifts by several percent from second to second (other guests
+//! on the host), both sides of a round run under the same conditions, where criterion times
+//! `sign_floor` and `issue` seconds apart. `ISSUER_PROFILE=EdDSA:ratio:1000` takes ~6 s.
 //!
 //! Profiling driver (no criterion): `ISSUER_PROFILE=<alg>:<what>:<n>` with `alg` one of
 //! `RS256 ES256 EdDSA`, `what` one of `issue floor jws`, runs the setup and one warm-up, then `n`
@@ -207,15 +217,75 @@ fn benches<M: Measurement>(c: &mut Criterion<M>) {
         group.bench_function("issue", |b| {
             b.iter_batched(
                 || request(&auth),
-                |req| serve(&rt, &mut router, req),
-                BatchSize::SmallInput,
+                |req| serve(&rt, &mut router, req).len(),
+                BatchSize::NumIterations(64),
             );
         });
         group.finish();
     }
 }
 
-/// `ISSUER_PROFILE=<alg>:<issue|floor|jws>:<n>`: see the module docs.
+/// The `ratio` mode: `rounds` rounds, each timing a block of [`BLOCK`] floor signatures and a
+/// block of [`BLOCK`] issuances back to back (thread CPU time; the order alternates from round
+/// to round; each block's requests built before it, untimed), then the medians per operation
+/// and the median of the rounds' `floor / issue` ratios. On a machine whose speed drifts
+/// (other virtual machines on the host), both sides of one round see the same conditions,
+/// where criterion times them seconds apart.
+fn ratio(
+    rt: &tokio::runtime::Runtime,
+    router: &mut axum::Router,
+    auth: &str,
+    key: &SigningKey,
+    input: &[u8],
+    rounds: u64,
+) {
+    const BLOCK: usize = 200;
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mut floors, mut issues, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds.max(1) {
+        let requests: Vec<_> = (0..BLOCK).map(|_| request(auth)).collect();
+        let time_floor = || {
+            let start = thread_cpu::thread_cpu_ns();
+            for _ in 0..BLOCK {
+                black_box(floor(key, input));
+            }
+            (thread_cpu::thread_cpu_ns() - start) as f64 / BLOCK as f64 / 1000.0
+        };
+        let (f, i) = if round % 2 == 0 {
+            let f = time_floor();
+            let start = thread_cpu::thread_cpu_ns();
+            for req in requests {
+                black_box(serve(rt, router, req));
+            }
+            (
+                f,
+                (thread_cpu::thread_cpu_ns() - start) as f64 / BLOCK as f64 / 1000.0,
+            )
+        } else {
+            let start = thread_cpu::thread_cpu_ns();
+            for req in requests {
+                black_box(serve(rt, router, req));
+            }
+            let i = (thread_cpu::thread_cpu_ns() - start) as f64 / BLOCK as f64 / 1000.0;
+            (time_floor(), i)
+        };
+        floors.push(f);
+        issues.push(i);
+        ratios.push(f / i);
+    }
+    println!(
+        "floor {:.3} µs, issue {:.3} µs (medians of {} rounds of {BLOCK}), floor / issue {:.3} (median of the rounds' ratios)",
+        median(&mut floors),
+        median(&mut issues),
+        ratios.len(),
+        median(&mut ratios),
+    );
+}
+
+/// `ISSUER_PROFILE=<alg>:<issue|floor|jws|ratio>:<n>`: see the module docs.
 fn profile(spec: &str) {
     let mut parts = spec.split(':');
     let (Some(alg), Some(what), Some(n), None) =
@@ -257,6 +327,7 @@ fn profile(spec: &str) {
             let fallbacks = FALLBACKS.load(Ordering::Relaxed);
             assert_eq!(fallbacks, 0, "{fallbacks} issuances fell back to block_on");
         }
+        "ratio" => ratio(&rt, &mut router, &auth, &key, &input, n),
         "floor" => {
             for _ in 0..n {
                 black_box(floor(&key, &input));

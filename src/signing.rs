@@ -273,7 +273,7 @@ impl SigningKey {
     ///
     /// [`ConfigError::InvalidKey`] if signing fails.
     pub fn sign_raw(&self, header: &[u8], payload: &[u8]) -> Result<String, ConfigError> {
-        self.sign_parts(Header::Raw(header), payload)
+        self.sign_parts(Header::Raw(header), "", payload)
     }
 
     /// `b64url(header)` for access tokens of type `typ`, `header` building the JSON: built and
@@ -308,10 +308,47 @@ impl SigningKey {
         encoded_header: &str,
         payload: &[u8],
     ) -> Result<String, ConfigError> {
-        self.sign_parts(Header::Encoded(encoded_header), payload)
+        self.sign_parts(Header::Encoded(encoded_header), "", payload)
     }
 
-    fn sign_parts(&self, header: Header<'_>, payload: &[u8]) -> Result<String, ConfigError> {
+    /// Signs the payload `p || rest` under a header already base64url-encoded, `p`'s
+    /// base64url (`encoded_prefix`) given: the encoding of a prefix whose length is a multiple
+    /// of 3 bytes (no padding, a multiple of 4 characters) is the prefix of the whole
+    /// payload's, so a payload part that is the same from token to token is encoded once.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidKey`] if signing fails or `encoded_prefix`'s length is not a
+    /// multiple of 4 (its characters are the caller's encoder's: checked in debug builds).
+    #[cfg(feature = "issuer")]
+    pub(crate) fn sign_encoded_split(
+        &self,
+        encoded_header: &str,
+        encoded_prefix: &str,
+        rest: &[u8],
+    ) -> Result<String, ConfigError> {
+        debug_assert!(
+            encoded_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        if !encoded_prefix.len().is_multiple_of(4) {
+            return Err(ConfigError::InvalidKey(
+                "payload prefix is not whole base64url groups".into(),
+            ));
+        }
+        self.sign_parts(Header::Encoded(encoded_header), encoded_prefix, rest)
+    }
+
+    /// `header.b64(payload).b64(signature)`, the payload's encoding being `encoded_prefix`
+    /// (whole base64url groups, checked by the callers that pass one) followed by that of
+    /// `payload`.
+    fn sign_parts(
+        &self,
+        header: Header<'_>,
+        encoded_prefix: &str,
+        payload: &[u8],
+    ) -> Result<String, ConfigError> {
         // One buffer for the whole token sized exactly (header, payload and signature, each
         // encoded in place): no reallocation, and no large-bin `malloc` for EC/EdDSA tokens.
         fn append_b64(out: &mut Vec<u8>, bytes: &[u8]) -> Option<()> {
@@ -328,13 +365,18 @@ impl SigningKey {
             Header::Raw(h) => b64(h.len())?,
             Header::Encoded(h) => h.len(),
         };
-        let len = header_len + b64(payload.len())? + b64(self.signature_len())? + 2;
+        let len = header_len
+            + encoded_prefix.len()
+            + b64(payload.len())?
+            + b64(self.signature_len())?
+            + 2;
         let mut out = Vec::with_capacity(len);
         match header {
             Header::Raw(h) => append_b64(&mut out, h).ok_or_else(fail)?,
             Header::Encoded(h) => out.extend_from_slice(h.as_bytes()),
         }
         out.push(b'.');
+        out.extend_from_slice(encoded_prefix.as_bytes());
         append_b64(&mut out, payload).ok_or_else(fail)?;
         // The signature is encoded where aws-lc-rs returns it: its `Signature` is a fixed
         // 4.6 KB array (sized for ML-DSA), and each move of it (into an enum, a `Result`, out of

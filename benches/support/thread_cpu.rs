@@ -10,7 +10,7 @@ use criterion::measurement::{Measurement, ValueFormatter};
 /// CPU).
 pub(crate) struct ThreadCpu;
 
-fn thread_cpu_ns() -> u64 {
+pub(crate) fn thread_cpu_ns() -> u64 {
     // The kernel brings a running thread's `sum_exec_runtime` up to date only at a tick or a
     // pass through the scheduler: yield first so the value read is current (sched_yield
     // updates the runtime of the caller), else short samples read 0.

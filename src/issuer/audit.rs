@@ -44,8 +44,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
+
+use crate::issuer::config::GrantType;
 
 /// The `tracing` target of audit events.
 ///
@@ -69,9 +72,17 @@ pub const METRIC: &str = "tower_bearer_audit_events_total";
 #[derive(Debug, Default)]
 pub(crate) struct AuditCounters {
     inner: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// `token_issued` per grant type ([`GrantType::ALL`]'s order): one atomic add per token
+    /// (the event every successful token request records), no lock, no map search.
+    issued: [AtomicU64; GrantType::ALL.len()],
 }
 
 impl AuditCounters {
+    /// Counts one `token_issued` event of `grant`.
+    pub(crate) fn token_issued(&self, grant: GrantType) {
+        self.issued[grant as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn add(&self, event: &'static str, kind: &'static str) {
         self.add_n(event, kind, 1);
     }
@@ -92,6 +103,15 @@ impl AuditCounters {
             out.entry((*e).to_owned())
                 .or_default()
                 .insert((*k).to_owned(), *n);
+        }
+        for (g, n) in GrantType::ALL.into_iter().zip(&self.issued) {
+            let n = n.load(Ordering::Relaxed);
+            if n > 0 {
+                *out.entry(ISSUED.to_owned())
+                    .or_default()
+                    .entry(g.as_str().to_owned())
+                    .or_default() += n;
+            }
         }
         AuditCounts(out)
     }
@@ -157,6 +177,15 @@ pub(crate) fn record(counters: Option<&AuditCounters>, event: &'static str, kind
     if let Some(c) = counters {
         c.add(event, kind);
     }
+}
+
+/// The `token_issued` event's name.
+const ISSUED: &str = "token_issued";
+
+/// [`record`] for `token_issued` of `grant`: the counters' atomic for it.
+pub(crate) fn record_issued(counters: &AuditCounters, grant: GrantType) {
+    crate::telemetry::counter(METRIC, &[("event", ISSUED), ("kind", grant.as_str())]);
+    counters.token_issued(grant);
 }
 
 /// `audit!(counters, level, "event", "kind"; fields..., "message")`: one tracing event on

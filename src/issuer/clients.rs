@@ -78,6 +78,9 @@ pub struct RegisteredClient {
     introspection: bool,
     require_consent: bool,
     require_pkce: Option<bool>,
+    /// The last `client_credentials` decision for this client (not configuration: a clone
+    /// starts without one).
+    cc: crate::issuer::grants::client_credentials::CcSlot,
 }
 
 impl fmt::Debug for RegisteredClient {
@@ -132,7 +135,13 @@ impl RegisteredClient {
             introspection: false,
             require_consent: false,
             require_pkce: None,
+            cc: Default::default(),
         }
+    }
+
+    /// Where the `client_credentials` grant keeps its last decision for this client.
+    pub(crate) fn cc_slot(&self) -> &crate::issuer::grants::client_credentials::CcSlot {
+        &self.cc
     }
 
     /// The client from a `clients:` entry; a `client-secret` is hashed (argon2id) by `hasher`.
@@ -914,11 +923,22 @@ pub(crate) enum BasicError {
 /// joined by `:` and base64-encoded; RFC 7617).
 pub(crate) fn parse_basic(value: &[u8]) -> Result<(String, Zeroizing<String>), BasicError> {
     let value = std::str::from_utf8(value).map_err(|_| BasicError::Malformed)?;
-    let (scheme, rest) = value.split_once(' ').ok_or(BasicError::NotBasic)?;
-    if !scheme.eq_ignore_ascii_case("basic") {
+    // Byte loops (the separators are ASCII), not `str`'s generic pattern searchers: less code
+    // on every token request.
+    let space = value
+        .bytes()
+        .position(|b| b == b' ')
+        .ok_or(BasicError::NotBasic)?;
+    if !value.as_bytes()[..space].eq_ignore_ascii_case(b"basic") {
         return Err(BasicError::NotBasic);
     }
-    let encoded = rest.trim_matches([' ', '\t']).as_bytes();
+    let mut encoded = &value.as_bytes()[space + 1..];
+    while let [b' ' | b'\t', rest @ ..] = encoded {
+        encoded = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = encoded {
+        encoded = rest;
+    }
     // Decoded on the stack when it fits (any usual id and secret: no allocation); the bytes
     // that may have been written are zeroized after use, whatever the outcome.
     let most = encoded.len().div_ceil(4) * 3;
@@ -943,7 +963,11 @@ pub(crate) fn parse_basic(value: &[u8]) -> Result<(String, Zeroizing<String>), B
 /// `id:secret` (RFC 7617), each form-decoded (RFC 6749 §2.3.1); the id not empty.
 fn split_basic(decoded: &[u8]) -> Result<(String, Zeroizing<String>), BasicError> {
     let text = std::str::from_utf8(decoded).map_err(|_| BasicError::Malformed)?;
-    let (id, secret) = text.split_once(':').ok_or(BasicError::Malformed)?;
+    let colon = text
+        .bytes()
+        .position(|b| b == b':')
+        .ok_or(BasicError::Malformed)?;
+    let (id, secret) = (&text[..colon], &text[colon + 1..]);
     let id = form_decode(id).ok_or(BasicError::Malformed)?;
     let secret = Zeroizing::new(form_decode(secret).ok_or(BasicError::Malformed)?);
     if id.is_empty() {
@@ -967,25 +991,25 @@ fn form_decode(s: &str) -> Option<String> {
 }
 
 /// Successful secret checks, remembered for a while so a client asking for a token every few
-/// seconds does not pay an argon2/bcrypt check each time. Keys are SHA-256 (SHA-512 cut to 256
-/// bits when the server signs with an algorithm on the SHA-512 core: see
-/// [`VerifiedSecrets::for_algorithm`]) of a per-process random 256-bit key followed by the length-prefixed client id and presented secret (a keyed
+/// seconds does not pay an argon2/bcrypt check each time. Keys are SHA-256 of a per-process
+/// random 256-bit key followed by the length-prefixed client id and presented secret (a keyed
 /// hash: the tags never leave the process, so the length extension that rules this out as a
 /// public MAC does not apply; one one-shot hash instead of the HMAC API's two finalizations and
 /// context copy, ~4k instructions less per request); each entry also holds the stored
 /// hash it was checked against (public data, compared on lookup), so a changed secret or hash
 /// misses; only successes are remembered. (The stored hash is compared rather than hashed into
 /// the key: one SHA-256 block less per request.)
+///
+/// SHA-256 whatever the signing algorithm: x86-64 CPUs since AMD Zen and Intel Ice Lake, and
+/// ARMv8 with its crypto extension, run it in hardware (~50 ns a block), while aws-lc runs
+/// SHA-512 in software on AMD (its AVX path is for Intel only): one SHA-512 block for the tag
+/// was ~0.3 µs of an EdDSA issuance there (#8's seventh pass, `benches/peers/callgrind.md`).
 pub(crate) struct VerifiedSecrets {
     key: Zeroizing<[u8; 32]>,
     ttl: Duration,
     max: usize,
     /// Tag → (valid until, the stored hash it was checked against).
     seen: Mutex<HashMap<[u8; 32], (u64, Box<str>)>>,
-    /// The tag's digest: the SHA-2 core the signing algorithm already runs (SHA-512, its
-    /// output cut to 32 bytes, for EdDSA and the 384/512 algorithms; SHA-256 otherwise), so a
-    /// token request runs one SHA-2 implementation, not two (see [`VerifiedSecrets::tag`]).
-    digest: &'static aws_lc_rs::digest::Algorithm,
 }
 
 impl fmt::Debug for VerifiedSecrets {
@@ -1009,20 +1033,7 @@ impl VerifiedSecrets {
             ttl,
             max,
             seen: Mutex::new(HashMap::new()),
-            digest: &aws_lc_rs::digest::SHA256,
         })
-    }
-
-    /// Tags with the SHA-2 core that `alg` signs with (SHA-512 for EdDSA, ES384, RS384/512,
-    /// PS384/512 and HS384/512; SHA-256 otherwise): both are 256-bit keyed tags, and a token
-    /// request then runs one SHA-2 implementation (its code stays in the instruction cache).
-    pub(crate) fn for_algorithm(mut self, alg: crate::jwks::Algorithm) -> Self {
-        use crate::jwks::Algorithm as A;
-        self.digest = match alg {
-            A::RS256 | A::PS256 | A::ES256 | A::HS256 => &aws_lc_rs::digest::SHA256,
-            _ => &aws_lc_rs::digest::SHA512,
-        };
-        self
     }
 
     /// The cache key of `(id, secret)`, computed once per request and used for every stored
@@ -1051,8 +1062,7 @@ impl VerifiedSecrets {
             at += 8 + part.len();
         }
         let mut out = [0u8; 32];
-        // SHA-256, or SHA-512 cut to its first 32 bytes (`digest`: see the field).
-        out.copy_from_slice(&aws_lc_rs::digest::digest(self.digest, input).as_ref()[..32]);
+        out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input).as_ref());
         input.zeroize();
         Some(out)
     }
@@ -1167,11 +1177,8 @@ mod tests {
             "{bcrypt}$2a$04$Sv.pSsbgPir7MvhUGbWdteZ.kU7CjEFaxI2d8jEgZd/mujHHrcaU.",
         )
         .unwrap();
-        // SHA-256 tags (ES256) and SHA-512 ones cut to 32 bytes (EdDSA).
-        for alg in [crate::jwks::Algorithm::ES256, crate::jwks::Algorithm::EdDSA] {
-            let v = VerifiedSecrets::new(Duration::from_secs(60), 2)
-                .unwrap()
-                .for_algorithm(alg);
+        {
+            let v = VerifiedSecrets::new(Duration::from_secs(60), 2).unwrap();
             let tag = |id: &str, secret: &str| v.tag(id, secret);
             v.insert(tag("a", "s").as_ref(), &h, 100);
             assert!(v.contains(tag("a", "s").as_ref(), &h, 159));

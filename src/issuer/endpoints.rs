@@ -68,7 +68,9 @@ use crate::issuer::Shared;
 use crate::issuer::audit::audit;
 use crate::issuer::clients::{BasicError, Credentials, Presented, RegisteredClient, parse_basic};
 use crate::issuer::config::{AuthMethod, GrantType};
-use crate::issuer::grants::{ErrorCode, GrantRequest, Params, TokenError, TokenResponse};
+use crate::issuer::grants::{
+    ErrorCode, GrantRequest, Params, TokenError, TokenResponse, client_credentials,
+};
 
 mod revocation;
 
@@ -529,6 +531,12 @@ pub(crate) async fn dispatch(
             ErrorCode::UnauthorizedClient,
             format!("the client may not use `{grant_type}`"),
         ));
+    }
+    // `client_credentials` without a customizer waits for nothing: answered in place.
+    if grant == GrantType::ClientCredentials {
+        if let Some(answer) = client_credentials::issue_now(shared, &client, params) {
+            return answer;
+        }
     }
     handler
         .handle(GrantRequest {

@@ -148,6 +148,9 @@ type OnIssued = Arc<dyn Fn(&IssuedToken) + Send + Sync>;
 
 /// State shared by every endpoint.
 pub(crate) struct Shared {
+    /// This server among the process's (a decision cached in a client, see
+    /// [`grants::client_credentials`], is only reused by the server that made it).
+    pub(crate) id: u64,
     pub(crate) issuer: String,
     pub(crate) typ: String,
     pub(crate) ttl: Duration,
@@ -171,6 +174,14 @@ pub(crate) struct Shared {
     pub(crate) refresh_endpoint: refresh_endpoint::RefreshEndpointOptions,
     pub(crate) management: manage::ManagementOptions,
     on_issued: Option<OnIssued>,
+}
+
+/// A token could not be minted: logged, `server_error`.
+#[cold]
+#[inline(never)]
+fn not_issued(client: &RegisteredClient, e: &tokens::MintError) -> TokenError {
+    tracing::error!(target: "tower_bearer::issuer", client_id = client.client_id(), error = %e, "token not issued");
+    TokenError::server_error()
 }
 
 impl Shared {
@@ -203,11 +214,54 @@ impl Shared {
         };
         let minted = tokens::mint(draft, &key, self.customizer.as_deref())
             .await
-            .map_err(|e| {
-                tracing::error!(target: "tower_bearer::issuer", client_id = client.client_id(), error = %e, "token not issued");
-                TokenError::server_error()
-            })?;
-        audit::audit!(Some(&self.audit), info, "token_issued", grant.as_str();
+            .map_err(|e| not_issued(client, &e))?;
+        self.issued(client, grant, subject, scopes, audiences, &minted);
+        Ok(minted)
+    }
+
+    /// Signs the access token of a decision whose fixed claims are `fixed` (built for this
+    /// server, with no customizer) with the active key and reports it: [`Shared::mint`]'s
+    /// token, its fixed claims written and encoded once.
+    pub(crate) fn mint_fixed(
+        &self,
+        client: &RegisteredClient,
+        grant: GrantType,
+        decision: &tokens::Decision,
+        ttl: Duration,
+    ) -> Result<Minted, TokenError> {
+        let key = self.keys.signing_key();
+        let minted = tokens::mint_fixed(
+            &decision.fixed,
+            self.clock.now_unix(),
+            ttl.as_secs(),
+            &key,
+            &self.typ,
+        )
+        .map_err(|e| not_issued(client, &e))?;
+        self.issued(
+            client,
+            grant,
+            client.client_id(),
+            &decision.scopes,
+            &decision.audiences,
+            &minted,
+        );
+        Ok(minted)
+    }
+
+    /// Audits an issued token and hands it to the `on_issued` callback.
+    fn issued(
+        &self,
+        client: &RegisteredClient,
+        grant: GrantType,
+        subject: &str,
+        scopes: &[String],
+        audiences: &[String],
+        minted: &Minted,
+    ) {
+        // `audit!` with the counters' lock-free `token_issued` count.
+        let kind = grant.as_str();
+        tracing::info!(target: "tower_bearer::audit", event = "token_issued", kind,
             client_id = client.client_id(),
             sub = subject,
             scope = %scopes.join(" "),
@@ -215,6 +269,7 @@ impl Shared {
             jti = %minted.jti,
             "access token issued"
         );
+        audit::record_issued(&self.audit, grant);
         if let Some(cb) = &self.on_issued {
             cb(&IssuedToken {
                 client_id: client.client_id().to_owned(),
@@ -226,7 +281,6 @@ impl Shared {
                 exp: minted.exp,
             });
         }
-        Ok(minted)
     }
 
     pub(crate) fn grant(&self, g: GrantType) -> Option<&Arc<dyn Grant>> {
@@ -1205,8 +1259,7 @@ impl AuthorizationServerBuilder {
                 }
             }
         };
-        let verified = VerifiedSecrets::new(self.verified_secret_ttl, 10_000)?
-            .for_algorithm(keys.signing_key().algorithm());
+        let verified = VerifiedSecrets::new(self.verified_secret_ttl, 10_000)?;
         let mut management = self.management;
         management.allow_insecure_http = self.allow_insecure_http;
         let mut grants: Vec<Arc<dyn Grant>> =
@@ -1215,7 +1268,9 @@ impl AuthorizationServerBuilder {
         let authorize = self
             .authorize
             .build(&self.issuer, code_clients, &mut grants)?;
+        static SERVERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let shared = Shared {
+            id: SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             issuer: self.issuer,
             typ: self.typ,
             ttl: self.ttl,

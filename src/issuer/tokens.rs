@@ -423,6 +423,56 @@ impl fmt::Debug for Minted {
     }
 }
 
+impl Draft<'_> {
+    /// Whether the grant's own claims set `k` (it wins over the server's claim of that name).
+    fn overridden(&self, k: &str) -> bool {
+        (self.gty.is_some() && k == "gty")
+            || (!self.grant_claims.is_empty() && self.grant_claims.contains_key(k))
+    }
+}
+
+/// The members of a token's payload that are the same for every token of one decision (who,
+/// for whom, what): `{`, then `iss`, `sub`, `aud`, `client_id`, `scope` and `gty`, each unless
+/// the grant's claims set it. They come first, before `exp`, `iat` and `jti`, so a grant that
+/// mints tokens of one decision again and again writes and encodes them once
+/// ([`FixedPayload`]).
+fn fixed_members(payload: &mut Json, draft: &Draft<'_>) -> Result<(), MintError> {
+    if !draft.overridden("iss") {
+        payload.str_member("iss", draft.issuer)?;
+    }
+    if !draft.overridden("sub") {
+        payload.str_member("sub", draft.subject)?;
+    }
+    if !draft.overridden("aud") {
+        match draft.audiences {
+            [] => {}
+            [one] => payload.str_member("aud", one)?,
+            many => payload.member("aud", many)?,
+        }
+    }
+    if !draft.overridden("client_id") {
+        payload.str_member("client_id", draft.client.client_id())?;
+    }
+    if !draft.scopes.is_empty() && !draft.overridden("scope") {
+        payload.joined_member("scope", draft.scopes);
+    }
+    if let Some(gty) = draft.gty {
+        payload.str_member("gty", gty)?;
+    }
+    Ok(())
+}
+
+/// The header of tokens of type `typ` signed by `key`, base64url (encoded once per key).
+fn header<'k>(key: &'k SigningKey, typ: &str) -> std::borrow::Cow<'k, str> {
+    key.encoded_header(typ, || {
+        let mut header = Json::with_capacity(128);
+        header.push_str_member("alg", key.algorithm().as_str());
+        header.push_str_member("typ", typ);
+        header.push_str_member("kid", key.kid());
+        header.finish()
+    })
+}
+
 pub(crate) async fn mint(
     draft: Draft<'_>,
     key: &SigningKey,
@@ -447,41 +497,16 @@ pub(crate) async fn mint(
     // The claims are written straight to JSON (no `Value` tree per token): the server's
     // claims, then the grant's (which win over a server claim of the same name), then the
     // customizer's (which never override either).
-    let overridden = |k: &str| {
-        (draft.gty.is_some() && k == "gty")
-            || (!draft.grant_claims.is_empty() && draft.grant_claims.contains_key(k))
-    };
     let mut payload = Json::with_capacity(256);
-    if !overridden("iss") {
-        payload.str_member("iss", draft.issuer)?;
-    }
-    if !overridden("sub") {
-        payload.str_member("sub", draft.subject)?;
-    }
-    if !overridden("aud") {
-        match draft.audiences {
-            [] => {}
-            [one] => payload.str_member("aud", one)?,
-            many => payload.member("aud", many)?,
-        }
-    }
-    if !overridden("exp") {
+    fixed_members(&mut payload, &draft)?;
+    if !draft.overridden("exp") {
         payload.u64_member("exp", exp);
     }
-    if !overridden("iat") {
+    if !draft.overridden("iat") {
         payload.u64_member("iat", draft.now);
     }
-    if !overridden("jti") {
+    if !draft.overridden("jti") {
         payload.str_member("jti", &jti)?;
-    }
-    if !overridden("client_id") {
-        payload.str_member("client_id", draft.client.client_id())?;
-    }
-    if !draft.scopes.is_empty() && !overridden("scope") {
-        payload.joined_member("scope", draft.scopes);
-    }
-    if let Some(gty) = draft.gty {
-        payload.str_member("gty", gty)?;
     }
     for (k, v) in &draft.grant_claims {
         if !(draft.gty.is_some() && k == "gty") {
@@ -489,19 +514,13 @@ pub(crate) async fn mint(
         }
     }
     for (k, v) in &extra {
-        if !overridden(k) {
+        if !draft.overridden(k) {
             payload.member(k, v)?;
         }
     }
     let payload = payload.finish();
     // The header (`alg`, `typ`, `kid`) is the same for every token of this key: encoded once.
-    let header = key.encoded_header(draft.typ, || {
-        let mut header = Json::with_capacity(128);
-        header.push_str_member("alg", key.algorithm().as_str());
-        header.push_str_member("typ", draft.typ);
-        header.push_str_member("kid", key.kid());
-        header.finish()
-    });
+    let header = header(key, draft.typ);
     // base64url length of header and payload, plus the signature: check before signing.
     let estimate = header.len() + 1 + payload.len().div_ceil(3) * 4;
     if estimate > MAX_TOKEN_LEN {
@@ -514,6 +533,95 @@ pub(crate) async fn mint(
         return Err(MintError::TooLong(token.len()));
     }
     Ok(Minted { token, jti, exp })
+}
+
+/// The fixed members ([`fixed_members`]) of the tokens of one decision with no grant claims
+/// and no customizer, ready to be followed by `exp`, `iat` and `jti`: its first `3k` bytes
+/// base64url-encoded once (whole base64 groups: the encoding of the whole payload starts with
+/// them), the 0-2 bytes after them kept as they are. [`mint_fixed`] then writes and encodes
+/// only the ~80 bytes that change per token.
+pub(crate) struct FixedPayload {
+    /// base64url of the first `3k` bytes.
+    encoded: String,
+    /// The bytes after them (fewer than 3).
+    tail: Vec<u8>,
+}
+
+impl fmt::Debug for FixedPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FixedPayload")
+            .field("encoded_len", &self.encoded.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FixedPayload {
+    /// The fixed part of `draft`'s tokens (its `now`, `ttl` and customizer are not used);
+    /// `None` when the draft carries grant claims (they come after `jti`).
+    pub(crate) fn new(draft: &Draft<'_>) -> Result<Option<Self>, MintError> {
+        if !draft.grant_claims.is_empty() {
+            return Ok(None);
+        }
+        let mut json = Json::with_capacity(256);
+        fixed_members(&mut json, draft)?;
+        let bytes = json.0;
+        let cut = bytes.len() - bytes.len() % 3;
+        Ok(Some(Self {
+            encoded: URL_SAFE_NO_PAD.encode(&bytes[..cut]),
+            tail: bytes[cut..].to_vec(),
+        }))
+    }
+}
+
+/// What the server decided for tokens asked for again and again in the same terms: the
+/// granted scopes and audiences and the payload members they fix.
+#[derive(Debug)]
+pub(crate) struct Decision {
+    pub(crate) scopes: Vec<String>,
+    pub(crate) audiences: Vec<String>,
+    pub(crate) fixed: FixedPayload,
+}
+
+/// Mints the token of `fixed`'s decision issued at `now` for `ttl` seconds: the same bytes as
+/// [`mint`] writes for that draft without a customizer (and the same `jti` draw), its fixed
+/// members encoded once.
+pub(crate) fn mint_fixed(
+    fixed: &FixedPayload,
+    now: u64,
+    ttl: u64,
+    key: &SigningKey,
+    typ: &str,
+) -> Result<Minted, MintError> {
+    let jti = new_jti()?;
+    let exp = now.saturating_add(ttl);
+    let rest = timed_members(&fixed.tail, exp, now, &jti);
+    let header = header(key, typ);
+    let estimate = header.len() + 1 + fixed.encoded.len() + rest.len().div_ceil(3) * 4;
+    if estimate > MAX_TOKEN_LEN {
+        return Err(MintError::TooLong(estimate));
+    }
+    let token = key
+        .sign_encoded_split(&header, &fixed.encoded, &rest)
+        .map_err(|_| MintError::Signing)?;
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(MintError::TooLong(token.len()));
+    }
+    Ok(Minted { token, jti, exp })
+}
+
+/// `tail` (the fixed members' last bytes, after a member: a comma follows), then `exp`,
+/// `iat`, `jti` and the closing brace, as [`mint`] writes them.
+fn timed_members(tail: &[u8], exp: u64, iat: u64, jti: &str) -> Vec<u8> {
+    let mut rest = Vec::with_capacity(tail.len() + 64 + jti.len());
+    rest.extend_from_slice(tail);
+    rest.extend_from_slice(b",\"exp\":");
+    push_u64(&mut rest, exp);
+    rest.extend_from_slice(b",\"iat\":");
+    push_u64(&mut rest, iat);
+    rest.extend_from_slice(b",\"jti\":");
+    push_json_str(&mut rest, jti);
+    rest.push(b'}');
+    rest
 }
 
 #[cfg(test)]
@@ -559,6 +667,72 @@ mod tests {
     fn payload(token: &str) -> Value {
         let p = token.split('.').nth(1).unwrap();
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap()
+    }
+
+    /// The raw payload bytes of a token.
+    fn payload_bytes(token: &str) -> Vec<u8> {
+        URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap()
+    }
+
+    /// `mint_fixed` writes the bytes `mint` writes for the same draft (but the `jti`), for
+    /// every length of the fixed part modulo 3 (the bytes left out of its encoding), one
+    /// audience or several, scopes or none.
+    #[tokio::test]
+    async fn fixed_payload_tokens_are_mint_tokens() {
+        let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+        let header = header(&key, "at+jwt");
+        let mut tails = std::collections::BTreeSet::new();
+        for id in ["c", "cl", "cli", "client-é"] {
+            let client = RegisteredClient::new(id, AuthMethod::ClientSecretBasic);
+            for (scopes, aud) in [
+                (vec!["a".to_owned()], vec!["x".to_owned()]),
+                (vec![], vec!["x".to_owned(), "y\"z".to_owned()]),
+                (vec!["a".to_owned(), "b".to_owned()], vec![]),
+            ] {
+                let mut d = draft(&client, &scopes, &aud);
+                d.gty = Some("client-credentials");
+                let (now, ttl) = (d.now, d.ttl);
+                let general = mint(d, &key, None).await.unwrap();
+                let mut d = draft(&client, &scopes, &aud);
+                d.gty = Some("client-credentials");
+                let fixed = FixedPayload::new(&d).unwrap().unwrap();
+                assert!(fixed.encoded.len().is_multiple_of(4));
+                assert!(fixed.tail.len() < 3);
+                tails.insert(fixed.tail.len());
+                let quick = mint_fixed(&fixed, now, ttl, &key, "at+jwt").unwrap();
+                assert_eq!((quick.exp, general.exp), (now + ttl, now + ttl));
+                assert!(
+                    quick
+                        .token
+                        .starts_with(&format!("{header}.{}", fixed.encoded))
+                );
+                let want = String::from_utf8(payload_bytes(&general.token))
+                    .unwrap()
+                    .replace(&general.jti, &quick.jti);
+                assert_eq!(
+                    String::from_utf8(payload_bytes(&quick.token)).unwrap(),
+                    want
+                );
+                // Signed over what it says.
+                let (input, sig) = quick.token.rsplit_once('.').unwrap();
+                let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+                let public = key.public_jwk();
+                let x = URL_SAFE_NO_PAD
+                    .decode(public["x"].as_str().unwrap())
+                    .unwrap();
+                aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, x)
+                    .verify(input.as_bytes(), &sig)
+                    .unwrap();
+            }
+        }
+        assert_eq!(tails.into_iter().collect::<Vec<_>>(), [0, 1, 2]);
+        // Grant claims come after `jti`: no fixed payload for them.
+        let client = RegisteredClient::new("c", AuthMethod::ClientSecretBasic);
+        let mut d = draft(&client, &[], &[]);
+        d.grant_claims.insert("uid".into(), json!(1));
+        assert!(FixedPayload::new(&d).unwrap().is_none());
     }
 
     #[tokio::test]

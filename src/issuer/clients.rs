@@ -1009,7 +1009,30 @@ pub(crate) struct VerifiedSecrets {
     ttl: Duration,
     max: usize,
     /// Tag → (valid until, the stored hash it was checked against).
-    seen: Mutex<HashMap<[u8; 32], (u64, Box<str>)>>,
+    seen: Mutex<HashMap<[u8; 32], (u64, Box<str>), BuildTagHasher>>,
+}
+
+/// Hashes a tag by folding its bytes 8 at a time: tags are keyed SHA-256 outputs, uniform to anyone
+/// without the process's key, so no one can aim entries at one bucket and SipHash's
+/// flooding resistance buys nothing here.
+type BuildTagHasher = std::hash::BuildHasherDefault<TagHasher>;
+
+/// See [`BuildTagHasher`].
+#[derive(Default)]
+struct TagHasher(u64);
+
+impl std::hash::Hasher for TagHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
 }
 
 impl fmt::Debug for VerifiedSecrets {
@@ -1032,7 +1055,7 @@ impl VerifiedSecrets {
             key,
             ttl,
             max,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::default()),
         })
     }
 

@@ -497,7 +497,7 @@ pub(crate) async fn dispatch(
 ) -> Result<TokenResponse, TokenError> {
     params.check_no_repeats(&["resource"])?;
 
-    let client = authenticate(shared, headers, params, address).await?;
+    let (client, now) = authenticate(shared, headers, params, address).await?;
 
     let grant_type = match (params.single("grant_type")?, only) {
         (Some(g), _) => g,
@@ -534,7 +534,7 @@ pub(crate) async fn dispatch(
     }
     // `client_credentials` without a customizer waits for nothing: answered in place.
     if grant == GrantType::ClientCredentials {
-        if let Some(answer) = client_credentials::issue_now(shared, &client, params) {
+        if let Some(answer) = client_credentials::issue_now(shared, &client, params, now) {
             return answer;
         }
     }
@@ -625,12 +625,14 @@ fn presented(headers: &HeaderMap, params: &Params<'_>) -> Result<Credentials, To
     }
 }
 
-async fn authenticate(
+/// Authenticates the client of a form request: the client, and the time (Unix seconds) read
+/// once for the request (secret expiry, the verified-secret cache, then the token's `iat`).
+pub(crate) async fn authenticate(
     shared: &Shared,
     headers: &HeaderMap,
     params: &Params<'_>,
     address: Option<&str>,
-) -> Result<Arc<RegisteredClient>, TokenError> {
+) -> Result<(Arc<RegisteredClient>, u64), TokenError> {
     let creds = presented(headers, params)?;
     let id = creds.client_id.as_str();
     if let Err(after) = shared.client_limiter.check(id) {
@@ -693,7 +695,7 @@ async fn authenticate(
     match (client, failure) {
         (Some(c), None) => {
             shared.client_limiter.record_success(id);
-            Ok(c)
+            Ok((c, now))
         }
         (_, reason) => Err(auth_failed(
             shared,

@@ -221,23 +221,19 @@ impl Shared {
 
     /// Signs the access token of a decision whose fixed claims are `fixed` (built for this
     /// server, with no customizer) with the active key and reports it: [`Shared::mint`]'s
-    /// token, its fixed claims written and encoded once.
+    /// token, its fixed claims written and encoded once; `now`: its `iat` (Unix seconds, from
+    /// this server's clock).
     pub(crate) fn mint_fixed(
         &self,
         client: &RegisteredClient,
         grant: GrantType,
         decision: &tokens::Decision,
         ttl: Duration,
+        now: u64,
     ) -> Result<Minted, TokenError> {
         let key = self.keys.signing_key();
-        let minted = tokens::mint_fixed(
-            &decision.fixed,
-            self.clock.now_unix(),
-            ttl.as_secs(),
-            &key,
-            &self.typ,
-        )
-        .map_err(|e| not_issued(client, &e))?;
+        let minted = tokens::mint_fixed(&decision.fixed, now, ttl.as_secs(), &key, &self.typ)
+            .map_err(|e| not_issued(client, &e))?;
         self.issued(
             client,
             grant,

@@ -61,7 +61,7 @@ async fn read(
     .await?;
     let params = Params::parse(&form.body);
     params.check_no_repeats(&[])?;
-    let client = authenticate(shared, &form.headers, &params, form.address.as_deref()).await?;
+    let (client, _) = authenticate(shared, &form.headers, &params, form.address.as_deref()).await?;
     let token = params
         .single("token")?
         .ok_or_else(|| TokenError::new(ErrorCode::InvalidRequest, "missing parameter `token`"))?;

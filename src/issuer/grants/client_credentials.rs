@@ -257,16 +257,18 @@ fn asked<'a>(params: &'a Params<'_>) -> Result<Asked<'a>, TokenError> {
 
 /// The grant on a server without a [`TokenCustomizer`](crate::issuer::tokens::TokenCustomizer):
 /// nothing in it waits, so the token endpoint answers it in place, without the boxed future
-/// of [`Grant::handle`]; `None` on a server with one.
+/// of [`Grant::handle`]; `None` on a server with one. `now`: the request's time (Unix
+/// seconds), the token's `iat`.
 pub(crate) fn issue_now(
     server: &Shared,
     client: &RegisteredClient,
     params: &Params<'_>,
+    now: u64,
 ) -> Option<Result<TokenResponse, TokenError>> {
     server
         .customizer
         .is_none()
-        .then(|| issue_fixed(server, client, params))
+        .then(|| issue_fixed(server, client, params, now))
 }
 
 /// The token of the client's [`decision`] for `params`, its fixed claims encoded once.
@@ -274,11 +276,12 @@ fn issue_fixed(
     server: &Shared,
     client: &RegisteredClient,
     params: &Params<'_>,
+    now: u64,
 ) -> Result<TokenResponse, TokenError> {
     let asked = asked(params)?;
     let ttl = client.access_token_ttl().unwrap_or(server.ttl);
     let d = decision(server, client, &asked)?;
-    let minted = server.mint_fixed(client, GrantType::ClientCredentials, &d.decision, ttl)?;
+    let minted = server.mint_fixed(client, GrantType::ClientCredentials, &d.decision, ttl, now)?;
     let mut res = TokenResponse::bearer(minted.token, ttl.as_secs());
     res.scope.clone_from(&d.response_scope);
     Ok(res)
@@ -300,7 +303,7 @@ impl Grant for ClientCredentialsGrant {
                 params,
                 ..
             } = req;
-            if let Some(answer) = issue_now(server, client, params) {
+            if let Some(answer) = issue_now(server, client, params, server.clock.now_unix()) {
                 return answer;
             }
             let asked = asked(params)?;

@@ -171,7 +171,7 @@ fn token_ok(r: &TokenResponse) -> Response {
         head
     });
     let body = token_response_json(r);
-    let len = HeaderValue::from(body.len());
+    let len = content_length(body.len());
     let mut res = Response::from_parts(HEAD.clone(), Body::from(body));
     if let Some(v) = res.headers_mut().get_mut(header::CONTENT_LENGTH) {
         *v = len;
@@ -179,20 +179,52 @@ fn token_ok(r: &TokenResponse) -> Response {
     res
 }
 
-/// The JSON body of a token response, written member by member into one buffer sized up front
-/// (the token, ~0.3-1 KiB, needs no escape: copied as it is).
+/// A `Content-Length` value: the last one this thread made when the length is the same (the
+/// token responses of one client have one length: the same fixed claims, a fixed-size `jti`),
+/// a clone of it sharing its bytes, instead of formatting and allocating a new one.
+fn content_length(len: usize) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(usize, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((n, v)) if *n == len => v.clone(),
+            _ => {
+                let v = HeaderValue::from(len);
+                *last = Some((len, v.clone()));
+                v
+            }
+        }
+    })
+}
+
+/// The JSON body of a token response, written member by member into one buffer of exactly its
+/// size when no value needs an escape (the usual case: base64url tokens, scope names; a value
+/// with escapes grows the buffer), so that `Bytes::from` takes the buffer as it is, with no
+/// shared header allocated beside it.
 fn token_response_json(r: &TokenResponse) -> Vec<u8> {
-    let string = crate::issuer::tokens::push_json_str;
-    let len = r.access_token.len()
-        + r.scope.as_ref().map_or(0, String::len)
-        + r.refresh_token.as_ref().map_or(0, String::len);
-    let mut out = Vec::with_capacity(len + 128);
+    use crate::issuer::tokens::{push_json_str as string, push_u64};
+    let quoted = |s: &str| s.len() + 2;
+    let digits = r.expires_in.checked_ilog10().map_or(1, |d| d as usize + 1);
+    let exact = br#"{"access_token":,"token_type":,"expires_in":}"#.len()
+        + quoted(&r.access_token)
+        + quoted(r.token_type)
+        + digits
+        + r.scope
+            .as_deref()
+            .map_or(0, |s| br#","scope":"#.len() + quoted(s))
+        + r.refresh_token
+            .as_deref()
+            .map_or(0, |s| br#","refresh_token":"#.len() + quoted(s));
+    let mut out = Vec::with_capacity(exact);
     out.extend_from_slice(b"{\"access_token\":");
     string(&mut out, &r.access_token);
     out.extend_from_slice(b",\"token_type\":");
     string(&mut out, r.token_type);
     out.extend_from_slice(b",\"expires_in\":");
-    crate::issuer::tokens::push_u64(&mut out, r.expires_in);
+    push_u64(&mut out, r.expires_in);
     if let Some(scope) = &r.scope {
         out.extend_from_slice(b",\"scope\":");
         string(&mut out, scope);
@@ -936,6 +968,13 @@ mod tests {
 
     /// The hand-written token response is the JSON `serde` writes for it, escaping included.
     #[test]
+    fn content_lengths_are_the_length() {
+        for n in [5, 5, 612, 612, 0, 5, usize::MAX] {
+            assert_eq!(content_length(n), n.to_string().as_str());
+        }
+    }
+
+    #[test]
     fn token_response_json_is_serdes() {
         let mut plain = TokenResponse::bearer("eyJh.eyJz-_.c2ln".into(), 300);
         let mut cases = vec![plain.clone()];
@@ -948,8 +987,23 @@ mod tests {
         odd.refresh_token = Some("r t".into());
         cases.push(odd);
         cases.push(TokenResponse::bearer(String::new(), 0));
+        for n in [9, 10, 99, 100, 10_u64.pow(19) - 1, 10_u64.pow(19), u64::MAX] {
+            cases.push(TokenResponse::bearer("eyJh.x.y".into(), n));
+        }
         for r in cases {
             let ours = token_response_json(&r);
+            // Sized exactly when nothing needs an escape.
+            let plain = [
+                Some(&r.access_token),
+                r.scope.as_ref(),
+                r.refresh_token.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .all(|s| !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'));
+            if plain {
+                assert_eq!(ours.capacity(), ours.len(), "{r:?}");
+            }
             assert_eq!(
                 String::from_utf8(ours).unwrap(),
                 serde_json::to_string(&r).unwrap()

@@ -273,7 +273,7 @@ impl Shared {
                 subject: subject.to_owned(),
                 scopes: scopes.to_vec(),
                 audiences: audiences.to_vec(),
-                jti: minted.jti.clone(),
+                jti: minted.jti.to_string(),
                 exp: minted.exp,
             });
         }

@@ -239,12 +239,39 @@ fn jti_bytes() -> Result<[u8; 16], MintError> {
     })
 }
 
+/// A `jti`: 128 random bits, base64url, its 22 characters kept inline (no allocation per
+/// token).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Jti([u8; 22]);
+
+impl Jti {
+    /// The 22 base64url characters.
+    pub(crate) fn as_str(&self) -> &str {
+        // base64url output: ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Jti {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Jti {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// A 128-bit random `jti`, base64url (22 characters).
-pub(crate) fn new_jti() -> Result<String, MintError> {
+pub(crate) fn new_jti() -> Result<Jti, MintError> {
     let bytes = jti_bytes()?;
-    let mut out = String::with_capacity(22);
-    URL_SAFE_NO_PAD.encode_string(bytes, &mut out);
-    Ok(out)
+    let mut out = [0u8; 22];
+    match URL_SAFE_NO_PAD.encode_slice(bytes, &mut out) {
+        Ok(22) => Ok(Jti(out)),
+        _ => Err(MintError::Random),
+    }
 }
 
 /// Why a token could not be minted (all answered as `server_error`).
@@ -313,18 +340,9 @@ fn needs_escape(s: &str) -> bool {
 }
 
 /// Appends `v` in decimal (what `serde_json` writes for a `u64`).
-pub(crate) fn push_u64(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn push_u64(out: &mut Vec<u8>, v: u64) {
     let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(decimal(&mut digits, v));
 }
 
 /// A JSON object written member by member (keys are unique by construction of the caller).
@@ -410,7 +428,7 @@ impl Json {
 /// A minted token.
 pub(crate) struct Minted {
     pub(crate) token: String,
-    pub(crate) jti: String,
+    pub(crate) jti: Jti,
     pub(crate) exp: u64,
 }
 
@@ -506,7 +524,7 @@ pub(crate) async fn mint(
         payload.u64_member("iat", draft.now);
     }
     if !draft.overridden("jti") {
-        payload.str_member("jti", &jti)?;
+        payload.str_member("jti", jti.as_str())?;
     }
     for (k, v) in &draft.grant_claims {
         if !(draft.gty.is_some() && k == "gty") {
@@ -594,14 +612,15 @@ pub(crate) fn mint_fixed(
 ) -> Result<Minted, MintError> {
     let jti = new_jti()?;
     let exp = now.saturating_add(ttl);
-    let rest = timed_members(&fixed.tail, exp, now, &jti);
+    let mut rest = [0u8; TIMED_MAX];
+    let rest = timed_members(&mut rest, &fixed.tail, exp, now, &jti);
     let header = header(key, typ);
     let estimate = header.len() + 1 + fixed.encoded.len() + rest.len().div_ceil(3) * 4;
     if estimate > MAX_TOKEN_LEN {
         return Err(MintError::TooLong(estimate));
     }
     let token = key
-        .sign_encoded_split(&header, &fixed.encoded, &rest)
+        .sign_encoded_split(&header, &fixed.encoded, rest)
         .map_err(|_| MintError::Signing)?;
     if token.len() > MAX_TOKEN_LEN {
         return Err(MintError::TooLong(token.len()));
@@ -609,19 +628,49 @@ pub(crate) fn mint_fixed(
     Ok(Minted { token, jti, exp })
 }
 
+/// The longest [`timed_members`]: a 2-byte tail, `,"exp":` and `,"iat":` with 20 digits
+/// each, `,"jti":"`, 22 characters and `"}`.
+const TIMED_MAX: usize = 2 + 2 * (7 + 20) + 8 + 22 + 2;
+
 /// `tail` (the fixed members' last bytes, after a member: a comma follows), then `exp`,
-/// `iat`, `jti` and the closing brace, as [`mint`] writes them.
-fn timed_members(tail: &[u8], exp: u64, iat: u64, jti: &str) -> Vec<u8> {
-    let mut rest = Vec::with_capacity(tail.len() + 64 + jti.len());
-    rest.extend_from_slice(tail);
-    rest.extend_from_slice(b",\"exp\":");
-    push_u64(&mut rest, exp);
-    rest.extend_from_slice(b",\"iat\":");
-    push_u64(&mut rest, iat);
-    rest.extend_from_slice(b",\"jti\":");
-    push_json_str(&mut rest, jti);
-    rest.push(b'}');
-    rest
+/// `iat`, `jti` and the closing brace, as [`mint`] writes them, into `buf` (on the stack: no
+/// allocation per token); the bytes written.
+fn timed_members<'b>(
+    buf: &'b mut [u8; TIMED_MAX],
+    tail: &[u8],
+    exp: u64,
+    iat: u64,
+    jti: &Jti,
+) -> &'b [u8] {
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        buf[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    let mut digits = [0u8; 20];
+    put(tail);
+    put(b",\"exp\":");
+    put(decimal(&mut digits, exp));
+    put(b",\"iat\":");
+    put(decimal(&mut digits, iat));
+    put(b",\"jti\":\"");
+    put(&jti.0);
+    put(b"\"}");
+    &buf[..at]
+}
+
+/// `v` in decimal, written at the end of `digits` (what [`push_u64`] appends).
+fn decimal(digits: &mut [u8; 20], mut v: u64) -> &[u8] {
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    &digits[at..]
 }
 
 #[cfg(test)]
@@ -710,7 +759,7 @@ mod tests {
                 );
                 let want = String::from_utf8(payload_bytes(&general.token))
                     .unwrap()
-                    .replace(&general.jti, &quick.jti);
+                    .replace(general.jti.as_str(), quick.jti.as_str());
                 assert_eq!(
                     String::from_utf8(payload_bytes(&quick.token)).unwrap(),
                     want
@@ -815,7 +864,7 @@ mod tests {
         assert_eq!(p["scope"], "a b");
         assert_eq!(p["uid"], "u-1");
         assert_eq!(p["dept"], "sales");
-        assert_eq!(p["jti"], m.jti);
+        assert_eq!(p["jti"], m.jti.as_str());
         let header = URL_SAFE_NO_PAD
             .decode(m.token.split('.').next().unwrap())
             .unwrap();
@@ -883,7 +932,9 @@ mod tests {
         let a = new_jti().unwrap();
         let b = new_jti().unwrap();
         assert_ne!(a, b);
-        assert_eq!(URL_SAFE_NO_PAD.decode(a).unwrap().len(), 16);
+        assert_eq!(URL_SAFE_NO_PAD.decode(a.as_str()).unwrap().len(), 16);
+        assert_eq!(format!("{a}"), a.as_str());
+        assert_eq!(format!("{a:?}"), format!("{:?}", a.as_str()));
     }
 
     /// Across several pool refills and threads: every `jti` distinct, 22 base64url characters,
@@ -895,7 +946,13 @@ mod tests {
         let per_thread = 4 * JTI_POOL_LEN / 16 + 3;
         let draws: Vec<Vec<String>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..3)
-                .map(|_| s.spawn(|| (0..per_thread).map(|_| new_jti().unwrap()).collect()))
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..per_thread)
+                            .map(|_| new_jti().unwrap().as_str().to_owned())
+                            .collect()
+                    })
+                })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });

@@ -334,31 +334,36 @@ impl<'a> Params<'a> {
         // The common body (`grant_type=client_credentials&scope=a+b` without `+` or `%`, valid
         // UTF-8) decodes to itself: split it in place, exactly as `form_urlencoded` splits
         // (empty pairs skipped, a name without `=` has an empty value), without decoding each
-        // name and value. Anything else goes through `form_urlencoded`.
-        if !body.iter().any(|&b| b == b'+' || b == b'%') {
-            if let Ok(text) = std::str::from_utf8(body) {
-                // A byte loop (`&` and `=` are ASCII: every cut is a char boundary) rather than
-                // `str::split`'s generic searcher: less code on every token request.
-                let mut pairs = Vec::with_capacity(4);
-                let mut rest = text;
-                while !rest.is_empty() {
-                    let pair = match rest.bytes().position(|b| b == b'&') {
-                        Some(i) => {
-                            let pair = &rest[..i];
-                            rest = &rest[i + 1..];
-                            pair
-                        }
-                        None => std::mem::take(&mut rest),
-                    };
-                    if pair.is_empty() {
-                        continue;
-                    }
-                    let (k, v) = match pair.bytes().position(|b| b == b'=') {
-                        Some(i) => (&pair[..i], &pair[i + 1..]),
-                        None => (pair, ""),
+        // name and value, in one pass over the bytes (`&`, `=`, `+` and `%` are ASCII: every
+        // cut is a char boundary). Anything else goes through `form_urlencoded`.
+        if let Ok(text) = std::str::from_utf8(body) {
+            let mut pairs = Vec::with_capacity(4);
+            let mut push = |start: usize, eq: Option<usize>, end: usize| {
+                if start < end {
+                    let (k, v) = match eq {
+                        Some(e) => (&text[start..e], &text[e + 1..end]),
+                        None => (&text[start..end], ""),
                     };
                     pairs.push((Cow::Borrowed(k), Cow::Borrowed(v)));
                 }
+            };
+            let (mut start, mut eq, mut plain) = (0, None, true);
+            for (i, &b) in text.as_bytes().iter().enumerate() {
+                match b {
+                    b'&' => {
+                        push(start, eq, i);
+                        (start, eq) = (i + 1, None);
+                    }
+                    b'=' if eq.is_none() => eq = Some(i),
+                    b'+' | b'%' => {
+                        plain = false;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            if plain {
+                push(start, eq, text.len());
                 return Self { pairs };
             }
         }

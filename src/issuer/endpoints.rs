@@ -286,7 +286,7 @@ async fn token(shared: &Shared, head: &mut FormHead) -> Result<TokenResponse, To
         shared,
         &head.headers,
         &params,
-        head.address.as_deref(),
+        head.address.as_ref().map(AddressKey::as_str),
         None,
     )
     .await
@@ -359,26 +359,56 @@ pub(crate) fn is_form(headers: &HeaderMap) -> bool {
 }
 
 /// The source address as the limiters and audit events key it: `IpAddr`'s `Display`, written
-/// without the formatting machinery for IPv4.
-pub(crate) fn address_key(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let mut out = String::with_capacity(15);
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
+/// without the formatting machinery for IPv4 and kept inline (no allocation per request).
+#[derive(Clone, Copy)]
+pub(crate) struct AddressKey {
+    /// An IPv6 address's text is at most 45 characters.
+    buf: [u8; 48],
+    len: u8,
+}
+
+impl AddressKey {
+    pub(crate) fn new(ip: IpAddr) -> Self {
+        let mut key = Self {
+            buf: [0; 48],
+            len: 0,
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                let mut at = 0;
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        key.buf[at] = b'.';
+                        at += 1;
+                    }
+                    if octet >= 100 {
+                        key.buf[at] = b'0' + octet / 100;
+                        at += 1;
+                    }
+                    if octet >= 10 {
+                        key.buf[at] = b'0' + octet / 10 % 10;
+                        at += 1;
+                    }
+                    key.buf[at] = b'0' + octet % 10;
+                    at += 1;
                 }
-                if octet >= 100 {
-                    out.push(char::from(b'0' + octet / 100));
-                }
-                if octet >= 10 {
-                    out.push(char::from(b'0' + octet / 10 % 10));
-                }
-                out.push(char::from(b'0' + octet % 10));
+                key.len = at as u8;
             }
-            out
+            IpAddr::V6(_) => {
+                use std::io::Write as _;
+                let mut out = &mut key.buf[..];
+                // 45 characters at most: always fits.
+                let _ = write!(out, "{ip}");
+                let left = out.len();
+                key.len = (48 - left) as u8;
+            }
         }
-        IpAddr::V6(_) => ip.to_string(),
+        key
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // ASCII digits, dots, hex digits and colons.
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or_default()
     }
 }
 
@@ -389,14 +419,14 @@ pub(crate) struct FormRequest {
     /// The body, zeroized on drop.
     pub(crate) body: Zeroizing<Vec<u8>>,
     /// The source address, when the router is served with `ConnectInfo<SocketAddr>`.
-    pub(crate) address: Option<String>,
+    pub(crate) address: Option<AddressKey>,
 }
 
 /// A form POST whose head passed [`form_head`], its body not read yet.
 pub(crate) struct FormHead {
     headers: HeaderMap,
     body: Body,
-    address: Option<String>,
+    address: Option<AddressKey>,
 }
 
 /// The synchronous part of [`read_form`]: none of `forbidden` in the URL query
@@ -420,7 +450,7 @@ pub(crate) fn form_head(
     let address = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| address_key(c.0.ip()));
+        .map(|c| AddressKey::new(c.0.ip()));
     let (parts, body) = req.into_parts();
     Ok(FormHead {
         headers: parts.headers,
@@ -511,7 +541,7 @@ pub(crate) async fn dispatch_form(
         shared,
         &form.headers,
         &params,
-        form.address.as_deref(),
+        form.address.as_ref().map(AddressKey::as_str),
         only,
     )
     .await
@@ -675,7 +705,11 @@ pub(crate) async fn authenticate(
             return Err(address_backing_off(shared, a, after));
         }
     }
-    let client = match shared.clients.find(id).await {
+    let found = match shared.clients.find_now(id) {
+        Some(found) => found,
+        None => shared.clients.find(id).await,
+    };
+    let client = match found {
         Ok(client) => client,
         Err(e) => return Err(registry_failed(&e)),
     };
@@ -874,13 +908,16 @@ mod tests {
             "::1",
             "2001:db8::7",
             "::ffff:1.2.3.4",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "1111:2222:3333:4444:5555:6666:7777:8888",
+            "::ffff:255.255.255.255",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(address_key(ip), ip.to_string());
+            assert_eq!(AddressKey::new(ip).as_str(), ip.to_string());
         }
         for o in 0..=255u8 {
             let ip = IpAddr::from([o, o / 3, 255 - o, 7]);
-            assert_eq!(address_key(ip), ip.to_string());
+            assert_eq!(AddressKey::new(ip).as_str(), ip.to_string());
         }
     }
 

@@ -96,7 +96,7 @@ use http::{Method, StatusCode};
 use zeroize::Zeroizing;
 
 use crate::issuer::config::{AuthorizationServerConfig, DEFAULT_REFRESH_ENDPOINT_PATH, GrantType};
-use crate::issuer::endpoints::{FormRequest, address_key, dispatch_form, form_dispatch, no_store};
+use crate::issuer::endpoints::{AddressKey, FormRequest, dispatch_form, form_dispatch, no_store};
 use crate::issuer::grants::{ErrorCode, TokenError};
 use crate::issuer::{AuthorizationServerBuilder, Shared};
 
@@ -242,7 +242,7 @@ async fn refresh_request(
     let address = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| address_key(c.0.ip()));
+        .map(|c| AddressKey::new(c.0.ip()));
     let (parts, _) = req.into_parts();
     let query = parts.uri.query().unwrap_or("");
     if form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "client_secret") {

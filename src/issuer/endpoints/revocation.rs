@@ -61,7 +61,13 @@ async fn read(
     .await?;
     let params = Params::parse(&form.body);
     params.check_no_repeats(&[])?;
-    let (client, _) = authenticate(shared, &form.headers, &params, form.address.as_deref()).await?;
+    let (client, _) = authenticate(
+        shared,
+        &form.headers,
+        &params,
+        form.address.as_ref().map(super::AddressKey::as_str),
+    )
+    .await?;
     let token = params
         .single("token")?
         .ok_or_else(|| TokenError::new(ErrorCode::InvalidRequest, "missing parameter `token`"))?;

@@ -13,11 +13,10 @@
 //!   JSON response), on a current-thread runtime. It measures the server as it sees a request
 //!   once hyper has parsed it: from a built `http::Request` (headers, `ConnectInfo`, a
 //!   `Full` body) to the finished response, its status checked and its body's one data frame
-//!   taken and dropped (as a server drops it once written). The requests are built outside the
-//!   timed region (criterion's `iter_batched`, a fresh request per iteration, in batches of 64:
-//!   a request is in the cache when served, as one hyper has just parsed is; before #8's
-//!   seventh pass `SmallInput`, batches of up to ~500 at this speed, and the bodies were kept
-//!   until the batch ended), as hyper builds them outside the server: until #8's
+//!   taken and dropped inside the timed part (as a server drops it once written; until #8's
+//!   seventh pass the bodies were kept until criterion's batch ended). The requests are built
+//!   outside the timed region (criterion's `iter_batched`, a fresh request per iteration), as
+//!   hyper builds them outside the server: until #8's
 //!   fifth pass (iss15) `issue` also timed building the request with
 //!   `http::request::Builder` and collecting the body with `to_bytes` (~3.7k instructions per
 //!   issuance, none of it the server's; natively within the run-to-run noise, under 0.5 µs).
@@ -218,7 +217,7 @@ fn benches<M: Measurement>(c: &mut Criterion<M>) {
             b.iter_batched(
                 || request(&auth),
                 |req| serve(&rt, &mut router, req).len(),
-                BatchSize::NumIterations(64),
+                BatchSize::SmallInput,
             );
         });
         group.finish();

@@ -1045,9 +1045,10 @@ fn form_decode(s: &str) -> Option<String> {
 /// the key: one SHA-256 block less per request.)
 ///
 /// SHA-256 whatever the signing algorithm: x86-64 CPUs since AMD Zen and Intel Ice Lake, and
-/// ARMv8 with its crypto extension, run it in hardware (~50 ns a block), while aws-lc runs
-/// SHA-512 in software on AMD (its AVX path is for Intel only): one SHA-512 block for the tag
-/// was ~0.3 µs of an EdDSA issuance there (#8's seventh pass, `benches/peers/callgrind.md`).
+/// ARMv8 with its crypto extension, run it in hardware, and on an AMD EPYC host aws-lc ran
+/// SHA-512 without SIMD (`sha512_block_data_order_nohw`): the tag took ~0.4 µs of an EdDSA
+/// issuance with SHA-512, ~0.13 µs with SHA-256 (`perf`, #8's seventh pass,
+/// `benches/peers/callgrind.md`).
 pub(crate) struct VerifiedSecrets {
     key: Zeroizing<[u8; 32]>,
     ttl: Duration,

@@ -180,7 +180,7 @@ pub(crate) fn record(counters: Option<&AuditCounters>, event: &'static str, kind
 }
 
 /// The `token_issued` event's name.
-const ISSUED: &str = "token_issued";
+pub(crate) const ISSUED: &str = "token_issued";
 
 /// [`record`] for `token_issued` of `grant`: the counters' atomic for it.
 pub(crate) fn record_issued(counters: &AuditCounters, grant: GrantType) {

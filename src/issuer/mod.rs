@@ -257,7 +257,7 @@ impl Shared {
     ) {
         // `audit!` with the counters' lock-free `token_issued` count.
         let kind = grant.as_str();
-        tracing::info!(target: "tower_bearer::audit", event = "token_issued", kind,
+        tracing::info!(target: audit::TARGET, event = audit::ISSUED, kind,
             client_id = client.client_id(),
             sub = subject,
             scope = %scopes.join(" "),

@@ -303,9 +303,8 @@ impl Grant for ClientCredentialsGrant {
                 params,
                 ..
             } = req;
-            if let Some(answer) = issue_now(server, client, params, server.clock.now_unix()) {
-                return answer;
-            }
+            // The token endpoint answers servers without a customizer in place
+            // (`issue_now`); this path mints through the customizer.
             let asked = asked(params)?;
             let ttl = client.access_token_ttl().unwrap_or(server.ttl);
             let (scopes, name_scope, audiences) = decide(server, client, &asked)?;
@@ -455,6 +454,41 @@ mod tests {
         registry.insert(client(&["a"]));
         let (st, body, _) = ask(&one, "&scope=b&audience=y").await;
         assert_eq!((st, &body["error"]), (400, &"invalid_scope".into()));
+    }
+
+    /// A server with a customizer mints through it (`Grant::handle`) and keeps no decision.
+    #[tokio::test]
+    async fn customizer_servers_mint_through_it_and_keep_nothing() {
+        use crate::issuer::tokens::{CustomizerError, TokenContext, TokenCustomizer};
+        #[derive(Debug)]
+        struct Dept;
+        impl TokenCustomizer for Dept {
+            fn customize<'a>(
+                &'a self,
+                _: &'a TokenContext<'a>,
+                extra: &'a mut Map<String, serde_json::Value>,
+            ) -> BoxFuture<'a, Result<(), CustomizerError>> {
+                extra.insert("dept".into(), "sales".into());
+                Box::pin(async { Ok(()) })
+            }
+        }
+        let registry = Arc::new(MemoryClientRegistry::new());
+        registry.insert(client(&["a", "b"]));
+        let server = AuthorizationServer::builder("https://one.example")
+            .clients(registry.clone())
+            .customizer(Dept)
+            .build()
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            let (st, body, c) = ask(&server, "").await;
+            assert_eq!(
+                (st, &c["dept"], &c["scope"]),
+                (200, &"sales".into(), &"a b".into())
+            );
+            assert_eq!((&c["gty"], &body["scope"]), (&GTY.into(), &"a b".into()));
+        }
+        assert!(slot(&registry).await.is_none());
     }
 
     /// A clone of a client (which may then be changed) starts without its decision, and a
